@@ -71,8 +71,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "KeyTooLongError": (400, "Your key is too long"),
     "MalformedXML": (
         400,
-        "The XML you provided was not well-formed or did not validate against our published "
-        "schema",
+        "The XML you provided was not well-formed or did not validate against our published schema",
     ),
     "MaxMessageLengthExceeded": (400, "Your request was too big."),
     "MetadataTooLarge": (
