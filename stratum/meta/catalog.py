@@ -1,0 +1,271 @@
+"""Buckets, objects, volumes and users in LMDB, and listing in S3's byte order.
+
+Object keys: ``objects`` is keyed by ``bucket NUL key`` so a bucket's keys are one
+contiguous range in UTF-8 byte order, the order S3 lists in. LMDB keys are limited
+to 511 bytes while S3 keys may have 1,024, so a key of :data:`LONG_KEY` bytes or more
+is stored under its first :data:`LONG_KEY` bytes, in a list record (format byte 0x81,
+see records.py) of every long key sharing that prefix, sorted. Keys shorter than
+that are stored verbatim. Truncation keeps the order: two LMDB keys compare as their
+full keys do, and within a list record the keys are sorted, so a cursor walk still
+yields keys in S3 order.
+
+Every function here takes a transaction (:class:`~stratum.meta.store.Tx`): callers
+run reads with ``MetaStore.read`` and writes through ``MetaStore.write``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from stratum.meta.records import (
+    BucketRecord,
+    ObjectRecord,
+    UserRecord,
+    VolumeRecord,
+    decode_objects,
+    encode_object_list,
+)
+from stratum.meta.store import Tx
+
+LONG_KEY = 440
+SEP = b"\x00"
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def object_db_key(bucket: str, key: str) -> bytes:
+    raw = _utf8(key)
+    return _utf8(bucket) + SEP + raw[:LONG_KEY]
+
+
+# -- buckets ---------------------------------------------------------------------------
+
+
+def get_bucket(tx: Tx, name: str) -> BucketRecord | None:
+    raw = tx.get("buckets", _utf8(name))
+    return None if raw is None else BucketRecord.decode(raw)
+
+
+def put_bucket(tx: Tx, record: BucketRecord) -> None:
+    tx.put("buckets", _utf8(record.name), record.encode())
+
+
+def delete_bucket(tx: Tx, name: str) -> bool:
+    return tx.delete("buckets", _utf8(name))
+
+
+def list_buckets(tx: Tx) -> list[BucketRecord]:
+    cur = tx.cursor("buckets")
+    return [BucketRecord.decode(bytes(v)) for _k, v in cur]
+
+
+def bucket_is_empty(tx: Tx, name: str) -> bool:
+    base = _utf8(name) + SEP
+    cur = tx.cursor("objects")
+    if not cur.set_range(base):
+        return True
+    return not bytes(cur.key()).startswith(base)
+
+
+# -- objects ---------------------------------------------------------------------------
+
+
+def get_object(tx: Tx, bucket: str, key: str) -> ObjectRecord | None:
+    raw = tx.get("objects", object_db_key(bucket, key))
+    if raw is None:
+        return None
+    for record in decode_objects(raw):
+        if record.key == key:
+            return record
+    return None
+
+
+def put_object(tx: Tx, bucket: str, record: ObjectRecord) -> ObjectRecord | None:
+    """Store ``record``; return the record it replaced, if any."""
+    dbkey = object_db_key(bucket, record.key)
+    if len(_utf8(record.key)) < LONG_KEY:
+        raw = tx.get("objects", dbkey)
+        tx.put("objects", dbkey, record.encode())
+        return None if raw is None else decode_objects(raw)[0]
+    raw = tx.get("objects", dbkey)
+    records = [] if raw is None else decode_objects(raw)
+    previous = next((r for r in records if r.key == record.key), None)
+    records = [r for r in records if r.key != record.key] + [record]
+    records.sort(key=lambda r: _utf8(r.key))
+    tx.put("objects", dbkey, encode_object_list(records))
+    return previous
+
+
+def delete_object(tx: Tx, bucket: str, key: str) -> ObjectRecord | None:
+    """Remove the key; return the record removed, if any."""
+    dbkey = object_db_key(bucket, key)
+    raw = tx.get("objects", dbkey)
+    if raw is None:
+        return None
+    records = decode_objects(raw)
+    previous = next((r for r in records if r.key == key), None)
+    if previous is None:
+        return None
+    rest = [r for r in records if r.key != key]
+    if rest:
+        tx.put("objects", dbkey, encode_object_list(rest))
+    else:
+        tx.delete("objects", dbkey)
+    return previous
+
+
+# -- volumes, garbage, users -----------------------------------------------------------
+
+
+def get_volume(tx: Tx, volume_id: str) -> VolumeRecord | None:
+    raw = tx.get("volumes", volume_id.encode())
+    return None if raw is None else VolumeRecord.decode(raw)
+
+
+def put_volume(tx: Tx, record: VolumeRecord) -> None:
+    tx.put("volumes", record.volume_id.encode(), record.encode())
+
+
+def retire_volume(tx: Tx, volume_id: str) -> None:
+    """Move a volume no key points at to the garbage queue (freed after commit)."""
+    raw = tx.get("volumes", volume_id.encode())
+    if raw is None:
+        return
+    tx.delete("volumes", volume_id.encode())
+    tx.put("gc", volume_id.encode(), raw)
+
+
+def pending_garbage(tx: Tx, limit: int = 256) -> list[VolumeRecord]:
+    out = []
+    for _k, v in tx.cursor("gc"):
+        out.append(VolumeRecord.decode(bytes(v)))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def forget_garbage(tx: Tx, volume_id: str) -> None:
+    tx.delete("gc", volume_id.encode())
+
+
+def get_user(tx: Tx, access_key: str) -> UserRecord | None:
+    raw = tx.get("users", access_key.encode())
+    return None if raw is None else UserRecord.decode(raw)
+
+
+def put_user(tx: Tx, record: UserRecord) -> None:
+    tx.put("users", record.access_key.encode(), record.encode())
+
+
+def delete_user(tx: Tx, access_key: str) -> bool:
+    return tx.delete("users", access_key.encode())
+
+
+def list_users(tx: Tx) -> list[UserRecord]:
+    return [UserRecord.decode(bytes(v)) for _k, v in tx.cursor("users")]
+
+
+# -- listing ---------------------------------------------------------------------------
+
+
+@dataclass
+class ListPage:
+    """One page of a listing: objects and common prefixes, in S3 order."""
+
+    objects: list[ObjectRecord]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_marker: str | None  # the last key or common prefix returned, when truncated
+
+
+def _past_prefix(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string starting with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _entries(cur: object, base: bytes) -> Iterator[tuple[bytes, bytes | None, bytes]]:
+    """Yield (full key, raw single record or None, raw value) from the cursor position."""
+    for dbkey, value in cur:  # type: ignore[attr-defined]
+        dbkey = bytes(dbkey)
+        if not dbkey.startswith(base):
+            return
+        raw = bytes(value)
+        part = dbkey[len(base) :]
+        if len(part) < LONG_KEY:
+            yield part, raw, raw
+        else:
+            for record in decode_objects(raw):
+                yield _utf8(record.key), None, record.encode()
+
+
+def list_objects(
+    tx: Tx,
+    bucket: str,
+    *,
+    prefix: str = "",
+    delimiter: str = "",
+    start_after: str = "",
+    max_keys: int = 1000,
+) -> ListPage:
+    """List keys strictly after ``start_after``, rolling up at ``delimiter``.
+
+    Walks a cursor from the first possible key and jumps over a whole common prefix
+    at once, so a page costs what it returns, not the size of the bucket.
+    """
+    page = ListPage([], [], False, None)
+    if max_keys <= 0:
+        return page
+    base = _utf8(bucket) + SEP
+    pfx, delim, after = _utf8(prefix), _utf8(delimiter), _utf8(start_after)
+    floor = max(pfx, after)
+    if delim and after.startswith(pfx):
+        # Resuming inside (or at) a rolled-up prefix: that prefix was already returned.
+        cut = after.find(delim, len(pfx))
+        if cut >= 0:
+            past = _past_prefix(after[: cut + len(delim)])
+            if past is None:
+                return page
+            floor = max(floor, past)
+    cur = tx.cursor("objects")
+    count = 0
+    last: bytes | None = None
+    seek: bytes | None = floor
+    while seek is not None:
+        if not cur.set_range(base + seek[:LONG_KEY]):
+            break
+        target, seek = seek, None
+        for full, single, raw in _entries(cur, base):
+            if full < target or (after and full <= after):
+                continue
+            if not full.startswith(pfx):
+                return _finish(page, last, truncated=False)
+            if delim:
+                cut = full.find(delim, len(pfx))
+                if cut >= 0:
+                    common = full[: cut + len(delim)]
+                    if count >= max_keys:
+                        return _finish(page, last, truncated=True)
+                    page.common_prefixes.append(common.decode("utf-8", "surrogateescape"))
+                    count += 1
+                    last = common
+                    seek = _past_prefix(common)
+                    break
+            if count >= max_keys:
+                return _finish(page, last, truncated=True)
+            page.objects.append(ObjectRecord.decode(single if single is not None else raw))
+            count += 1
+            last = full
+    return _finish(page, last, truncated=False)
+
+
+def _finish(page: ListPage, last: bytes | None, *, truncated: bool) -> ListPage:
+    page.is_truncated = truncated
+    if truncated and last is not None:
+        page.next_marker = last.decode("utf-8", "surrogateescape")
+    return page

@@ -1,0 +1,128 @@
+"""Versioned metadata records.
+
+Every value stored in LMDB is one byte of record format version followed by a
+compact JSON object::
+
+    0x01 | {"...": ...}            format 1, one record
+    0x81 | [{...}, {...}]          format 1, a list of object records sharing one LMDB key
+                                   (keys longer than LMDB's key limit, see catalog.py)
+
+Decoders for older versions stay beside the current one (none yet); a record of a
+newer version than this code knows is refused rather than misread.
+
+Records:
+
+- :class:`BucketRecord` (``buckets``: bucket name -> record)
+- :class:`ObjectRecord` (``objects``: bucket NUL key -> record): the S3 view of an object
+  and the id of the volume holding its bytes. A key never moves; tiering changes only
+  where its volume lives.
+- :class:`VolumeRecord` (``volumes``: volume id -> record): tier, storage layout and
+  location, size, checksums and the access signals the tier engine reads.
+- :class:`UserRecord` (``users``: access key -> record).
+- ``gc``: volume id -> VolumeRecord of a volume no key points at any more, to be freed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+RECORD_VERSION = 1
+SINGLE = bytes([RECORD_VERSION])
+MULTI = bytes([0x80 | RECORD_VERSION])
+
+R = TypeVar("R", bound="Record")
+
+
+class RecordError(Exception):
+    """A stored record could not be decoded."""
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass
+class Record:
+    """Base: JSON-able dataclass fields, unknown fields from newer minor writers ignored."""
+
+    def encode(self) -> bytes:
+        return SINGLE + _dumps(asdict(self))
+
+    @classmethod
+    def decode(cls: type[R], raw: bytes) -> R:
+        if not raw or raw[0] != RECORD_VERSION:
+            raise RecordError(f"{cls.__name__}: unsupported record format {raw[:1]!r}")
+        return cls.from_dict(json.loads(raw[1:]))
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class BucketRecord(Record):
+    name: str
+    owner_id: str
+    created: float
+    region: str = "us-east-1"
+    # tier pin for new and existing objects of this bucket ("" = automatic)
+    pin: str = ""
+
+
+@dataclass
+class ObjectRecord(Record):
+    key: str
+    volume_id: str
+    size: int
+    etag: str  # quoted, as S3 returns it
+    last_modified: float
+    content_type: str = "binary/octet-stream"
+    # x-amz-meta-* (names lower-cased, without the prefix) and the standard headers
+    # S3 stores and returns (cache-control, content-disposition, ...)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    storage_class: str = ""  # an explicit pin requested by the client ("" = automatic)
+    checksums: dict[str, str] = field(default_factory=dict)
+    parts: int = 0  # number of parts for multipart objects
+    owner_id: str = ""
+
+
+@dataclass
+class VolumeRecord(Record):
+    volume_id: str
+    tier: str  # "hot" | "warm" | "cold"
+    layout: str  # "seg" (replicated segment records) | "ec" (erasure-coded shard files)
+    location: dict[str, Any]  # the storage layer's own location record
+    size: int
+    md5: str  # hex md5 of the whole volume
+    created: float
+    last_access: float = 0.0
+    access_count: int = 0
+    access_rate: float = 0.0  # exponentially decaying reads per day
+    # multipart objects: (size, md5) of each part so partNumber reads can find them
+    part_sizes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class UserRecord(Record):
+    access_key: str
+    secret_key: str
+    canonical_id: str
+    display_name: str
+    created: float
+
+
+def encode_object_list(records: list[ObjectRecord]) -> bytes:
+    return MULTI + _dumps([asdict(r) for r in records])
+
+
+def decode_objects(raw: bytes) -> list[ObjectRecord]:
+    """Decode an ``objects`` value: one record or a list sharing a long-key LMDB key."""
+    if raw and raw[0] == RECORD_VERSION:
+        return [ObjectRecord.decode(raw)]
+    if raw and raw[0] == MULTI[0]:
+        return [ObjectRecord.from_dict(d) for d in json.loads(raw[1:])]
+    raise RecordError(f"objects: unsupported record format {raw[:1]!r}")

@@ -1,0 +1,273 @@
+"""The LMDB environment, its single writer thread, and group commit.
+
+LMDB allows one write transaction at a time and a commit costs an fsync, so all
+writes go through one thread (never the event loop). The thread takes every
+request queued since its last commit, runs each in a nested transaction (so one
+failing request rolls back alone), and commits them together: one fsync for a
+whole burst of concurrent PUTs (group commit). Reads run in short read
+transactions on the caller's thread; LMDB reads are lock-free memory-mapped
+lookups that take microseconds.
+
+The map grows on its own: when a write hits ``MapFullError`` the writer waits
+for in-process readers to finish, doubles the map size and retries the batch.
+
+Sub-databases (all values are versioned records, see :mod:`stratum.meta.records`):
+``buckets``, ``objects``, ``volumes``, ``users``, ``gc``, ``uploads``, ``parts``, ``info``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+log = logging.getLogger("stratum.meta")
+
+T = TypeVar("T")
+
+DB_NAMES = ("buckets", "objects", "volumes", "users", "gc", "uploads", "parts", "info")
+INITIAL_MAP_SIZE = 256 << 20
+MAX_BATCH = 512
+
+
+class MetaError(Exception):
+    """The metadata store could not be opened or written."""
+
+
+class _SharedExclusiveLock:
+    """Many readers or one resizer: LMDB forbids a resize while this process has
+    a transaction open."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._exclusive = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._exclusive = True
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+@dataclass
+class Tx:
+    """A transaction with the store's named sub-databases at hand."""
+
+    txn: Any
+    dbs: dict[str, Any]
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        value = self.txn.get(key, db=self.dbs[db])
+        return None if value is None else bytes(value)
+
+    def put(self, db: str, key: bytes, value: bytes) -> None:
+        self.txn.put(key, value, db=self.dbs[db])
+
+    def delete(self, db: str, key: bytes) -> bool:
+        return bool(self.txn.delete(key, db=self.dbs[db]))
+
+    def cursor(self, db: str) -> Any:
+        return self.txn.cursor(db=self.dbs[db])
+
+
+_Job = tuple[Callable[[Tx], Any], Callable[[bool, Any], None]]
+
+
+class MetaStore:
+    """The metadata environment. ``open()`` blocks (call it at start-up)."""
+
+    def __init__(self, path: Path, *, map_size: int = INITIAL_MAP_SIZE) -> None:
+        self.path = path
+        self._map_size = map_size
+        self._env: Any = None
+        self._dbs: dict[str, Any] = {}
+        self._guard = _SharedExclusiveLock()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.commits = 0  # for tests and metrics: how many fsynced commits
+        self.writes = 0
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def open(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._env = lmdb.open(
+                str(self.path),
+                map_size=self._map_size,
+                max_dbs=len(DB_NAMES) + 4,
+                subdir=True,
+                sync=True,
+                metasync=True,
+                readahead=False,
+                max_readers=512,
+            )
+        except (OSError, lmdb.Error) as exc:
+            raise MetaError(f"cannot open metadata store {self.path}: {exc}") from exc
+        # The map may have been grown by an earlier run: start from its real size.
+        self._map_size = max(self._map_size, int(self._env.info()["map_size"]))
+        for name in DB_NAMES:
+            self._dbs[name] = self._env.open_db(name.encode())
+        self._thread = threading.Thread(target=self._writer_loop, name="lmdb-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    def copy_to(self, dest: Path) -> None:
+        """A consistent hot copy of the whole environment (blocking)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        with self._guard.shared():
+            self._env.copy(str(dest), compact=True)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def read(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in a read transaction on this thread."""
+        with self._guard.shared(), self._env.begin(buffers=False) as txn:
+            return fn(Tx(txn, self._dbs))
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[Tx]:
+        """A read transaction for code that walks cursors (listing)."""
+        with self._guard.shared(), self._env.begin(buffers=False) as txn:
+            yield Tx(txn, self._dbs)
+
+    # -- writes -----------------------------------------------------------------------
+
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in a write transaction on the writer thread; return once committed.
+
+        ``fn`` may run more than once if the map had to grow, so it must only touch
+        the transaction. Exceptions it raises are returned to the caller and roll
+        back only its own changes.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+
+        def resolve(ok: bool, value: Any) -> None:
+            loop.call_soon_threadsafe(_resolve_async, fut, ok, value)
+
+        self._queue.put((fn, resolve))
+        return await fut
+
+    def write_sync(self, fn: Callable[[Tx], T]) -> T:
+        """The same as :meth:`write`, for code outside the event loop (CLI, start-up)."""
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def resolve(ok: bool, value: Any) -> None:
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+        self._queue.put((fn, resolve))
+        return fut.result()
+
+    def _writer_loop(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit_batch(batch)
+
+    def _commit_batch(self, batch: list[_Job]) -> None:
+        while True:
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                with self._guard.shared():
+                    txn = self._env.begin(write=True)
+                    try:
+                        for fn, _resolve in batch:
+                            sub = self._env.begin(write=True, parent=txn)
+                            try:
+                                value = fn(Tx(sub, self._dbs))
+                            except lmdb.MapFullError:
+                                sub.abort()
+                                raise
+                            except BaseException as exc:  # returned to the caller
+                                sub.abort()
+                                outcomes.append((False, exc))
+                            else:
+                                sub.commit()
+                                outcomes.append((True, value))
+                        txn.commit()
+                    except BaseException:
+                        txn.abort()
+                        raise
+            except lmdb.MapFullError:
+                self._grow()
+                continue
+            except lmdb.Error as exc:
+                log.exception("metadata commit failed")
+                outcomes = [(False, MetaError(f"metadata commit failed: {exc}"))] * len(batch)
+            break
+        self.commits += 1
+        self.writes += len(batch)
+        for (_fn, resolve), (ok, value) in zip(batch, outcomes, strict=True):
+            resolve(ok, value)
+
+    def _grow(self) -> None:
+        with self._guard.exclusive():
+            self._map_size *= 2
+            log.info("growing metadata map to %d MiB", self._map_size >> 20)
+            self._env.set_mapsize(self._map_size)
+
+
+def _resolve_async(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.cancelled():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)

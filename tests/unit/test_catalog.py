@@ -1,0 +1,215 @@
+"""The catalog against a reference model: listing order, prefixes, delimiters, long keys."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stratum.meta import catalog
+from stratum.meta.records import BucketRecord, ObjectRecord, RecordError, VolumeRecord
+from stratum.meta.store import MetaStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[MetaStore]:
+    s = MetaStore(tmp_path / "meta")
+    s.open()
+    yield s
+    s.close()
+
+
+def _obj(key: str) -> ObjectRecord:
+    return ObjectRecord(key=key, volume_id="v" + str(len(key)), size=1, etag='"x"', last_modified=0)
+
+
+def reference_list(
+    keys: list[str], prefix: str, delimiter: str, start_after: str, max_keys: int
+) -> tuple[list[str], list[str], bool, str | None]:
+    """S3's listing semantics written the slow, obvious way."""
+    enc = sorted(set(keys), key=lambda k: k.encode())
+    items: list[tuple[str, bool]] = []
+    seen: set[str] = set()
+    for k in enc:
+        if not k.startswith(prefix):
+            continue
+        if delimiter and delimiter in k[len(prefix) :]:
+            cp = k[: k.index(delimiter, len(prefix)) + len(delimiter)]
+            if cp not in seen:
+                seen.add(cp)
+                items.append((cp, True))
+        else:
+            items.append((k, False))
+    items = [it for it in items if it[0].encode() > start_after.encode()]
+    if start_after and delimiter and start_after.startswith(prefix):
+        rest = start_after[len(prefix) :]
+        if delimiter in rest:
+            cp = start_after[: start_after.index(delimiter, len(prefix)) + len(delimiter)]
+            items = [it for it in items if not (it[1] is False and it[0].startswith(cp))]
+            items = [it for it in items if it[0] != cp]
+    if max_keys <= 0:
+        return [], [], False, None
+    page = items[:max_keys]
+    truncated = len(items) > max_keys
+    return (
+        [k for k, cp in page if not cp],
+        [k for k, cp in page if cp],
+        truncated,
+        page[-1][0] if truncated else None,
+    )
+
+
+alphabet = st.sampled_from(["a", "b", "/", "é", "z", "\U0001f600", "-", "~"])
+short_keys = st.text(alphabet, min_size=1, max_size=6)
+long_keys = st.builds(lambda a, b: "L" * 438 + a + b, short_keys, short_keys)
+keys_strategy = st.lists(st.one_of(short_keys, long_keys), min_size=0, max_size=30)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    keys=keys_strategy,
+    prefix=st.one_of(st.just(""), st.text(alphabet, max_size=2), st.just("L" * 439)),
+    delimiter=st.sampled_from(["", "/", "a", "é"]),
+    start_after=st.one_of(st.just(""), short_keys, long_keys),
+    max_keys=st.integers(0, 8),
+)
+def test_listing_matches_reference(
+    store: MetaStore, keys: list[str], prefix: str, delimiter: str, start_after: str, max_keys: int
+) -> None:
+    bucket = "b" + str(abs(hash((tuple(keys), prefix, delimiter, start_after, max_keys))))[:20]
+
+    def fill(tx: catalog.Tx) -> None:
+        for k in keys:
+            catalog.put_object(tx, bucket, _obj(k))
+
+    store.write_sync(fill)
+    page = store.read(
+        lambda tx: catalog.list_objects(
+            tx,
+            bucket,
+            prefix=prefix,
+            delimiter=delimiter,
+            start_after=start_after,
+            max_keys=max_keys,
+        )
+    )
+    want = reference_list(keys, prefix, delimiter, start_after, max_keys)
+    got = ([o.key for o in page.objects], page.common_prefixes, page.is_truncated, page.next_marker)
+    assert got == want
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(keys=keys_strategy, delimiter=st.sampled_from(["", "/"]), page_size=st.integers(1, 5))
+def test_paging_visits_everything_once(
+    store: MetaStore, keys: list[str], delimiter: str, page_size: int
+) -> None:
+    bucket = "p" + str(abs(hash((tuple(keys), delimiter, page_size))))[:20]
+    store.write_sync(lambda tx: [catalog.put_object(tx, bucket, _obj(k)) for k in keys])
+    marker, seen = "", []
+    while True:
+        page = store.read(
+            lambda tx: catalog.list_objects(
+                tx, bucket, delimiter=delimiter, start_after=marker, max_keys=page_size
+            )
+        )
+        seen += [o.key for o in page.objects] + page.common_prefixes
+        if not page.is_truncated:
+            break
+        assert page.next_marker is not None
+        marker = page.next_marker
+    want = reference_list(keys, "", delimiter, "", 10**6)
+    assert sorted(seen, key=lambda k: k.encode()) == sorted(
+        want[0] + want[1], key=lambda k: k.encode()
+    )
+    assert len(seen) == len(set(seen))
+
+
+def test_put_get_delete_long_and_short(store: MetaStore) -> None:
+    long_a, long_b = "x" * 500 + "a", "x" * 500 + "b"
+    for k in ("short", long_a, long_b, "x" * 440):
+        prev = store.write_sync(lambda tx, k=k: catalog.put_object(tx, "bk", _obj(k)))
+        assert prev is None
+    assert store.read(lambda tx: catalog.get_object(tx, "bk", long_b)) is not None
+    replaced = store.write_sync(lambda tx: catalog.put_object(tx, "bk", _obj(long_a)))
+    assert replaced is not None and replaced.key == long_a
+    gone = store.write_sync(lambda tx: catalog.delete_object(tx, "bk", long_a))
+    assert gone is not None and gone.key == long_a
+    assert store.read(lambda tx: catalog.get_object(tx, "bk", long_a)) is None
+    assert store.read(lambda tx: catalog.get_object(tx, "bk", long_b)) is not None
+    assert store.write_sync(lambda tx: catalog.delete_object(tx, "bk", "nope")) is None
+
+
+def test_bucket_empty_and_records(store: MetaStore) -> None:
+    store.write_sync(lambda tx: catalog.put_bucket(tx, BucketRecord("b1", "owner", 1.0)))
+    store.write_sync(lambda tx: catalog.put_bucket(tx, BucketRecord("b10", "owner", 1.0)))
+    assert store.read(lambda tx: catalog.bucket_is_empty(tx, "b1"))
+    store.write_sync(lambda tx: catalog.put_object(tx, "b10", _obj("k")))
+    assert store.read(lambda tx: catalog.bucket_is_empty(tx, "b1"))
+    assert not store.read(lambda tx: catalog.bucket_is_empty(tx, "b10"))
+    names = [b.name for b in store.read(catalog.list_buckets)]
+    assert names == ["b1", "b10"]
+
+
+def test_volume_retire_moves_to_gc(store: MetaStore) -> None:
+    vol = VolumeRecord("v1", "hot", "seg", {"x": 1}, 10, "00", 1.0)
+    store.write_sync(lambda tx: catalog.put_volume(tx, vol))
+    store.write_sync(lambda tx: catalog.retire_volume(tx, "v1"))
+    assert store.read(lambda tx: catalog.get_volume(tx, "v1")) is None
+    assert [g.volume_id for g in store.read(catalog.pending_garbage)] == ["v1"]
+
+
+def test_newer_record_format_is_refused() -> None:
+    with pytest.raises(RecordError):
+        ObjectRecord.decode(b"\x07{}")
+
+
+async def test_concurrent_writes_are_group_committed(store: MetaStore) -> None:
+    async def one(i: int) -> None:
+        await store.write(lambda tx: catalog.put_object(tx, "g", _obj(f"k{i}")))
+
+    await asyncio.gather(*(one(i) for i in range(300)))
+    assert store.writes >= 300
+    assert store.commits < 150, "concurrent writes should share commits"
+    page = store.read(lambda tx: catalog.list_objects(tx, "g", max_keys=1000))
+    assert len(page.objects) == 300
+
+
+async def test_failing_write_rolls_back_alone(store: MetaStore) -> None:
+    def bad(tx: catalog.Tx) -> None:
+        catalog.put_object(tx, "r", _obj("bad"))
+        raise ValueError("boom")
+
+    results = await asyncio.gather(
+        store.write(lambda tx: catalog.put_object(tx, "r", _obj("good"))),
+        store.write(bad),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], ValueError)
+    assert store.read(lambda tx: catalog.get_object(tx, "r", "good")) is not None
+    assert store.read(lambda tx: catalog.get_object(tx, "r", "bad")) is None
+
+
+def test_map_grows_on_its_own(tmp_path: Path) -> None:
+    s = MetaStore(tmp_path / "small", map_size=1 << 20)
+    s.open()
+    try:
+        blob = "y" * 2000
+        for batch in range(20):
+            s.write_sync(
+                lambda tx, b=batch: [
+                    catalog.put_object(tx, "m", ObjectRecord(f"{b}-{i}", blob, 1, "e", 0))
+                    for i in range(100)
+                ]
+            )
+        page = s.read(lambda tx: catalog.list_objects(tx, "m", max_keys=5000))
+        assert len(page.objects) == 2000
+    finally:
+        s.close()
