@@ -1,0 +1,419 @@
+"""The object service: buckets and objects over metadata and tier storage.
+
+This is the layer the S3 API calls. It knows objects, buckets, owners and
+volumes; it does not know HTTP (the S3 layer translates) nor shard files (the
+storage layer's business).
+
+Write path of a PUT (crash-safe at every step):
+
+1. The body streams into the hot tier's storage: small objects (at most
+   ``small_threshold`` bytes) into replicated segment records, larger ones through an
+   erasure writer, stripe by stripe. The data is durable (fsynced) but no key
+   points at it.
+2. Digests the client declared are checked; a mismatch deletes the data.
+3. One metadata transaction checks conditions, records the volume and points the key
+   at it, and moves the volume it replaced (if any) to the garbage queue.
+4. A background collector frees garbage volumes once no read in flight uses them.
+
+A crash before 3 leaves only unreferenced data, swept at the next start; a crash
+after 3 leaves the new object, its predecessor queued for collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stratum.block.errors import StorageFull
+from stratum.meta import catalog
+from stratum.meta.catalog import ListPage
+from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
+from stratum.meta.store import MetaStore, Tx
+from stratum.model import errors
+from stratum.model.ids import new_volume_id
+from stratum.model.tierstore import Hasher, TierStore
+from stratum.util.clock import Clock
+
+log = logging.getLogger("stratum.objects")
+
+GC_INTERVAL = 2.0
+
+
+@dataclass(frozen=True)
+class PutOptions:
+    """What a PUT declares beyond its body."""
+
+    owner_id: str
+    content_type: str = "binary/octet-stream"
+    user_meta: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    storage_class: str = ""
+    size_hint: int | None = None  # Content-Length (decoded), when known
+    expected_md5: bytes | None = None  # Content-MD5, raw 16 bytes
+    # extra digests to compute over the body (off the event loop for large bodies)
+    hashers: Sequence[Hasher] = ()
+    # called after the body is stored and before it becomes visible; raises to refuse it
+    verify: Callable[[], None] | None = None
+    # evaluated inside the commit transaction against the key's current record
+    condition: Callable[[ObjectRecord | None], None] | None = None
+    checksums: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    """An object as a reader sees it at one instant."""
+
+    record: ObjectRecord
+    volume: VolumeRecord
+
+
+class ObjectService:
+    def __init__(
+        self,
+        meta: MetaStore,
+        tiers: Mapping[str, TierStore],
+        clock: Clock,
+        *,
+        small_threshold: int,
+        max_object_size: int,
+    ) -> None:
+        self.meta = meta
+        self.tiers = dict(tiers)
+        self.clock = clock
+        self.small_threshold = small_threshold
+        self.max_object_size = max_object_size
+        self._reading: Counter[str] = Counter()
+        self._gc_wakeup = asyncio.Event()
+        self._gc_task: asyncio.Task[None] | None = None
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._gc_task = asyncio.create_task(self._collect_garbage_forever(), name="stratum-gc")
+
+    async def stop(self) -> None:
+        if self._gc_task is not None:
+            self._gc_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gc_task
+            self._gc_task = None
+
+    @property
+    def hot(self) -> TierStore:
+        return self.tiers["hot"]
+
+    # -- buckets ----------------------------------------------------------------------
+
+    def list_buckets(self, owner_id: str) -> list[BucketRecord]:
+        return [b for b in self.meta.read(catalog.list_buckets) if b.owner_id == owner_id]
+
+    def get_bucket(self, name: str, owner_id: str) -> BucketRecord:
+        bucket = self.meta.read(lambda tx: catalog.get_bucket(tx, name))
+        return self._owned(bucket, name, owner_id)
+
+    @staticmethod
+    def _owned(bucket: BucketRecord | None, name: str, owner_id: str) -> BucketRecord:
+        if bucket is None:
+            raise errors.NoSuchBucket(bucket=name)
+        if bucket.owner_id != owner_id:
+            raise errors.AccessDenied(bucket=name)
+        return bucket
+
+    async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketRecord:
+        record = BucketRecord(name=name, owner_id=owner_id, created=self.clock.now(), region=region)
+
+        def create(tx: Tx) -> BucketRecord:
+            existing = catalog.get_bucket(tx, name)
+            if existing is not None:
+                if existing.owner_id == owner_id:
+                    raise errors.BucketAlreadyOwnedByYou(bucket=name)
+                raise errors.BucketAlreadyExists(bucket=name)
+            catalog.put_bucket(tx, record)
+            return record
+
+        return await self.meta.write(create)
+
+    async def delete_bucket(self, name: str, owner_id: str) -> None:
+        def delete(tx: Tx) -> None:
+            self._owned(catalog.get_bucket(tx, name), name, owner_id)
+            if not catalog.bucket_is_empty(tx, name):
+                raise errors.BucketNotEmpty(bucket=name)
+            if catalog.has_uploads(tx, name):
+                raise errors.BucketNotEmpty(bucket=name)
+            catalog.delete_bucket(tx, name)
+
+        await self.meta.write(delete)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def head_object(self, bucket: str, key: str, owner_id: str) -> ObjectView:
+        def look(tx: Tx) -> ObjectView:
+            self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
+            record = catalog.get_object(tx, bucket, key)
+            if record is None:
+                raise errors.NoSuchKey(bucket=bucket, key=key)
+            volume = catalog.get_volume(tx, record.volume_id)
+            if volume is None:  # a record always has its volume; guard anyway
+                raise errors.NoSuchKey(bucket=bucket, key=key)
+            return ObjectView(record, volume)
+
+        return self.meta.read(look)
+
+    async def read_volume(self, volume: VolumeRecord, start: int, end: int) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of a volume; the volume is not freed meanwhile."""
+        vid = volume.volume_id
+        self._reading[vid] += 1
+        try:
+            tier = self.tiers[volume.tier]
+            async for chunk in tier.read(volume.layout, volume.location, start, end):
+                yield chunk
+        finally:
+            self._reading[vid] -= 1
+            if not self._reading[vid]:
+                del self._reading[vid]
+
+    def list_objects(
+        self,
+        bucket: str,
+        owner_id: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        def walk(tx: Tx) -> ListPage:
+            self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
+            return catalog.list_objects(
+                tx,
+                bucket,
+                prefix=prefix,
+                delimiter=delimiter,
+                start_after=start_after,
+                max_keys=max_keys,
+            )
+
+        return self.meta.read(walk)
+
+    # -- writing ----------------------------------------------------------------------
+
+    async def put_object(
+        self, bucket: str, key: str, body: AsyncIterable[bytes], opts: PutOptions
+    ) -> ObjectRecord:
+        self.get_bucket(bucket, opts.owner_id)
+        if opts.size_hint is not None and opts.size_hint > self.max_object_size:
+            raise errors.EntityTooLarge()
+        if opts.condition is not None:  # fail fast; checked again at commit
+            current = self.meta.read(lambda tx: catalog.get_object(tx, bucket, key))
+            opts.condition(current)
+        now = self.clock.now()
+        volume = await self._store_body(bucket, key, body, opts, now)
+        record = ObjectRecord(
+            key=key,
+            volume_id=volume.volume_id,
+            size=volume.size,
+            etag=f'"{volume.md5}"',
+            last_modified=now,
+            content_type=opts.content_type,
+            user_meta=dict(opts.user_meta),
+            headers=dict(opts.headers),
+            storage_class=opts.storage_class,
+            checksums=dict(opts.checksums),
+            owner_id=opts.owner_id,
+        )
+        try:
+            await self._commit(bucket, record, volume, opts)
+        except BaseException:
+            await self._free_quietly(volume)
+            raise
+        return record
+
+    async def _commit(
+        self, bucket: str, record: ObjectRecord, volume: VolumeRecord, opts: PutOptions
+    ) -> None:
+        def commit(tx: Tx) -> None:
+            self._owned(catalog.get_bucket(tx, bucket), bucket, opts.owner_id)
+            if opts.condition is not None:
+                opts.condition(catalog.get_object(tx, bucket, record.key))
+            catalog.put_volume(tx, volume)
+            previous = catalog.put_object(tx, bucket, record)
+            if previous is not None and previous.volume_id != volume.volume_id:
+                catalog.retire_volume(tx, previous.volume_id)
+
+        await self.meta.write(commit)
+        self._gc_wakeup.set()
+
+    async def _store_body(
+        self, bucket: str, key: str, body: AsyncIterable[bytes], opts: PutOptions, now: float
+    ) -> VolumeRecord:
+        """Stream the body into the hot tier; return its (not yet committed) volume."""
+        volume_id = new_volume_id(now)
+        header_meta = {"bucket": bucket, "key": key, "created": now}
+        tier = self.hot
+        buffered: list[bytes] = []
+        size = 0
+        it = aiter(body)
+        writer: Any = None
+        try:
+            async for chunk in it:
+                size += len(chunk)
+                if size > self.max_object_size:
+                    raise errors.EntityTooLarge()
+                buffered.append(chunk)
+                if size > self.small_threshold:
+                    break
+            if size > self.small_threshold:
+                writer = tier.ec_writer(volume_id, header_meta, opts.hashers)
+                for chunk in buffered:
+                    await writer.write(chunk)
+                buffered.clear()
+                async for chunk in it:
+                    size += len(chunk)
+                    if size > self.max_object_size:
+                        raise errors.EntityTooLarge()
+                    await writer.write(chunk)
+                self._check_size(size, opts)
+                ec_loc = await writer.finish()
+                writer = None
+                location: dict[str, Any] = ec_loc.to_dict()
+                md5_hex: str = ec_loc.md5_hex
+                layout = "ec"
+            else:
+                self._check_size(size, opts)
+                data = b"".join(buffered)
+                md5_hex = hashlib.md5(data).hexdigest()
+                for h in opts.hashers:
+                    h.update(data)
+                location = await tier.put_small(volume_id, data, header_meta)
+                layout = "seg"
+        except StorageFull as exc:
+            if writer is not None:
+                await writer.abort()
+            raise errors.InsufficientStorage(str(exc)) from exc
+        except BaseException:
+            if writer is not None:
+                await writer.abort()
+            raise
+        volume = VolumeRecord(
+            volume_id=volume_id,
+            tier=tier.layout.name,
+            layout=layout,
+            location=location,
+            size=size,
+            md5=md5_hex,
+            created=now,
+            last_access=now,
+        )
+        try:
+            if opts.expected_md5 is not None and opts.expected_md5 != bytes.fromhex(md5_hex):
+                raise errors.BadDigest()
+            if opts.verify is not None:
+                opts.verify()
+        except BaseException:
+            await self._free_quietly(volume)
+            raise
+        return volume
+
+    @staticmethod
+    def _check_size(size: int, opts: PutOptions) -> None:
+        if opts.size_hint is not None and size != opts.size_hint:
+            raise errors.IncompleteBody(f"expected {opts.size_hint} bytes, got {size}")
+
+    async def delete_object(self, bucket: str, key: str, owner_id: str) -> ObjectRecord | None:
+        def delete(tx: Tx) -> ObjectRecord | None:
+            self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
+            previous = catalog.delete_object(tx, bucket, key)
+            if previous is not None:
+                catalog.retire_volume(tx, previous.volume_id)
+            return previous
+
+        previous = await self.meta.write(delete)
+        if previous is not None:
+            self._gc_wakeup.set()
+        return previous
+
+    async def delete_objects(
+        self, bucket: str, keys: Sequence[str], owner_id: str
+    ) -> list[tuple[str, Exception | None]]:
+        """Delete many keys in one transaction; per-key outcome (None = deleted or absent)."""
+
+        def delete(tx: Tx) -> list[tuple[str, Exception | None]]:
+            self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
+            out: list[tuple[str, Exception | None]] = []
+            for key in keys:
+                previous = catalog.delete_object(tx, bucket, key)
+                if previous is not None:
+                    catalog.retire_volume(tx, previous.volume_id)
+                out.append((key, None))
+            return out
+
+        result = await self.meta.write(delete)
+        self._gc_wakeup.set()
+        return result
+
+    async def replace_metadata(
+        self, bucket: str, key: str, opts: PutOptions, expect_volume: str
+    ) -> ObjectRecord:
+        """Copy an object onto itself with new metadata: the data stays where it is."""
+
+        def replace(tx: Tx) -> ObjectRecord:
+            self._owned(catalog.get_bucket(tx, bucket), bucket, opts.owner_id)
+            current = catalog.get_object(tx, bucket, key)
+            if current is None or current.volume_id != expect_volume:
+                raise errors.NoSuchKey(bucket=bucket, key=key)
+            if opts.condition is not None:
+                opts.condition(current)
+            record = ObjectRecord(
+                key=key,
+                volume_id=current.volume_id,
+                size=current.size,
+                etag=current.etag,
+                last_modified=self.clock.now(),
+                content_type=opts.content_type,
+                user_meta=dict(opts.user_meta),
+                headers=dict(opts.headers),
+                storage_class=opts.storage_class,
+                checksums=dict(current.checksums),
+                parts=current.parts,
+                owner_id=opts.owner_id,
+            )
+            catalog.put_object(tx, bucket, record)
+            return record
+
+        return await self.meta.write(replace)
+
+    # -- garbage ----------------------------------------------------------------------
+
+    async def _free_quietly(self, volume: VolumeRecord) -> None:
+        try:
+            await self.tiers[volume.tier].delete(volume.layout, volume.location)
+        except Exception:
+            log.exception("could not free volume %s; it will be swept later", volume.volume_id)
+
+    async def collect_garbage(self) -> int:
+        """Free every retired volume not being read; return how many were freed."""
+        freed = 0
+        pending = self.meta.read(catalog.pending_garbage)
+        for volume in pending:
+            if self._reading.get(volume.volume_id):
+                continue
+            await self._free_quietly(volume)
+            await self.meta.write(lambda tx, v=volume.volume_id: catalog.forget_garbage(tx, v))
+            freed += 1
+        return freed
+
+    async def _collect_garbage_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._gc_wakeup.wait(), GC_INTERVAL)
+            self._gc_wakeup.clear()
+            try:
+                await self.collect_garbage()
+            except Exception:
+                log.exception("garbage collection pass failed")
