@@ -117,6 +117,13 @@ def delete_object(tx: Tx, bucket: str, key: str) -> ObjectRecord | None:
     return previous
 
 
+def has_uploads(tx: Tx, bucket: str) -> bool:
+    """Whether multipart uploads are in progress in the bucket (``uploads`` db)."""
+    base = _utf8(bucket) + SEP
+    cur = tx.cursor("uploads")
+    return bool(cur.set_range(base)) and bytes(cur.key()).startswith(base)
+
+
 # -- volumes, garbage, users -----------------------------------------------------------
 
 

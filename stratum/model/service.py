@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 from collections import Counter
@@ -43,6 +44,7 @@ from stratum.util.clock import Clock
 log = logging.getLogger("stratum.objects")
 
 GC_INTERVAL = 2.0
+ACCESS_FLUSH_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -91,18 +93,55 @@ class ObjectService:
         self._reading: Counter[str] = Counter()
         self._gc_wakeup = asyncio.Event()
         self._gc_task: asyncio.Task[None] | None = None
+        self._access_task: asyncio.Task[None] | None = None
+        # volume id -> (reads, last read): flushed to LMDB in one transaction per interval
+        self._pending_access: dict[str, tuple[int, float]] = {}
 
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         self._gc_task = asyncio.create_task(self._collect_garbage_forever(), name="stratum-gc")
+        self._access_task = asyncio.create_task(self._flush_access_forever(), name="access")
 
     async def stop(self) -> None:
-        if self._gc_task is not None:
-            self._gc_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gc_task
-            self._gc_task = None
+        for task in (self._gc_task, self._access_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._gc_task = self._access_task = None
+        await self.flush_access()
+
+    # -- access signals ---------------------------------------------------------------
+
+    def record_access(self, volume_id: str) -> None:
+        """Count a read (GET or copy source); recorded in batches, not per request."""
+        count, _last = self._pending_access.get(volume_id, (0, 0.0))
+        self._pending_access[volume_id] = (count + 1, self.clock.now())
+
+    async def flush_access(self) -> None:
+        if not self._pending_access:
+            return
+        pending, self._pending_access = self._pending_access, {}
+
+        def apply(tx: Tx) -> None:
+            for volume_id, (count, last) in pending.items():
+                volume = catalog.get_volume(tx, volume_id)
+                if volume is None:
+                    continue
+                volume.access_count += count
+                volume.last_access = max(volume.last_access, last)
+                catalog.put_volume(tx, volume)
+
+        await self.meta.write(apply)
+
+    async def _flush_access_forever(self) -> None:
+        while True:
+            await asyncio.sleep(ACCESS_FLUSH_INTERVAL)
+            try:
+                await self.flush_access()
+            except Exception:
+                log.exception("recording access signals failed")
 
     @property
     def hot(self) -> TierStore:
@@ -404,7 +443,9 @@ class ObjectService:
             if self._reading.get(volume.volume_id):
                 continue
             await self._free_quietly(volume)
-            await self.meta.write(lambda tx, v=volume.volume_id: catalog.forget_garbage(tx, v))
+            await self.meta.write(
+                functools.partial(catalog.forget_garbage, volume_id=volume.volume_id)
+            )
             freed += 1
         return freed
 

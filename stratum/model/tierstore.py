@@ -11,17 +11,15 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from stratum.block.disk import Disk, open_disk
-from stratum.block.erasure import ECLocation, ECParams, ErasureStore
+from stratum.block.erasure import ECLocation, ECParams, ErasureStore, Hasher
 from stratum.block.segments import SegLocation, SegmentStore
 
 log = logging.getLogger("stratum.storage")
 
-
-class Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+__all__ = ["Hasher", "TierLayout", "TierStore"]
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         "The list of parts was not in ascending order. The parts list must be specified in "
         "order by part number.",
     ),
+    "InvalidPartNumber": (416, "The requested partnumber is not satisfiable"),
     "InvalidRange": (416, "The requested range is not satisfiable"),
     "InvalidRequest": (400, "Invalid Request"),
     "InvalidStorageClass": (400, "The storage class you specified is not valid"),
@@ -91,6 +92,14 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         404,
         "The specified upload does not exist. The upload ID may be invalid, or the upload may "
         "have been aborted or completed.",
+    ),
+    "ServerSideEncryptionConfigurationNotFoundError": (
+        404,
+        "The server side encryption configuration was not found",
+    ),
+    "NoSuchWebsiteConfiguration": (
+        404,
+        "The specified bucket does not have a website configuration",
     ),
     "NoSuchVersion": (404, "The specified version does not exist."),
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist"),

@@ -1,0 +1,126 @@
+"""``stratum``: serve, manage users, check and print configuration.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stratum import __version__
+from stratum.config import Config, ConfigError, load_config
+from stratum.config_render import render_default_toml
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--data-dir", type=Path, help="data directory (overrides the config)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stratum",
+        description="Self-hosted S3-compatible object store with hot/warm/cold tiering.",
+    )
+    parser.add_argument("--version", action="version", version=f"stratum {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the S3 server")
+    _common(serve)
+    serve.add_argument("--listen", help="HOST:PORT to listen on (port 0: any free port)")
+
+    user = sub.add_parser("user", help="manage users and their keys")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = user_sub.add_parser("add", help="add a user")
+    add.add_argument("access_key")
+    add.add_argument("secret_key")
+    add.add_argument("--display-name", default="")
+    _common(add)
+    lst = user_sub.add_parser("list", help="list users")
+    lst.add_argument("--json", action="store_true")
+    _common(lst)
+    rm = user_sub.add_parser("remove", help="remove a user")
+    rm.add_argument("access_key")
+    _common(rm)
+
+    config = sub.add_parser("config", help="check or print configuration")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_sub.add_parser("check", help="validate a configuration file")
+    check.add_argument("file", type=Path)
+    config_sub.add_parser("default", help="print the fully commented default configuration")
+    return parser
+
+
+def load(args: argparse.Namespace, **overrides: Any) -> Config:
+    flat = {"storage.data_dir": getattr(args, "data_dir", None), **overrides}
+    return load_config(getattr(args, "config", None), overrides=flat)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            from stratum.cli.serve import serve
+
+            config = load(args, **{"server.listen": args.listen})
+            return serve(config)
+        if args.command == "user":
+            return _user(args)
+        if args.command == "config":
+            if args.config_command == "check":
+                load_config(args.file)
+                print(f"{args.file}: OK")
+                return 0
+            sys.stdout.write(render_default_toml())
+            return 0
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    parser.print_help()
+    return 2
+
+
+def _user(args: argparse.Namespace) -> int:
+    from stratum.meta.store import MetaStore
+    from stratum.model.users import UserDirectory, load_root_credentials
+
+    config = load(args)
+    data_dir = config.storage.data_dir
+    meta = MetaStore(data_dir / "meta")
+    meta.open()
+    try:
+        root = load_root_credentials(data_dir, config.server.access_key, config.server.secret_key)
+        users = UserDirectory(meta, root.user)
+        if args.user_command == "add":
+            try:
+                user = users.add(args.access_key, args.secret_key, args.display_name, time.time())
+            except ValueError as exc:
+                print(f"stratum: {exc}", file=sys.stderr)
+                return 1
+            print(f"added {user.access_key} ({user.display_name}) id={user.canonical_id}")
+            return 0
+        if args.user_command == "remove":
+            if not users.remove(args.access_key):
+                print(f"stratum: no user {args.access_key}", file=sys.stderr)
+                return 1
+            print(f"removed {args.access_key}")
+            return 0
+        rows = [
+            {"access_key": u.access_key, "display_name": u.display_name, "id": u.canonical_id}
+            for u in users.list()
+        ]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for row in rows:
+                print(f"{row['access_key']:<24} {row['display_name']:<20} {row['id']}")
+        return 0
+    finally:
+        meta.close()

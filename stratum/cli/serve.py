@@ -1,0 +1,140 @@
+"""``stratum serve``: run the S3 server until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from stratum import __version__
+from stratum.block.disk import DiskError
+from stratum.config import Config
+from stratum.meta.store import MetaError
+from stratum.model.node import Node
+from stratum.model.users import ROOT_FILE
+from stratum.s3.context import ApiSettings
+from stratum.s3.server import S3Server, make_app
+
+log = logging.getLogger("stratum")
+
+
+class JsonFormatter(logging.Formatter):
+    FIELDS = ("method", "endpoint", "status", "bytes_in", "bytes_out", "duration_ms", "request_id")
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name in self.FIELDS:
+            if hasattr(record, name):
+                out[name] = getattr(record, name)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(config: Config) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if config.server.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about our state, without a library."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(address)
+            sock.sendall(message.encode())
+        except OSError as exc:
+            log.warning("sd_notify failed: %s", exc)
+
+
+def serve(config: Config) -> int:
+    setup_logging(config)
+    try:
+        node = Node.open(config)
+    except (DiskError, MetaError, OSError) as exc:
+        print(f"stratum: cannot start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but keep serving
+        runner = asyncio.run
+    try:
+        runner(_serve(node))
+    finally:
+        node.close()
+    return 0
+
+
+async def _serve(node: Node) -> None:
+    config = node.config
+    await node.start()
+    settings = ApiSettings(
+        region=config.server.region,
+        domain=config.server.domain,
+        access_log=config.server.access_log,
+    )
+    app = make_app(S3Server(node.service, node.users, settings, node.clock))
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=30)
+    await runner.setup()
+    host, port = config.server.host, config.server.port
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+    await site.start()
+    bound = _bound_port(site) or port
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    user = node.root.user
+    print(
+        f"Stratum {__version__} serving S3 at http://{shown}:{bound} "
+        f"region {config.server.region} access key {user.access_key}",
+        flush=True,
+    )
+    if node.root.generated:
+        print(
+            f"  new root secret key (shown once; kept in "
+            f"{config.storage.data_dir / ROOT_FILE}): {user.secret_key}",
+            flush=True,
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sd_notify("READY=1\nSTATUS=serving")
+    await stop.wait()
+    sd_notify("STOPPING=1")
+    log.info("shutting down: finishing requests in flight")
+    await runner.cleanup()
+    await node.stop()
+
+
+def _bound_port(site: web.TCPSite) -> int | None:
+    server = site._server  # aiohttp keeps the asyncio server here
+    sockets = getattr(server, "sockets", None)
+    if not sockets:
+        return None
+    return int(sockets[0].getsockname()[1])

@@ -1,0 +1,160 @@
+"""Request bodies: streamed, measured and verified, never held whole in memory.
+
+A PUT body reaches the object service as an async iterator of byte chunks plus
+the digests to compute along the way and a ``verify`` callback. The object service
+calls ``verify`` after the data is durable and before it becomes visible, so a body
+that fails its x-amz-content-sha256, Content-MD5 or x-amz-checksum-* check stores
+nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stratum.model.tierstore import Hasher
+from stratum.s3 import checksums, sigv4
+from stratum.s3.chunked import ChunkedDecoder
+from stratum.s3.context import ReqCtx
+from stratum.s3.errors import S3Error
+from stratum.s3.sigv4_chunked import ChunkSignatureChain
+
+READ_CHUNK = 256 * 1024
+
+
+@dataclass
+class Body:
+    """A request body ready for the object service."""
+
+    chunks: AsyncIterator[bytes]
+    size: int | None  # the decoded size the client declared
+    hashers: list[Hasher] = field(default_factory=list)
+    checks: list[Callable[[], None]] = field(default_factory=list)
+    # algorithm -> checksum (base64) the object will carry once verified
+    checksums: dict[str, str] = field(default_factory=dict)
+
+    def verify(self) -> None:
+        for check in self.checks:
+            check()
+
+
+async def _raw_chunks(ctx: ReqCtx) -> AsyncIterator[bytes]:
+    content = ctx.request.content
+    while True:
+        chunk = await content.read(READ_CHUNK)
+        if not chunk:
+            return
+        ctx.bytes_in += len(chunk)
+        yield chunk
+
+
+def _declared_length(ctx: ReqCtx) -> int | None:
+    raw = ctx.request.headers.get("Content-Length")
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise S3Error("InvalidArgument", "Content-Length is not a number") from None
+    if value < 0:
+        raise S3Error("InvalidArgument", "Content-Length is negative")
+    return value
+
+
+def open_body(ctx: ReqCtx, *, require_length: bool = True) -> Body:
+    """Set up the decoding and verification the request's headers ask for."""
+    headers = ctx.request.headers
+    payload = ctx.auth.payload_hash
+    length = _declared_length(ctx)
+    if payload.startswith("STREAMING-"):
+        decoded = headers.get("x-amz-decoded-content-length")
+        if decoded is None:
+            raise S3Error("MissingContentLength", "x-amz-decoded-content-length is required")
+        try:
+            size: int | None = int(decoded)
+        except ValueError:
+            raise S3Error(
+                "InvalidArgument", "x-amz-decoded-content-length is not a number"
+            ) from None
+        chain = (
+            ChunkSignatureChain(ctx.auth.chunk_context)
+            if ctx.auth.chunk_context is not None
+            else None
+        )
+        trailer_names = [
+            n.strip().lower() for n in headers.get("x-amz-trailer", "").split(",") if n.strip()
+        ]
+        decoder = ChunkedDecoder(
+            _Counted(ctx),
+            mode=payload,
+            chain=chain,
+            decoded_length=size,
+            expected_trailers=trailer_names,
+        )
+        body = Body(decoder.__aiter__(), size)
+        _add_checksums(body, headers, decoder)
+        return body
+    chunked_te = headers.get("Transfer-Encoding", "").lower() == "chunked"
+    if length is None and require_length and not chunked_te:
+        raise S3Error("MissingContentLength")
+    body = Body(_raw_chunks(ctx), length)
+    if payload not in (sigv4.UNSIGNED_PAYLOAD,) and len(payload) == 64:
+        sha = hashlib.sha256()
+        body.hashers.append(sha)
+
+        def check_sha() -> None:
+            if not hmac.compare_digest(sha.hexdigest(), payload):
+                raise S3Error(
+                    "XAmzContentSHA256Mismatch",
+                    extra={
+                        "ClientComputedContentSHA256": payload,
+                        "S3ComputedContentSHA256": sha.hexdigest(),
+                    },
+                )
+
+        body.checks.append(check_sha)
+    _add_checksums(body, headers, None)
+    return body
+
+
+class _Counted:
+    """aiohttp's StreamReader, counting the bytes the chunked decoder pulls."""
+
+    def __init__(self, ctx: ReqCtx) -> None:
+        self._ctx = ctx
+        self._content = ctx.request.content
+
+    async def readline(self) -> bytes:
+        line = await self._content.readline()
+        self._ctx.bytes_in += len(line)
+        return line
+
+    async def readexactly(self, n: int) -> bytes:
+        data = await self._content.readexactly(n)
+        self._ctx.bytes_in += len(data)
+        return data
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self._content.read(n)
+        self._ctx.bytes_in += len(data)
+        return data
+
+
+def _add_checksums(body: Body, headers: Any, decoder: ChunkedDecoder | None) -> None:
+    """x-amz-checksum-* in a header, or announced for the trailer: compute and verify."""
+    wanted = checksums.checksum_request(headers)
+    if wanted is None:
+        return
+    if wanted.trailer is not None and decoder is None:
+        raise S3Error("InvalidRequest", "x-amz-trailer is only valid with an aws-chunked body")
+    summer = wanted.checksummer()
+    body.hashers.append(summer)
+
+    def check() -> None:
+        trailers = decoder.trailers if decoder is not None else None
+        body.checksums[wanted.algorithm] = wanted.verify(summer, trailers)
+
+    body.checks.append(check)

@@ -1,0 +1,112 @@
+"""Bucket operations: create, delete, head, location, versioning, ACL and the unset configs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from stratum.s3 import xml
+from stratum.s3.context import Handler, ReqCtx
+from stratum.s3.errors import S3Error
+from stratum.s3.xml_requests import parse_create_bucket_configuration
+
+XML = "application/xml"
+
+
+def xml_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=body, content_type=XML)
+
+
+async def read_document(ctx: ReqCtx, limit: int = 1 << 20) -> bytes:
+    """A small request document (XML), bounded; bigger is MaxMessageLengthExceeded."""
+    length = ctx.request.content_length
+    if length is not None and length > limit:
+        raise S3Error("MaxMessageLengthExceeded")
+    data = await ctx.request.content.read(limit + 1)
+    if len(data) > limit:
+        raise S3Error("MaxMessageLengthExceeded")
+    ctx.bytes_in += len(data)
+    return data
+
+
+async def list_buckets(ctx: ReqCtx) -> web.StreamResponse:
+    buckets = ctx.service.list_buckets(ctx.user.canonical_id)
+    entries = [xml.BucketEntry(b.name, b.created) for b in buckets]
+    return xml_response(xml.list_buckets(ctx.owner, entries))
+
+
+async def create_bucket(ctx: ReqCtx) -> web.StreamResponse:
+    location = parse_create_bucket_configuration(await read_document(ctx))
+    region = ctx.settings.region
+    if location and location != region:
+        raise S3Error(
+            "IllegalLocationConstraintException",
+            f"The {location} location constraint is incompatible for the region specific "
+            f"endpoint this request was sent to.",
+        )
+    await ctx.service.create_bucket(ctx.bucket, ctx.user.canonical_id, region)
+    return web.Response(status=200, headers={"Location": f"/{ctx.bucket}"})
+
+
+async def delete_bucket(ctx: ReqCtx) -> web.StreamResponse:
+    await ctx.service.delete_bucket(ctx.bucket, ctx.user.canonical_id)
+    return web.Response(status=204)
+
+
+async def head_bucket(ctx: ReqCtx) -> web.StreamResponse:
+    bucket = ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    return web.Response(status=200, headers={"x-amz-bucket-region": bucket.region})
+
+
+async def get_bucket_location(ctx: ReqCtx) -> web.StreamResponse:
+    bucket = ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    return xml_response(xml.location_constraint(bucket.region))
+
+
+async def get_bucket_versioning(ctx: ReqCtx) -> web.StreamResponse:
+    ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    return xml_response(xml.versioning_configuration(None))
+
+
+async def get_acl(ctx: ReqCtx) -> web.StreamResponse:
+    """Buckets and objects are private to their owner: the only grant is FULL_CONTROL."""
+    if ctx.endpoint.key is None:
+        ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    else:
+        ctx.service.head_object(ctx.bucket, ctx.key, ctx.user.canonical_id)
+    return xml_response(xml.access_control_policy(ctx.owner))
+
+
+def _not_configured(code: str) -> Handler:
+    """GET of a bucket configuration Stratum never holds: AWS's answer for "not set"."""
+
+    async def handler(ctx: ReqCtx) -> web.StreamResponse:
+        ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+        raise S3Error(code, extra={"BucketName": ctx.bucket})
+
+    return handler
+
+
+async def get_object_tagging(ctx: ReqCtx) -> web.StreamResponse:
+    ctx.service.head_object(ctx.bucket, ctx.key, ctx.user.canonical_id)
+    return xml_response(xml.tagging(()))
+
+
+HANDLERS: Mapping[str, Handler] = {
+    "ListBuckets": list_buckets,
+    "CreateBucket": create_bucket,
+    "DeleteBucket": delete_bucket,
+    "HeadBucket": head_bucket,
+    "GetBucketLocation": get_bucket_location,
+    "GetBucketVersioning": get_bucket_versioning,
+    "GetBucketAcl": get_acl,
+    "GetObjectAcl": get_acl,
+    "GetBucketCors": _not_configured("NoSuchCORSConfiguration"),
+    "GetBucketPolicy": _not_configured("NoSuchBucketPolicy"),
+    "GetBucketTagging": _not_configured("NoSuchTagSet"),
+    "GetBucketLifecycleConfiguration": _not_configured("NoSuchLifecycleConfiguration"),
+    "GetBucketEncryption": _not_configured("ServerSideEncryptionConfigurationNotFoundError"),
+    "GetBucketWebsite": _not_configured("NoSuchWebsiteConfiguration"),
+    "GetObjectTagging": get_object_tagging,
+}

@@ -1,0 +1,68 @@
+"""What a handler receives: the parsed request and the services it may call."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from stratum.model.service import ObjectService
+from stratum.model.users import User
+from stratum.s3 import xml
+from stratum.s3.router import Endpoint
+from stratum.s3.sigv4 import AuthResult
+from stratum.util.clock import Clock
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    region: str
+    domain: str
+    access_log: bool = True
+
+
+@dataclass
+class ReqCtx:
+    """One request after routing and authentication (Garage's ReqCtx)."""
+
+    request: web.Request
+    endpoint: Endpoint
+    user: User
+    auth: AuthResult
+    params: dict[str, str]  # query parameters, first occurrence of each name
+    request_id: str
+    service: ObjectService
+    settings: ApiSettings
+    clock: Clock
+    bytes_in: int = 0
+    bytes_out: int = 0
+    # set by a handler before it sends headers it cannot take back (streamed GET)
+    streaming: bool = False
+
+    def start_response(self, status: int, headers: dict[str, str]) -> web.StreamResponse:
+        """A streamed response whose headers carry the request id like every other."""
+        headers["x-amz-request-id"] = self.request_id
+        headers["x-amz-id-2"] = self.request_id
+        headers["Server"] = "Stratum"
+        return web.StreamResponse(status=status, headers=headers)
+
+    @property
+    def bucket(self) -> str:
+        assert self.endpoint.bucket is not None, "router guarantees a bucket for this operation"
+        return self.endpoint.bucket
+
+    @property
+    def key(self) -> str:
+        assert self.endpoint.key is not None, "router guarantees a key for this operation"
+        return self.endpoint.key
+
+    @property
+    def owner(self) -> xml.Owner:
+        return xml.Owner(self.user.canonical_id, self.user.display_name)
+
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name)
+
+
+Handler = Callable[[ReqCtx], Awaitable[web.StreamResponse]]

@@ -1,0 +1,190 @@
+"""Listing: ListObjects (v1), ListObjectsV2 and ListObjectVersions (unversioned buckets).
+
+The metadata layer walks its cursor in S3 byte order and returns a page; this module
+only reads parameters, maps continuation tokens and renders the XML.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from stratum.meta.catalog import ListPage
+from stratum.meta.records import ObjectRecord
+from stratum.s3 import xml
+from stratum.s3.bucket_ops import xml_response
+from stratum.s3.context import Handler, ReqCtx
+from stratum.s3.errors import S3Error
+
+MAX_KEYS = 1000
+STORAGE_CLASS_OF_TIER = {"hot": "STANDARD", "warm": "STANDARD_IA", "cold": "GLACIER_IR"}
+
+
+def max_keys(ctx: ReqCtx, name: str = "max-keys") -> int:
+    raw = ctx.params.get(name)
+    if raw is None or raw == "":
+        return MAX_KEYS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise S3Error(
+            "InvalidArgument",
+            "Provided max-keys not an integer or within integer range",
+            extra={"ArgumentName": name, "ArgumentValue": raw},
+        ) from None
+    if value < 0:
+        raise S3Error(
+            "InvalidArgument",
+            "Argument maxKeys must be an integer between 0 and 2147483647",
+            extra={"ArgumentName": name, "ArgumentValue": raw},
+        )
+    return min(value, MAX_KEYS)
+
+
+def encoding_type(ctx: ReqCtx) -> str | None:
+    value = ctx.params.get("encoding-type")
+    if value is None:
+        return None
+    if value.lower() != "url":
+        raise S3Error(
+            "InvalidArgument",
+            "Invalid Encoding Method specified in Request",
+            extra={"ArgumentName": "encoding-type", "ArgumentValue": value},
+        )
+    return "url"
+
+
+def encode_token(key: str) -> str:
+    raw = key.encode("utf-8", "surrogateescape")
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        return raw.decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError):
+        raise S3Error(
+            "InvalidArgument",
+            "The continuation token provided is incorrect",
+            extra={"ArgumentName": "continuation-token", "ArgumentValue": token},
+        ) from None
+
+
+def _page(ctx: ReqCtx, start_after: str, limit: int) -> ListPage:
+    return ctx.service.list_objects(
+        ctx.bucket,
+        ctx.user.canonical_id,
+        prefix=ctx.params.get("prefix", ""),
+        delimiter=ctx.params.get("delimiter", ""),
+        start_after=start_after,
+        max_keys=limit,
+    )
+
+
+def _entry(record: ObjectRecord, owner: xml.Owner | None) -> xml.ObjectEntry:
+    return xml.ObjectEntry(
+        key=record.key,
+        last_modified=record.last_modified,
+        etag=record.etag,
+        size=record.size,
+        storage_class=record.storage_class or "STANDARD",
+        owner=owner,
+    )
+
+
+async def list_objects_v1(ctx: ReqCtx) -> web.StreamResponse:
+    enc = encoding_type(ctx)
+    limit = max_keys(ctx)
+    marker = ctx.params.get("marker", "")
+    delimiter = ctx.params.get("delimiter") or None
+    page = _page(ctx, marker, limit)
+    result = xml.ListObjectsV1Result(
+        bucket=ctx.bucket,
+        prefix=ctx.params.get("prefix", ""),
+        marker=marker,
+        max_keys=limit,
+        is_truncated=page.is_truncated,
+        contents=[_entry(r, ctx.owner) for r in page.objects],
+        common_prefixes=page.common_prefixes,
+        delimiter=delimiter,
+        # AWS returns NextMarker only with a delimiter; without one clients use the last key.
+        next_marker=page.next_marker if (delimiter and page.is_truncated) else None,
+        encoding_type=enc,
+    )
+    return xml_response(xml.list_objects_v1(result))
+
+
+async def list_objects_v2(ctx: ReqCtx) -> web.StreamResponse:
+    enc = encoding_type(ctx)
+    limit = max_keys(ctx)
+    token = ctx.params.get("continuation-token")
+    start_after = ctx.params.get("start-after")
+    if token is not None:
+        if token == "":
+            raise S3Error(
+                "InvalidArgument",
+                "The continuation token provided is incorrect",
+                extra={"ArgumentName": "continuation-token"},
+            )
+        begin = decode_token(token)
+    else:
+        begin = start_after or ""
+    page = _page(ctx, begin, limit)
+    fetch_owner = ctx.params.get("fetch-owner", "").lower() == "true"
+    result = xml.ListObjectsV2Result(
+        bucket=ctx.bucket,
+        prefix=ctx.params.get("prefix", ""),
+        max_keys=limit,
+        is_truncated=page.is_truncated,
+        contents=[_entry(r, ctx.owner if fetch_owner else None) for r in page.objects],
+        common_prefixes=page.common_prefixes,
+        delimiter=ctx.params.get("delimiter") or None,
+        start_after=start_after,
+        continuation_token=token,
+        next_continuation_token=(
+            encode_token(page.next_marker) if page.is_truncated and page.next_marker else None
+        ),
+        encoding_type=enc,
+    )
+    return xml_response(xml.list_objects_v2(result))
+
+
+async def list_object_versions(ctx: ReqCtx) -> web.StreamResponse:
+    """Unversioned buckets: each object is its only version, VersionId ``null``."""
+    enc = encoding_type(ctx)
+    limit = max_keys(ctx)
+    key_marker = ctx.params.get("key-marker", "")
+    version_marker = ctx.params.get("version-id-marker", "")
+    if version_marker and not key_marker:
+        raise S3Error(
+            "InvalidArgument",
+            "A version-id marker cannot be specified without a key marker.",
+            extra={"ArgumentName": "version-id-marker", "ArgumentValue": version_marker},
+        )
+    page = _page(ctx, key_marker, limit)
+    result = xml.ListObjectVersionsResult(
+        bucket=ctx.bucket,
+        prefix=ctx.params.get("prefix", ""),
+        key_marker=key_marker,
+        version_id_marker=version_marker,
+        max_keys=limit,
+        is_truncated=page.is_truncated,
+        versions=[_entry(r, ctx.owner) for r in page.objects],
+        common_prefixes=page.common_prefixes,
+        delimiter=ctx.params.get("delimiter") or None,
+        next_key_marker=page.next_marker if page.is_truncated else None,
+        next_version_id_marker="null" if page.is_truncated and page.next_marker else None,
+        encoding_type=enc,
+    )
+    return xml_response(xml.list_object_versions(result))
+
+
+HANDLERS: Mapping[str, Handler] = {
+    "ListObjects": list_objects_v1,
+    "ListObjectsV2": list_objects_v2,
+    "ListObjectVersions": list_object_versions,
+}

@@ -1,0 +1,239 @@
+"""The S3 HTTP server: one handler, one dispatch table, one error renderer.
+
+Every request goes through :meth:`S3Server.handle`:
+
+1. parse once: the router turns method, host, path and query into an ``Endpoint``;
+2. authenticate (SigV4 header or presigned query) and find the user;
+3. dispatch through :data:`HANDLERS` (operation name -> handler);
+4. translate any error into an :class:`S3Error` and render it as XML, here and only here;
+5. log one line (method, operation, status, bytes, duration, request id).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from stratum.block.errors import StorageError, StorageFull
+from stratum.model import errors as model_errors
+from stratum.model.service import ObjectService
+from stratum.model.users import UserDirectory
+from stratum.s3 import bucket_ops, list_ops, multipart_ops, object_ops, sigv4, xml
+from stratum.s3.context import ApiSettings, Handler, ReqCtx
+from stratum.s3.errors import S3Error
+from stratum.s3.router import PREFLIGHT, UNSUPPORTED, UNSUPPORTED_SERVICE_ACTION, route
+from stratum.s3.router import unsupported_error as router_unsupported
+from stratum.util.clock import Clock
+
+log = logging.getLogger("stratum.s3")
+access_log = logging.getLogger("stratum.access")
+
+HANDLERS: Mapping[str, Handler] = {
+    **bucket_ops.HANDLERS,
+    **list_ops.HANDLERS,
+    **object_ops.HANDLERS,
+    **multipart_ops.HANDLERS,
+}
+
+# The object service's conditions, as S3 names them.
+_MODEL_ERRORS: Mapping[type[model_errors.ObjectServiceError], str] = {
+    model_errors.NoSuchBucket: "NoSuchBucket",
+    model_errors.NoSuchKey: "NoSuchKey",
+    model_errors.BucketNotEmpty: "BucketNotEmpty",
+    model_errors.BucketAlreadyExists: "BucketAlreadyExists",
+    model_errors.BucketAlreadyOwnedByYou: "BucketAlreadyOwnedByYou",
+    model_errors.AccessDenied: "AccessDenied",
+    model_errors.PreconditionFailed: "PreconditionFailed",
+    model_errors.BadDigest: "BadDigest",
+    model_errors.IncompleteBody: "IncompleteBody",
+    model_errors.EntityTooLarge: "EntityTooLarge",
+    model_errors.InsufficientStorage: "InsufficientStorage",
+}
+_DETAIL_ELEMENTS = {"bucket": "BucketName", "key": "Key"}
+
+
+def translate(exc: BaseException) -> S3Error | None:
+    """The S3 error a lower-layer exception means, or None for an unexpected one."""
+    if isinstance(exc, S3Error):
+        return exc
+    if isinstance(exc, model_errors.ObjectServiceError):
+        code = _MODEL_ERRORS.get(type(exc), "InternalError")
+        extra = {_DETAIL_ELEMENTS[k]: v for k, v in exc.details.items() if k in _DETAIL_ELEMENTS}
+        return S3Error(code, extra=extra)
+    if isinstance(exc, StorageFull):
+        return S3Error("InsufficientStorage")
+    return None
+
+
+class S3Server:
+    def __init__(
+        self,
+        service: ObjectService,
+        users: UserDirectory,
+        settings: ApiSettings,
+        clock: Clock,
+    ) -> None:
+        self.service = service
+        self.users = users
+        self.settings = settings
+        self.clock = clock
+
+    def _secret(self, access_key: str) -> str | None:
+        user = self.users.lookup(access_key)
+        return None if user is None else user.secret_key
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = secrets.token_hex(8).upper()
+        endpoint_name = "-"
+        resource: str | None = None
+        ctx: ReqCtx | None = None
+        try:
+            raw_path, _, raw_query = request.raw_path.partition("?")
+            query = parse_qsl(raw_query, keep_blank_values=True, errors="surrogateescape")
+            endpoint = route(
+                request.method,
+                request.host,
+                raw_path,
+                query,
+                request.headers,
+                self.settings.domain,
+            )
+            endpoint_name, resource = endpoint.name, endpoint.resource
+            response: web.StreamResponse
+            if endpoint.name == PREFLIGHT:
+                response = _preflight(request)
+            elif endpoint.name == UNSUPPORTED_SERVICE_ACTION:
+                # Signed for IAM/STS, not S3: answer before checking a signature we can't match.
+                raise router_unsupported(endpoint)
+            else:
+                view = sigv4.RequestView.from_wire(
+                    request.method, raw_path, query, request.headers.items()
+                )
+                auth = sigv4.verify(
+                    view, self._secret, region=self.settings.region, now=self.clock.now()
+                )
+                user = self.users.lookup(auth.access_key)
+                if user is None:  # removed between verify and now
+                    raise S3Error("InvalidAccessKeyId")
+                if endpoint.name == UNSUPPORTED:
+                    raise router_unsupported(endpoint)
+                handler = HANDLERS.get(endpoint.name)
+                if handler is None:
+                    raise router_unsupported(endpoint)
+                params: dict[str, str] = {}
+                for name, value in query:
+                    params.setdefault(name, value)
+                ctx = ReqCtx(
+                    request=request,
+                    endpoint=endpoint,
+                    user=user,
+                    auth=auth,
+                    params=params,
+                    request_id=request_id,
+                    service=self.service,
+                    settings=self.settings,
+                    clock=self.clock,
+                )
+                response = await handler(ctx)
+        except Exception as exc:  # every failure becomes S3 XML, here
+            if ctx is not None and ctx.streaming:
+                # Headers are gone already: the only honest signal left is a cut connection.
+                log.error("request %s (%s) failed mid-response: %s", request_id, endpoint_name, exc)
+                raise
+            error = translate(exc)
+            if error is None:
+                log.exception("request %s (%s) failed", request_id, endpoint_name)
+                error = S3Error("InternalError")
+            if isinstance(exc, StorageError) and not isinstance(exc, StorageFull):
+                log.error("storage error in %s: %s", request_id, exc)
+            response = render_error(error, resource, request_id)
+            if ctx is not None and ctx.request.can_read_body and error.status < 500:
+                # A refused upload: don't read on; close rather than drain a huge body.
+                response.force_close()
+        if not response.prepared:
+            response.headers["x-amz-request-id"] = request_id
+            response.headers["x-amz-id-2"] = request_id
+            response.headers.setdefault("Server", "Stratum")
+        if self.settings.access_log:
+            _log_request(request, endpoint_name, response, ctx, request_id, started)
+        return response
+
+
+def render_error(error: S3Error, resource: str | None, request_id: str) -> web.Response:
+    """The one place an S3 error becomes an HTTP response."""
+    headers = {"x-amz-request-id": request_id, "x-amz-id-2": request_id, **error.headers}
+    if error.status == 304 or error.code == "NotModified":
+        return web.Response(status=304, headers=headers)
+    body = xml.error_xml(
+        error.code, error.text, error.resource or resource, request_id, error.extra
+    )
+    return web.Response(
+        status=error.status, body=body, content_type="application/xml", headers=headers
+    )
+
+
+def _preflight(request: web.Request) -> web.Response:
+    """CORS preflight: allow any origin (a self-hosted store's web clients are its own)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        raise S3Error("InvalidRequest", "Insufficient information. Origin request header needed.")
+    method = request.headers.get("Access-Control-Request-Method", "GET")
+    headers = {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": method,
+        "Access-Control-Max-Age": "3000",
+        "Vary": "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
+    }
+    wanted = request.headers.get("Access-Control-Request-Headers")
+    if wanted:
+        headers["Access-Control-Allow-Headers"] = wanted
+    return web.Response(status=200, headers=headers)
+
+
+def _log_request(
+    request: web.Request,
+    endpoint: str,
+    response: web.StreamResponse,
+    ctx: ReqCtx | None,
+    request_id: str,
+    started: float,
+) -> None:
+    took_ms = (time.perf_counter() - started) * 1000
+    bytes_in = ctx.bytes_in if ctx else 0
+    bytes_out = ctx.bytes_out if ctx else (response.content_length or 0)
+    level = logging.WARNING if response.status >= 500 else logging.INFO
+    access_log.log(
+        level,
+        "%s %s %s %d in=%d out=%d %.1fms id=%s",
+        request.method,
+        endpoint,
+        request.path,
+        response.status,
+        bytes_in,
+        bytes_out,
+        took_ms,
+        request_id,
+        extra={
+            "method": request.method,
+            "endpoint": endpoint,
+            "status": response.status,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "duration_ms": round(took_ms, 2),
+            "request_id": request_id,
+        },
+    )
+
+
+def make_app(server: S3Server) -> web.Application:
+    """An aiohttp application serving S3 on every path."""
+    # client_max_size only bounds request.read()/post(); object bodies are streamed.
+    app = web.Application(client_max_size=8 << 20)
+    app.router.add_route("*", "/{tail:.*}", server.handle)
+    return app
