@@ -625,7 +625,7 @@ class _VolumeReader:
         self.codec = store.codec(loc.data_shards, loc.parity_shards)
         self._opening: dict[int, asyncio.Future[ShardFileReader | None]] = {}
         self._readers: list[ShardFileReader] = []
-        self._lock = threading.Lock()  # _readers/_closed, touched from worker threads
+        self._lock = threading.Lock()  # _readers/_closed/_bad, touched from worker threads
         self._closed = False
         self._bad: dict[int, str] = {}  # shard -> why it is unusable for every stripe
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -683,7 +683,8 @@ class _VolumeReader:
         need = list(range(a // blen, (b - 1) // blen + 1))
         # Shards that failed to open are skipped from the start, so a volume with a lost
         # shard costs one round of reads per stripe, not two. Data shards come first.
-        known_bad = set(self._bad)
+        with self._lock:
+            known_bad = set(self._bad)
         order = [i for i in need if i not in known_bad]
         order += [i for i in range(self.codec.total) if i not in need and i not in known_bad]
         batch = order[: len(need)] if not known_bad.intersection(need) else order[:k]
@@ -738,7 +739,8 @@ class _VolumeReader:
                 raise FileNotFoundError(f"disk {self.loc.disks[index]} is not in the pool")
             reader = ShardFileReader(path, _expected(self.loc, index))
         except (OSError, ShardFormatError) as exc:
-            self._bad[index] = str(exc)
+            with self._lock:
+                self._bad[index] = str(exc)
             self._degraded(index, str(exc))
             return None
         with self._lock:
@@ -755,7 +757,9 @@ class _VolumeReader:
         self._loop.call_soon_threadsafe(self.store.note_degraded, record)
 
     def _why(self) -> str:
-        return "; ".join(f"shard {i}: {r}" for i, r in sorted(self._bad.items())) or "bad blocks"
+        with self._lock:
+            bad = sorted(self._bad.items())
+        return "; ".join(f"shard {i}: {r}" for i, r in bad) or "bad blocks"
 
 
 def _expected(loc: ECLocation, index: int) -> Expected:

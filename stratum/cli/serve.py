@@ -98,7 +98,7 @@ async def _serve(node: Node) -> None:
         domain=config.server.domain,
         access_log=config.server.access_log,
     )
-    app = make_app(S3Server(node.service, node.users, settings, node.clock))
+    app = make_app(S3Server(node.service, node.multipart, node.users, settings, node.clock))
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=30)
     await runner.setup()
     host, port = config.server.host, config.server.port

@@ -126,3 +126,36 @@ def decode_objects(raw: bytes) -> list[ObjectRecord]:
     if raw and raw[0] == MULTI[0]:
         return [ObjectRecord.from_dict(d) for d in json.loads(raw[1:])]
     raise RecordError(f"objects: unsupported record format {raw[:1]!r}")
+
+
+@dataclass
+class UploadRecord(Record):
+    """A multipart upload in progress (``uploads``: bucket NUL upload id -> record)."""
+
+    upload_id: str
+    bucket: str
+    key: str
+    owner_id: str
+    initiated: float
+    content_type: str = "binary/octet-stream"
+    user_meta: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    storage_class: str = ""
+    checksum_algorithm: str = ""  # "" or crc32 / crc32c / crc64nvme / sha1 / sha256
+    checksum_type: str = ""  # "" / COMPOSITE / FULL_OBJECT
+
+
+@dataclass
+class PartRecord(Record):
+    """One uploaded part (``parts``: upload id + part number, 4 bytes big-endian -> record).
+
+    The part's bytes are an ordinary volume (``volumes``) until the upload completes,
+    when the object's volume absorbs the part volumes without copying their data.
+    """
+
+    part_number: int
+    volume_id: str
+    size: int
+    etag: str  # quoted
+    last_modified: float
+    checksums: dict[str, str] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from stratum.config import Config, TierConfig
 from stratum.meta.store import MetaStore
+from stratum.model.multipart import MultipartService
 from stratum.model.service import ObjectService
 from stratum.model.tierstore import TierLayout, TierStore
 from stratum.model.users import RootCredentials, UserDirectory, load_root_credentials
@@ -50,6 +51,7 @@ class Node:
     meta: MetaStore
     tiers: dict[str, TierStore]
     service: ObjectService
+    multipart: MultipartService
     users: UserDirectory
     root: RootCredentials
     clock: Clock
@@ -84,13 +86,16 @@ class Node:
             small_threshold=config.storage.small_object_threshold,
             max_object_size=config.storage.max_object_size,
         )
+        multipart = MultipartService(service, expiry=config.storage.multipart_expiry)
         users = UserDirectory(meta, root.user)
-        return cls(config, meta, tiers, service, users, root, clock, executor)
+        return cls(config, meta, tiers, service, multipart, users, root, clock, executor)
 
     async def start(self) -> None:
         await self.service.start()
+        await self.multipart.start()
 
     async def stop(self) -> None:
+        await self.multipart.stop()
         await self.service.stop()
         for tier in self.tiers.values():
             await tier.close()

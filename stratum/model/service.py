@@ -44,6 +44,7 @@ from stratum.util.clock import Clock
 log = logging.getLogger("stratum.objects")
 
 GC_INTERVAL = 2.0
+MULTI = "multi"  # layout of a completed multipart upload: a list of part volumes
 ACCESS_FLUSH_INTERVAL = 5.0
 
 
@@ -210,8 +211,23 @@ class ObjectService:
         self._reading[vid] += 1
         try:
             tier = self.tiers[volume.tier]
-            async for chunk in tier.read(volume.layout, volume.location, start, end):
-                yield chunk
+            if volume.layout != MULTI:
+                async for chunk in tier.read(volume.layout, volume.location, start, end):
+                    yield chunk
+                return
+            # A completed multipart upload: its parts' volumes, end to end.
+            offset = 0
+            for part in volume.location["parts"]:
+                size = int(part["size"])
+                lo, hi = max(start, offset), min(end, offset + size)
+                if lo < hi:
+                    async for chunk in tier.read(
+                        part["layout"], part["location"], lo - offset, hi - offset
+                    ):
+                        yield chunk
+                offset += size
+                if offset >= end:
+                    break
         finally:
             self._reading[vid] -= 1
             if not self._reading[vid]:
@@ -252,7 +268,7 @@ class ObjectService:
             current = self.meta.read(lambda tx: catalog.get_object(tx, bucket, key))
             opts.condition(current)
         now = self.clock.now()
-        volume = await self._store_body(bucket, key, body, opts, now)
+        volume = await self.store_body(bucket, key, body, opts, now)
         record = ObjectRecord(
             key=key,
             volume_id=volume.volume_id,
@@ -269,7 +285,7 @@ class ObjectService:
         try:
             await self._commit(bucket, record, volume, opts)
         except BaseException:
-            await self._free_quietly(volume)
+            await self.free_volume(volume)
             raise
         return record
 
@@ -288,7 +304,7 @@ class ObjectService:
         await self.meta.write(commit)
         self._gc_wakeup.set()
 
-    async def _store_body(
+    async def store_body(
         self, bucket: str, key: str, body: AsyncIterable[bytes], opts: PutOptions, now: float
     ) -> VolumeRecord:
         """Stream the body into the hot tier; return its (not yet committed) volume."""
@@ -355,7 +371,7 @@ class ObjectService:
             if opts.verify is not None:
                 opts.verify()
         except BaseException:
-            await self._free_quietly(volume)
+            await self.free_volume(volume)
             raise
         return volume
 
@@ -429,9 +445,18 @@ class ObjectService:
 
     # -- garbage ----------------------------------------------------------------------
 
-    async def _free_quietly(self, volume: VolumeRecord) -> None:
+    def wake_gc(self) -> None:
+        """Something was retired: let the collector run now rather than at its next tick."""
+        self._gc_wakeup.set()
+
+    async def free_volume(self, volume: VolumeRecord) -> None:
+        tier = self.tiers[volume.tier]
         try:
-            await self.tiers[volume.tier].delete(volume.layout, volume.location)
+            if volume.layout == MULTI:
+                for part in volume.location["parts"]:
+                    await tier.delete(part["layout"], part["location"])
+            else:
+                await tier.delete(volume.layout, volume.location)
         except Exception:
             log.exception("could not free volume %s; it will be swept later", volume.volume_id)
 
@@ -442,7 +467,7 @@ class ObjectService:
         for volume in pending:
             if self._reading.get(volume.volume_id):
                 continue
-            await self._free_quietly(volume)
+            await self.free_volume(volume)
             await self.meta.write(
                 functools.partial(catalog.forget_garbage, volume_id=volume.volume_id)
             )

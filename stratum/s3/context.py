@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from stratum.model.multipart import MultipartService
 from stratum.model.service import ObjectService
 from stratum.model.users import User
 from stratum.s3 import xml
@@ -33,6 +34,7 @@ class ReqCtx:
     params: dict[str, str]  # query parameters, first occurrence of each name
     request_id: str
     service: ObjectService
+    multipart: MultipartService
     settings: ApiSettings
     clock: Clock
     bytes_in: int = 0

@@ -1,9 +1,322 @@
-"""Multipart uploads (filled in by the multipart work)."""
+"""Multipart uploads: create, upload part (and part copy), complete, abort, list.
+
+The object model does the work (:mod:`stratum.model.multipart`); this module reads
+the request, computes the checksums AWS defines for multipart objects and renders
+the XML.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import cast
 
-from stratum.s3.context import Handler
+from aiohttp import web
 
-HANDLERS: Mapping[str, Handler] = {}
+from stratum.meta.records import PartRecord, UploadRecord
+from stratum.model.multipart import CompletedPart
+from stratum.model.service import PutOptions
+from stratum.s3 import checksums, httpsem, xml
+from stratum.s3.body import open_body
+from stratum.s3.bucket_ops import read_document, xml_response
+from stratum.s3.context import Handler, ReqCtx
+from stratum.s3.errors import S3Error
+from stratum.s3.list_ops import encoding_type
+from stratum.s3.object_ops import put_options_from_request
+from stratum.s3.xml_requests import MAX_COMPLETE_MULTIPART_BODY, parse_complete_multipart
+
+MAX_PART_SIZE = 5 << 30
+ELEMENT_OF = {
+    "crc32": "ChecksumCRC32",
+    "crc32c": "ChecksumCRC32C",
+    "crc64nvme": "ChecksumCRC64NVME",
+    "sha1": "ChecksumSHA1",
+    "sha256": "ChecksumSHA256",
+}
+
+
+def _int_param(ctx: ReqCtx, name: str, default: int, upper: int) -> int:
+    raw = ctx.params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise S3Error(
+            "InvalidArgument",
+            f"Provided {name} not an integer or within integer range",
+            extra={"ArgumentName": name, "ArgumentValue": raw},
+        ) from None
+    if value < 0:
+        raise S3Error(
+            "InvalidArgument",
+            f"Argument {name} must be an integer between 0 and 2147483647",
+            extra={"ArgumentName": name, "ArgumentValue": raw},
+        )
+    return min(value, upper)
+
+
+def _upload_id(ctx: ReqCtx) -> str:
+    upload_id = ctx.endpoint.upload_id
+    if not upload_id:
+        raise S3Error("NoSuchUpload", extra={"UploadId": upload_id or ""})
+    return upload_id
+
+
+async def create_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
+    opts = put_options_from_request(ctx)
+    alg_header = ctx.header("x-amz-checksum-algorithm")
+    algorithm: checksums.Algorithm | None = None
+    checksum_type = ""
+    if alg_header:
+        algorithm = checksums.parse_algorithm(alg_header)
+        if algorithm is None:
+            raise S3Error("InvalidRequest", "Checksum algorithm provided is unsupported.")
+        checksum_type = checksums.multipart_checksum_type(
+            algorithm, ctx.header("x-amz-checksum-type")
+        )
+    upload = await ctx.multipart.create(
+        ctx.bucket,
+        ctx.key,
+        opts,
+        checksum=algorithm or "",
+        checksum_type=checksum_type,
+    )
+    response = xml_response(xml.initiate_multipart_upload(ctx.bucket, ctx.key, upload.upload_id))
+    if algorithm:
+        response.headers["x-amz-checksum-algorithm"] = algorithm.upper()
+        response.headers["x-amz-checksum-type"] = checksum_type
+    return response
+
+
+async def upload_part(ctx: ReqCtx) -> web.StreamResponse:
+    upload_id = _upload_id(ctx)
+    part_number = ctx.endpoint.part_number
+    assert part_number is not None, "router validates partNumber for UploadPart"
+    body = open_body(ctx)
+    if body.size is not None and body.size > MAX_PART_SIZE:
+        raise S3Error("EntityTooLarge")
+    md5 = ctx.header("Content-MD5")
+    opts = PutOptions(
+        owner_id=ctx.user.canonical_id,
+        size_hint=body.size,
+        expected_md5=httpsem.parse_content_md5(md5) if md5 is not None else None,
+        hashers=body.hashers,
+        verify=body.verify,
+        checksums=body.checksums,
+    )
+    part = await ctx.multipart.upload_part(
+        ctx.bucket, ctx.key, upload_id, part_number, body.chunks, opts
+    )
+    headers = {"ETag": part.etag}
+    headers.update({f"x-amz-checksum-{a}": v for a, v in part.checksums.items()})
+    return web.Response(status=200, headers=headers)
+
+
+def _copy_range(header: str | None, size: int) -> tuple[int, int]:
+    if header is None:
+        return 0, size
+    value = header.strip()
+    if not value.startswith("bytes="):
+        raise S3Error(
+            "InvalidArgument",
+            "The x-amz-copy-source-range value must be of the form "
+            "bytes=first-last where first and last are the zero-based offsets of the "
+            "first and last bytes to copy",
+        )
+    first, _, last = value[6:].partition("-")
+    try:
+        start, end = int(first), int(last)
+    except ValueError:
+        raise S3Error("InvalidArgument", "The x-amz-copy-source-range value is not valid") from None
+    if start > end or end >= size:
+        raise S3Error(
+            "InvalidRange",
+            extra={"RangeRequested": value, "ActualObjectSize": str(size)},
+        )
+    return start, end + 1
+
+
+async def upload_part_copy(ctx: ReqCtx) -> web.StreamResponse:
+    upload_id = _upload_id(ctx)
+    part_number = ctx.endpoint.part_number
+    source = ctx.endpoint.copy_source
+    assert part_number is not None and source is not None
+    if source.version_id not in (None, "null"):
+        raise S3Error("NoSuchVersion", extra={"VersionId": source.version_id or ""})
+    view = ctx.service.head_object(source.bucket, source.key, ctx.user.canonical_id)
+    httpsem.evaluate_copy_source_conditions(
+        ctx.request.headers, view.record.etag, view.record.last_modified, ctx.clock.now()
+    )
+    start, end = _copy_range(ctx.header("x-amz-copy-source-range"), view.record.size)
+    ctx.multipart.get(ctx.bucket, ctx.key, upload_id, ctx.user.canonical_id)
+    opts = PutOptions(owner_id=ctx.user.canonical_id, size_hint=end - start)
+    ctx.service.record_access(view.volume.volume_id)
+    chunks = ctx.service.read_volume(view.volume, start, end)
+    part = await ctx.multipart.upload_part(
+        ctx.bucket, ctx.key, upload_id, part_number, chunks, opts
+    )
+    return xml_response(xml.copy_part_result(part.etag, part.last_modified))
+
+
+def _object_checksums(upload: UploadRecord, parts: Sequence[PartRecord]) -> dict[str, str]:
+    """The checksum of a completed upload, as its CreateMultipartUpload asked."""
+    alg = upload.checksum_algorithm
+    if not alg:
+        return {}
+    algorithm = cast(checksums.Algorithm, alg)
+    values = [p.checksums.get(alg) for p in parts]
+    if any(v is None for v in values):
+        raise S3Error(
+            "InvalidRequest",
+            f"The upload was created using a {alg} checksum. The complete request must include "
+            f"the checksum for each part. It was missing for part {_first_missing(parts, alg)} "
+            f"in the request.",
+        )
+    present = [v for v in values if v is not None]
+    if upload.checksum_type == checksums.FULL_OBJECT:
+        value = checksums.full_object_checksum(
+            algorithm, [(v, p.size) for v, p in zip(present, parts, strict=True)]
+        )
+    else:
+        value = checksums.composite_checksum(algorithm, present)
+    return {alg: value}
+
+
+def _first_missing(parts: Sequence[PartRecord], alg: str) -> int:
+    return next((p.part_number for p in parts if alg not in p.checksums), 0)
+
+
+async def complete_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
+    upload_id = _upload_id(ctx)
+    document = await read_document(ctx, MAX_COMPLETE_MULTIPART_BODY)
+    requested = parse_complete_multipart(document)
+    wanted = [CompletedPart(p.part_number, p.etag, dict(p.checksums)) for p in requested]
+    record = await ctx.multipart.complete(
+        ctx.bucket,
+        ctx.key,
+        upload_id,
+        wanted,
+        ctx.user.canonical_id,
+        checksum_of=_object_checksums,
+    )
+    location = f"/{ctx.bucket}/{ctx.key}"
+    response = xml_response(
+        xml.complete_multipart_upload(location, ctx.bucket, ctx.key, record.etag)
+    )
+    for alg, value in record.checksums.items():
+        response.headers[f"x-amz-checksum-{alg}"] = value
+    return response
+
+
+async def abort_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
+    await ctx.multipart.abort(ctx.bucket, ctx.key, _upload_id(ctx), ctx.user.canonical_id)
+    return web.Response(status=204)
+
+
+async def list_parts(ctx: ReqCtx) -> web.StreamResponse:
+    upload_id = _upload_id(ctx)
+    limit = _int_param(ctx, "max-parts", 1000, 1000)
+    marker = _int_param(ctx, "part-number-marker", 0, 10_000)
+    page = ctx.multipart.list_parts(
+        ctx.bucket, ctx.key, upload_id, ctx.user.canonical_id, after=marker, limit=limit
+    )
+    entries = [
+        xml.PartEntry(
+            part_number=p.part_number,
+            last_modified=p.last_modified,
+            etag=p.etag,
+            size=p.size,
+            checksums={ELEMENT_OF[a]: v for a, v in p.checksums.items() if a in ELEMENT_OF},
+        )
+        for p in page.parts
+    ]
+    result = xml.ListPartsResult(
+        bucket=ctx.bucket,
+        key=ctx.key,
+        upload_id=upload_id,
+        owner=ctx.owner,
+        part_number_marker=marker,
+        max_parts=limit,
+        is_truncated=page.is_truncated,
+        parts=entries,
+        next_part_number_marker=page.next_marker,
+        storage_class=page.upload.storage_class or "STANDARD",
+    )
+    return xml_response(xml.list_parts(result))
+
+
+async def list_multipart_uploads(ctx: ReqCtx) -> web.StreamResponse:
+    enc = encoding_type(ctx)
+    limit = _int_param(ctx, "max-uploads", 1000, 1000)
+    prefix = ctx.params.get("prefix", "")
+    delimiter = ctx.params.get("delimiter", "")
+    key_marker = ctx.params.get("key-marker", "")
+    id_marker = ctx.params.get("upload-id-marker", "")
+    every = ctx.multipart.list_uploads(ctx.bucket, ctx.user.canonical_id)
+    entries: list[xml.UploadEntry] = []
+    prefixes: list[str] = []
+    truncated = False
+    last: tuple[str, str] | None = None
+
+    def after_marker(upload: UploadRecord) -> bool:
+        if not key_marker:
+            return True
+        key, mark = upload.key.encode(), key_marker.encode()
+        if key != mark:
+            return key > mark
+        return bool(id_marker) and upload.upload_id > id_marker
+
+    for upload in every:
+        if not upload.key.startswith(prefix) or not after_marker(upload):
+            continue
+        if delimiter:
+            cut = upload.key.find(delimiter, len(prefix))
+            if cut >= 0:
+                common = upload.key[: cut + len(delimiter)]
+                if prefixes and prefixes[-1] == common:
+                    continue
+                if len(entries) + len(prefixes) >= limit:
+                    truncated = True
+                    break
+                prefixes.append(common)
+                last = (common, "")
+                continue
+        if len(entries) + len(prefixes) >= limit:
+            truncated = True
+            break
+        entries.append(
+            xml.UploadEntry(
+                key=upload.key,
+                upload_id=upload.upload_id,
+                initiated=upload.initiated,
+                owner=ctx.owner,
+                storage_class=upload.storage_class or "STANDARD",
+            )
+        )
+        last = (upload.key, upload.upload_id)
+    result = xml.ListMultipartUploadsResult(
+        bucket=ctx.bucket,
+        key_marker=key_marker,
+        upload_id_marker=id_marker,
+        max_uploads=limit,
+        is_truncated=truncated,
+        uploads=entries,
+        common_prefixes=prefixes,
+        prefix=prefix,
+        delimiter=delimiter or None,
+        next_key_marker=last[0] if truncated and last else None,
+        next_upload_id_marker=last[1] if truncated and last and last[1] else None,
+        encoding_type=enc,
+    )
+    return xml_response(xml.list_multipart_uploads(result))
+
+
+HANDLERS: Mapping[str, Handler] = {
+    "CreateMultipartUpload": create_multipart_upload,
+    "UploadPart": upload_part,
+    "UploadPartCopy": upload_part_copy,
+    "CompleteMultipartUpload": complete_multipart_upload,
+    "AbortMultipartUpload": abort_multipart_upload,
+    "ListParts": list_parts,
+    "ListMultipartUploads": list_multipart_uploads,
+}

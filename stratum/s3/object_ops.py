@@ -133,6 +133,15 @@ def object_headers(view: ObjectView, ctx: ReqCtx) -> dict[str, str]:
     return out
 
 
+def part_span(view: ObjectView, part: int) -> tuple[int, int]:
+    """The byte span of part ``part``; a single-part object is its own part 1."""
+    sizes = view.volume.part_sizes or [view.record.size]
+    if part > len(sizes):
+        raise S3Error("InvalidPartNumber")
+    start = sum(sizes[: part - 1])
+    return start, start + sizes[part - 1]
+
+
 async def get_object(ctx: ReqCtx) -> web.StreamResponse:
     return await _serve(ctx, send_body=True)
 
@@ -151,11 +160,8 @@ async def _serve(ctx: ReqCtx, *, send_body: bool) -> web.StreamResponse:
     size = record.size
     part = ctx.endpoint.part_number
     if part is not None:
-        # Single-part objects have one part, the whole object.
-        if part != 1 or record.parts:
-            raise S3Error("InvalidPartNumber")
-        span: tuple[int, int] | None = (0, size)
-        headers["x-amz-mp-parts-count"] = "1"
+        span: tuple[int, int] | None = part_span(view, part)
+        headers["x-amz-mp-parts-count"] = str(max(record.parts, 1))
     else:
         span = httpsem.parse_range(ctx.header("Range"), size)
     if span is None:

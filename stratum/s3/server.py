@@ -21,6 +21,8 @@ from aiohttp import web
 
 from stratum.block.errors import StorageError, StorageFull
 from stratum.model import errors as model_errors
+from stratum.model import multipart as model_multipart
+from stratum.model.multipart import MultipartService
 from stratum.model.service import ObjectService
 from stratum.model.users import UserDirectory
 from stratum.s3 import bucket_ops, list_ops, multipart_ops, object_ops, sigv4, xml
@@ -53,8 +55,17 @@ _MODEL_ERRORS: Mapping[type[model_errors.ObjectServiceError], str] = {
     model_errors.IncompleteBody: "IncompleteBody",
     model_errors.EntityTooLarge: "EntityTooLarge",
     model_errors.InsufficientStorage: "InsufficientStorage",
+    model_multipart.NoSuchUpload: "NoSuchUpload",
+    model_multipart.InvalidPart: "InvalidPart",
+    model_multipart.EntityTooSmall: "EntityTooSmall",
 }
-_DETAIL_ELEMENTS = {"bucket": "BucketName", "key": "Key"}
+_DETAIL_ELEMENTS = {
+    "bucket": "BucketName",
+    "key": "Key",
+    "upload_id": "UploadId",
+    "part": "PartNumber",
+    "size": "ProposedSize",
+}
 
 
 def translate(exc: BaseException) -> S3Error | None:
@@ -74,11 +85,13 @@ class S3Server:
     def __init__(
         self,
         service: ObjectService,
+        multipart: MultipartService,
         users: UserDirectory,
         settings: ApiSettings,
         clock: Clock,
     ) -> None:
         self.service = service
+        self.multipart = multipart
         self.users = users
         self.settings = settings
         self.clock = clock
@@ -137,6 +150,7 @@ class S3Server:
                     params=params,
                     request_id=request_id,
                     service=self.service,
+                    multipart=self.multipart,
                     settings=self.settings,
                     clock=self.clock,
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import hashlib
 import itertools
 import os
@@ -612,21 +613,43 @@ async def test_repair_never_commits_data_that_fails_the_md5(
     assert files_under(disks, "tmp") == []
 
 
+def open_shard_fds(paths: Sequence[Path]) -> int:
+    """How many of this process's file descriptors point at one of ``paths``."""
+    names = {str(p) for p in paths}
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") in names
+        except OSError:
+            pass  # closed meanwhile
+    return count
+
+
 async def test_abandoned_read_closes_its_files(
     tmp_path: Path, executor: ThreadPoolExecutor
 ) -> None:
     store = ErasureStore(make_disks(tmp_path, 6), ECParams(4, 2, 1000), executor)
     loc = await write_volume(store, os.urandom(50_000))
-    before = len(os.listdir("/proc/self/fd"))
+    paths = shard_paths(store, loc)
     reader = store.read(loc)
     assert len(await anext(reader)) == 4000
-    assert len(os.listdir("/proc/self/fd")) > before
+    assert open_shard_fds(paths) == 4  # the data shards only
     await reader.aclose()  # what `break` in `async for` leads to
     for _ in range(100):
-        if len(os.listdir("/proc/self/fd")) == before:
+        if open_shard_fds(paths) == 0:
             break
         await asyncio.sleep(0.01)
-    assert len(os.listdir("/proc/self/fd")) == before
+    assert open_shard_fds(paths) == 0
+    assert await read_all(store, loc, 10) != b""
+    assert open_shard_fds(paths) == 0  # a read run to its end closes at once
+    async for _ in store.read(loc):
+        break  # no aclose(): the event loop's async generator finaliser closes it
+    gc.collect()
+    for _ in range(100):
+        if open_shard_fds(paths) == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert open_shard_fds(paths) == 0
 
 
 async def test_delete(tmp_path: Path, executor: ThreadPoolExecutor) -> None:

@@ -1,0 +1,312 @@
+"""Multipart uploads over the object service.
+
+Each part is stored like a small or large object (a volume of its own in the hot
+tier) and recorded under its upload. Completing an upload does not copy data: one
+metadata transaction creates the object's volume with layout ``multi``, whose
+location lists the part volumes in order, points the key at it, and drops the
+upload. Parts uploaded but left out of the completion, and parts replaced by a
+re-upload, go to the garbage queue like any replaced volume.
+
+The ETag of a completed upload is the MD5 of the concatenated binary part MD5s,
+then ``-N`` (what rclone and awscli verify).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterable, Sequence
+from dataclasses import dataclass, field
+
+from stratum.meta import catalog, uploads
+from stratum.meta.records import ObjectRecord, PartRecord, UploadRecord, VolumeRecord
+from stratum.meta.store import Tx
+from stratum.model import errors
+from stratum.model.ids import new_volume_id
+from stratum.model.service import MULTI, ObjectService, PutOptions
+
+log = logging.getLogger("stratum.multipart")
+
+MIN_PART_SIZE = 5 << 20
+MAX_PARTS = 10_000
+EXPIRY_CHECK_INTERVAL = 3600.0
+
+
+class NoSuchUpload(errors.ObjectServiceError):
+    pass
+
+
+class InvalidPart(errors.ObjectServiceError):
+    pass
+
+
+class EntityTooSmall(errors.ObjectServiceError):
+    pass
+
+
+@dataclass(frozen=True)
+class CompletedPart:
+    part_number: int
+    etag: str  # as the client sent it (quotes optional)
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartsPage:
+    upload: UploadRecord
+    parts: list[PartRecord]
+    is_truncated: bool
+    next_marker: int | None
+
+
+def _unquote(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
+def multipart_etag(part_etags: Sequence[str], count: int) -> str:
+    digest = hashlib.md5(b"".join(bytes.fromhex(_unquote(e)) for e in part_etags))
+    return f'"{digest.hexdigest()}-{count}"'
+
+
+class MultipartService:
+    def __init__(self, objects: ObjectService, *, expiry: float) -> None:
+        self.objects = objects
+        self.meta = objects.meta
+        self.clock = objects.clock
+        self.expiry = expiry
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._expire_forever(), name="multipart-expiry")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # -- uploads ----------------------------------------------------------------------
+
+    async def create(
+        self,
+        bucket: str,
+        key: str,
+        opts: PutOptions,
+        *,
+        checksum: str = "",
+        checksum_type: str = "",
+    ) -> UploadRecord:
+        record = UploadRecord(
+            upload_id=new_volume_id(self.clock.now()),
+            bucket=bucket,
+            key=key,
+            owner_id=opts.owner_id,
+            initiated=self.clock.now(),
+            content_type=opts.content_type,
+            user_meta=dict(opts.user_meta),
+            headers=dict(opts.headers),
+            storage_class=opts.storage_class,
+            checksum_algorithm=checksum,
+            checksum_type=checksum_type,
+        )
+
+        def create(tx: Tx) -> None:
+            self.objects._owned(catalog.get_bucket(tx, bucket), bucket, opts.owner_id)
+            uploads.put_upload(tx, record)
+
+        await self.meta.write(create)
+        return record
+
+    def get(self, bucket: str, key: str, upload_id: str, owner_id: str) -> UploadRecord:
+        def look(tx: Tx) -> UploadRecord:
+            return self._upload(tx, bucket, key, upload_id, owner_id)
+
+        return self.meta.read(look)
+
+    def _upload(self, tx: Tx, bucket: str, key: str, upload_id: str, owner_id: str) -> UploadRecord:
+        self.objects._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
+        upload = uploads.get_upload(tx, bucket, upload_id)
+        if upload is None or upload.key != key:
+            raise NoSuchUpload(upload_id=upload_id)
+        return upload
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterable[bytes],
+        opts: PutOptions,
+    ) -> PartRecord:
+        self.get(bucket, key, upload_id, opts.owner_id)  # fail before reading the body
+        now = self.clock.now()
+        volume = await self.objects.store_body(bucket, key, body, opts, now)
+        part = PartRecord(
+            part_number=part_number,
+            volume_id=volume.volume_id,
+            size=volume.size,
+            etag=f'"{volume.md5}"',
+            last_modified=now,
+            checksums=dict(opts.checksums),
+        )
+
+        def commit(tx: Tx) -> None:
+            self._upload(tx, bucket, key, upload_id, opts.owner_id)
+            catalog.put_volume(tx, volume)
+            previous = uploads.put_part(tx, upload_id, part)
+            if previous is not None:
+                catalog.retire_volume(tx, previous.volume_id)
+
+        try:
+            await self.meta.write(commit)
+        except BaseException:
+            await self.objects.free_volume(volume)
+            raise
+        self.objects.wake_gc()
+        return part
+
+    async def abort(self, bucket: str, key: str, upload_id: str, owner_id: str) -> None:
+        def abort(tx: Tx) -> None:
+            self._upload(tx, bucket, key, upload_id, owner_id)
+            for part in uploads.delete_upload(tx, bucket, upload_id):
+                catalog.retire_volume(tx, part.volume_id)
+
+        await self.meta.write(abort)
+        self.objects.wake_gc()
+
+    def list_parts(
+        self, bucket: str, key: str, upload_id: str, owner_id: str, *, after: int, limit: int
+    ) -> PartsPage:
+        def look(tx: Tx) -> PartsPage:
+            upload = self._upload(tx, bucket, key, upload_id, owner_id)
+            parts = uploads.list_parts(tx, upload_id, after, limit + 1)
+            truncated = len(parts) > limit
+            parts = parts[:limit]
+            return PartsPage(
+                upload, parts, truncated, parts[-1].part_number if truncated and parts else None
+            )
+
+        return self.meta.read(look)
+
+    def list_uploads(self, bucket: str, owner_id: str) -> list[UploadRecord]:
+        """Every upload in progress in the bucket, by key (UTF-8 bytes) then initiation."""
+
+        def look(tx: Tx) -> list[UploadRecord]:
+            self.objects._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
+            return uploads.uploads_in_bucket(tx, bucket)
+
+        found = self.meta.read(look)
+        found.sort(key=lambda u: (u.key.encode("utf-8", "surrogateescape"), u.upload_id))
+        return found
+
+    # -- completion -------------------------------------------------------------------
+
+    async def complete(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        wanted: Sequence[CompletedPart],
+        owner_id: str,
+        *,
+        checksum_of: object = None,
+    ) -> ObjectRecord:
+        """Make the object from the listed parts, in one metadata transaction."""
+        if not wanted:
+            raise errors.ObjectServiceError("no parts")
+        now = self.clock.now()
+        volume_id = new_volume_id(now)
+
+        def complete(tx: Tx) -> ObjectRecord:
+            upload = self._upload(tx, bucket, key, upload_id, owner_id)
+            stored = {p.part_number: p for p in uploads.list_parts(tx, upload_id)}
+            chosen: list[PartRecord] = []
+            for i, want in enumerate(wanted):
+                part = stored.get(want.part_number)
+                if part is None or _unquote(part.etag) != _unquote(want.etag):
+                    raise InvalidPart(part=str(want.part_number))
+                if i < len(wanted) - 1 and part.size < MIN_PART_SIZE:
+                    raise EntityTooSmall(part=str(part.part_number), size=str(part.size))
+                chosen.append(part)
+            entries = []
+            for part in chosen:
+                vol = catalog.get_volume(tx, part.volume_id)
+                if vol is None:
+                    raise InvalidPart(part=str(part.part_number))
+                entries.append(
+                    {
+                        "volume_id": vol.volume_id,
+                        "layout": vol.layout,
+                        "location": vol.location,
+                        "size": vol.size,
+                        "md5": vol.md5,
+                    }
+                )
+            etag = multipart_etag([p.etag for p in chosen], len(chosen))
+            volume = VolumeRecord(
+                volume_id=volume_id,
+                tier=self.objects.hot.layout.name,
+                layout=MULTI,
+                location={"parts": entries},
+                size=sum(p.size for p in chosen),
+                md5=_unquote(etag),
+                created=now,
+                last_access=now,
+                part_sizes=[p.size for p in chosen],
+            )
+            checksums = checksum_of(upload, chosen) if callable(checksum_of) else {}
+            record = ObjectRecord(
+                key=key,
+                volume_id=volume_id,
+                size=volume.size,
+                etag=etag,
+                last_modified=now,
+                content_type=upload.content_type,
+                user_meta=upload.user_meta,
+                headers=upload.headers,
+                storage_class=upload.storage_class,
+                checksums=checksums,
+                parts=len(chosen),
+                owner_id=owner_id,
+            )
+            used = {p.volume_id for p in chosen}
+            for part in uploads.delete_upload(tx, bucket, upload_id):
+                if part.volume_id in used:
+                    tx.delete("volumes", part.volume_id.encode())  # absorbed, not freed
+                else:
+                    catalog.retire_volume(tx, part.volume_id)
+            catalog.put_volume(tx, volume)
+            previous = catalog.put_object(tx, bucket, record)
+            if previous is not None:
+                catalog.retire_volume(tx, previous.volume_id)
+            return record
+
+        record = await self.meta.write(complete)
+        self.objects.wake_gc()
+        return record
+
+    # -- expiry -----------------------------------------------------------------------
+
+    async def expire(self) -> int:
+        """Abort uploads older than the configured expiry; return how many."""
+        cutoff = self.clock.now() - self.expiry
+        stale = [u for u in self.meta.read(uploads.all_uploads) if u.initiated < cutoff]
+        for upload in stale:
+            with contextlib.suppress(NoSuchUpload):
+                await self.abort(upload.bucket, upload.key, upload.upload_id, upload.owner_id)
+                log.info(
+                    "aborted stale upload %s of %s/%s", upload.upload_id, upload.bucket, upload.key
+                )
+        return len(stale)
+
+    async def _expire_forever(self) -> None:
+        while True:
+            try:
+                await self.expire()
+            except Exception:
+                log.exception("expiring stale uploads failed")
+            await asyncio.sleep(min(EXPIRY_CHECK_INTERVAL, max(self.expiry / 4, 1.0)))
