@@ -28,6 +28,7 @@ run in parallel (fsync, block reads, verify), and hashing runs beside encoding.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -358,6 +359,30 @@ class ErasureStore:
                 by_disk.setdefault(disk_id, []).append(path)
         await _all([self.submit(unlink, paths) for paths in by_disk.values()])
         self.forget_degraded(loc.volume_id)
+
+    def sweep_orphans(self, is_live: Callable[[str], bool], before: str) -> int:
+        """Remove shard files of volumes no metadata knows; return how many files went.
+
+        A crash between a writer's rename and the metadata commit leaves such files.
+        Only volume ids sorting below ``before`` are considered, so volumes being
+        written right now (ids are time-ordered) are never touched. Blocking: run it in
+        an executor.
+        """
+        removed = 0
+        for disk in self._disks.values():
+            if not disk.ec_dir.is_dir():
+                continue
+            for fan in disk.ec_dir.iterdir():
+                if not fan.is_dir():
+                    continue
+                for entry in fan.iterdir():
+                    volume_id = entry.name.split(".", 1)[0]
+                    if volume_id >= before or is_live(volume_id):
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        entry.unlink()
+                        removed += 1
+        return removed
 
     def sweep_tmp(self) -> int:
         """Remove everything in each disk's ``tmp/``; returns how many entries went.

@@ -225,13 +225,14 @@ class MultipartService:
             upload = self._upload(tx, bucket, key, upload_id, owner_id)
             stored = {p.part_number: p for p in uploads.list_parts(tx, upload_id)}
             chosen: list[PartRecord] = []
-            for i, want in enumerate(wanted):
+            for want in wanted:  # every part must exist first, then sizes are judged
                 part = stored.get(want.part_number)
                 if part is None or _unquote(part.etag) != _unquote(want.etag):
                     raise InvalidPart(part=str(want.part_number))
-                if i < len(wanted) - 1 and part.size < MIN_PART_SIZE:
-                    raise EntityTooSmall(part=str(part.part_number), size=str(part.size))
                 chosen.append(part)
+            for part in chosen[:-1]:
+                if part.size < MIN_PART_SIZE:
+                    raise EntityTooSmall(part=str(part.part_number), size=str(part.size))
             entries = []
             for part in chosen:
                 vol = catalog.get_volume(tx, part.volume_id)

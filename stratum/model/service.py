@@ -95,22 +95,27 @@ class ObjectService:
         self._gc_wakeup = asyncio.Event()
         self._gc_task: asyncio.Task[None] | None = None
         self._access_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[int] | None = None
+        self._started_marker = ""
         # volume id -> (reads, last read): flushed to LMDB in one transaction per interval
         self._pending_access: dict[str, tuple[int, float]] = {}
 
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._started_marker = new_volume_id(self.clock.now())[:12]
         self._gc_task = asyncio.create_task(self._collect_garbage_forever(), name="stratum-gc")
+        self._sweep_task = asyncio.create_task(self.sweep_orphans(), name="orphan-sweep")
         self._access_task = asyncio.create_task(self._flush_access_forever(), name="access")
 
     async def stop(self) -> None:
-        for task in (self._gc_task, self._access_task):
+        for task in (self._gc_task, self._access_task, self._sweep_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._gc_task = self._access_task = None
+        self._sweep_task = None
         await self.flush_access()
 
     # -- access signals ---------------------------------------------------------------
@@ -444,6 +449,41 @@ class ObjectService:
         return await self.meta.write(replace)
 
     # -- garbage ----------------------------------------------------------------------
+
+    def live_volume_ids(self) -> set[str]:
+        """Every volume id some metadata refers to (blocking: a full walk of ``volumes``)."""
+
+        def walk(tx: Tx) -> set[str]:
+            live: set[str] = set()
+            for _key, raw in tx.cursor("volumes"):
+                volume = VolumeRecord.decode(bytes(raw))
+                live.add(volume.volume_id)
+                if volume.layout == MULTI:
+                    live.update(p["volume_id"] for p in volume.location["parts"])
+            for key, _raw in tx.cursor("gc"):
+                live.add(bytes(key).decode())
+            return live
+
+        return self.meta.read(walk)
+
+    async def sweep_orphans(self) -> int:
+        """Free shard files left by a crash before their metadata commit."""
+        loop = asyncio.get_running_loop()
+        try:
+            live = await loop.run_in_executor(None, self.live_volume_ids)
+            removed = 0
+            for tier in self.tiers.values():
+                if tier.erasure is None:
+                    continue
+                removed += await loop.run_in_executor(
+                    None, tier.erasure.sweep_orphans, live.__contains__, self._started_marker
+                )
+        except Exception:
+            log.exception("orphan sweep failed")
+            return 0
+        if removed:
+            log.info("removed %d orphaned shard files left by an interrupted write", removed)
+        return removed
 
     def wake_gc(self) -> None:
         """Something was retired: let the collector run now rather than at its next tick."""

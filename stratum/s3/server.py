@@ -104,7 +104,7 @@ class S3Server:
         started = time.perf_counter()
         request_id = secrets.token_hex(8).upper()
         endpoint_name = "-"
-        resource: str | None = None
+        resource: str | None = request.path
         ctx: ReqCtx | None = None
         try:
             raw_path, _, raw_query = request.raw_path.partition("?")
