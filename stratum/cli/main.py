@@ -15,7 +15,7 @@ from typing import Any
 
 from stratum import __version__
 from stratum.config import Config, ConfigError, load_config
-from stratum.config_render import render_default_toml
+from stratum.config_render import render_default_toml, render_markdown_reference
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file", type=Path)
     config_sub.add_parser("default", help="print the fully commented default configuration")
+    config_sub.add_parser("reference", help="print the configuration reference (Markdown)")
     return parser
 
 
@@ -77,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.config_command == "check":
                 load_config(args.file)
                 print(f"{args.file}: OK")
+                return 0
+            if args.config_command == "reference":
+                sys.stdout.write(render_markdown_reference())
                 return 0
             sys.stdout.write(render_default_toml())
             return 0

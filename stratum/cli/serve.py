@@ -72,6 +72,11 @@ def sd_notify(message: str) -> None:
 
 def serve(config: Config) -> int:
     setup_logging(config)
+    if config.server.workers != 1:
+        # Several processes sharing the port and LMDB come with the performance work; until
+        # then say so rather than silently serving with one.
+        print("stratum: server.workers other than 1 is not supported yet", file=sys.stderr)
+        return 2
     try:
         node = Node.open(config)
     except (DiskError, MetaError, OSError) as exc:

@@ -1,0 +1,1 @@
+"""Benchmarks are not tests: ``./dev bench`` runs them (pytest-benchmark)."""
