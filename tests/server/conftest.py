@@ -121,8 +121,7 @@ def start_server(
 
     def drain() -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
+        output.extend(process.stdout)
 
     threading.Thread(target=drain, daemon=True).start()
     return server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,8 +117,12 @@ def test_paging_visits_everything_once(
     marker, seen = "", []
     while True:
         page = store.read(
-            lambda tx: catalog.list_objects(
-                tx, bucket, delimiter=delimiter, start_after=marker, max_keys=page_size
+            functools.partial(
+                catalog.list_objects,
+                bucket=bucket,
+                delimiter=delimiter,
+                start_after=marker,
+                max_keys=page_size,
             )
         )
         seen += [o.key for o in page.objects] + page.common_prefixes
