@@ -16,10 +16,10 @@ import json
 import os
 import random
 import shutil
-import uuid
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,21 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
-    server_log: list[str]
+    server: RunningServer | None = None
+    log_mark: int = 0  # len(server.output) when the command started
+
+    @property
+    def server_log(self) -> list[str]:
+        """Server log lines written since the command started (once the log has settled)."""
+        if self.server is None:
+            return []
+        _settle(self.server.output)
+        return self.server.output[self.log_mark :]
+
+    def operations(self) -> list[str]:
+        """S3 operation names from the server's access log lines written during the command."""
+        marker = "stratum.access:"
+        return [ln.split(marker, 1)[1].split()[1] for ln in self.server_log if marker in ln]
 
     def describe(self) -> str:
         log = "".join(self.server_log[-40:]) or "(nothing)\n"
@@ -74,6 +88,18 @@ class Result:
             f"--- stderr ---\n{_tail(self.stderr)}\n"
             f"--- server log during the command ---\n{log}"
         )
+
+
+def _settle(output: list[str], quiet: float = 0.1, limit: float = 1.0) -> None:
+    """Wait until the drain thread has added no line for ``quiet`` seconds: the server may log a
+    request after the client already has its response."""
+    deadline = time.monotonic() + limit
+    seen = len(output)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        if len(output) == seen:
+            return
+        seen = len(output)
 
 
 def _tail(text: str, limit: int = 6000) -> str:
@@ -106,12 +132,7 @@ def run(
         code = -1
         out = _text(exc.stdout)
         err = _text(exc.stderr) + f"\n(timed out after {timeout:.0f} s)"
-    log: list[str] = []
-    if server is not None:
-        if code != 0:
-            time.sleep(0.2)  # let the drain thread catch up with the last log lines
-        log = server.output[mark:]
-    result = Result(list(args), code, out, err, log)
+    result = Result(list(args), code, out, err, server, mark)
     if check and code != 0:
         pytest.fail(result.describe(), pytrace=False)
     return result
@@ -173,13 +194,16 @@ class AwsCli:
 
 RCLONE_V1 = "stratum"
 RCLONE_V2 = "stratumv2"
+RCLONE_V2_URL = "stratumv2url"
 
 
 class Rclone:
     """``rclone`` with a private config holding two remotes on the server.
 
     ``stratum:`` is what a user gets with ``provider = Other`` (ListObjects v1, rclone's default
-    for generic S3); ``stratumv2:`` is the same with ``list_version = 2``.
+    for generic S3, keys sent raw in the XML); ``stratumv2:`` is the same with
+    ``list_version = 2``; ``stratumv2url:`` adds ``list_url_encode = true`` (``encoding-type=url``,
+    what the AWS SDKs ask for).
     """
 
     def __init__(self, server: RunningServer, home: Path) -> None:
@@ -197,7 +221,9 @@ class Rclone:
             "region = us-east-1\n"
         )
         self.config.write_text(
-            f"[{RCLONE_V1}]\n{common}\n[{RCLONE_V2}]\n{common}list_version = 2\n"
+            f"[{RCLONE_V1}]\n{common}\n"
+            f"[{RCLONE_V2}]\n{common}list_version = 2\n\n"
+            f"[{RCLONE_V2_URL}]\n{common}list_version = 2\nlist_url_encode = true\n"
         )
 
     def __call__(self, *args: str | Path, check: bool = True) -> Result:
