@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
+import json
 import logging
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from stratum.meta import catalog, uploads
 from stratum.meta.records import ObjectRecord, PartRecord, UploadRecord, VolumeRecord
@@ -144,6 +147,10 @@ class MultipartService:
     ) -> PartRecord:
         self.get(bucket, key, upload_id, opts.owner_id)  # fail before reading the body
         now = self.clock.now()
+        opts = dataclasses.replace(
+            opts,
+            header_meta={"kind": "part", "upload_id": upload_id, "part_number": part_number},
+        )
         volume = await self.objects.store_body(bucket, key, body, opts, now)
         part = PartRecord(
             part_number=part_number,
@@ -213,15 +220,21 @@ class MultipartService:
         wanted: Sequence[CompletedPart],
         owner_id: str,
         *,
-        checksum_of: object = None,
+        checksum_of: Callable[[UploadRecord, list[PartRecord]], dict[str, str]] | None = None,
     ) -> ObjectRecord:
-        """Make the object from the listed parts, in one metadata transaction."""
+        """Make the object from the listed parts without copying their data.
+
+        A small manifest (the part list and the object's metadata) is written to the
+        segment store first, so a lost metadata store can be rebuilt from the disks;
+        then one metadata transaction re-checks the parts, points the key at the new
+        volume and drops the upload.
+        """
         if not wanted:
             raise errors.ObjectServiceError("no parts")
         now = self.clock.now()
         volume_id = new_volume_id(now)
 
-        def complete(tx: Tx) -> ObjectRecord:
+        def choose(tx: Tx) -> tuple[UploadRecord, list[PartRecord], list[dict[str, Any]]]:
             upload = self._upload(tx, bucket, key, upload_id, owner_id)
             stored = {p.part_number: p for p in uploads.list_parts(tx, upload_id)}
             chosen: list[PartRecord] = []
@@ -247,33 +260,58 @@ class MultipartService:
                         "md5": vol.md5,
                     }
                 )
-            etag = multipart_etag([p.etag for p in chosen], len(chosen))
-            volume = VolumeRecord(
-                volume_id=volume_id,
-                tier=self.objects.hot.layout.name,
-                layout=MULTI,
-                location={"parts": entries},
-                size=sum(p.size for p in chosen),
-                md5=_unquote(etag),
-                created=now,
-                last_access=now,
-                part_sizes=[p.size for p in chosen],
-            )
-            checksums = checksum_of(upload, chosen) if callable(checksum_of) else {}
-            record = ObjectRecord(
-                key=key,
-                volume_id=volume_id,
-                size=volume.size,
-                etag=etag,
-                last_modified=now,
-                content_type=upload.content_type,
-                user_meta=upload.user_meta,
-                headers=upload.headers,
-                storage_class=upload.storage_class,
-                checksums=checksums,
-                parts=len(chosen),
-                owner_id=owner_id,
-            )
+            return upload, chosen, entries
+
+        upload, chosen, entries = self.meta.read(choose)
+        checksums = checksum_of(upload, chosen) if checksum_of is not None else {}
+        etag = multipart_etag([p.etag for p in chosen], len(chosen))
+        record = ObjectRecord(
+            key=key,
+            volume_id=volume_id,
+            size=sum(p.size for p in chosen),
+            etag=etag,
+            last_modified=now,
+            content_type=upload.content_type,
+            user_meta=upload.user_meta,
+            headers=upload.headers,
+            storage_class=upload.storage_class,
+            checksums=checksums,
+            parts=len(chosen),
+            owner_id=owner_id,
+        )
+        manifest = {
+            "kind": "manifest",
+            "bucket": bucket,
+            "key": key,
+            "created": now,
+            "owner_id": owner_id,
+            "object": dataclasses.asdict(record),
+            "parts": [{k: e[k] for k in ("volume_id", "size", "md5")} for e in entries],
+        }
+        hot = self.objects.hot
+        manifest_location = await hot.put_small(
+            volume_id,
+            json.dumps(manifest, separators=(",", ":")).encode(),
+            {"kind": "manifest", "bucket": bucket, "key": key, "created": now},
+        )
+        volume = VolumeRecord(
+            volume_id=volume_id,
+            tier=hot.layout.name,
+            layout=MULTI,
+            location={"parts": entries, "manifest": manifest_location},
+            size=record.size,
+            md5=_unquote(etag),
+            created=now,
+            last_access=now,
+            part_sizes=[p.size for p in chosen],
+        )
+
+        def commit(tx: Tx) -> None:
+            self._upload(tx, bucket, key, upload_id, owner_id)
+            current = {p.part_number: p.volume_id for p in uploads.list_parts(tx, upload_id)}
+            for part in chosen:  # a part re-uploaded meanwhile would change the object
+                if current.get(part.part_number) != part.volume_id:
+                    raise InvalidPart(part=str(part.part_number))
             used = {p.volume_id for p in chosen}
             for part in uploads.delete_upload(tx, bucket, upload_id):
                 if part.volume_id in used:
@@ -284,9 +322,12 @@ class MultipartService:
             previous = catalog.put_object(tx, bucket, record)
             if previous is not None:
                 catalog.retire_volume(tx, previous.volume_id)
-            return record
 
-        record = await self.meta.write(complete)
+        try:
+            await self.meta.write(commit)
+        except BaseException:
+            await hot.delete("seg", manifest_location)
+            raise
         self.objects.wake_gc()
         return record
 

@@ -66,6 +66,8 @@ class PutOptions:
     # evaluated inside the commit transaction against the key's current record
     condition: Callable[[ObjectRecord | None], None] | None = None
     checksums: Mapping[str, str] = field(default_factory=dict)
+    # extra fields for the on-disk header (multipart parts say which upload they belong to)
+    header_meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -314,7 +316,20 @@ class ObjectService:
     ) -> VolumeRecord:
         """Stream the body into the hot tier; return its (not yet committed) volume."""
         volume_id = new_volume_id(now)
-        header_meta = {"bucket": bucket, "key": key, "created": now}
+        # Written into the shard/segment headers so a lost metadata store can be rebuilt
+        # from the disks (see stratum.model.recovery).
+        header_meta: dict[str, Any] = {
+            "kind": "object",
+            "bucket": bucket,
+            "key": key,
+            "created": now,
+            "owner_id": opts.owner_id,
+            "content_type": opts.content_type,
+            "user_meta": dict(opts.user_meta),
+            "headers": dict(opts.headers),
+            "storage_class": opts.storage_class,
+            **opts.header_meta,
+        }
         tier = self.hot
         buffered: list[bytes] = []
         size = 0
@@ -495,6 +510,8 @@ class ObjectService:
             if volume.layout == MULTI:
                 for part in volume.location["parts"]:
                     await tier.delete(part["layout"], part["location"])
+                if "manifest" in volume.location:
+                    await tier.delete("seg", volume.location["manifest"])
             else:
                 await tier.delete(volume.layout, volume.location)
         except Exception:

@@ -158,7 +158,7 @@ async def upload_part_copy(ctx: ReqCtx) -> web.StreamResponse:
     return xml_response(xml.copy_part_result(part.etag, part.last_modified))
 
 
-def _object_checksums(upload: UploadRecord, parts: Sequence[PartRecord]) -> dict[str, str]:
+def _object_checksums(upload: UploadRecord, parts: list[PartRecord]) -> dict[str, str]:
     """The checksum of a completed upload, as its CreateMultipartUpload asked."""
     alg = upload.checksum_algorithm
     if not alg:
