@@ -59,12 +59,14 @@ class Disk:
         return shutil.disk_usage(self.path).total
 
 
-def open_disk(path: Path, create: bool = True) -> Disk:
+def open_disk(path: Path, create: bool = True, expected_id: str | None = None) -> Disk:
     """Open (and on first use initialise) a disk directory.
 
-    Blocking: call at start-up or from an executor. Raises :class:`DiskError` naming the
-    path when the directory is missing (and ``create`` is false), not a directory, or
-    not writable.
+    ``expected_id`` is the id metadata already knows for this path: a directory without an
+    identity file (a replaced disk mounted at the same place) takes that id, so the volumes
+    that had shards there are rebuilt onto it. Blocking: call at start-up or from an
+    executor. Raises :class:`DiskError` naming the path when the directory is missing (and
+    ``create`` is false), not a directory, or not writable.
     """
     path = path.absolute()
     try:
@@ -83,7 +85,7 @@ def open_disk(path: Path, create: bool = True) -> Disk:
                 raise DiskError(f"{ident} has a newer format version than this Stratum knows")
             disk_id = record["disk_id"]
         else:
-            disk_id = uuid.uuid4().hex
+            disk_id = expected_id or uuid.uuid4().hex
             record = {
                 "format": "stratum-disk",
                 "version": DISK_FORMAT_VERSION,

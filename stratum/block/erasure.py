@@ -256,6 +256,7 @@ class ErasureStore:
         if not disks:
             raise ValueError("an ErasureStore needs at least one disk")
         self._disks = {d.disk_id: d for d in disks}
+        self.offline: set[str] = set()  # disk ids to leave out of new placements
         if len(self._disks) != len(disks):
             raise ValueError("two disks share a disk id")
         self.params = params
@@ -438,7 +439,9 @@ class ECWriter:
         self._meta = dict(meta)
         self._md5 = hashlib.md5()
         self._hashers: list[Hasher] = [self._md5, *hashers]
-        self._placement = place_shards(volume_id, store._disks, self._codec.total)
+        # Disks marked offline get no new shards; the others take them all.
+        usable = [d for d in store._disks if d not in store.offline] or list(store._disks)
+        self._placement = place_shards(volume_id, usable, self._codec.total)
         self._token = uuid.uuid4().hex[:12]
         self._stripe_size = params.stripe_size
         self._buf: bytearray | None = None  # being filled
@@ -620,7 +623,16 @@ def _commit_shards(
                 final.parent.mkdir(exist_ok=True)
                 if disk.ec_dir not in dirs:
                     dirs.append(disk.ec_dir)
-            os.replace(f.path, final)
+            try:
+                os.replace(f.path, final)
+            except FileNotFoundError:
+                # The fan-out directory vanished since we made it durable (a replaced,
+                # empty disk at the same path): make it again.
+                store._durable_dirs.discard(final.parent)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                if disk.ec_dir not in dirs:
+                    dirs.append(disk.ec_dir)
+                os.replace(f.path, final)
         except OSError as exc:
             raise as_write_error(final, exc) from exc
         committed.append(final)

@@ -49,6 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("access_key")
     _common(rm)
 
+    scrub = sub.add_parser("scrub", help="verify and repair stored data now")
+    scrub.add_argument("target", nargs="?", metavar="BUCKET[/KEY]", help="only this bucket/key")
+    scrub.add_argument("--now", action="store_true", help="run a pass now (the default action)")
+    scrub.add_argument("--status", action="store_true", help="show progress and the last pass")
+    _common(scrub)
+
+    disk = sub.add_parser("disk", help="list or replace disks")
+    disk_sub = disk.add_subparsers(dest="disk_command", metavar="ACTION", required=True)
+    dlist = disk_sub.add_parser("list", help="disks with their state, capacity and errors")
+    dlist.add_argument("--json", action="store_true")
+    _common(dlist)
+    replace = disk_sub.add_parser("replace", help="replace the disk at OLD by an empty NEW")
+    replace.add_argument("old", type=Path)
+    replace.add_argument("new", type=Path)
+    _common(replace)
+
+    recover = sub.add_parser(
+        "recover-metadata",
+        help="rebuild the metadata store from the disks (the server must be stopped)",
+    )
+    recover.add_argument("--dry-run", action="store_true", help="only report, write nothing")
+    _common(recover)
+
     config = sub.add_parser("config", help="check or print configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
@@ -74,6 +97,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(config)
         if args.command == "user":
             return _user(args)
+        if args.command == "scrub":
+            from stratum.cli import admin
+
+            return admin.scrub(load(args), args.target, args.status)
+        if args.command == "disk":
+            from stratum.cli import admin
+
+            if args.disk_command == "list":
+                return admin.disk_list(load(args), args.json)
+            return admin.disk_replace(load(args), args.old, args.new)
+        if args.command == "recover-metadata":
+            from stratum.cli.recover import recover_metadata
+
+            return recover_metadata(load(args), dry_run=args.dry_run)
         if args.command == "config":
             if args.config_command == "check":
                 load_config(args.file)

@@ -15,10 +15,12 @@ from aiohttp import web
 
 from stratum import __version__
 from stratum.block.disk import DiskError
+from stratum.cli.admin import SERVER_FILE
 from stratum.config import Config
 from stratum.meta.store import MetaError
 from stratum.model.node import Node
 from stratum.model.users import ROOT_FILE
+from stratum.s3.admin import AdminApi
 from stratum.s3.context import ApiSettings
 from stratum.s3.server import S3Server, make_app
 
@@ -103,7 +105,10 @@ async def _serve(node: Node) -> None:
         domain=config.server.domain,
         access_log=config.server.access_log,
     )
-    app = make_app(S3Server(node.service, node.multipart, node.users, settings, node.clock))
+    admin = AdminApi(node.maintenance, node.users, config.server.region, node.clock)
+    app = make_app(
+        S3Server(node.service, node.multipart, node.users, settings, node.clock, admin=admin)
+    )
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=30)
     await runner.setup()
     host, port = config.server.host, config.server.port
@@ -125,6 +130,8 @@ async def _serve(node: Node) -> None:
             f"{config.storage.data_dir / ROOT_FILE}): {user.secret_key}",
             flush=True,
         )
+    server_file = config.storage.data_dir / SERVER_FILE
+    server_file.write_text(json.dumps({"endpoint": f"http://{shown}:{bound}", "pid": os.getpid()}))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -135,6 +142,7 @@ async def _serve(node: Node) -> None:
     log.info("shutting down: finishing requests in flight")
     await runner.cleanup()
     await node.stop()
+    server_file.unlink(missing_ok=True)
 
 
 def _bound_port(site: web.TCPSite) -> int | None:

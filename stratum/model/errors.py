@@ -58,3 +58,7 @@ class EntityTooLarge(ObjectServiceError):
 
 class InsufficientStorage(ObjectServiceError):
     pass
+
+
+class TierUnavailable(ObjectServiceError):
+    """Too few disks of the tier are online to write with the promised redundancy."""

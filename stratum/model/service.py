@@ -94,6 +94,8 @@ class ObjectService:
         self.small_threshold = small_threshold
         self.max_object_size = max_object_size
         self._reading: Counter[str] = Counter()
+        # part volume id -> the multipart volume being read that contains it (damage reports)
+        self.parent_of: dict[str, str] = {}
         self._gc_wakeup = asyncio.Event()
         self._gc_task: asyncio.Task[None] | None = None
         self._access_task: asyncio.Task[None] | None = None
@@ -225,6 +227,7 @@ class ObjectService:
             # A completed multipart upload: its parts' volumes, end to end.
             offset = 0
             for part in volume.location["parts"]:
+                self.parent_of[part["volume_id"]] = vid
                 size = int(part["size"])
                 lo, hi = max(start, offset), min(end, offset + size)
                 if lo < hi:
@@ -239,6 +242,9 @@ class ObjectService:
             self._reading[vid] -= 1
             if not self._reading[vid]:
                 del self._reading[vid]
+                if volume.layout == MULTI:
+                    for part in volume.location["parts"]:
+                        self.parent_of.pop(part["volume_id"], None)
 
     def list_objects(
         self,
@@ -315,6 +321,12 @@ class ObjectService:
         self, bucket: str, key: str, body: AsyncIterable[bytes], opts: PutOptions, now: float
     ) -> VolumeRecord:
         """Stream the body into the hot tier; return its (not yet committed) volume."""
+        tier = self.hot
+        if tier.online_count() < tier.min_disks_for_writes():
+            raise errors.TierUnavailable(
+                f"only {tier.online_count()} of {len(tier.disks)} disks of the "
+                f"{tier.layout.name} tier are online"
+            )
         volume_id = new_volume_id(now)
         # Written into the shard/segment headers so a lost metadata store can be rebuilt
         # from the disks (see stratum.model.recovery).
@@ -330,7 +342,6 @@ class ObjectService:
             "storage_class": opts.storage_class,
             **opts.header_meta,
         }
-        tier = self.hot
         buffered: list[bytes] = []
         size = 0
         it = aiter(body)

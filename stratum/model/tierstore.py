@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stratum.block.disk import Disk, open_disk
+from stratum.block.disk import IDENTITY_FILE, Disk, open_disk
 from stratum.block.erasure import ECLocation, ECParams, ErasureStore, Hasher
 from stratum.block.segments import SegLocation, SegmentStore
 
@@ -35,30 +35,86 @@ class TierLayout:
 class TierStore:
     """Both storage layouts over one tier's disks."""
 
-    def __init__(self, layout: TierLayout, executor: concurrent.futures.Executor) -> None:
+    def __init__(
+        self,
+        layout: TierLayout,
+        executor: concurrent.futures.Executor,
+        on_damage: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.layout = layout
         self._executor = executor
+        self._on_damage = on_damage or (lambda volume_id, disk_id: None)
         self.disks: list[Disk] = []
         self.erasure: ErasureStore | None = None
         self.segments: SegmentStore | None = None
+        self.replaced: list[Disk] = []  # disks that came back empty: to be refilled
 
-    def open(self) -> None:
-        """Open the disks (blocking; raises DiskError naming a bad path) and sweep orphans."""
-        self.disks = [open_disk(p) for p in self.layout.disks]
+    def open(self, known_ids: Mapping[str, str] | None = None) -> None:
+        """Open the disks (blocking; raises DiskError naming a bad path) and sweep orphans.
+
+        ``known_ids`` maps a disk path to the id metadata last saw there: a directory that
+        comes back without its identity file is a replaced disk and takes that id again.
+        """
+        known = known_ids or {}
+        for path in self.layout.disks:
+            fresh = not (path / IDENTITY_FILE).exists()
+            disk = open_disk(path, expected_id=known.get(str(path.absolute())))
+            self.disks.append(disk)
+            if fresh and str(path.absolute()) in known:
+                self.replaced.append(disk)
         params = ECParams(
             data_shards=self.layout.data_shards,
             parity_shards=self.layout.parity_shards,
             block_size=self.layout.block_size,
         )
-        self.erasure = ErasureStore(self.disks, params, self._executor)
+        self.erasure = ErasureStore(
+            self.disks,
+            params,
+            self._executor,
+            on_degraded=lambda d: self._on_damage(d.volume_id, d.disk_id),
+        )
         self.erasure.sweep_tmp()
         self.segments = SegmentStore(
             self.disks,
             copies=self.layout.parity_shards + 1,
             executor=self._executor,
             segment_size=self.layout.segment_size,
+            on_damage=lambda loc, replica, why: self._on_damage(loc.volume_id, replica.disk_id),
         )
         self.segments.start()
+
+    def disk_ids(self) -> dict[str, str]:
+        return {str(d.path): d.disk_id for d in self.disks}
+
+    def probe(self) -> dict[str, str]:
+        """Each disk's state now (blocking): "online", or "offline" with the reason."""
+        states: dict[str, str] = {}
+        for disk in self.disks:
+            ident = disk.path / IDENTITY_FILE
+            try:
+                if not disk.path.is_dir():
+                    states[disk.disk_id] = "offline: directory missing"
+                elif not ident.exists():
+                    states[disk.disk_id] = "offline: identity file missing"
+                elif disk.disk_id not in ident.read_text():
+                    states[disk.disk_id] = "offline: another disk is mounted here"
+                else:
+                    states[disk.disk_id] = "online"
+            except OSError as exc:
+                states[disk.disk_id] = f"offline: {exc.strerror or exc}"
+        return states
+
+    def set_offline(self, disk_ids: set[str]) -> None:
+        if self.erasure is not None:
+            self.erasure.offline = set(disk_ids)
+
+    def online_count(self) -> int:
+        offline = self.erasure.offline if self.erasure is not None else set()
+        return sum(1 for d in self.disks if d.disk_id not in offline)
+
+    def min_disks_for_writes(self) -> int:
+        """New writes need k+1 online disks (or all of them, in a smaller pool)."""
+        return min(self.layout.data_shards + 1, len(self.disks))
 
     async def close(self) -> None:
         if self.segments is not None:

@@ -42,6 +42,7 @@ class Body:
 
 
 async def _raw_chunks(ctx: ReqCtx) -> AsyncIterator[bytes]:
+    await ctx.want_body()
     content = ctx.request.content
     while True:
         chunk = await content.read(READ_CHUNK)
@@ -64,8 +65,12 @@ def _declared_length(ctx: ReqCtx) -> int | None:
     return value
 
 
-def open_body(ctx: ReqCtx, *, require_length: bool = True) -> Body:
-    """Set up the decoding and verification the request's headers ask for."""
+def open_body(ctx: ReqCtx, *, require_length: bool = True, checksums: bool = True) -> Body:
+    """Set up the decoding and verification the request's headers ask for.
+
+    ``checksums=False`` leaves x-amz-checksum-* headers alone: on CompleteMultipartUpload
+    they describe the object being assembled, not the request's XML.
+    """
     headers = ctx.request.headers
     payload = ctx.auth.payload_hash
     length = _declared_length(ctx)
@@ -95,7 +100,8 @@ def open_body(ctx: ReqCtx, *, require_length: bool = True) -> Body:
             expected_trailers=trailer_names,
         )
         body = Body(decoder.__aiter__(), size)
-        _add_checksums(body, headers, decoder)
+        if checksums:
+            _add_checksums(body, headers, decoder)
         return body
     chunked_te = headers.get("Transfer-Encoding", "").lower() == "chunked"
     if length is None and require_length and not chunked_te:
@@ -116,7 +122,8 @@ def open_body(ctx: ReqCtx, *, require_length: bool = True) -> Body:
                 )
 
         body.checks.append(check_sha)
-    _add_checksums(body, headers, None)
+    if checksums:
+        _add_checksums(body, headers, None)
     return body
 
 
@@ -128,16 +135,19 @@ class _Counted:
         self._content = ctx.request.content
 
     async def readline(self) -> bytes:
+        await self._ctx.want_body()
         line = await self._content.readline()
         self._ctx.bytes_in += len(line)
         return line
 
     async def readexactly(self, n: int) -> bytes:
+        await self._ctx.want_body()
         data = await self._content.readexactly(n)
         self._ctx.bytes_in += len(data)
         return data
 
     async def read(self, n: int = -1) -> bytes:
+        await self._ctx.want_body()
         data = await self._content.read(n)
         self._ctx.bytes_in += len(data)
         return data

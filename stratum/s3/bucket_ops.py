@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from stratum.s3 import xml
+from stratum.s3.body import open_body
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
 from stratum.s3.xml_requests import parse_create_bucket_configuration
@@ -18,16 +19,29 @@ def xml_response(body: bytes, status: int = 200) -> web.Response:
     return web.Response(status=status, body=body, content_type=XML)
 
 
-async def read_document(ctx: ReqCtx, limit: int = 1 << 20) -> bytes:
-    """A small request document (XML), bounded; bigger is MaxMessageLengthExceeded."""
+async def read_document(ctx: ReqCtx, limit: int = 1 << 20, *, checksums: bool = False) -> bytes:
+    """A small request document (XML), bounded; bigger is MaxMessageLengthExceeded.
+
+    Read like an object body (:func:`open_body`): aws-chunked framing removed and
+    x-amz-content-sha256 verified, so a signed request cannot carry a document other than
+    the one signed. ``checksums``: x-amz-checksum-* headers are the document's own
+    (DeleteObjects) and are verified too.
+    """
     length = ctx.request.content_length
     if length is not None and length > limit:
         raise S3Error("MaxMessageLengthExceeded")
-    data = await ctx.request.content.read(limit + 1)
-    if len(data) > limit:
-        raise S3Error("MaxMessageLengthExceeded")
-    ctx.bytes_in += len(data)
-    return data
+    body = open_body(ctx, require_length=False, checksums=checksums)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in body.chunks:  # to the end: one read() returns what has arrived
+        size += len(chunk)
+        if size > limit:
+            raise S3Error("MaxMessageLengthExceeded")
+        parts.append(chunk)
+        for hasher in body.hashers:
+            hasher.update(chunk)
+    body.verify()
+    return b"".join(parts)
 
 
 async def list_buckets(ctx: ReqCtx) -> web.StreamResponse:
@@ -39,6 +53,13 @@ async def list_buckets(ctx: ReqCtx) -> web.StreamResponse:
 async def create_bucket(ctx: ReqCtx) -> web.StreamResponse:
     location = parse_create_bucket_configuration(await read_document(ctx))
     region = ctx.settings.region
+    if location == "us-east-1" == region:
+        # AWS: us-east-1 is what "no constraint" means and may not be named explicitly.
+        raise S3Error(
+            "InvalidLocationConstraint",
+            "The specified location-constraint is not valid",
+            extra={"LocationConstraint": location},
+        )
     if location and location != region:
         raise S3Error(
             "IllegalLocationConstraintException",

@@ -41,6 +41,8 @@ class ReqCtx:
     bytes_out: int = 0
     # set by a handler before it sends headers it cannot take back (streamed GET)
     streaming: bool = False
+    # the client sent "Expect: 100-continue" and waits for our go before sending its body
+    continue_pending: bool = False
 
     def start_response(self, status: int, headers: dict[str, str]) -> web.StreamResponse:
         """A streamed response whose headers carry the request id like every other."""
@@ -48,6 +50,19 @@ class ReqCtx:
         headers["x-amz-id-2"] = self.request_id
         headers["Server"] = "Stratum"
         return web.StreamResponse(status=status, headers=headers)
+
+    async def want_body(self) -> None:
+        """Call before reading the request body: answers a pending ``100-continue``.
+
+        Deferred to here, not sent on arrival, so a request refused before its body is read
+        (bad signature, no such bucket, too large) gets its error without the client
+        uploading anything first, as with AWS.
+        """
+        if self.continue_pending:
+            self.continue_pending = False
+            writer = self.request.writer
+            await writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            writer.output_size = 0  # the interim response is no part of the reply's size
 
     @property
     def bucket(self) -> str:

@@ -64,7 +64,8 @@ def encode_token(key: str) -> str:
 
 def decode_token(token: str) -> str:
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        # validate: without it b64decode skips foreign characters and any junk "decodes"
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
         return raw.decode("utf-8", "surrogateescape")
     except (binascii.Error, ValueError):
         raise S3Error(

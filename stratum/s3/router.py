@@ -381,7 +381,7 @@ def _split_target(host: str, raw_path: str, domain: str) -> tuple[str | None, st
     raw_path = raw_path.partition("?")[0]
     if not raw_path.startswith("/"):
         raise S3Error("InvalidURI", resource=raw_path)
-    vhost_bucket = _virtual_host_bucket(host, domain)
+    vhost_bucket = virtual_host_bucket(host, domain)
     if vhost_bucket is not None:
         return vhost_bucket, _decode(raw_path[1:])
     bucket_raw, _, key_raw = raw_path[1:].partition("/")
@@ -392,7 +392,7 @@ def _split_target(host: str, raw_path: str, domain: str) -> tuple[str | None, st
     return _decode(bucket_raw), _decode(key_raw)
 
 
-def _virtual_host_bucket(host: str, domain: str) -> str | None:
+def virtual_host_bucket(host: str, domain: str) -> str | None:
     domain = domain.strip().rstrip(".").lower()
     if not domain:
         return None

@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -26,9 +27,17 @@ from stratum.model.multipart import MultipartService
 from stratum.model.service import ObjectService
 from stratum.model.users import UserDirectory
 from stratum.s3 import bucket_ops, list_ops, multipart_ops, object_ops, sigv4, xml
+from stratum.s3.admin import PREFIX as ADMIN_PREFIX
+from stratum.s3.admin import AdminApi
 from stratum.s3.context import ApiSettings, Handler, ReqCtx
 from stratum.s3.errors import S3Error
-from stratum.s3.router import PREFLIGHT, UNSUPPORTED, UNSUPPORTED_SERVICE_ACTION, route
+from stratum.s3.router import (
+    PREFLIGHT,
+    UNSUPPORTED,
+    UNSUPPORTED_SERVICE_ACTION,
+    route,
+    virtual_host_bucket,
+)
 from stratum.s3.router import unsupported_error as router_unsupported
 from stratum.util.clock import Clock
 
@@ -55,6 +64,7 @@ _MODEL_ERRORS: Mapping[type[model_errors.ObjectServiceError], str] = {
     model_errors.IncompleteBody: "IncompleteBody",
     model_errors.EntityTooLarge: "EntityTooLarge",
     model_errors.InsufficientStorage: "InsufficientStorage",
+    model_errors.TierUnavailable: "ServiceUnavailable",
     model_multipart.NoSuchUpload: "NoSuchUpload",
     model_multipart.InvalidPart: "InvalidPart",
     model_multipart.EntityTooSmall: "EntityTooSmall",
@@ -81,6 +91,15 @@ def translate(exc: BaseException) -> S3Error | None:
     return None
 
 
+@dataclass
+class _RequestState:
+    """What is known of a request so far, for its error response and log line."""
+
+    resource: str | None
+    endpoint: str = "-"
+    ctx: ReqCtx | None = None
+
+
 class S3Server:
     def __init__(
         self,
@@ -89,7 +108,9 @@ class S3Server:
         users: UserDirectory,
         settings: ApiSettings,
         clock: Clock,
+        admin: AdminApi | None = None,
     ) -> None:
+        self.admin = admin
         self.service = service
         self.multipart = multipart
         self.users = users
@@ -100,83 +121,117 @@ class S3Server:
         user = self.users.lookup(access_key)
         return None if user is None else user.secret_key
 
+    async def _s3(
+        self, request: web.Request, request_id: str, state: _RequestState
+    ) -> web.StreamResponse:
+        """Route, authenticate and dispatch one S3 request."""
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        query = parse_qsl(raw_query, keep_blank_values=True, errors="surrogateescape")
+        endpoint = route(
+            request.method,
+            request.host,
+            raw_path,
+            query,
+            request.headers,
+            self.settings.domain,
+        )
+        state.endpoint, state.resource = endpoint.name, endpoint.resource
+        response: web.StreamResponse
+        if endpoint.name == PREFLIGHT:
+            response = _preflight(request)
+        elif endpoint.name == UNSUPPORTED_SERVICE_ACTION:
+            # Signed for IAM/STS, not S3: answer before checking a signature we can't match.
+            raise router_unsupported(endpoint)
+        else:
+            view = sigv4.RequestView.from_wire(
+                request.method, raw_path, query, request.headers.items()
+            )
+            auth = sigv4.verify(
+                view, self._secret, region=self.settings.region, now=self.clock.now()
+            )
+            user = self.users.lookup(auth.access_key)
+            if user is None:  # removed between verify and now
+                raise S3Error("InvalidAccessKeyId")
+            if endpoint.name == UNSUPPORTED:
+                raise router_unsupported(endpoint)
+            handler = HANDLERS.get(endpoint.name)
+            if handler is None:
+                raise router_unsupported(endpoint)
+            params: dict[str, str] = {}
+            for name, value in query:
+                params.setdefault(name, value)
+            ctx = state.ctx = ReqCtx(
+                request=request,
+                endpoint=endpoint,
+                user=user,
+                auth=auth,
+                params=params,
+                request_id=request_id,
+                service=self.service,
+                multipart=self.multipart,
+                settings=self.settings,
+                clock=self.clock,
+                continue_pending=_expects_continue(request),
+            )
+            response = await handler(ctx)
+        return response
+
+    def _is_admin(self, request: web.Request) -> bool:
+        """``/_stratum/`` on the service host (on a bucket's virtual host it is a key)."""
+        return (
+            self.admin is not None
+            and request.path.startswith(ADMIN_PREFIX)
+            and virtual_host_bucket(request.host, self.settings.domain) is None
+        )
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = secrets.token_hex(8).upper()
-        endpoint_name = "-"
-        resource: str | None = request.path
-        ctx: ReqCtx | None = None
+        state = _RequestState(resource=request.path)
         try:
-            raw_path, _, raw_query = request.raw_path.partition("?")
-            query = parse_qsl(raw_query, keep_blank_values=True, errors="surrogateescape")
-            endpoint = route(
-                request.method,
-                request.host,
-                raw_path,
-                query,
-                request.headers,
-                self.settings.domain,
-            )
-            endpoint_name, resource = endpoint.name, endpoint.resource
             response: web.StreamResponse
-            if endpoint.name == PREFLIGHT:
-                response = _preflight(request)
-            elif endpoint.name == UNSUPPORTED_SERVICE_ACTION:
-                # Signed for IAM/STS, not S3: answer before checking a signature we can't match.
-                raise router_unsupported(endpoint)
+            if self.admin is not None and self._is_admin(request):
+                state.endpoint = "Admin"
+                response = await self.admin.handle(request)
             else:
-                view = sigv4.RequestView.from_wire(
-                    request.method, raw_path, query, request.headers.items()
-                )
-                auth = sigv4.verify(
-                    view, self._secret, region=self.settings.region, now=self.clock.now()
-                )
-                user = self.users.lookup(auth.access_key)
-                if user is None:  # removed between verify and now
-                    raise S3Error("InvalidAccessKeyId")
-                if endpoint.name == UNSUPPORTED:
-                    raise router_unsupported(endpoint)
-                handler = HANDLERS.get(endpoint.name)
-                if handler is None:
-                    raise router_unsupported(endpoint)
-                params: dict[str, str] = {}
-                for name, value in query:
-                    params.setdefault(name, value)
-                ctx = ReqCtx(
-                    request=request,
-                    endpoint=endpoint,
-                    user=user,
-                    auth=auth,
-                    params=params,
-                    request_id=request_id,
-                    service=self.service,
-                    multipart=self.multipart,
-                    settings=self.settings,
-                    clock=self.clock,
-                )
-                response = await handler(ctx)
+                response = await self._s3(request, request_id, state)
         except Exception as exc:  # every failure becomes S3 XML, here
-            if ctx is not None and ctx.streaming:
+            if state.ctx is not None and state.ctx.streaming:
                 # Headers are gone already: the only honest signal left is a cut connection.
-                log.error("request %s (%s) failed mid-response: %s", request_id, endpoint_name, exc)
+                log.error(
+                    "request %s (%s) failed mid-response: %s", request_id, state.endpoint, exc
+                )
                 raise
             error = translate(exc)
             if error is None:
-                log.exception("request %s (%s) failed", request_id, endpoint_name)
+                log.exception("request %s (%s) failed", request_id, state.endpoint)
                 error = S3Error("InternalError")
             if isinstance(exc, StorageError) and not isinstance(exc, StorageFull):
                 log.error("storage error in %s: %s", request_id, exc)
-            response = render_error(error, resource, request_id)
-            if ctx is not None and ctx.request.can_read_body and error.status < 500:
-                # A refused upload: don't read on; close rather than drain a huge body.
+            response = render_error(error, state.resource, request_id)
+            if request.can_read_body and error.status < 500:
+                # A refused upload (or one refused before its 100 Continue): don't read on;
+                # close rather than drain a huge body or wait for one that will not come.
                 response.force_close()
         if not response.prepared:
             response.headers["x-amz-request-id"] = request_id
             response.headers["x-amz-id-2"] = request_id
             response.headers.setdefault("Server", "Stratum")
         if self.settings.access_log:
-            _log_request(request, endpoint_name, response, ctx, request_id, started)
+            _log_request(request, state.endpoint, response, state.ctx, request_id, started)
         return response
+
+
+def _expects_continue(request: web.Request) -> bool:
+    return (
+        request.version >= (1, 1)
+        and request.headers.get("Expect", "").strip().lower() == "100-continue"
+    )
+
+
+async def _expect_later(request: web.Request) -> None:
+    """aiohttp's default answers ``Expect: 100-continue`` on arrival; S3 answers it only
+    when the handler starts reading the body (:meth:`ReqCtx.want_body`)."""
 
 
 def render_error(error: S3Error, resource: str | None, request_id: str) -> web.Response:
@@ -248,6 +303,9 @@ def _log_request(
 def make_app(server: S3Server) -> web.Application:
     """An aiohttp application serving S3 on every path."""
     # client_max_size only bounds request.read()/post(); object bodies are streamed.
-    app = web.Application(client_max_size=8 << 20)
-    app.router.add_route("*", "/{tail:.*}", server.handle)
+    # auto_decompress off: a body sent with Content-Encoding: gzip is object data, stored
+    # byte for byte (S3 only records the header), never inflated by the HTTP layer.
+    app = web.Application(client_max_size=8 << 20, handler_args={"auto_decompress": False})
+    # [\s\S], not ".": a key may hold a newline (%0A), and "." would let the router 404 it.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", server.handle, expect_handler=_expect_later)
     return app
