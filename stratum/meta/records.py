@@ -88,6 +88,7 @@ class ObjectRecord(Record):
     checksums: dict[str, str] = field(default_factory=dict)
     parts: int = 0  # number of parts for multipart objects
     owner_id: str = ""
+    upload_id: str = ""  # the multipart upload that made this object, if any
 
 
 @dataclass

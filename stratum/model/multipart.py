@@ -221,6 +221,7 @@ class MultipartService:
         owner_id: str,
         *,
         checksum_of: Callable[[UploadRecord, list[PartRecord]], dict[str, str]] | None = None,
+        condition: Callable[[ObjectRecord | None], None] | None = None,
     ) -> ObjectRecord:
         """Make the object from the listed parts without copying their data.
 
@@ -262,7 +263,17 @@ class MultipartService:
                 )
             return upload, chosen, entries
 
-        upload, chosen, entries = self.meta.read(choose)
+        try:
+            upload, chosen, entries = self.meta.read(choose)
+        except NoSuchUpload:
+            # Completing an upload again (a client retrying after a lost response) answers
+            # with the object it made, as long as the key still holds that object.
+            done = self.meta.read(lambda tx: catalog.get_object(tx, bucket, key))
+            if done is not None and done.upload_id == upload_id:
+                return done
+            raise
+        if condition is not None:
+            condition(self.meta.read(lambda tx: catalog.get_object(tx, bucket, key)))
         checksums = checksum_of(upload, chosen) if checksum_of is not None else {}
         etag = multipart_etag([p.etag for p in chosen], len(chosen))
         record = ObjectRecord(
@@ -278,6 +289,7 @@ class MultipartService:
             checksums=checksums,
             parts=len(chosen),
             owner_id=owner_id,
+            upload_id=upload_id,
         )
         manifest = {
             "kind": "manifest",
@@ -308,6 +320,8 @@ class MultipartService:
 
         def commit(tx: Tx) -> None:
             self._upload(tx, bucket, key, upload_id, owner_id)
+            if condition is not None:
+                condition(catalog.get_object(tx, bucket, key))
             current = {p.part_number: p.volume_id for p in uploads.list_parts(tx, upload_id)}
             for part in chosen:  # a part re-uploaded meanwhile would change the object
                 if current.get(part.part_number) != part.volume_id:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stratum.block.errors import StorageFull
-from stratum.meta import catalog
+from stratum.meta import catalog, uploads
 from stratum.meta.catalog import ListPage
 from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
@@ -180,9 +180,11 @@ class ObjectService:
         def create(tx: Tx) -> BucketRecord:
             existing = catalog.get_bucket(tx, name)
             if existing is not None:
-                if existing.owner_id == owner_id:
-                    raise errors.BucketAlreadyOwnedByYou(bucket=name)
-                raise errors.BucketAlreadyExists(bucket=name)
+                if existing.owner_id != owner_id:
+                    raise errors.BucketAlreadyExists(bucket=name)
+                if region == "us-east-1":
+                    return existing  # AWS's legacy us-east-1 answer: 200, nothing changed
+                raise errors.BucketAlreadyOwnedByYou(bucket=name)
             catalog.put_bucket(tx, record)
             return record
 
@@ -193,11 +195,14 @@ class ObjectService:
             self._owned(catalog.get_bucket(tx, name), name, owner_id)
             if not catalog.bucket_is_empty(tx, name):
                 raise errors.BucketNotEmpty(bucket=name)
-            if catalog.has_uploads(tx, name):
-                raise errors.BucketNotEmpty(bucket=name)
+            # Unfinished multipart uploads don't keep a bucket alive (as AWS): abort them.
+            for upload in uploads.uploads_in_bucket(tx, name):
+                for part in uploads.delete_upload(tx, name, upload.upload_id):
+                    catalog.retire_volume(tx, part.volume_id)
             catalog.delete_bucket(tx, name)
 
         await self.meta.write(delete)
+        self._gc_wakeup.set()
 
     # -- reading ----------------------------------------------------------------------
 

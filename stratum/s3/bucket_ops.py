@@ -45,9 +45,41 @@ async def read_document(ctx: ReqCtx, limit: int = 1 << 20, *, checksums: bool = 
 
 
 async def list_buckets(ctx: ReqCtx) -> web.StreamResponse:
+    """ListBuckets, with the pagination AWS added in 2024 (max-buckets, continuation-token,
+    prefix); without them, every bucket of the user."""
     buckets = ctx.service.list_buckets(ctx.user.canonical_id)
+    prefix = ctx.params.get("prefix")
+    if prefix:
+        buckets = [b for b in buckets if b.name.startswith(prefix)]
+    token = ctx.params.get("continuation-token")
+    if token:
+        buckets = [b for b in buckets if b.name > token]
+    limit_raw = ctx.params.get("max-buckets")
+    next_token = None
+    if limit_raw is not None:
+        try:
+            limit = int(limit_raw)
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= 10_000:
+            raise S3Error(
+                "InvalidArgument",
+                "Argument max-buckets must be an integer between 1 and 10000",
+                extra={"ArgumentName": "max-buckets", "ArgumentValue": limit_raw},
+            )
+        if len(buckets) > limit:
+            buckets = buckets[:limit]
+            next_token = buckets[-1].name
     entries = [xml.BucketEntry(b.name, b.created) for b in buckets]
-    return xml_response(xml.list_buckets(ctx.owner, entries))
+    paginated = limit_raw is not None or token is not None
+    body = xml.list_buckets(
+        ctx.owner,
+        entries,
+        continuation_token=next_token,
+        prefix=prefix if prefix else None,
+        region=ctx.settings.region if paginated else None,
+    )
+    return xml_response(body)
 
 
 async def create_bucket(ctx: ReqCtx) -> web.StreamResponse:

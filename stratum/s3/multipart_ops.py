@@ -21,7 +21,7 @@ from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
 from stratum.s3.list_ops import encoding_type
-from stratum.s3.object_ops import put_options_from_request
+from stratum.s3.object_ops import put_options_from_request, write_condition
 from stratum.s3.xml_requests import MAX_COMPLETE_MULTIPART_BODY, parse_complete_multipart
 
 MAX_PART_SIZE = 5 << 30
@@ -198,6 +198,7 @@ async def complete_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
         wanted,
         ctx.user.canonical_id,
         checksum_of=_object_checksums,
+        condition=write_condition(ctx),
     )
     location = f"/{ctx.bucket}/{ctx.key}"
     response = xml_response(

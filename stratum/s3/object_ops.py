@@ -44,7 +44,7 @@ def _storage_class(ctx: ReqCtx) -> str:
     return value
 
 
-def _write_condition(ctx: ReqCtx) -> Callable[[ObjectRecord | None], None] | None:
+def write_condition(ctx: ReqCtx) -> Callable[[ObjectRecord | None], None] | None:
     headers = ctx.request.headers
     if "If-None-Match" not in headers and "If-Match" not in headers:
         return None
@@ -76,7 +76,7 @@ async def put_object(ctx: ReqCtx) -> web.StreamResponse:
         )
     md5 = headers.get("Content-MD5")
     base = put_options_from_request(ctx)
-    condition = _write_condition(ctx)
+    condition = write_condition(ctx)
     opts = PutOptions(
         owner_id=base.owner_id,
         content_type=base.content_type,
@@ -101,9 +101,9 @@ def _checksum_headers(checksums: Mapping[str, str]) -> dict[str, str]:
 
 
 def _header_value(value: str) -> str:
-    """HTTP header values are Latin-1 on the wire: encode anything else as RFC 2047."""
+    """Non-ASCII values go out RFC 2047-encoded, as AWS documents for metadata."""
     try:
-        value.encode("latin-1")
+        value.encode("ascii")
     except UnicodeEncodeError:
         encoded = base64.b64encode(value.encode("utf-8", "surrogateescape")).decode()
         return f"=?UTF-8?B?{encoded}?="
@@ -286,7 +286,7 @@ async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
             storage_class=opts.storage_class,
             size_hint=src.size,
             checksums=src.checksums,
-            condition=_write_condition(ctx),
+            condition=write_condition(ctx),
         )
         ctx.service.record_access(view.volume.volume_id)
         chunks = ctx.service.read_volume(view.volume, 0, src.size)

@@ -228,7 +228,14 @@ class BucketEntry:
     creation_date: float
 
 
-def list_buckets(owner: Owner, buckets: Sequence[BucketEntry]) -> bytes:
+def list_buckets(
+    owner: Owner,
+    buckets: Sequence[BucketEntry],
+    *,
+    continuation_token: str | None = None,
+    prefix: str | None = None,
+    region: str | None = None,
+) -> bytes:
     w = XmlWriter("ListAllMyBucketsResult")
     _owner(w, "Owner", owner)
     w.start("Buckets")
@@ -236,8 +243,11 @@ def list_buckets(owner: Owner, buckets: Sequence[BucketEntry]) -> bytes:
         w.start("Bucket")
         w.leaf("Name", bucket.name)
         w.leaf("CreationDate", timestamp(bucket.creation_date))
+        w.optional("BucketRegion", region)
         w.end()
     w.end()
+    w.optional("ContinuationToken", continuation_token)
+    w.optional("Prefix", prefix)
     return w.finish()
 
 

@@ -169,12 +169,13 @@ def test_create_bucket_with_malformed_configuration(server: RunningServer, s3: A
     assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
-def test_create_own_bucket_again_is_already_owned_by_you(s3: Any, bucket: str) -> None:
+def test_create_own_bucket_again_in_us_east_1_succeeds_and_changes_nothing(
+    s3: Any, bucket: str
+) -> None:
+    """AWS's legacy us-east-1 behaviour (documented for CreateBucket): 200, bucket untouched.
+    Other regions answer 409 BucketAlreadyOwnedByYou (see the region test below)."""
     s3.put_object(Bucket=bucket, Key="keep", Body=b"kept")
-    with pytest.raises(ClientError) as exc:
-        s3.create_bucket(Bucket=bucket)
-    assert error_of(exc) == (409, "BucketAlreadyOwnedByYou")
-    assert exc.value.response["Error"]["BucketName"] == bucket
+    s3.create_bucket(Bucket=bucket)
     assert s3.get_object(Bucket=bucket, Key="keep")["Body"].read() == b"kept"
 
 
@@ -550,3 +551,59 @@ def test_virtual_host_invalid_bucket_label(vhost_server: RunningServer) -> None:
     response = requests.get(url, headers=headers, timeout=10)
     assert response.status_code == 400
     assert ET.fromstring(response.content).findtext("Code") == "InvalidBucketName"
+
+
+def test_create_own_bucket_again_outside_us_east_1_is_already_owned_by_you(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data_dir = tmp_path_factory.mktemp("eu-data")
+    config = data_dir.parent / f"{data_dir.name}.toml"
+    config.write_text(f'[server]\nregion = "eu-central-1"\n\n[storage]\ndata_dir = "{data_dir}"\n')
+    srv = start_server(data_dir, config=config)
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=srv.endpoint,
+            aws_access_key_id=srv.access_key,
+            aws_secret_access_key=srv.secret_key,
+            region_name="eu-central-1",
+            config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+        where = {"LocationConstraint": "eu-central-1"}
+        client.create_bucket(Bucket="mine", CreateBucketConfiguration=where)
+        client.put_object(Bucket="mine", Key="keep", Body=b"kept")
+        with pytest.raises(ClientError) as exc:
+            client.create_bucket(Bucket="mine", CreateBucketConfiguration=where)
+        assert error_of(exc) == (409, "BucketAlreadyOwnedByYou")
+        assert exc.value.response["Error"]["BucketName"] == "mine"
+        assert client.get_object(Bucket="mine", Key="keep")["Body"].read() == b"kept"
+        assert client.get_bucket_location(Bucket="mine")["LocationConstraint"] == "eu-central-1"
+    finally:
+        assert srv.stop() == 0, "".join(srv.output[-30:])
+
+
+def test_delete_bucket_aborts_unfinished_uploads(s3: Any) -> None:
+    s3.create_bucket(Bucket="with-uploads")
+    upload = s3.create_multipart_upload(Bucket="with-uploads", Key="big")["UploadId"]
+    s3.upload_part(Bucket="with-uploads", Key="big", UploadId=upload, PartNumber=1, Body=b"a")
+    s3.delete_bucket(Bucket="with-uploads")
+    with pytest.raises(ClientError) as exc:
+        s3.head_bucket(Bucket="with-uploads")
+    assert error_of(exc)[0] == 404
+
+
+def test_list_buckets_paginated(s3: Any) -> None:
+    names = [f"page-bkt-{i}" for i in range(3)]
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    try:
+        first = s3.list_buckets(MaxBuckets=2, Prefix="page-bkt-")
+        assert [b["Name"] for b in first["Buckets"]] == names[:2]
+        second = s3.list_buckets(
+            MaxBuckets=2, Prefix="page-bkt-", ContinuationToken=first["ContinuationToken"]
+        )
+        assert [b["Name"] for b in second["Buckets"]] == names[2:]
+        assert "ContinuationToken" not in second
+    finally:
+        for name in names:
+            s3.delete_bucket(Bucket=name)
