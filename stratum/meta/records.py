@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 RECORD_VERSION = 1
+RECENT_READS = 16
 SINGLE = bytes([RECORD_VERSION])
 MULTI = bytes([0x80 | RECORD_VERSION])
 
@@ -103,8 +104,13 @@ class VolumeRecord(Record):
     last_access: float = 0.0
     access_count: int = 0
     access_rate: float = 0.0  # exponentially decaying reads per day
-    # multipart objects: (size, md5) of each part so partNumber reads can find them
+    # multipart objects: the size of each part so partNumber reads can find them
     part_sizes: list[int] = field(default_factory=list)
+    # the key the volume was written for (decision logs, explanations, recovery)
+    bucket: str = ""
+    key: str = ""
+    # times of the most recent reads (at most RECENT_READS), for promotion rules
+    recent: list[float] = field(default_factory=list)
 
 
 @dataclass

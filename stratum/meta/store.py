@@ -188,7 +188,14 @@ class MetaStore:
             loop.call_soon_threadsafe(_resolve_async, fut, ok, value)
 
         self._queue.put((fn, resolve))
-        return await fut
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The writer thread runs the job regardless: wait for its outcome so that a
+            # caller being cancelled never acts (e.g. frees data) on a commit that happens.
+            with contextlib.suppress(BaseException):
+                await fut
+            raise
 
     def write_sync(self, fn: Callable[[Tx], T]) -> T:
         """The same as :meth:`write`, for code outside the event loop (CLI, start-up)."""

@@ -170,6 +170,8 @@ class MultipartService:
 
         try:
             await self.meta.write(commit)
+        except asyncio.CancelledError:
+            raise  # outcome unknown: never free data a commit may point at
         except BaseException:
             await self.objects.free_volume(volume)
             raise
@@ -339,6 +341,8 @@ class MultipartService:
 
         try:
             await self.meta.write(commit)
+        except asyncio.CancelledError:
+            raise  # outcome unknown: never free data a commit may point at
         except BaseException:
             await hot.delete("seg", manifest_location)
             raise

@@ -34,7 +34,7 @@ from typing import Any
 from stratum.block.errors import StorageFull
 from stratum.meta import catalog, uploads
 from stratum.meta.catalog import ListPage
-from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
+from stratum.meta.records import RECENT_READS, BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.model import errors
 from stratum.model.ids import new_volume_id
@@ -43,6 +43,7 @@ from stratum.util.clock import Clock
 
 log = logging.getLogger("stratum.objects")
 
+RATE_HALF_LIFE = 7 * 86400.0
 GC_INTERVAL = 2.0
 MULTI = "multi"  # layout of a completed multipart upload: a list of part volumes
 ACCESS_FLUSH_INTERVAL = 5.0
@@ -76,6 +77,22 @@ class ObjectView:
 
     record: ObjectRecord
     volume: VolumeRecord
+
+
+def decayed_rate(rate: float, since: float, now: float) -> float:
+    """An access rate (reads per day) decayed with a half-life of RATE_HALF_LIFE."""
+    if now <= since:
+        return rate
+    return float(rate * 0.5 ** ((now - since) / RATE_HALF_LIFE))
+
+
+def apply_reads(volume: VolumeRecord, count: int, last: float) -> None:
+    """Fold ``count`` reads, the last at ``last``, into a volume's access signals."""
+    since = volume.last_access or volume.created
+    volume.access_rate = decayed_rate(volume.access_rate, since, last) + count
+    volume.access_count += count
+    volume.last_access = max(volume.last_access, last)
+    volume.recent = (volume.recent + [last] * min(count, RECENT_READS))[-RECENT_READS:]
 
 
 class ObjectService:
@@ -139,8 +156,7 @@ class ObjectService:
                 volume = catalog.get_volume(tx, volume_id)
                 if volume is None:
                     continue
-                volume.access_count += count
-                volume.last_access = max(volume.last_access, last)
+                apply_reads(volume, count, last)
                 catalog.put_volume(tx, volume)
 
         await self.meta.write(apply)
@@ -302,6 +318,10 @@ class ObjectService:
         )
         try:
             await self._commit(bucket, record, volume, opts)
+        except asyncio.CancelledError:
+            # The commit's outcome is unknown to us here; if it failed, the data is an
+            # orphan for the start-up sweep. Freeing it could break a committed object.
+            raise
         except BaseException:
             await self.free_volume(volume)
             raise

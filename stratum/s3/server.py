@@ -7,6 +7,9 @@ Every request goes through :meth:`S3Server.handle`:
 3. dispatch through :data:`HANDLERS` (operation name -> handler);
 4. translate any error into an :class:`S3Error` and render it as XML, here and only here;
 5. log one line (method, operation, status, bytes, duration, request id).
+
+Unsigned GET/HEAD of ``/metrics`` and ``/health/*`` are answered before all this by
+:mod:`stratum.s3.observe` (signed, they are S3 requests like any other).
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
-from stratum.block.errors import StorageError, StorageFull
+from stratum.block.errors import DiskWriteError, StorageError, StorageFull
 from stratum.model import errors as model_errors
 from stratum.model import multipart as model_multipart
 from stratum.model.multipart import MultipartService
@@ -31,6 +34,7 @@ from stratum.s3.admin import PREFIX as ADMIN_PREFIX
 from stratum.s3.admin import AdminApi
 from stratum.s3.context import ApiSettings, Handler, ReqCtx
 from stratum.s3.errors import S3Error
+from stratum.s3.observe import Observer
 from stratum.s3.router import (
     PREFLIGHT,
     UNSUPPORTED,
@@ -88,6 +92,12 @@ def translate(exc: BaseException) -> S3Error | None:
         return S3Error(code, extra=extra)
     if isinstance(exc, StorageFull):
         return S3Error("InsufficientStorage")
+    if isinstance(exc, DiskWriteError):
+        # A disk failed under the write; it is taken out of placement within seconds, so a
+        # retry (which SDKs do for 503) lands on the disks that work.
+        return S3Error("ServiceUnavailable", "A disk failed during the write; retry")
+    if isinstance(exc, ConnectionResetError | ClientPayloadError):
+        return S3Error("IncompleteBody")
     return None
 
 
@@ -109,8 +119,10 @@ class S3Server:
         settings: ApiSettings,
         clock: Clock,
         admin: AdminApi | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.admin = admin
+        self.observer = observer  # /metrics and /health/*, for unsigned requests
         self.service = service
         self.multipart = multipart
         self.users = users
@@ -185,6 +197,8 @@ class S3Server:
         )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.observer is not None and self.observer.answers(request):
+            return await self.observer.handle(request)
         started = time.perf_counter()
         request_id = secrets.token_hex(8).upper()
         state = _RequestState(resource=request.path)
@@ -219,6 +233,8 @@ class S3Server:
             response.headers.setdefault("Server", "Stratum")
         if self.settings.access_log:
             _log_request(request, state.endpoint, response, state.ctx, request_id, started)
+        if self.observer is not None:
+            self.observer.count(state.endpoint, response, state.ctx, started)
         return response
 
 

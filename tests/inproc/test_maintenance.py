@@ -33,6 +33,7 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     await n.service.start()
     await n.service.create_bucket("bkt", "owner", "us-east-1")
     yield n
+    await n.maintenance.stop()  # cancels a rebuild a test may have started
     await n.service.stop()
     for tier in n.tiers.values():
         await tier.close()
