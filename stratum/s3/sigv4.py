@@ -74,7 +74,7 @@ _PRESIGN_PARAMS = (
     "X-Amz-SignedHeaders",
     "X-Amz-Expires",
 )
-# Query parameters that mean "this request is signed" (SigV4 and the unsupported SigV2).
+# Query parameters that mean "this request is signed" (SigV4 and SigV2).
 _CREDENTIAL_PARAMS = frozenset(
     {"X-Amz-Algorithm", "X-Amz-Credential", "AWSAccessKeyId", "Signature"}
 )
@@ -82,9 +82,6 @@ _HEADER_MALFORMED = "The authorization header is malformed; "
 _CREDENTIAL_PARAM = "Error parsing the X-Amz-Credential parameter; "
 _CREDENTIAL_SHAPE = (
     'the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".'
-)
-_UNSUPPORTED_MECHANISM = (
-    "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
 )
 _CONTENT_SHA256_VALUES = (
     "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
@@ -252,13 +249,24 @@ def verify(
                 "specified",
                 extra={"ArgumentName": "Authorization", "ArgumentValue": authorization},
             )
+        if authorization.strip().partition(" ")[0] == "AWS":
+            return _verify_sigv2(request, lookup_secret, now)
         return _verify_header(request, authorization, lookup_secret, region, now)
     if presigned:
         return _verify_presigned(request, lookup_secret, region, now)
-    keys = {k for k, _ in request.query}
-    if "Signature" in keys and "AWSAccessKeyId" in keys:
-        raise S3Error("InvalidRequest", _UNSUPPORTED_MECHANISM)
+    if any(k in ("AWSAccessKeyId", "Signature") for k, _ in request.query):
+        return _verify_sigv2(request, lookup_secret, now)
     raise S3Error("AccessDenied")
+
+
+def _verify_sigv2(
+    request: RequestView, lookup_secret: Callable[[str], str | None], now: float
+) -> AuthResult:
+    """``Authorization: AWS ...`` or ``AWSAccessKeyId``/``Signature`` in the query."""
+    # Imported here: sigv2 builds on this module's types and helpers.
+    from stratum.s3 import sigv2
+
+    return sigv2.verify(request, lookup_secret, now=now)
 
 
 def _verify_header(
@@ -270,8 +278,6 @@ def _verify_header(
 ) -> AuthResult:
     scheme, _, rest = authorization.strip().partition(" ")
     if scheme != ALGORITHM:
-        if scheme == "AWS":
-            raise S3Error("InvalidRequest", _UNSUPPORTED_MECHANISM)
         raise S3Error(
             "InvalidArgument",
             "Unsupported Authorization Type",

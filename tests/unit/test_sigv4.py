@@ -483,17 +483,6 @@ def test_wrong_region_names_the_right_one(signed_get: RequestView) -> None:
     assert verify(view, lookup, region="eu-central-1", now=NOW).access_key == ACCESS_KEY
 
 
-def test_sigv2_is_not_supported(signed_get: RequestView) -> None:
-    view = with_headers(
-        signed_get, authorization="AWS AKIAIOSFODNN7EXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg="
-    )
-    error = refused(view, "InvalidRequest", 400)
-    assert "Please use AWS4-HMAC-SHA256" in error.text
-    query = [("AWSAccessKeyId", ACCESS_KEY), ("Expires", "1700000000"), ("Signature", "abc=")]
-    view = RequestView("GET", "/bucket/key", query, {"host": "localhost"})
-    refused(view, "InvalidRequest", 400)
-
-
 def test_unknown_authorization_scheme(signed_get: RequestView) -> None:
     error = refused(with_headers(signed_get, authorization="Bearer abc"), "InvalidArgument", 400)
     assert error.text == "Unsupported Authorization Type"
