@@ -159,7 +159,11 @@ class S3Server:
                 request.method, raw_path, query, request.headers.items()
             )
             auth = sigv4.verify(
-                view, self._secret, region=self.settings.region, now=self.clock.now()
+                view,
+                self._secret,
+                region=self.settings.region,
+                now=self.clock.now(),
+                virtual_bucket=virtual_host_bucket(request.host, self.settings.domain),
             )
             user = self.users.lookup(auth.access_key)
             if user is None:  # removed between verify and now
@@ -291,7 +295,8 @@ def _log_request(
 ) -> None:
     took_ms = (time.perf_counter() - started) * 1000
     bytes_in = ctx.bytes_in if ctx else 0
-    bytes_out = ctx.bytes_out if ctx else (response.content_length or 0)
+    # Streamed bodies count what was sent; a whole response (listings, errors) its length.
+    bytes_out = (ctx.bytes_out if ctx else 0) or response.content_length or 0
     level = logging.WARNING if response.status >= 500 else logging.INFO
     access_log.log(
         level,

@@ -232,11 +232,13 @@ def verify(
     *,
     region: str,
     now: float,
+    virtual_bucket: str | None = None,
 ) -> AuthResult:
     """Authenticate ``request`` or raise :class:`S3Error` with the code AWS would use.
 
     ``lookup_secret`` maps an access key id to its secret (``None`` if unknown); ``now`` is
-    the server time in epoch seconds.
+    the server time in epoch seconds; ``virtual_bucket`` the bucket named by the Host
+    header (virtual-hosted style), which SigV2 signs as part of the resource.
     """
     authorization = request.headers.get("authorization")
     presigned = any(k == "X-Amz-Algorithm" for k, _ in request.query)
@@ -250,23 +252,26 @@ def verify(
                 extra={"ArgumentName": "Authorization", "ArgumentValue": authorization},
             )
         if authorization.strip().partition(" ")[0] == "AWS":
-            return _verify_sigv2(request, lookup_secret, now)
+            return _verify_sigv2(request, lookup_secret, now, virtual_bucket)
         return _verify_header(request, authorization, lookup_secret, region, now)
     if presigned:
         return _verify_presigned(request, lookup_secret, region, now)
     if any(k in ("AWSAccessKeyId", "Signature") for k, _ in request.query):
-        return _verify_sigv2(request, lookup_secret, now)
+        return _verify_sigv2(request, lookup_secret, now, virtual_bucket)
     raise S3Error("AccessDenied")
 
 
 def _verify_sigv2(
-    request: RequestView, lookup_secret: Callable[[str], str | None], now: float
+    request: RequestView,
+    lookup_secret: Callable[[str], str | None],
+    now: float,
+    virtual_bucket: str | None,
 ) -> AuthResult:
     """``Authorization: AWS ...`` or ``AWSAccessKeyId``/``Signature`` in the query."""
     # Imported here: sigv2 builds on this module's types and helpers.
     from stratum.s3 import sigv2
 
-    return sigv2.verify(request, lookup_secret, now=now)
+    return sigv2.verify(request, lookup_secret, now=now, virtual_bucket=virtual_bucket)
 
 
 def _verify_header(
