@@ -516,11 +516,6 @@ def test_virtual_host_with_dotted_bucket_and_path_style_on_the_domain(
         client.delete_bucket(Bucket="dotted.bucket")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server.handle sends any path under /_stratum/ to the admin API, even on a "
-    "virtual host where the path is an object key",
-)
 def test_virtual_host_key_that_looks_like_the_admin_prefix(vhost_server: RunningServer) -> None:
     """On ``b.s3.test`` the path is a key, even ``/_stratum/status``."""
     client = vhost_client(vhost_server)
