@@ -145,17 +145,26 @@ def retire_volume(tx: Tx, volume_id: str) -> None:
     tx.put("gc", volume_id.encode(), raw)
 
 
-def pending_garbage(tx: Tx, limit: int = 256) -> list[VolumeRecord]:
+def retire_location(tx: Tx, gc_key: str, record: VolumeRecord) -> None:
+    """Queue a copy of a volume's data that nothing reads any more (a tier move's source).
+
+    ``gc_key`` must differ from every volume id (e.g. ``<volume id>.<move id>``).
+    """
+    tx.put("gc", gc_key.encode(), record.encode())
+
+
+def pending_garbage(tx: Tx, limit: int = 256) -> list[tuple[str, VolumeRecord]]:
+    """(gc key, record) of queued garbage, oldest first."""
     out = []
-    for _k, v in tx.cursor("gc"):
-        out.append(VolumeRecord.decode(bytes(v)))
+    for k, v in tx.cursor("gc"):
+        out.append((bytes(k).decode(), VolumeRecord.decode(bytes(v))))
         if len(out) >= limit:
             break
     return out
 
 
-def forget_garbage(tx: Tx, volume_id: str) -> None:
-    tx.delete("gc", volume_id.encode())
+def forget_garbage(tx: Tx, gc_key: str) -> None:
+    tx.delete("gc", gc_key.encode())
 
 
 def get_user(tx: Tx, access_key: str) -> UserRecord | None:

@@ -111,6 +111,8 @@ class VolumeRecord(Record):
     key: str = ""
     # times of the most recent reads (at most RECENT_READS), for promotion rules
     recent: list[float] = field(default_factory=list)
+    # the tier engine's last decision on this volume: rule, time, inputs
+    placed: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -34,7 +34,17 @@ log = logging.getLogger("stratum.meta")
 
 T = TypeVar("T")
 
-DB_NAMES = ("buckets", "objects", "volumes", "users", "gc", "uploads", "parts", "info")
+DB_NAMES = (
+    "buckets",
+    "objects",
+    "volumes",
+    "users",
+    "gc",
+    "uploads",
+    "parts",
+    "info",
+    "decisions",
+)
 INITIAL_MAP_SIZE = 256 << 20
 MAX_BATCH = 512
 

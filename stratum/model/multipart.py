@@ -318,6 +318,8 @@ class MultipartService:
             created=now,
             last_access=now,
             part_sizes=[p.size for p in chosen],
+            bucket=bucket,
+            key=key,
         )
 
         def commit(tx: Tx) -> None:

@@ -29,7 +29,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from stratum.block.errors import StorageFull
 from stratum.meta import catalog, uploads
@@ -95,6 +95,16 @@ def apply_reads(volume: VolumeRecord, count: int, last: float) -> None:
     volume.recent = (volume.recent + [last] * min(count, RECENT_READS))[-RECENT_READS:]
 
 
+class VolumeStorage(Protocol):
+    """What the service needs of a tier's storage to read and free volumes."""
+
+    def read(
+        self, layout: str, location: Mapping[str, Any], start: int, end: int
+    ) -> AsyncIterator[bytes]: ...
+
+    async def delete(self, layout: str, location: Mapping[str, Any]) -> None: ...
+
+
 class ObjectService:
     def __init__(
         self,
@@ -113,6 +123,10 @@ class ObjectService:
         self._reading: Counter[str] = Counter()
         # part volume id -> the multipart volume being read that contains it (damage reports)
         self.parent_of: dict[str, str] = {}
+        # tiers outside this machine (the cold tier), set up by the node
+        self.remote: dict[str, VolumeStorage] = {}
+        # called when a write pins an object to a tier, so the move happens within seconds
+        self.on_pinned: Callable[[], None] | None = None
         self._gc_wakeup = asyncio.Event()
         self._gc_task: asyncio.Task[None] | None = None
         self._access_task: asyncio.Task[None] | None = None
@@ -172,6 +186,13 @@ class ObjectService:
     @property
     def hot(self) -> TierStore:
         return self.tiers["hot"]
+
+    def storage(self, tier: str) -> VolumeStorage:
+        """Where a tier's volumes are read and freed: a local tier or a remote (cold) one."""
+        local = self.tiers.get(tier)
+        if local is not None:
+            return local
+        return self.remote[tier]
 
     # -- buckets ----------------------------------------------------------------------
 
@@ -240,7 +261,7 @@ class ObjectService:
         vid = volume.volume_id
         self._reading[vid] += 1
         try:
-            tier = self.tiers[volume.tier]
+            tier = self.storage(volume.tier)
             if volume.layout != MULTI:
                 async for chunk in tier.read(volume.layout, volume.location, start, end):
                     yield chunk
@@ -318,6 +339,8 @@ class ObjectService:
         )
         try:
             await self._commit(bucket, record, volume, opts)
+            if opts.storage_class and self.on_pinned is not None:
+                self.on_pinned()
         except asyncio.CancelledError:
             # The commit's outcome is unknown to us here; if it failed, the data is an
             # orphan for the start-up sweep. Freeing it could break a committed object.
@@ -420,6 +443,8 @@ class ObjectService:
             md5=md5_hex,
             created=now,
             last_access=now,
+            bucket=bucket,
+            key=key,
         )
         try:
             if opts.expected_md5 is not None and opts.expected_md5 != bytes.fromhex(md5_hex):
@@ -497,7 +522,10 @@ class ObjectService:
             catalog.put_object(tx, bucket, record)
             return record
 
-        return await self.meta.write(replace)
+        record = await self.meta.write(replace)
+        if opts.storage_class and self.on_pinned is not None:
+            self.on_pinned()
+        return record
 
     # -- garbage ----------------------------------------------------------------------
 
@@ -506,13 +534,16 @@ class ObjectService:
 
         def walk(tx: Tx) -> set[str]:
             live: set[str] = set()
-            for _key, raw in tx.cursor("volumes"):
-                volume = VolumeRecord.decode(bytes(raw))
-                live.add(volume.volume_id)
-                if volume.layout == MULTI:
-                    live.update(p["volume_id"] for p in volume.location["parts"])
-            for key, _raw in tx.cursor("gc"):
-                live.add(bytes(key).decode())
+            for table in ("volumes", "gc"):
+                for _key, raw in tx.cursor(table):
+                    volume = VolumeRecord.decode(bytes(raw))
+                    live.add(volume.volume_id)
+                    # After a tier move the data sits under a storage id of its own.
+                    live.add(str(volume.location.get("volume_id", "")))
+                    if volume.layout == MULTI:
+                        for part in volume.location["parts"]:
+                            live.add(part["volume_id"])
+                            live.add(str(part["location"].get("volume_id", "")))
             return live
 
         return self.meta.read(walk)
@@ -541,7 +572,7 @@ class ObjectService:
         self._gc_wakeup.set()
 
     async def free_volume(self, volume: VolumeRecord) -> None:
-        tier = self.tiers[volume.tier]
+        tier = self.storage(volume.tier)
         try:
             if volume.layout == MULTI:
                 for part in volume.location["parts"]:
@@ -557,20 +588,21 @@ class ObjectService:
         """Free every retired volume not being read; return how many were freed."""
         freed = 0
         pending = self.meta.read(catalog.pending_garbage)
-        for volume in pending:
+        for gc_key, volume in pending:
             if self._reading.get(volume.volume_id):
                 continue
             await self.free_volume(volume)
-            await self.meta.write(
-                functools.partial(catalog.forget_garbage, volume_id=volume.volume_id)
-            )
+            await self.meta.write(functools.partial(catalog.forget_garbage, gc_key=gc_key))
             freed += 1
         return freed
 
     async def _collect_garbage_forever(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that arrives as the event fires, and the task never stops.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._gc_wakeup.wait(), GC_INTERVAL)
+                async with asyncio.timeout(GC_INTERVAL):
+                    await self._gc_wakeup.wait()
             self._gc_wakeup.clear()
             try:
                 await self.collect_garbage()

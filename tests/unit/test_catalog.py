@@ -168,7 +168,7 @@ def test_volume_retire_moves_to_gc(store: MetaStore) -> None:
     store.write_sync(lambda tx: catalog.put_volume(tx, vol))
     store.write_sync(lambda tx: catalog.retire_volume(tx, "v1"))
     assert store.read(lambda tx: catalog.get_volume(tx, "v1")) is None
-    assert [g.volume_id for g in store.read(catalog.pending_garbage)] == ["v1"]
+    assert [(k, g.volume_id) for k, g in store.read(catalog.pending_garbage)] == [("v1", "v1")]
 
 
 def test_newer_record_format_is_refused() -> None:
