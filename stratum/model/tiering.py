@@ -498,6 +498,19 @@ class TierEngine:
 
         await self.meta.write(prune)
 
+    async def pin_bucket(self, bucket: str, tier: str) -> None:
+        """Pin every object of a bucket to a tier ("" = automatic); applied within seconds."""
+
+        def pin(tx: Tx) -> None:
+            record = catalog.get_bucket(tx, bucket)
+            if record is None:
+                raise KeyError(bucket)
+            record.pin = tier
+            catalog.put_bucket(tx, record)
+
+        await self.meta.write(pin)
+        self.nudge()
+
     # -- explanations -----------------------------------------------------------------
 
     def explain(self, bucket: str, key: str) -> dict[str, Any]:
@@ -584,3 +597,41 @@ def read_decisions(
         if not cur.prev():
             break
     return out
+
+
+class SimulatedStratumPolicy:
+    """Stratum's own policy, for the simulator (:mod:`stratum.model.tiersim`).
+
+    The same :class:`HeuristicPolicy` decides; this adapter turns a simulated object into
+    the volume record it reads, noting the reads the simulator reports between its hourly
+    questions as that hour's recent reads.
+    """
+
+    name = "stratum"
+
+    def __init__(self, config: TieringConfig, tiers: set[str]) -> None:
+        self.policy = HeuristicPolicy(config, tiers)
+        self._seen: dict[tuple[str, str], tuple[int, list[float]]] = {}
+
+    def place(self, obj: Any, now: float) -> str:
+        ident = (obj.bucket, obj.key)
+        count, recent = self._seen.get(ident, (0, []))
+        new_reads = obj.access_count - count
+        if new_reads > 0:
+            recent = (recent + [obj.last_access] * min(new_reads, 16))[-16:]
+        self._seen[ident] = (obj.access_count, recent)
+        volume = VolumeRecord(
+            volume_id="sim",
+            tier=obj.tier,
+            layout="sim",
+            location={},
+            size=obj.size,
+            md5="",
+            created=obj.created,
+            last_access=obj.last_access,
+            access_count=obj.access_count,
+            access_rate=obj.access_rate,
+            recent=recent,
+        )
+        decision = self.policy.decide(volume, ("", ""), now, {})
+        return decision.target if decision is not None else str(obj.tier)

@@ -7,6 +7,10 @@ cannot collide with S3 requests. Requests are SigV4-signed like any S3 request (
 - ``GET  /_stratum/status``                 scrub, heal and disk status
 - ``POST /_stratum/scrub[?bucket=B[&key=K]]`` run a scrub pass now, at full speed; answers
   with the pass's figures when it is complete
+- ``GET  /_stratum/explain?bucket=B&key=K``   why an object is in its tier, and what's next
+- ``GET  /_stratum/tier/log[?bucket=B[&key=K]][&limit=N]`` the decision log, newest first
+- ``POST /_stratum/tier/run``                 a tiering pass now; answers with its moves
+- ``PUT  /_stratum/tier/pin?bucket=B&tier=T``  pin a bucket to hot/warm/cold ("" = automatic)
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from stratum.model.maintenance import Maintenance
+from stratum.model.tiering import TierEngine, read_decisions
 from stratum.model.users import UserDirectory
 from stratum.s3 import sigv4
 from stratum.s3.errors import S3Error
@@ -28,9 +33,15 @@ PREFIX = "/_stratum/"
 
 class AdminApi:
     def __init__(
-        self, maintenance: Maintenance, users: UserDirectory, region: str, clock: Clock
+        self,
+        maintenance: Maintenance,
+        users: UserDirectory,
+        region: str,
+        clock: Clock,
+        tiering: TierEngine | None = None,
     ) -> None:
         self.maintenance = maintenance
+        self.tiering = tiering
         self.users = users
         self.region = region
         self.clock = clock
@@ -59,7 +70,37 @@ class AdminApi:
                 bucket=params.get("bucket") or None, key=params.get("key") or None
             )
             return _json(vars(figures))
+        if self.tiering is not None:
+            response = await self._tiering(route, params)
+            if response is not None:
+                return response
         raise S3Error("InvalidRequest", f"no admin operation {request.method} {request.path}")
+
+    async def _tiering(self, route: tuple[str, str], params: dict[str, str]) -> web.Response | None:
+        engine = self.tiering
+        assert engine is not None
+        if route == ("GET", "explain"):
+            return _json(engine.explain(params.get("bucket", ""), params.get("key", "")))
+        if route == ("GET", "tier/log"):
+            records = engine.meta.read(
+                lambda tx: read_decisions(
+                    tx,
+                    bucket=params.get("bucket") or None,
+                    key=params.get("key") or None,
+                    limit=int(params.get("limit", "100")),
+                )
+            )
+            return _json(records)
+        if route == ("POST", "tier/run"):
+            await engine.service.flush_access()
+            return _json(vars(await engine.run_pass()))
+        if route == ("PUT", "tier/pin"):
+            tier = params.get("tier", "")
+            if tier not in ("", "hot", "warm", "cold"):
+                raise S3Error("InvalidArgument", "tier must be hot, warm, cold or empty")
+            await engine.pin_bucket(params.get("bucket", ""), tier)
+            return _json({"bucket": params.get("bucket"), "pin": tier or None})
+        return None
 
 
 def _json(value: Any) -> web.Response:

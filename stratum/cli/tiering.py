@@ -1,0 +1,117 @@
+"""``stratum explain`` and ``stratum tier log|run|pin|simulate``.
+
+With a server running on the data directory they ask it (admin API); ``simulate``
+needs no server: it replays a trace through the same policy code on a simulated clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from stratum.cli.admin import admin_call, server_endpoint
+from stratum.config import Config
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    if args.command == "tier" and args.tier_command == "simulate":
+        return simulate(args, config)
+    endpoint = server_endpoint(config)
+    if endpoint is None:
+        print("stratum: no server is running on this data directory", file=sys.stderr)
+        return 1
+    if args.command == "explain":
+        bucket, _, key = args.target.partition("/")
+        query = urlencode({"bucket": bucket, "key": key})
+        answer = admin_call(config, endpoint, "GET", f"/_stratum/explain?{query}", 30)
+        if "error" in answer:
+            print(f"stratum: {answer['error']}", file=sys.stderr)
+            return 1
+        print(render_explanation(answer))
+        return 0
+    if args.tier_command == "log":
+        params = {"limit": str(args.limit)}
+        params.update({k: v for k, v in (("bucket", args.bucket), ("key", args.key)) if v})
+        records = admin_call(config, endpoint, "GET", f"/_stratum/tier/log?{urlencode(params)}", 30)
+        if args.json:
+            print(json.dumps(records, indent=2))
+        else:
+            for r in records:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["at"]))
+                print(
+                    f"{when}  {r['bucket']}/{r['key']}  {r['from']} -> {r['to']}  "
+                    f"{r['rule']}  {r['outcome']}"
+                )
+        return 0
+    if args.tier_command == "run":
+        report = admin_call(config, endpoint, "POST", "/_stratum/tier/run", 24 * 3600)
+        print(f"moved {report['moved']} of {report['decided']} ({report['bytes_moved']} bytes)")
+        return 1 if report["failed"] else 0
+    tier = "" if args.tier == "auto" else args.tier
+    query = urlencode({"bucket": args.bucket, "tier": tier})
+    admin_call(config, endpoint, "PUT", f"/_stratum/tier/pin?{query}", 30)
+    print(f"{args.bucket}: pinned to {tier}" if tier else f"{args.bucket}: automatic")
+    return 0
+
+
+def render_explanation(e: dict[str, Any]) -> str:
+    s = e["signals"]
+    lines = [
+        f"{e['bucket']}/{e['key']}",
+        f"  tier        {e['tier']} ({e['storage_class']}), {e['location']['layout']}",
+        f"  size        {e['size']} bytes",
+        f"  signals     last read {_ago(s['idle_seconds'])} ago, {s['access_count']} reads, "
+        f"{s['access_rate_per_day']}/day, {s['reads_in_window']} in the promotion window",
+    ]
+    placed = e["placed_by"]
+    inputs = placed.get("inputs")
+    lines.append(f"  placed by   {placed['rule']}" + (f" with {inputs}" if inputs else ""))
+    if e.get("pin"):
+        lines.append(f"  pinned to   {e['pin']}")
+    if e.get("pending"):
+        p = e["pending"]
+        lines.append(f"  due now     -> {p['target']} ({p['rule']}) at the next pass")
+    nxt = e.get("next_move")
+    if nxt:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(nxt["at"])) if nxt["at"] else "-"
+        lines.append(f"  next move   -> {nxt['to']} by {nxt['rule']}, {when} if not read")
+    return "\n".join(lines)
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def simulate(args: argparse.Namespace, config: Config) -> int:
+    from stratum.model.tiering import SimulatedStratumPolicy
+    from stratum.model.tiersim import (
+        AwsIntelligentTieringPolicy,
+        StaticPolicy,
+        compare_text,
+        read_trace,
+    )
+    from stratum.model.tiersim import (
+        simulate as replay,
+    )
+
+    tiers = {"hot", "warm", "cold"}
+    policies: list[Any] = [
+        SimulatedStratumPolicy(config.tiering, tiers),
+        AwsIntelligentTieringPolicy(),
+        StaticPolicy("hot"),
+    ]
+    reports = [replay(read_trace(args.trace), policy) for policy in policies]
+    if args.json:
+        print(json.dumps([json.loads(r.to_json()) for r in reports], indent=2))
+    else:
+        print(reports[0].to_text())
+        print()
+        print(compare_text(reports))
+    return 0
