@@ -480,6 +480,16 @@ class StorageConfig:
             _positive,
         )
     )
+    metadata_backup_interval: float = field(
+        metadata=_key(
+            "1h",
+            DURATION,
+            "Consistent copies of the metadata store are written this often (and shortly after"
+            " start) to every disk of every tier, under meta-backup/. `stratum recover-metadata`"
+            " takes users and buckets from the newest one if the store is lost.",
+            _positive,
+        )
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

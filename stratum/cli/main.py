@@ -72,6 +72,38 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--dry-run", action="store_true", help="only report, write nothing")
     _common(recover)
 
+    install = sub.add_parser("install", help="install this zipapp as a systemd service")
+    install.add_argument("--pyz", type=Path, help="the zipapp to install (default: this one)")
+    install.add_argument(
+        "--root", type=Path, default=Path("/"), help="install under DIR (an image being built)"
+    )
+    install.add_argument(
+        "--no-start", action="store_true", help="run no systemctl; do not enable the service"
+    )
+
+    explain = sub.add_parser("explain", help="why an object is in its tier, and what's next")
+    explain.add_argument("target", metavar="BUCKET/KEY")
+    _common(explain)
+
+    tier = sub.add_parser("tier", help="tiering: decision log, passes, pins, simulation")
+    tier_sub = tier.add_subparsers(dest="tier_command", metavar="ACTION", required=True)
+    tlog = tier_sub.add_parser("log", help="the decision log, newest first")
+    tlog.add_argument("--bucket")
+    tlog.add_argument("--key")
+    tlog.add_argument("--limit", type=int, default=50)
+    tlog.add_argument("--json", action="store_true")
+    _common(tlog)
+    trun = tier_sub.add_parser("run", help="run a tiering pass now")
+    _common(trun)
+    tpin = tier_sub.add_parser("pin", help="pin a bucket to a tier (or 'auto')")
+    tpin.add_argument("bucket")
+    tpin.add_argument("tier", choices=["hot", "warm", "cold", "auto"])
+    _common(tpin)
+    tsim = tier_sub.add_parser("simulate", help="replay an access trace through the policy")
+    tsim.add_argument("--trace", type=Path, required=True, help="CSV: time,op,bucket,key,size")
+    tsim.add_argument("--json", action="store_true")
+    tsim.add_argument("--config", type=Path, help="TOML configuration file (tiering values)")
+
     config = sub.add_parser("config", help="check or print configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
@@ -94,13 +126,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stratum.cli.serve import serve
 
             config = load(args, **{"server.listen": args.listen})
-            return serve(config)
+            return serve(config, lambda: load(args, **{"server.listen": args.listen}))
         if args.command == "user":
             return _user(args)
         if args.command == "scrub":
             from stratum.cli import admin
 
             return admin.scrub(load(args), args.target, args.status)
+        if args.command in ("explain", "tier"):
+            from stratum.cli import tiering as tiering_cli
+
+            return tiering_cli.run(args, load(args))
         if args.command == "disk":
             from stratum.cli import admin
 
@@ -111,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stratum.cli.recover import recover_metadata
 
             return recover_metadata(load(args), dry_run=args.dry_run)
+        if args.command == "install":
+            from stratum.cli.install import install
+
+            return install(args.pyz, args.root, start=not args.no_start)
         if args.command == "config":
             if args.config_command == "check":
                 load_config(args.file)

@@ -7,20 +7,39 @@ serving and ``start``/``stop`` inside the event loop.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stratum.config import Config, TierConfig
+from stratum.block.cold import ColdStore, load_or_create_key
+from stratum.config import Config, TierConfig, cold_credentials
 from stratum.meta.store import MetaStore
+from stratum.model.maintenance import Maintenance
+from stratum.model.metabackup import MetaBackup
 from stratum.model.multipart import MultipartService
 from stratum.model.service import ObjectService
+from stratum.model.tiering import TierEngine
 from stratum.model.tierstore import TierLayout, TierStore
 from stratum.model.users import RootCredentials, UserDirectory, load_root_credentials
 from stratum.util.clock import Clock, SystemClock
 
 log = logging.getLogger("stratum.node")
+
+DISKS_KEY = b"disks"  # info: {disk path: disk id} as last opened, to recognise replaced disks
+
+
+class _DamageRelay:
+    """Storage reports damage before maintenance exists; this forwards once it does."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[str, str], None] | None = None
+
+    def __call__(self, volume_id: str, disk_id: str) -> None:
+        if self.target is not None:
+            self.target(volume_id, disk_id)
 
 
 def tier_layouts(config: Config) -> dict[str, TierLayout]:
@@ -56,6 +75,9 @@ class Node:
     root: RootCredentials
     clock: Clock
     executor: concurrent.futures.ThreadPoolExecutor
+    maintenance: Maintenance
+    tiering: TierEngine
+    backup: MetaBackup | None = None  # copies of the metadata store, made while started
 
     @classmethod
     def open(cls, config: Config, clock: Clock | None = None) -> Node:
@@ -69,11 +91,18 @@ class Node:
         meta = MetaStore(data_dir / "meta")
         meta.open()
         tiers: dict[str, TierStore] = {}
+        relay = _DamageRelay()
+        known = meta.read(lambda tx: tx.get("info", DISKS_KEY))
+        known_ids: dict[str, str] = json.loads(known) if known else {}
         try:
             for name, layout in tier_layouts(config).items():
-                store = TierStore(layout, executor)
-                store.open()
+                store = TierStore(layout, executor, on_damage=relay)
+                store.open(known_ids)
                 tiers[name] = store
+            seen = {path: disk_id for t in tiers.values() for path, disk_id in t.disk_ids().items()}
+            if seen != known_ids:
+                encoded = json.dumps({**known_ids, **seen}).encode()
+                meta.write_sync(lambda tx: tx.put("info", DISKS_KEY, encoded))
         except BaseException:
             meta.close()
             executor.shutdown(wait=False)
@@ -88,13 +117,49 @@ class Node:
         )
         multipart = MultipartService(service, expiry=config.storage.multipart_expiry)
         users = UserDirectory(meta, root.user)
-        return cls(config, meta, tiers, service, multipart, users, root, clock, executor)
+        maintenance = Maintenance(
+            service, clock, interval=config.scrub.interval, rate=config.scrub.rate
+        )
+        relay.target = maintenance.report_damage
+        cold = None
+        if config.tiers.cold.enabled:
+            key = load_or_create_key(config.tiers.cold.encryption_key_file)
+            cold = ColdStore(config.tiers.cold, cold_credentials(config), key, executor)
+        tiering = TierEngine(service, config.tiering, clock, cold=cold)
+        service.on_pinned = tiering.nudge
+        return cls(
+            config,
+            meta,
+            tiers,
+            service,
+            multipart,
+            users,
+            root,
+            clock,
+            executor,
+            maintenance,
+            tiering,
+        )
 
     async def start(self) -> None:
         await self.service.start()
         await self.multipart.start()
+        await self.maintenance.start()
+        await self.tiering.start()
+        self.backup = MetaBackup(
+            self.meta,
+            [disk.path for tier in self.tiers.values() for disk in tier.disks],
+            self.clock,
+            interval=self.config.storage.metadata_backup_interval,
+            executor=self.executor,
+        )
+        await self.backup.start()
 
     async def stop(self) -> None:
+        if self.backup is not None:
+            await self.backup.stop()
+        await self.tiering.stop()
+        await self.maintenance.stop()
         await self.multipart.stop()
         await self.service.stop()
         for tier in self.tiers.values():

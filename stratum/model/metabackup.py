@@ -1,0 +1,371 @@
+"""Consistent copies of the metadata store on every disk, on a schedule.
+
+LMDB's own hot copy (``env.copy(compact=True)``, :meth:`MetaStore.copy_to`) reads one
+snapshot inside a read transaction, so it is consistent while the server keeps writing.
+Every ``storage.metadata_backup_interval`` (and once shortly after start) the store is
+copied once and that copy is written to every disk of every local tier. A disk directory
+without its identity file (a removed or unmounted disk) is skipped, never created.
+
+Layout on a disk (format version 1)::
+
+    <disk>/meta-backup/data.mdb     the LMDB copy; open it read-only with lock=False
+    <disk>/meta-backup/stamp.json   {"format": "stratum-meta-backup", "version": 1,
+                                     "created": <clock seconds, taken before the copy>,
+                                     "txn": <LMDB transaction id the copy includes at least>,
+                                     "volumes": n, "objects": n, "buckets": n, "users": n}
+
+``created`` is on the server's clock, the clock volume ids are made from
+(:mod:`stratum.model.ids`): whatever the copy lacks was committed after ``created``, or
+was deleted before the copy was taken. Counts are LMDB entries of the copy (a list
+record of long keys counts once).
+
+Replacing a copy never leaves a disk without a complete one:
+
+1. the copy goes to ``<disk>/meta-backup.tmp-<ms>/``: ``data.mdb`` and then ``stamp.json``,
+   each fsynced, then the directory;
+2. ``meta-backup/`` is renamed to ``meta-backup.prev/``, the new directory to
+   ``meta-backup/``, and the disk directory is fsynced;
+3. ``meta-backup.prev/`` is removed.
+
+A crash between the renames leaves ``meta-backup.prev/``: the next run renames it back
+first. A directory holding ``stamp.json`` is complete (the stamp is written last), so
+:func:`find_backups` considers every ``meta-backup*`` directory that has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from stratum.block.disk import IDENTITY_FILE
+from stratum.meta import catalog
+from stratum.meta.records import (
+    BucketRecord,
+    ObjectRecord,
+    UserRecord,
+    VolumeRecord,
+    decode_objects,
+)
+from stratum.meta.store import DB_NAMES, MetaStore, Tx
+from stratum.util.clock import Clock
+from stratum.util.fsio import fsync_dir, write_file_durably
+
+log = logging.getLogger("stratum.backup")
+
+BACKUP_DIR = "meta-backup"
+PREV_DIR = BACKUP_DIR + ".prev"
+TMP_PREFIX = BACKUP_DIR + ".tmp-"
+DATA_FILE = "data.mdb"
+STAMP_FILE = "stamp.json"
+STAMP_FORMAT = "stratum-meta-backup"
+STAMP_VERSION = 1
+FIRST_DELAY = 10.0  # seconds after start: a copy soon, without slowing the start itself
+_COUNTED = ("volumes", "objects", "buckets", "users")
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """What one backup run did."""
+
+    created: float
+    txn: int
+    written: tuple[Path, ...] = ()  # disks that now hold this copy
+    failed: dict[str, str] = field(default_factory=dict)  # disk path -> why
+    skipped: bool = False  # nothing was written since the last copy
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _count(path: Path) -> dict[str, int]:
+    """Entries per counted sub-database of a copy; opening it also proves it is usable."""
+    env = lmdb.open(str(path), readonly=True, lock=False, max_dbs=len(DB_NAMES) + 4)
+    try:
+        counts: dict[str, int] = {}
+        with env.begin() as txn:
+            for name in _COUNTED:
+                try:
+                    db = env.open_db(name.encode(), txn=txn, create=False)
+                except lmdb.NotFoundError:
+                    counts[name] = 0
+                    continue
+                counts[name] = int(txn.stat(db)["entries"])
+        return counts
+    finally:
+        env.close()
+
+
+def _settle(disk: Path) -> None:
+    """Undo what a crash in an earlier run left on ``disk``."""
+    final, prev = disk / BACKUP_DIR, disk / PREV_DIR
+    if prev.exists():
+        if final.exists():
+            shutil.rmtree(prev)
+        else:  # crashed between the two renames: the previous copy is the good one
+            os.rename(prev, final)
+            fsync_dir(disk)
+    for entry in disk.glob(TMP_PREFIX + "*"):
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _swap_in(disk: Path, tmp: Path) -> None:
+    final, prev = disk / BACKUP_DIR, disk / PREV_DIR
+    if final.exists():
+        os.rename(final, prev)
+    os.rename(tmp, final)
+    fsync_dir(disk)
+    shutil.rmtree(prev, ignore_errors=True)
+
+
+def write_backups(meta: MetaStore, disks: Sequence[Path], created: float, txn: int) -> BackupResult:
+    """Copy the store once and install the copy on every usable disk (blocking).
+
+    Each disk is handled on its own: one that fails is logged in the result and keeps its
+    previous copy.
+    """
+    token = f"{int(created * 1000)}"
+    targets = [d for d in disks if (d / IDENTITY_FILE).is_file()]
+    failed = {str(d): "not a usable disk (no identity file)" for d in disks if d not in targets}
+    staged: list[tuple[Path, Path]] = []
+    source: Path | None = None
+    counts: dict[str, int] = {}
+    for disk in targets:
+        tmp = disk / f"{TMP_PREFIX}{token}"
+        try:
+            _settle(disk)
+            tmp.mkdir()
+            if source is None:
+                meta.copy_to(tmp)
+                counts = _count(tmp)
+            else:
+                shutil.copyfile(source / DATA_FILE, tmp / DATA_FILE)
+            _fsync_file(tmp / DATA_FILE)
+            stamp = {
+                "format": STAMP_FORMAT,
+                "version": STAMP_VERSION,
+                "created": created,
+                "txn": txn,
+                **counts,
+            }
+            write_file_durably(tmp / STAMP_FILE, json.dumps(stamp).encode())
+            fsync_dir(tmp)
+        except (OSError, lmdb.Error) as exc:
+            failed[str(disk)] = str(exc)
+            shutil.rmtree(tmp, ignore_errors=True)
+            continue
+        source = source or tmp
+        staged.append((disk, tmp))
+    written: list[Path] = []
+    for disk, tmp in staged:  # every copy is complete before any old one goes
+        try:
+            _swap_in(disk, tmp)
+        except OSError as exc:
+            failed[str(disk)] = str(exc)
+            shutil.rmtree(tmp, ignore_errors=True)
+            continue
+        written.append(disk)
+    return BackupResult(created, txn, tuple(written), failed, counts=counts)
+
+
+class MetaBackup:
+    """Runs :func:`write_backups` on a schedule (see the module docstring)."""
+
+    def __init__(
+        self,
+        meta: MetaStore,
+        disks: Sequence[Path],
+        clock: Clock,
+        *,
+        interval: float,
+        executor: concurrent.futures.Executor,
+        first_delay: float = FIRST_DELAY,
+    ) -> None:
+        self.meta = meta
+        self.disks = tuple(disks)
+        self.clock = clock
+        self.interval = interval
+        self.executor = executor
+        self.first_delay = first_delay
+        self.last: BackupResult | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Future[BackupResult] | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run_forever(), name="meta-backup")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._inflight is not None:  # the store must not close under a copy
+            await asyncio.wait([self._inflight])
+
+    async def backup_now(self, *, force: bool = False) -> BackupResult:
+        """Copy the store to every disk now, unless nothing was written since the last copy."""
+        async with self._lock:
+            created = self.clock.now()
+            txn = int(self.meta.read(lambda tx: tx.txn.id()))
+            last = self.last
+            if not force and last is not None and last.txn == txn and not last.failed:
+                return BackupResult(created, txn, skipped=True)
+            loop = asyncio.get_running_loop()
+            self._inflight = loop.run_in_executor(
+                self.executor, write_backups, self.meta, self.disks, created, txn
+            )
+            try:
+                # Shielded: the copy runs on in its thread anyway; stop() waits for it.
+                result = await asyncio.shield(self._inflight)
+            finally:
+                if self._inflight.done():
+                    self._inflight = None
+            self.last = result
+        if result.failed:
+            for disk, why in result.failed.items():
+                log.warning("metadata backup to %s failed: %s", disk, why)
+        if result.written:
+            log.info("metadata backup written to %d disk(s)", len(result.written))
+        else:
+            log.error("metadata backup could not be written to any disk")
+        return result
+
+    async def _run_forever(self) -> None:
+        await asyncio.sleep(self.first_delay)
+        tick = max(1.0, min(60.0, self.interval / 10))
+        due = self.clock.now()
+        while True:
+            if self.clock.now() >= due:
+                try:
+                    await self.backup_now()
+                except Exception:
+                    log.exception("metadata backup failed")
+                due = self.clock.now() + self.interval
+            await asyncio.sleep(tick)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupCopy:
+    """A complete copy found on a disk."""
+
+    path: Path
+    created: float
+    stamp: dict[str, Any]
+
+
+def find_backups(disks: Sequence[Path]) -> list[BackupCopy]:
+    """Every complete copy on ``disks``, newest first (blocking)."""
+    found: list[BackupCopy] = []
+    for disk in disks:
+        try:
+            candidates = sorted(disk.glob(BACKUP_DIR + "*"))
+        except OSError:
+            continue
+        for path in candidates:
+            try:
+                stamp = json.loads((path / STAMP_FILE).read_text())
+                if stamp.get("format") != STAMP_FORMAT or int(stamp["version"]) > STAMP_VERSION:
+                    continue
+                if not (path / DATA_FILE).is_file():
+                    continue
+                found.append(BackupCopy(path, float(stamp["created"]), stamp))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+    found.sort(key=lambda c: c.created, reverse=True)
+    return found
+
+
+class BackupView:
+    """A copy opened read-only, for recovery. Use as a context manager (blocking)."""
+
+    def __init__(self, copy: BackupCopy) -> None:
+        self.copy = copy
+        self.created = copy.created
+        self._env: Any = lmdb.open(
+            str(copy.path), readonly=True, lock=False, max_dbs=len(DB_NAMES) + 4
+        )
+        try:
+            self._txn: Any = self._env.begin()
+            dbs: dict[str, Any] = {}
+            for name in DB_NAMES:
+                with contextlib.suppress(lmdb.NotFoundError):
+                    dbs[name] = self._env.open_db(name.encode(), txn=self._txn, create=False)
+            self.tx = Tx(self._txn, dbs)
+        except BaseException:
+            self._env.close()
+            raise
+
+    def __enter__(self) -> BackupView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._txn.abort()
+            self._env.close()
+            self._env = None
+
+    def _has(self, db: str) -> bool:
+        return db in self.tx.dbs
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        return self.tx.get(db, key) if self._has(db) else None
+
+    def items(self, db: str) -> Iterator[tuple[bytes, bytes]]:
+        if not self._has(db):
+            return
+        for key, value in self.tx.cursor(db):
+            yield bytes(key), bytes(value)
+
+    def buckets(self) -> list[BucketRecord]:
+        return [BucketRecord.decode(v) for _k, v in self.items("buckets")]
+
+    def users(self) -> list[UserRecord]:
+        return [UserRecord.decode(v) for _k, v in self.items("users")]
+
+    def volume(self, volume_id: str) -> VolumeRecord | None:
+        raw = self.get("volumes", volume_id.encode())
+        return None if raw is None else VolumeRecord.decode(raw)
+
+    def in_gc(self, volume_id: str) -> bool:
+        return self.get("gc", volume_id.encode()) is not None
+
+    def object(self, bucket: str, key: str) -> ObjectRecord | None:
+        return catalog.get_object(self.tx, bucket, key) if self._has("objects") else None
+
+    def objects(self) -> Iterator[tuple[str, ObjectRecord]]:
+        """Every (bucket, object record) of the copy."""
+        for dbkey, raw in self.items("objects"):
+            bucket = dbkey.split(catalog.SEP, 1)[0].decode("utf-8", "surrogateescape")
+            for record in decode_objects(raw):
+                yield bucket, record
+
+    def upload_ids(self) -> set[str]:
+        """Ids of the multipart uploads in progress when the copy was taken."""
+        return {k.split(b"\x00", 1)[-1].decode() for k, _v in self.items("uploads")}
