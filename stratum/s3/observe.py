@@ -1,0 +1,511 @@
+"""Operating Stratum: Prometheus metrics and health checks on the S3 port.
+
+- ``GET /metrics``: Prometheus text format 0.0.4 (:func:`render`). Requests by operation and
+  status, latency histograms by operation and bytes in and out are counted as requests end;
+  objects and bytes per tier, scrub and heal progress, disk states and process figures are
+  read when scraped.
+- ``GET /health/live``: 200 while the process serves HTTP.
+- ``GET /health/ready``: 200 once the node is started and the hot tier has enough disks
+  online for writes; 503 with a JSON reason otherwise (and while shutting down).
+
+These paths are also valid path-style S3 requests (ListObjects of a bucket named "metrics",
+GetObject of "health/live"). They are answered here only when the request carries no S3
+authentication at all (no ``Authorization`` header; no ``X-Amz-Signature``,
+``X-Amz-Credential``, ``Signature`` or ``AWSAccessKeyId`` query parameter of a presigned URL),
+for GET and HEAD, on the service host (not on a bucket's virtual host). Anything signed stays
+S3, so a bucket named "metrics" keeps working for its owner; an anonymous S3 request for it
+would be refused anyway.
+
+Objects and bytes per tier are counted from the metadata store's volumes (objects, and parts
+of multipart uploads in progress) in an executor, in pages, at most every
+:data:`TIER_COUNT_INTERVAL` seconds (longer when counting takes long), never per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import logging
+import math
+import os
+import resource
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from stratum import __version__
+from stratum.meta.records import VolumeRecord
+from stratum.meta.store import MetaStore, Tx
+from stratum.model.maintenance import Maintenance
+from stratum.model.tierstore import TierStore
+from stratum.s3.context import ReqCtx
+from stratum.s3.router import virtual_host_bucket
+
+log = logging.getLogger("stratum.observe")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+METRICS_PATH = "/metrics"
+LIVE_PATH = "/health/live"
+READY_PATH = "/health/ready"
+PATHS = frozenset({METRICS_PATH, LIVE_PATH, READY_PATH})
+# Query parameters of a presigned URL, SigV4 and SigV2 (compared in lowercase).
+SIGNED_QUERY = frozenset({"x-amz-signature", "x-amz-credential", "signature", "awsaccesskeyid"})
+# Seconds; S3 requests range from sub-millisecond HEADs to multi-minute uploads.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0
+)  # fmt: skip
+TIER_COUNT_INTERVAL = 30.0
+TIER_COUNT_PAGE = 5000  # volumes per read transaction: short ones, so the map can still grow
+
+Labels = tuple[tuple[str, str], ...]
+
+
+# -- the registry and the text format ---------------------------------------------------
+
+
+@dataclass
+class Family:
+    """One metric family: its samples are (name suffix, labels, value)."""
+
+    name: str
+    kind: str  # "counter" | "gauge" | "histogram"
+    help: str
+    samples: list[tuple[str, Labels, float]] = field(default_factory=list)
+
+    def add(self, value: float, suffix: str = "", **labels: str) -> Family:
+        self.samples.append((suffix, tuple(labels.items()), value))
+        return self
+
+
+class Counter:
+    """A monotonically increasing count per label set."""
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str]) -> None:
+        self.name, self.help, self.labelnames = name, help, tuple(labelnames)
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, *labels: str, amount: float = 1) -> None:
+        self.values[labels] = self.values.get(labels, 0) + amount
+
+    def family(self) -> Family:
+        out = Family(self.name, "counter", self.help)
+        for labels, value in sorted(self.values.items()):
+            out.samples.append(("", tuple(zip(self.labelnames, labels, strict=True)), value))
+        return out
+
+
+class Histogram:
+    """Cumulative buckets, sum and count per label set."""
+
+    def __init__(
+        self, name: str, help: str, labelnames: Sequence[str], buckets: Sequence[float]
+    ) -> None:
+        self.name, self.help, self.labelnames = name, help, tuple(labelnames)
+        self.bounds = tuple(sorted(buckets))
+        # per label set: [count in each bucket (non-cumulative; last is +Inf), sum]
+        self.values: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+
+    def observe(self, value: float, *labels: str) -> None:
+        slot = self.values.get(labels)
+        if slot is None:
+            slot = self.values[labels] = ([0] * (len(self.bounds) + 1), [0.0])
+        slot[0][bisect.bisect_left(self.bounds, value)] += 1
+        slot[1][0] += value
+
+    def family(self) -> Family:
+        out = Family(self.name, "histogram", self.help)
+        for labels, (counts, total) in sorted(self.values.items()):
+            base = tuple(zip(self.labelnames, labels, strict=True))
+            running = 0
+            for bound, count in zip((*self.bounds, math.inf), counts, strict=True):
+                running += count
+                out.samples.append(("_bucket", (*base, ("le", _number(bound))), running))
+            out.samples.append(("_sum", base, total[0]))
+            out.samples.append(("_count", base, running))
+        return out
+
+
+def render(families: Iterable[Family]) -> str:
+    """Prometheus text exposition format 0.0.4."""
+    lines: list[str] = []
+    for family in families:
+        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
+        lines.append(f"# TYPE {family.name} {family.kind}")
+        for suffix, labels, value in family.samples:
+            if labels:
+                inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
+                lines.append(f"{family.name}{suffix}{{{inner}}} {_number(value)}")
+            else:
+                lines.append(f"{family.name}{suffix} {_number(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+# -- what requests do -------------------------------------------------------------------
+
+
+class RequestMetrics:
+    """Counted as each S3 request ends (cheap: dictionary updates on the event loop)."""
+
+    def __init__(self) -> None:
+        self.requests = Counter(
+            "stratum_s3_requests_total",
+            "S3 requests by operation and HTTP status.",
+            ("operation", "status"),
+        )
+        self.latency = Histogram(
+            "stratum_s3_request_duration_seconds",
+            "Time from a request's arrival to the end of its response, by operation.",
+            ("operation",),
+            LATENCY_BUCKETS,
+        )
+        self.received = Counter(
+            "stratum_s3_received_bytes_total",
+            "Request body bytes received (object data), by operation.",
+            ("operation",),
+        )
+        self.sent = Counter(
+            "stratum_s3_sent_bytes_total",
+            "Response body bytes sent, by operation.",
+            ("operation",),
+        )
+
+    def observe(
+        self, operation: str, status: int, seconds: float, bytes_in: int, bytes_out: int
+    ) -> None:
+        self.requests.inc(operation, str(status))
+        self.latency.observe(seconds, operation)
+        if bytes_in:
+            self.received.inc(operation, amount=bytes_in)
+        if bytes_out:
+            self.sent.inc(operation, amount=bytes_out)
+
+    def families(self) -> list[Family]:
+        return [f.family() for f in (self.requests, self.latency, self.received, self.sent)]
+
+
+# -- objects and bytes per tier ---------------------------------------------------------
+
+
+def count_volumes(meta: MetaStore, page: int = TIER_COUNT_PAGE) -> dict[str, tuple[int, int]]:
+    """{tier: (volumes, bytes)} over the whole store (blocking; short transactions)."""
+    totals: dict[str, list[int]] = {}
+    after = b""
+
+    def one_page(tx: Tx) -> bytes | None:
+        cur = tx.cursor("volumes")
+        if not cur.set_range(after):
+            return None
+        last: bytes | None = None
+        for n, (key, raw) in enumerate(cur):
+            if n >= page:
+                break
+            volume = VolumeRecord.decode(bytes(raw))
+            slot = totals.setdefault(volume.tier, [0, 0])
+            slot[0] += 1
+            slot[1] += volume.size
+            last = bytes(key)
+        return last
+
+    while True:
+        last = meta.read(one_page)
+        if last is None:
+            break
+        after = last + b"\x00"
+    return {tier: (n, size) for tier, (n, size) in totals.items()}
+
+
+class TierTotals:
+    """A cached :func:`count_volumes`, refreshed in the background when a scrape finds it old.
+
+    The first scrape waits for a count; later ones get the last count at once and start a
+    new one if it is older than the interval (which grows to 20 times the counting time, so a
+    huge store is not recounted continuously).
+    """
+
+    def __init__(self, meta: MetaStore, interval: float = TIER_COUNT_INTERVAL) -> None:
+        self.meta = meta
+        self.interval = interval
+        self.value: dict[str, tuple[int, int]] | None = None
+        self.counted_at = 0.0
+        self.took = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self) -> dict[str, tuple[int, int]]:
+        due = time.monotonic() - self.counted_at >= max(self.interval, 20 * self.took)
+        if (self.value is None or due) and self._task is None:
+            self._task = asyncio.create_task(self._refresh())
+        if self.value is None and self._task is not None:
+            await asyncio.shield(self._task)
+        return self.value or {}
+
+    async def _refresh(self) -> None:
+        started = time.monotonic()
+        try:
+            loop = asyncio.get_running_loop()
+            self.value = await loop.run_in_executor(None, count_volumes, self.meta)
+        except Exception:
+            log.exception("counting the volumes of each tier failed")
+        finally:
+            self.counted_at = time.monotonic()
+            self.took = self.counted_at - started
+            self._task = None
+
+
+# -- process ----------------------------------------------------------------------------
+
+
+def process_families(started_at: float) -> list[Family]:
+    times = os.times()
+    rss = _resident_bytes()
+    out = [
+        Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.").add(rss),
+        Family("process_cpu_seconds_total", "counter", "User and system CPU time spent.").add(
+            times.user + times.system
+        ),
+        Family("process_start_time_seconds", "gauge", "Start of the process, Unix time.").add(
+            started_at
+        ),
+    ]
+    fds = _open_fds()
+    if fds is not None:
+        out.append(Family("process_open_fds", "gauge", "Open file descriptors.").add(fds))
+    return out
+
+
+def _resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        # Elsewhere: the peak, which is what getrusage offers (KiB on Linux, bytes on macOS).
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _open_fds() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+# -- maintenance: scrub, heal, disks ----------------------------------------------------
+
+DISK_STATES = ("online", "offline", "rebuilding")
+_SCRUB_FIGURES = ("volumes", "bytes", "damaged", "repaired", "unrepaired")
+
+
+def maintenance_families(status: Mapping[str, Any]) -> list[Family]:
+    """Families from :meth:`Maintenance.status`."""
+    scrub = status["scrub"]
+    out = [
+        Family("stratum_scrub_running", "gauge", "1 while a scrub pass runs.").add(
+            1 if scrub["running"] else 0
+        )
+    ]
+    figures = Family(
+        "stratum_scrub_pass",
+        "gauge",
+        "Figures of the scrub pass in progress (pass=current) and of the last finished one.",
+    )
+    for which, values in (("current", scrub.get("current")), ("last", scrub.get("last_pass"))):
+        for figure in _SCRUB_FIGURES:
+            if values:
+                figures.add(float(values.get(figure, 0)), **{"pass": which, "figure": figure})
+    out.append(figures)
+    last = scrub.get("last_pass") or {}
+    out.append(
+        Family(
+            "stratum_scrub_last_finished_timestamp_seconds",
+            "gauge",
+            "When the last full scrub pass ended, Unix time (0: never).",
+        ).add(float(last.get("finished", 0.0)))
+    )
+    heal = status["heal"]
+    out.append(
+        Family("stratum_heal_queued", "gauge", "Volumes waiting to be healed.").add(heal["queued"])
+    )
+    out.append(
+        Family(
+            "stratum_healed_volumes_total", "counter", "Volumes repaired after a damaged read."
+        ).add(heal["healed"])
+    )
+    state = Family(
+        "stratum_disk_state",
+        "gauge",
+        "1 for the state each disk is in (online, offline or rebuilding), else 0.",
+    )
+    used = Family("stratum_disk_used_bytes", "gauge", "Bytes used on the disk's filesystem.")
+    free = Family("stratum_disk_free_bytes", "gauge", "Bytes free on the disk's filesystem.")
+    errors = Family("stratum_disk_errors_total", "counter", "Damaged reads met on the disk.")
+    for disk in status["disks"]:
+        labels = {"tier": disk["tier"], "disk": disk["path"], "id": disk["id"][:8]}
+        now = str(disk["state"]).split(":")[0]
+        for name in DISK_STATES:
+            state.add(1 if now == name else 0, **labels, state=name)
+        used.add(disk["used_bytes"], **labels)
+        free.add(disk["free_bytes"], **labels)
+        errors.add(disk["errors"], **labels)
+    return [*out, state, used, free, errors]
+
+
+# -- the endpoints ----------------------------------------------------------------------
+
+
+class Observer:
+    """Metrics and health for one node; the S3 server hands it unsigned requests."""
+
+    def __init__(
+        self,
+        meta: MetaStore,
+        tiers: Mapping[str, TierStore],
+        maintenance: Maintenance | None,
+        *,
+        domain: str = "",
+    ) -> None:
+        self.meta = meta
+        self.tiers = tiers
+        self.maintenance = maintenance
+        self.domain = domain
+        self.requests = RequestMetrics()
+        self.tier_totals = TierTotals(meta)
+        self.started_at = time.time()
+        self.serving = False  # set by the server once it listens, cleared when it stops
+
+    # -- routing
+
+    def answers(self, request: web.Request) -> bool:
+        """Whether this is a metrics or health request rather than an S3 one."""
+        if request.method not in ("GET", "HEAD") or request.path not in PATHS:
+            return False
+        if "Authorization" in request.headers:
+            return False
+        query = request.raw_path.partition("?")[2]
+        if any(k.lower() in SIGNED_QUERY for k, _ in parse_qsl(query, keep_blank_values=True)):
+            return False
+        return virtual_host_bucket(request.host, self.domain) is None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == LIVE_PATH:
+            return _json(200, {"status": "live"})
+        if request.path == READY_PATH:
+            reason = self.not_ready()
+            if reason:
+                return _json(503, {"status": "not ready", "reason": reason})
+            return _json(200, {"status": "ready"})
+        text = render(await self.families())
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    # -- health
+
+    def not_ready(self) -> str:
+        """Why the node cannot take writes now ("" when it can)."""
+        if not self.serving:
+            return "not serving (starting or shutting down)"
+        hot = self.tiers.get("hot")
+        if hot is None:
+            return "no hot tier"
+        online, needed = hot.online_count(), hot.min_disks_for_writes()
+        if online < needed:
+            return f"hot tier has {online} disk(s) online, writes need {needed}"
+        return ""
+
+    # -- metrics
+
+    def count(
+        self,
+        operation: str,
+        response: web.StreamResponse,
+        ctx: ReqCtx | None,
+        started: float,
+    ) -> None:
+        """Count a finished S3 request (``started``: its ``time.perf_counter()``)."""
+        bytes_in = ctx.bytes_in if ctx else 0
+        # Streamed bodies count what was sent; a whole response (listings, errors) its length.
+        bytes_out = (ctx.bytes_out if ctx else 0) or response.content_length or 0
+        took = time.perf_counter() - started
+        self.requests.observe(operation, response.status, took, bytes_in, bytes_out)
+
+    async def families(self) -> list[Family]:
+        loop = asyncio.get_running_loop()
+        status: Mapping[str, Any] | None = None
+        if self.maintenance is not None:
+            # Reads LMDB and asks every disk's filesystem for its usage: not on the loop.
+            status = await loop.run_in_executor(None, self.maintenance.status)
+        totals = await self.tier_totals.get()
+        out = [
+            Family("stratum_build_info", "gauge", "Stratum's version (the value is 1).").add(
+                1, version=__version__, python=".".join(map(str, sys.version_info[:3]))
+            ),
+            Family("stratum_ready", "gauge", "1 when /health/ready answers 200.").add(
+                0 if self.not_ready() else 1
+            ),
+            *self.requests.families(),
+            *self._tier_families(totals),
+            Family("stratum_meta_commits_total", "counter", "Metadata store commits.").add(
+                self.meta.commits
+            ),
+        ]
+        if status is not None:
+            out += maintenance_families(status)
+        out += process_families(self.started_at)
+        return out
+
+    def _tier_families(self, totals: Mapping[str, tuple[int, int]]) -> list[Family]:
+        objects = Family(
+            "stratum_tier_objects",
+            "gauge",
+            "Volumes stored in each tier: objects, and parts of multipart uploads in progress "
+            "(counted every 30 s or so).",
+        )
+        stored = Family(
+            "stratum_tier_bytes", "gauge", "Object bytes stored in each tier (before coding)."
+        )
+        disks = Family("stratum_tier_disks", "gauge", "Disks of each local tier.")
+        online = Family("stratum_tier_disks_online", "gauge", "Disks of each tier online.")
+        needed = Family(
+            "stratum_tier_disks_needed_for_writes", "gauge", "Online disks new writes need."
+        )
+        for name in sorted({*self.tiers, *totals}):
+            count, size = totals.get(name, (0, 0))
+            objects.add(count, tier=name)
+            stored.add(size, tier=name)
+            tier = self.tiers.get(name)
+            if tier is not None:
+                disks.add(len(tier.disks), tier=name)
+                online.add(tier.online_count(), tier=name)
+                needed.add(tier.min_disks_for_writes(), tier=name)
+        return [objects, stored, disks, online, needed]
+
+
+def _json(status: int, value: Mapping[str, Any]) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(value),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
