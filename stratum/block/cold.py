@@ -36,8 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stratum.block.coldformat import (
@@ -251,6 +249,10 @@ class ColdStore:
                 "aws_access_key_id": credentials.access_key,
                 "aws_secret_access_key": credentials.secret_key,
             }
+        # Imported here: boto3 takes ~0.5 s to import, and most servers have no cold tier.
+        import boto3
+        from botocore.config import Config as BotoConfig
+
         self._client: Any = boto3.session.Session().client(
             "s3",
             endpoint_url=config.endpoint or None,

@@ -386,13 +386,24 @@ class TierEngine:
         target = decision.target
         source_tier = volume.tier
         storage_id = new_volume_id(self.clock.now())
-        meta = {
+        record = self.meta.read(lambda tx: catalog.get_object(tx, volume.bucket, volume.key))
+        # The moved copy's header carries the object's metadata like a fresh PUT's does, so a
+        # store rebuilt from the disks alone (recover-metadata) gets it back.
+        meta: dict[str, Any] = {
             "kind": "object",
             "bucket": volume.bucket,
             "key": volume.key,
             "created": volume.created,
             "moved_from": volume.volume_id,
         }
+        if record is not None and record.volume_id == volume.volume_id:
+            meta.update(
+                owner_id=record.owner_id,
+                content_type=record.content_type,
+                user_meta=record.user_meta,
+                headers=record.headers,
+                storage_class=record.storage_class,
+            )
         md5 = hashlib.md5()
         sha_needed = volume.layout != MULTI
         data = self._verified(volume, md5 if sha_needed else None)
