@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -168,14 +169,7 @@ class MultipartService:
             if previous is not None:
                 catalog.retire_volume(tx, previous.volume_id)
 
-        try:
-            await self.meta.write(commit)
-        except asyncio.CancelledError:
-            raise  # outcome unknown: never free data a commit may point at
-        except BaseException:
-            await self.objects.free_volume(volume)
-            raise
-        self.objects.wake_gc()
+        await self.objects.commit_or_free(commit, self.objects.free_volume, volume)
         return part
 
     async def abort(self, bucket: str, key: str, upload_id: str, owner_id: str) -> None:
@@ -341,14 +335,9 @@ class MultipartService:
             if previous is not None:
                 catalog.retire_volume(tx, previous.volume_id)
 
-        try:
-            await self.meta.write(commit)
-        except asyncio.CancelledError:
-            raise  # outcome unknown: never free data a commit may point at
-        except BaseException:
-            await hot.delete("seg", manifest_location)
-            raise
-        self.objects.wake_gc()
+        await self.objects.commit_or_free(
+            commit, functools.partial(hot.delete, "seg"), manifest_location
+        )
         return record
 
     # -- expiry -----------------------------------------------------------------------

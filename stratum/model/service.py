@@ -27,9 +27,9 @@ import functools
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from stratum.block.errors import StorageFull
 from stratum.meta import catalog, uploads
@@ -42,6 +42,8 @@ from stratum.model.tierstore import Hasher, TierStore
 from stratum.util.clock import Clock
 
 log = logging.getLogger("stratum.objects")
+
+T = TypeVar("T")
 
 RATE_HALF_LIFE = 7 * 86400.0
 GC_INTERVAL = 2.0
@@ -337,22 +339,39 @@ class ObjectService:
             checksums=dict(opts.checksums),
             owner_id=opts.owner_id,
         )
-        try:
-            await self._commit(bucket, record, volume, opts)
-            if opts.storage_class and self.on_pinned is not None:
-                self.on_pinned()
-        except asyncio.CancelledError:
-            # The commit's outcome is unknown to us here; if it failed, the data is an
-            # orphan for the start-up sweep. Freeing it could break a committed object.
-            raise
-        except BaseException:
-            await self.free_volume(volume)
-            raise
+        await self.commit_or_free(
+            self._commit_fn(bucket, record, volume, opts), self.free_volume, volume
+        )
+        if opts.storage_class and self.on_pinned is not None:
+            self.on_pinned()
         return record
 
-    async def _commit(
+    async def commit_or_free(
+        self,
+        commit: Callable[[Tx], T],
+        free: Callable[[Any], Awaitable[None]],
+        stored: Any,
+    ) -> T:
+        """Commit the metadata that makes ``stored`` data visible, or free the data.
+
+        If the caller is cancelled the commit's outcome is not ours to know (the writer
+        thread runs it regardless, and MetaStore.write waits for it): the data is then
+        left alone, since a committed object may point at it; an uncommitted one is an
+        orphan for the start-up sweep.
+        """
+        try:
+            result = await self.meta.write(commit)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            await free(stored)
+            raise
+        self._gc_wakeup.set()
+        return result
+
+    def _commit_fn(
         self, bucket: str, record: ObjectRecord, volume: VolumeRecord, opts: PutOptions
-    ) -> None:
+    ) -> Callable[[Tx], None]:
         def commit(tx: Tx) -> None:
             self._owned(catalog.get_bucket(tx, bucket), bucket, opts.owner_id)
             if opts.condition is not None:
@@ -362,8 +381,7 @@ class ObjectService:
             if previous is not None and previous.volume_id != volume.volume_id:
                 catalog.retire_volume(tx, previous.volume_id)
 
-        await self.meta.write(commit)
-        self._gc_wakeup.set()
+        return commit
 
     async def store_body(
         self, bucket: str, key: str, body: AsyncIterable[bytes], opts: PutOptions, now: float
