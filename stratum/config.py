@@ -185,6 +185,10 @@ def _optional_path(value: object, base: Path) -> Path | None:
     return None if value == "" else _path(value, base)
 
 
+def _optional_size(value: object, base: Path) -> int:
+    return 0 if value == "" else _size(value, base)
+
+
 def _path_list(value: object, base: Path) -> tuple[Path, ...]:
     if not isinstance(value, list | tuple):
         raise _want('an array of paths, e.g. ["/mnt/disk1", "/mnt/disk2"]', value)
@@ -204,6 +208,7 @@ STRING, BOOL, INT, FLOAT = (
     Kind("float", _float),
 )
 DURATION, SIZE = Kind("duration", _duration), Kind("size", _size)
+OPTIONAL_SIZE = Kind("size", _optional_size)  # "" -> 0
 PATH, OPTIONAL_PATH, PATHS = (
     Kind("path", _path),
     Kind("path", _optional_path),
@@ -244,6 +249,29 @@ def _one_of(*choices: str) -> Callable[[Any], None]:
 def _block_size(value: int) -> None:
     if value <= 0 or value % 4096:
         raise ValueError(f"must be a positive multiple of 4096 bytes (4KiB), got {value} bytes")
+
+
+# compression values Stratum can set through libzfs_core (stratum.pool.zfs.COMPRESSION)
+ZFS_COMPRESSION: tuple[str, ...] = (
+    *("lz4", "zstd", "gzip"),
+    *(f"gzip-{n}" for n in range(1, 10)),
+    *("zle", "lzjb", "on", "off"),
+)
+_DATASET = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*(?:/[A-Za-z0-9_.:-]+)*", re.A)
+_DATASET_COMPONENT = re.compile(r"[A-Za-z0-9_.:-]+", re.A)
+
+
+def _dataset(value: str) -> None:
+    if value and not _DATASET.fullmatch(value):
+        raise ValueError(
+            f'must be empty or a ZFS dataset name like "tank/stratum/hot" (pool first,'
+            f' no leading or trailing "/"), got "{value}"'
+        )
+
+
+def _recordsize(value: int) -> None:
+    if value and (value & (value - 1) or not 4096 <= value <= 1 << 20):
+        raise ValueError(f"must be empty or a power of two from 4KiB to 1MiB, got {value} bytes")
 
 
 _HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*", re.I | re.A)
@@ -490,6 +518,32 @@ class StorageConfig:
             _positive,
         )
     )
+    snapshot_interval: float = field(
+        metadata=_key(
+            0,
+            DURATION,
+            "When data_dir is on a ZFS dataset, a ZFS snapshot of the metadata (and with"
+            ' snapshot_data of the tiers\' ZFS datasets) is taken this often, e.g. "1d".'
+            " 0: only on demand (`stratum snapshot`).",
+        )
+    )
+    snapshot_data: bool = field(
+        metadata=_key(
+            False,
+            BOOL,
+            'Scheduled snapshots also take the datasets of the tiers with backend = "zfs"'
+            " (all in the same instant when they share the metadata's pool).",
+        )
+    )
+    snapshot_keep: int = field(
+        metadata=_key(
+            7,
+            INT,
+            "How many of Stratum's snapshots (named stratum-<time>) of each dataset are kept;"
+            " older ones are destroyed after each new snapshot.",
+            _between(1, 100_000),
+        )
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -515,6 +569,45 @@ class TierConfig:
             "Parity shards per stripe in this tier.",
             _between(0, MAX_SHARDS - 1),
             inherits="storage.parity_shards",
+        )
+    )
+    backend: str = field(
+        metadata=_key(
+            "directory",
+            STRING,
+            '"directory": each disk is a plain directory. "zfs": each disk is the ZFS dataset'
+            " <zfs_parent>/<name of the disk directory>, mounted at the disk path; Stratum"
+            " creates missing datasets and treats a FAULTED or missing zpool as a failed disk."
+            " Needs libzfs_core (Debian: python3-pyzfs).",
+            _one_of("directory", "zfs"),
+        )
+    )
+    zfs_parent: str = field(
+        metadata=_key(
+            "",
+            STRING,
+            'Parent dataset of this tier\'s disks with backend = "zfs", e.g. "tank/stratum/hot";'
+            " created (canmount=off) if missing, in a zpool that must exist.",
+            _dataset,
+        )
+    )
+    zfs_compression: str = field(
+        metadata=_key(
+            "lz4",
+            STRING,
+            "compression of the datasets Stratum creates (atime is always off): lz4, zstd,"
+            " gzip, gzip-1 to gzip-9, zle, lzjb, on or off.",
+            _one_of(*ZFS_COMPRESSION),
+        )
+    )
+    zfs_recordsize: int = field(
+        metadata=_key(
+            "",
+            OPTIONAL_SIZE,
+            "recordsize of the datasets Stratum creates, a power of two from 4KiB to 1MiB."
+            " Empty: storage.block_size rounded down to a power of two (256KiB by default),"
+            " since shard files are written a block at a time.",
+            _recordsize,
         )
     )
 
@@ -886,6 +979,8 @@ class _Loader:
             self.check_shards(prefix)
         self.check_disks()
         for tier in ("hot", "warm"):
+            self.check_zfs(f"tiers.{tier}.")
+        for tier in ("hot", "warm"):
             self.check_order(f"tiering.{tier}_low_watermark", f"tiering.{tier}_high_watermark")
         self.check_order("storage.small_object_threshold", "storage.segment_size", strict=False)
         if bool(values["server.access_key"]) != bool(values["server.secret_key"]):
@@ -924,6 +1019,28 @@ class _Loader:
                         where = " (it is the hot tier's default disk)"
                     raise self.error(key, f"{disk} is listed twice{where}")
                 seen[real] = key
+
+    def check_zfs(self, prefix: str) -> None:
+        """A ZFS tier names its parent dataset, and its disks name distinct datasets."""
+        if self.values[f"{prefix}backend"] != "zfs":
+            return
+        if not self.values[f"{prefix}zfs_parent"]:
+            raise self.error(f"{prefix}zfs_parent", 'must be set when backend = "zfs"')
+        names: dict[str, Path] = {}
+        for disk in self.values[f"{prefix}disks"]:
+            if not _DATASET_COMPONENT.fullmatch(disk.name):
+                raise self.error(
+                    f"{prefix}disks",
+                    f"{disk}: with backend = \"zfs\" a disk's directory name is its dataset's"
+                    " name (letters, digits, _ . : -)",
+                )
+            if disk.name in names:
+                raise self.error(
+                    f"{prefix}disks",
+                    f"{disk} and {names[disk.name]} would be the same dataset"
+                    f" {self.values[f'{prefix}zfs_parent']}/{disk.name}: name them differently",
+                )
+            names[disk.name] = disk
 
     def check_order(self, low: str, high: str, *, strict: bool = True) -> None:
         """``low`` < ``high`` (<= if not strict), blaming the one that was set explicitly."""

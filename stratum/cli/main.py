@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     replace.add_argument("new", type=Path)
     _common(replace)
 
+    snapshot = sub.add_parser(
+        "snapshot",
+        help="ZFS snapshot of the metadata (and with --data of the tiers' datasets) now",
+    )
+    snapshot.add_argument(
+        "--data", action="store_true", help='also the datasets of tiers with backend = "zfs"'
+    )
+    _common(snapshot)
+
     recover = sub.add_parser(
         "recover-metadata",
         help="rebuild the metadata store from the disks (the server must be stopped)",
@@ -143,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.disk_command == "list":
                 return admin.disk_list(load(args), args.json)
             return admin.disk_replace(load(args), args.old, args.new)
+        if args.command == "snapshot":
+            return _snapshot(load(args), args.data)
         if args.command == "recover-metadata":
             from stratum.cli.recover import recover_metadata
 
@@ -166,6 +177,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     parser.print_help()
     return 2
+
+
+def _snapshot(config: Config, data: bool) -> int:
+    from stratum.pool import PoolError
+    from stratum.pool.snapshot import snapshot_now
+
+    try:
+        report = snapshot_now(config, data=data, when=time.time())
+    except PoolError as exc:
+        print(f"stratum: {exc}", file=sys.stderr)
+        return 1
+    for note in report.notes:
+        print(f"not snapshotted: {note}")
+    for name in report.created:
+        print(f"created {name}")
+    for name in report.destroyed:
+        print(f"destroyed {name} (keeping {config.storage.snapshot_keep})")
+    return 0
 
 
 def _user(args: argparse.Namespace) -> int:

@@ -283,6 +283,7 @@ class Maintenance:
                         "used_bytes": used,
                         "free_bytes": free,
                         "errors": self.disk_errors.get(disk.disk_id, 0),
+                        **tier.describe_disk(disk.disk_id),  # backing, health, capacity
                     }
                 )
         return {

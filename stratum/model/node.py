@@ -6,7 +6,9 @@ serving and ``start``/``stop`` inside the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import functools
 import json
 import logging
 import os
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stratum.block.cold import ColdStore, load_or_create_key
+from stratum.block.disk import DiskError
 from stratum.config import Config, TierConfig, cold_credentials
 from stratum.meta.store import MetaStore
 from stratum.model.maintenance import Maintenance
@@ -24,6 +27,8 @@ from stratum.model.service import ObjectService
 from stratum.model.tiering import TierEngine
 from stratum.model.tierstore import TierLayout, TierStore
 from stratum.model.users import RootCredentials, UserDirectory, load_root_credentials
+from stratum.pool import PoolError, tier_pool
+from stratum.pool.snapshot import SnapshotSchedule, snapshot_schedule
 from stratum.util.clock import Clock, SystemClock
 
 log = logging.getLogger("stratum.node")
@@ -78,6 +83,7 @@ class Node:
     maintenance: Maintenance
     tiering: TierEngine
     backup: MetaBackup | None = None  # copies of the metadata store, made while started
+    snapshots: SnapshotSchedule | None = None  # ZFS snapshots, when scheduled
 
     @classmethod
     def open(cls, config: Config, clock: Clock | None = None) -> Node:
@@ -96,7 +102,11 @@ class Node:
         known_ids: dict[str, str] = json.loads(known) if known else {}
         try:
             for name, layout in tier_layouts(config).items():
-                store = TierStore(layout, executor, on_damage=relay)
+                try:
+                    pool = tier_pool(config, name)  # directories, or ZFS datasets
+                except PoolError as exc:
+                    raise DiskError(f"tier {name}: {exc}") from exc
+                store = TierStore(layout, executor, on_damage=relay, pool=pool)
                 store.open(known_ids)
                 tiers[name] = store
             seen = {path: disk_id for t in tiers.values() for path, disk_id in t.disk_ids().items()}
@@ -154,8 +164,18 @@ class Node:
             executor=self.executor,
         )
         await self.backup.start()
+        if self.config.storage.snapshot_interval > 0:
+            make = functools.partial(snapshot_schedule, self.config, self.clock, self.executor)
+            try:
+                self.snapshots = await asyncio.get_running_loop().run_in_executor(None, make)
+            except PoolError as exc:
+                log.error("no scheduled snapshots: %s", exc)
+            else:
+                await self.snapshots.start()
 
     async def stop(self) -> None:
+        if self.snapshots is not None:
+            await self.snapshots.stop()
         if self.backup is not None:
             await self.backup.stop()
         await self.tiering.stop()

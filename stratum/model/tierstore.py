@@ -2,6 +2,9 @@
 
 The object service sees one interface per tier; which layout holds a volume is
 recorded in its :class:`~stratum.meta.records.VolumeRecord` (``layout`` "seg" or "ec").
+What backs the tier's disk directories (plain directories or ZFS datasets) is its
+:class:`~stratum.pool.Pool`: it prepares each disk before it is opened, and every probe asks
+it for each disk's backing, capacity and health (a failed zpool makes its disks offline).
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stratum.block.disk import IDENTITY_FILE, Disk, open_disk
+from stratum.block.disk import IDENTITY_FILE, Disk, DiskError, open_disk
 from stratum.block.erasure import ECLocation, ECParams, ErasureStore, Hasher
 from stratum.block.segments import SegLocation, SegmentStore
+from stratum.pool import Capacity, DirectoryPool, DiskBacking, Pool, PoolError
 
 log = logging.getLogger("stratum.storage")
 
@@ -40,8 +44,11 @@ class TierStore:
         layout: TierLayout,
         executor: concurrent.futures.Executor,
         on_damage: Callable[[str, str], None] | None = None,
+        pool: Pool | None = None,
     ) -> None:
         self.layout = layout
+        self.pool: Pool = pool or DirectoryPool()
+        self._backing: dict[Path, DiskBacking] = {}  # as of the last probe
         self._executor = executor
         self._on_damage = on_damage or (lambda volume_id, disk_id: None)
         self.disks: list[Disk] = []
@@ -57,6 +64,10 @@ class TierStore:
         """
         known = known_ids or {}
         for path in self.layout.disks:
+            try:
+                self.pool.prepare(path)  # e.g. create and mount its ZFS dataset
+            except PoolError as exc:
+                raise DiskError(str(exc)) from exc
             fresh = not (path / IDENTITY_FILE).exists()
             disk = open_disk(path, expected_id=known.get(str(path.absolute())))
             self.disks.append(disk)
@@ -82,17 +93,25 @@ class TierStore:
             on_damage=lambda loc, replica, why: self._on_damage(loc.volume_id, replica.disk_id),
         )
         self.segments.start()
+        self._backing = self.pool.describe([d.path for d in self.disks])
 
     def disk_ids(self) -> dict[str, str]:
         return {str(d.path): d.disk_id for d in self.disks}
 
     def probe(self) -> dict[str, str]:
-        """Each disk's state now (blocking): "online", or "offline" with the reason."""
+        """Each disk's state now (blocking): "online", or "offline" with the reason.
+
+        Also refreshes what :meth:`describe_disk` reports."""
         states: dict[str, str] = {}
+        backing = self.pool.describe([d.path for d in self.disks])
+        self._backing = backing
         for disk in self.disks:
             ident = disk.path / IDENTITY_FILE
+            problem = backing[disk.path].problem if disk.path in backing else ""
             try:
-                if not disk.path.is_dir():
+                if problem:  # a failed zpool: leave its files alone (I/O there may hang)
+                    states[disk.disk_id] = f"offline: {problem}"
+                elif not disk.path.is_dir():
                     states[disk.disk_id] = "offline: directory missing"
                 elif not ident.exists():
                     states[disk.disk_id] = "offline: identity file missing"
@@ -103,6 +122,23 @@ class TierStore:
             except OSError as exc:
                 states[disk.disk_id] = f"offline: {exc.strerror or exc}"
         return states
+
+    def describe_disk(self, disk_id: str) -> dict[str, object]:
+        """Backing ("directory" or "zfs"), dataset, zpool, health and capacity of a disk as
+        of the last probe; never blocks."""
+        for disk in self.disks:
+            if disk.disk_id == disk_id and disk.path in self._backing:
+                return self._backing[disk.path].to_dict()
+        return {}
+
+    def describe_disks(self) -> dict[str, dict[str, object]]:
+        """:meth:`describe_disk` of every disk, by disk id."""
+        return {d.disk_id: self.describe_disk(d.disk_id) for d in self.disks}
+
+    def capacity(self) -> Capacity:
+        """Bytes used and total of the tier, for the watermarks (blocking): space shared by
+        several disks (one filesystem, one zpool) counted once, a ZFS quota honoured."""
+        return self.pool.capacity([d.path for d in self.disks])
 
     def set_offline(self, disk_ids: set[str]) -> None:
         if self.erasure is not None:
