@@ -126,11 +126,13 @@ def disk_list(config: Config, as_json: bool) -> int:
     if as_json:
         print(json.dumps(disks, indent=2))
         return 0
-    print(f"{'TIER':<5} {'STATE':<12} {'USED':>10} {'FREE':>10} {'ERR':>4}  PATH")
+    print(f"{'TIER':<5} {'STATE':<12} {'HEALTH':<9} {'USED':>10} {'FREE':>10} {'ERR':>4}  PATH")
     for d in disks:
+        backing = d.get("dataset") or d.get("backing", "directory")
         print(
-            f"{d['tier']:<5} {d['state'].split(':')[0]:<12} {_human(d['used_bytes']):>10} "
-            f"{_human(d['free_bytes']):>10} {d['errors']:>4}  {d['path']}"
+            f"{d['tier']:<5} {d['state'].split(':')[0]:<12} {d.get('health', '-'):<9} "
+            f"{_human(d['used_bytes']):>10} {_human(d['free_bytes']):>10} {d['errors']:>4}  "
+            f"{d['path']} ({backing})"
         )
     return 0
 

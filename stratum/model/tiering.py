@@ -36,7 +36,6 @@ import hashlib
 import itertools
 import json
 import logging
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -257,20 +256,8 @@ class TierEngine:
         store = self.service.tiers.get(tier)
         if store is None:
             return Usage(0, 0)
-        seen: set[int] = set()
-        used = capacity = 0
-        for disk in store.disks:
-            try:
-                dev = disk.path.stat().st_dev
-                if dev in seen:
-                    continue
-                seen.add(dev)
-                total, _used, free = shutil.disk_usage(disk.path)
-            except OSError:
-                continue
-            used += total - free
-            capacity += total
-        return Usage(used, capacity)
+        capacity = store.capacity()  # blocking: usage() runs in an executor
+        return Usage(capacity.used, capacity.total)
 
     def usage(self) -> dict[str, Usage]:
         return {name: self._capacity(name) for name in self.service.tiers}
