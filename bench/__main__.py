@@ -105,16 +105,18 @@ def _versions(extra: dict[str, str]) -> dict[str, str]:
     return versions
 
 
-def wait_quiet(limit: float, notes: list[str], name: str, threshold: float = 0.1) -> None:
-    """Wait (up to ``limit`` s) until other processes use under ``threshold`` of the CPU."""
+def wait_quiet(limit: float, busy: list[float], threshold: float = 0.1) -> None:
+    """Wait (up to ``limit`` s) until other processes use under ``threshold`` of the CPU;
+    append the share they used at the end to ``busy``."""
     deadline = time.monotonic() + limit
     while True:
-        others = others_busy_fraction(2.0)
+        others = min(1.0, others_busy_fraction(2.0))
         if others < threshold:
+            busy.append(others)
             return
         if time.monotonic() >= deadline:
             say(f"   warning: other processes use {others:.0%} of the CPU; measuring anyway")
-            notes.append(f"{name}: other processes used {others:.0%} of the CPU at its start")
+            busy.append(others)
             return
         say(f"   other processes use {others:.0%} of the CPU; waiting for quiet")
         time.sleep(8)
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     # slow to fill, is filled once per server in a last phase.
     collected: dict[str, dict[str, Workload]] = {name: {} for name, _ in starters}
     failed: set[str] = set()
+    busy_at_start: list[float] = []  # CPU share other processes used as each server started
     extra_versions: dict[str, str] = {}
     phases = [f"round {n + 1} of {args.repeats}" for n in range(args.repeats)] + ["LIST"]
     try:
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 workdir = base / name.lower()
                 say(f"\n== {name}, {phase}")
-                wait_quiet(args.wait_quiet, notes, name)
+                wait_quiet(args.wait_quiet, busy_at_start)
                 server: Server | None = None
                 t0 = time.monotonic()
                 try:
@@ -222,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
 
     info["versions"] = _versions(extra_versions)
     info["elapsed_s"] = round(time.monotonic() - started)
+    if busy_at_start and max(busy_at_start) >= 0.1:
+        notes.append(
+            f"DISTURBED: other processes used {min(busy_at_start):.0%}-{max(busy_at_start):.0%} "
+            "of the CPU when the servers started (see the others' CPU column)"
+        )
     notes += [
         f"LIST bucket: up to {sizes.list_keys:,} empty objects PUT through S3 by 16 clients "
         f"within {sizes.list_fill_seconds:.0f} s per server (the issue's 1,000,000 would take "

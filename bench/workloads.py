@@ -202,6 +202,7 @@ def run_ops(server: Server, clients: list[Any], plans: list[list[Op]]) -> Run:
     client_cpu = time.process_time() - cpu_before
     busy = machine_busy_seconds() - busy_before
     others = max(0.0, busy - client_cpu - sampler.cpu) / (wall * (os.cpu_count() or 1))
+    others = min(1.0, others)  # the counters are read at slightly different moments
     latencies = [x for s in stats for x in s.latencies]
     e2e = [x for s in stats for x in s.e2e]
     ops = sum(s.ops for s in stats)
@@ -509,7 +510,7 @@ class Suite:
                     errors.append(repr(exc))
                 taken[index] = max(taken[index], i + 1)
 
-        started, cpu = time.perf_counter(), time.process_time()
+        started, cpu, busy = time.perf_counter(), time.process_time(), machine_busy_seconds()
         sampler = RssSampler(self.server.pids).start()
         threads = [threading.Thread(target=fill, args=(n,)) for n in range(16)]
         for thread in threads:
@@ -519,12 +520,15 @@ class Suite:
         sampler.stop()
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu
+        busy = machine_busy_seconds() - busy
+        others = max(0.0, busy - cpu - sampler.cpu) / (elapsed * (os.cpu_count() or 1))
         filled = max(taken)
         rate = filled / elapsed if elapsed else 0.0
         fill = self._workload("list_fill", "fill: PUT of empty objects, 16 clients", "ops")
         fill.runs.append(
             Run(filled, 0, elapsed, rate, 0, rate, 0, 0, 0, len(errors),
-                errors[0] if errors else "", sampler.peak, sampler.mean, sampler.cpu, cpu)
+                errors[0] if errors else "", sampler.peak, sampler.mean, sampler.cpu, cpu,
+                min(1.0, others))
         )  # fmt: skip
         fill.note = f"{filled:,} keys in {elapsed:.0f} s"
         self.progress(f"  list_fill          {filled:,} keys in {elapsed:.0f} s ({rate:.0f}/s)")

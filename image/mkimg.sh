@@ -14,7 +14,7 @@ mcopy -s -p -m -i "$W/boot.vfat" "$WORK"/bootfs/* ::/
 USED_MB=$(du -sm "$ROOTFS" | cut -f1); ROOT_MB=$(( USED_MB*115/100 + 200 ))
 truncate -s "${ROOT_MB}M" "$W/root.ext4"
 mkfs.ext4 -q -F -L RASPIROOT -E root_owner=0:0 -d "$ROOTFS" "$W/root.ext4" "${ROOT_MB}M"
-e2fsck -fn "$W/root.ext4" >/dev/null
+e2fsck -fn "$W/root.ext4" >/dev/null 2>&1 || die "the root filesystem image does not check clean"
 START1=$((4*2048)); SIZE1=$((BOOT_MB*2048)); START2=$((START1+SIZE1)); SIZE2=$((ROOT_MB*2048))
 rm -f "$IMG"; truncate -s $(( (START2+SIZE2)*512 )) "$IMG"
 sfdisk -q "$IMG" <<SF

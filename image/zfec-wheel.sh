@@ -19,7 +19,8 @@ mmdebstrap --quiet --architectures=arm64 --variant=extract \
   "$SUITE" "$SYSROOT" "$MIRROR"
 mkdir -p "$SYSROOT/tmp/src" "$SYSROOT/tmp/wh" "$SYSROOT/proc" "$SYSROOT/dev"
 spec=zfec${ZFEC:+==$ZFEC}
-"$ROOT/.venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps --no-binary=:all: "$spec" -d "$SYSROOT/tmp/src"
+"$ROOT/.venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps --no-binary=:all: \
+  "$spec" -d "$SYSROOT/tmp/src" 2>&1 | { grep -v '^WARNING: Location' || true; } >&2
 sdist=$(basename "$(ls "$SYSROOT"/tmp/src/zfec-*.tar.gz | head -1)")
 trap 'chroot_umounts "$SYSROOT"' EXIT
 chroot_mounts "$SYSROOT"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.disks import (
@@ -319,6 +319,7 @@ _settings = st.builds(
 )
 
 
+@settings(max_examples=300, deadline=None)
 @given(
     devices=st.lists(_devices, max_size=4, unique_by=lambda d: d.name),
     settings=_settings,
