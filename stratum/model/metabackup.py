@@ -3,8 +3,10 @@
 LMDB's own hot copy (``env.copy(compact=True)``, :meth:`MetaStore.copy_to`) reads one
 snapshot inside a read transaction, so it is consistent while the server keeps writing.
 Every ``storage.metadata_backup_interval`` (and once shortly after start) the store is
-copied once and that copy is written to every disk of every local tier. A disk directory
-without its identity file (a removed or unmounted disk) is skipped, never created.
+copied once and that copy is written to every disk of every local tier. A disk the disk
+probes report offline (``disk_state``; e.g. its zpool FAULTED or SUSPENDED, where I/O may
+block) is skipped without touching it; a disk directory without its identity file (a removed
+or unmounted disk) is skipped, never created.
 
 Layout on a disk (format version 1)::
 
@@ -41,7 +43,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,7 @@ class BackupResult:
     txn: int
     written: tuple[Path, ...] = ()  # disks that now hold this copy
     failed: dict[str, str] = field(default_factory=dict)  # disk path -> why
+    offline: dict[str, str] = field(default_factory=dict)  # disk path -> state: not tried
     skipped: bool = False  # nothing was written since the last copy
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -137,15 +140,26 @@ def _swap_in(disk: Path, tmp: Path) -> None:
     shutil.rmtree(prev, ignore_errors=True)
 
 
-def write_backups(meta: MetaStore, disks: Sequence[Path], created: float, txn: int) -> BackupResult:
+def write_backups(
+    meta: MetaStore,
+    disks: Sequence[Path],
+    created: float,
+    txn: int,
+    offline: Mapping[Path, str] | None = None,
+) -> BackupResult:
     """Copy the store once and install the copy on every usable disk (blocking).
 
     Each disk is handled on its own: one that fails is logged in the result and keeps its
-    previous copy.
+    previous copy. Disks in ``offline`` (path -> state) are not touched at all, not even
+    looked at: I/O on a failed zpool can block.
     """
     token = f"{int(created * 1000)}"
-    targets = [d for d in disks if (d / IDENTITY_FILE).is_file()]
-    failed = {str(d): "not a usable disk (no identity file)" for d in disks if d not in targets}
+    offline = offline or {}
+    candidates = [d for d in disks if d not in offline]
+    targets = [d for d in candidates if (d / IDENTITY_FILE).is_file()]
+    failed = {
+        str(d): "not a usable disk (no identity file)" for d in candidates if d not in targets
+    }
     staged: list[tuple[Path, Path]] = []
     source: Path | None = None
     counts: dict[str, int] = {}
@@ -184,11 +198,16 @@ def write_backups(meta: MetaStore, disks: Sequence[Path], created: float, txn: i
             shutil.rmtree(tmp, ignore_errors=True)
             continue
         written.append(disk)
-    return BackupResult(created, txn, tuple(written), failed, counts=counts)
+    skipped_offline = {str(d): offline[d] for d in disks if d in offline}
+    return BackupResult(created, txn, tuple(written), failed, skipped_offline, counts=counts)
 
 
 class MetaBackup:
-    """Runs :func:`write_backups` on a schedule (see the module docstring)."""
+    """Runs :func:`write_backups` on a schedule (see the module docstring).
+
+    ``disk_state(path)`` says what the disk probes last found for a disk: "online", or
+    "offline: <why>"; offline disks are left out of the copy. Without it every disk is
+    tried."""
 
     def __init__(
         self,
@@ -199,9 +218,11 @@ class MetaBackup:
         interval: float,
         executor: concurrent.futures.Executor,
         first_delay: float = FIRST_DELAY,
+        disk_state: Callable[[Path], str] | None = None,
     ) -> None:
         self.meta = meta
         self.disks = tuple(disks)
+        self.disk_state = disk_state
         self.clock = clock
         self.interval = interval
         self.executor = executor
@@ -224,16 +245,27 @@ class MetaBackup:
             await asyncio.wait([self._inflight])
 
     async def backup_now(self, *, force: bool = False) -> BackupResult:
-        """Copy the store to every disk now, unless nothing was written since the last copy."""
+        """Copy the store to every online disk now, unless nothing was written since the last
+        copy and every online disk has it (a disk back online gets the copy it missed)."""
         async with self._lock:
             created = self.clock.now()
             txn = int(self.meta.read(lambda tx: tx.txn.id()))
+            offline: dict[Path, str] = {}
+            if self.disk_state is not None:  # read on the loop, where the probes write it
+                states = {d: self.disk_state(d) for d in self.disks}
+                offline = {d: state for d, state in states.items() if state != "online"}
             last = self.last
-            if not force and last is not None and last.txn == txn and not last.failed:
+            if (
+                not force
+                and last is not None
+                and last.txn == txn
+                and not last.failed
+                and {d for d in self.disks if d not in offline} <= set(last.written)
+            ):
                 return BackupResult(created, txn, skipped=True)
             loop = asyncio.get_running_loop()
             self._inflight = loop.run_in_executor(
-                self.executor, write_backups, self.meta, self.disks, created, txn
+                self.executor, write_backups, self.meta, self.disks, created, txn, offline
             )
             try:
                 # Shielded: the copy runs on in its thread anyway; stop() waits for it.
@@ -245,6 +277,8 @@ class MetaBackup:
         if result.failed:
             for disk, why in result.failed.items():
                 log.warning("metadata backup to %s failed: %s", disk, why)
+        for disk, state in result.offline.items():
+            log.info("metadata backup skips %s (%s)", disk, state)
         if result.written:
             log.info("metadata backup written to %d disk(s)", len(result.written))
         else:

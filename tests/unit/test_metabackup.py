@@ -1,0 +1,58 @@
+"""Metadata backups leave offline disks alone (a failed zpool can block any I/O on it), and a
+disk that comes back online gets the copy it missed."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stratum.meta.store import MetaStore
+from stratum.model.metabackup import BACKUP_DIR, MetaBackup, find_backups, write_backups
+from stratum.util.clock import ManualClock
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[MetaStore]:
+    meta = MetaStore(tmp_path / "meta")
+    meta.open()
+    yield meta
+    meta.close()
+
+
+def _disks(tmp_path: Path, n: int) -> list[Path]:
+    disks = [tmp_path / f"d{i}" for i in range(n)]
+    for disk in disks:
+        disk.mkdir()
+        (disk / "stratum-disk.json").write_text("{}")
+    return disks
+
+
+def test_an_offline_disk_is_not_touched(tmp_path: Path, store: MetaStore) -> None:
+    disks = _disks(tmp_path, 3)
+    result = write_backups(store, disks, 100.0, 1, {disks[1]: "offline: pool SUSPENDED"})
+    assert result.written == (disks[0], disks[2])
+    assert result.offline == {str(disks[1]): "offline: pool SUSPENDED"}
+    assert not result.failed, "an offline disk is not a failed backup"
+    assert sorted(p.name for p in disks[1].iterdir()) == ["stratum-disk.json"]
+
+
+async def test_a_disk_back_online_gets_the_copy_it_missed(tmp_path: Path, store: MetaStore) -> None:
+    disks = _disks(tmp_path, 2)
+    states = {disks[0]: "online", disks[1]: "offline: directory missing"}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        clock = ManualClock(50.0)
+        backup = MetaBackup(
+            store, disks, clock, interval=3600, executor=pool, disk_state=states.__getitem__
+        )
+        first = await backup.backup_now()
+        assert first.written == (disks[0],) and str(disks[1]) in first.offline
+        assert not (disks[1] / BACKUP_DIR).exists()
+        assert (await backup.backup_now()).skipped, "nothing written, every online disk has it"
+        states[disks[1]] = "online"
+        again = await backup.backup_now()  # nothing written since, but d1 has no copy yet
+        assert not again.skipped and set(again.written) == set(disks)
+        assert (await backup.backup_now()).skipped
+    assert [c.path.parent for c in find_backups(disks)] == disks
