@@ -4,14 +4,14 @@
 #   .ci/zfs.sh            build the VM image if this machine has none, run tests/zfs in it
 #
 # The image (Debian kernel + dkms-built zfs module + a rootfs with Stratum's dependencies) is
-# cached in $ZFSVM_DIR (default /tmp/stratum-zfsvm) and rebuilt only when the recipe in zfs/
+# cached in $ZFSVM_DIR (default build/zfsvm in this clone, like build/image) and rebuilt only when the recipe in zfs/
 # or pyproject.toml's dependencies change: ~5-10 minutes on a fresh machine, seconds after.
 # The tests run in ONE VM boot. Needs root (or sudo) for the build, apt access to Debian's
 # archive, and no KVM (qemu's TCG emulator is used when there is no usable KVM).
 # Exits non-zero when the build, the VM or any test fails; prints the time of each part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export ZFSVM_DIR=${ZFSVM_DIR:-/tmp/stratum-zfsvm}
+export ZFSVM_DIR=${ZFSVM_DIR:-$(pwd)/build/zfsvm}
 as_root=()
 [ "$(id -u)" = 0 ] || as_root=(sudo --preserve-env=ZFSVM_DIR,ZFS_SUITE,KERNEL_SUITE,ZFSVM_MIRROR)
 

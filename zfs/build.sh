@@ -13,7 +13,7 @@
 # this machine's Debian archive (main, contrib, bookworm-backports in its apt sources).
 #
 # Knobs (environment):
-#   ZFSVM_DIR            work/output dir (the cache) (default /tmp/stratum-zfsvm)
+#   ZFSVM_DIR            work/output dir (the cache) (default build/zfsvm in this clone)
 #   ZFS_SUITE            bookworm (zfs 2.1.11)  | bookworm-backports (zfs 2.3.x)
 #   KERNEL_SUITE         bookworm (linux 6.1)   | bookworm-backports (linux 6.12)
 #   ZFSVM_EXTRA_PACKAGES extra Debian packages for the VM rootfs, space separated
@@ -34,7 +34,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PROJECT=$(cd "$HERE/.." && pwd)
-ZFSVM_DIR=${ZFSVM_DIR:-/tmp/stratum-zfsvm}
+ZFSVM_DIR=${ZFSVM_DIR:-$PROJECT/build/zfsvm}
 ZFS_SUITE=${ZFS_SUITE:-bookworm}
 KERNEL_SUITE=${KERNEL_SUITE:-bookworm}
 debian_mirror() {  # the Debian archive this machine's apt already uses

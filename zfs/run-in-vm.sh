@@ -14,7 +14,7 @@
 # 126 zfs module failed to load.
 #
 # Knobs (environment):
-#   ZFSVM_DIR        where build.sh put out/ (default /tmp/stratum-zfsvm)
+#   ZFSVM_DIR        where build.sh put out/ (default build/zfsvm in this clone)
 #   ZFSVM_ACCEL      auto | kvm | tcg (auto: kvm only if the CPU has vmx/svm)
 #   ZFSVM_CPUS       vCPUs (default 2)        ZFSVM_MEM   MiB (default 2048)
 #   ZFSVM_NDISKS     number of data disks (default 2)
@@ -24,7 +24,7 @@
 #   ZFSVM_ZFS_PARAMS zfs module parameters, e.g. "zfs_arc_max=268435456"
 #   ZFSVM_VERBOSE=1  print the VM console (kernel + init log) afterwards
 set -u
-ZFSVM_DIR=${ZFSVM_DIR:-/tmp/stratum-zfsvm}
+ZFSVM_DIR=${ZFSVM_DIR:-$(cd "$(dirname "$0")/.." && pwd)/build/zfsvm}
 OUT=$ZFSVM_DIR/out
 if [ $# -lt 1 ]; then sed -n '2,12p' "$0"; exit 2; fi
 for f in vmlinuz initrd.img rootfs.ext4; do
