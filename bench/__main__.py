@@ -5,15 +5,18 @@
 
 Stratum (4+2 over six hot disk directories) and then each peer are started on loopback one
 at a time, each gets every workload (see ``bench.workloads``) ``--repeats`` times, and is
-stopped before the next starts. Prints the table of medians with the issue's targets, and
-writes ``latest.json``, ``latest.md`` and ``latest.png`` to ``--out``. A peer that is not
-installed is skipped with a note. ``--quick`` is a smoke run of under two minutes.
+stopped before the next starts. Then Stratum alone runs the scaling workload (4 KiB PUT and
+GET, 16 clients) with ``server.workers`` = 1, 2 and the number of cores. Prints the table
+of medians with the issue's targets, and writes ``latest.json``, ``latest.md`` and
+``latest.png`` to ``--out``. A peer that is not installed is skipped with a note.
+``--quick`` is a smoke run of a few minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import shutil
 import signal
@@ -28,7 +31,8 @@ from bench import report
 from bench.procstat import machine, others_busy_fraction
 from bench.profile import PROFILED, Profiler, py_spy, summary
 from bench.servers import PEERS, Server, StartError, peer_unavailable, start_stratum
-from bench.workloads import Hook, Sizes, Suite, Workload
+from bench.signer import selftest
+from bench.workloads import Hook, Sizes, Suite, Workload, scaling_ids
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -126,9 +130,59 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # unwinds through the finally blocks that stop the servers
 
 
+def worker_counts() -> list[int]:
+    """``server.workers`` values the scaling workload tries: 1, 2 and the cores if more."""
+    return sorted({1, 2, os.cpu_count() or 1})
+
+
+def scaling(
+    base: Path,
+    sizes: Sizes,
+    repeats: int,
+    results: dict[str, Workload],
+    hook: Hook,
+    notes: list[str],
+) -> None:
+    """Stratum alone, 4 KiB PUT then GET at 16 clients, once per ``server.workers`` value
+    per repeat (a fresh server each time). A value the server refuses (it exits when it
+    starts) is skipped with a note, so this runs before and after multi-process serving."""
+    refused: dict[int, str] = {}
+    for number in range(repeats):
+        for workers in worker_counts():
+            if workers in refused:
+                continue
+            say(f"\n== Stratum, scaling: server.workers = {workers}, run {number + 1} of {repeats}")
+            workdir = base / f"stratum-w{workers}"
+            server: Server | None = None
+            t0 = time.monotonic()
+            try:
+                server = start_stratum(workdir, workers=workers)
+                say(f"   Stratum at {server.endpoint} (pids {server.pids()}): {server.setup}")
+                suite = Suite(server, sizes, say, results, hook)
+                try:
+                    suite.scaling(number, workers)
+                finally:
+                    suite.close()
+            except StartError as exc:
+                lines = str(exc).splitlines()
+                said = next((x for x in lines if "workers" in x), lines[-1] if lines else "")
+                refused[workers] = f"stratum serve refused server.workers = {workers}: {said}"
+                say(f"note: {refused[workers]}; skipped")
+                for wid, title in scaling_ids(workers):
+                    skipped = results.setdefault(wid, Workload(wid, title, "ops"))
+                    skipped.note = f"skipped: {refused[workers]}"
+            finally:
+                if server is not None:
+                    server.stop()
+                    say(f"   Stratum stopped ({time.monotonic() - t0:.0f} s with it)")
+                shutil.rmtree(workdir, ignore_errors=True)
+    notes.extend(f"scaling: {why}; skipped" for why in refused.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    selftest()  # the load generator's SigV4 signer agrees with botocore's
     sizes = Sizes.quick() if args.quick else Sizes()
     started = time.monotonic()
     notes: list[str] = []
@@ -180,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     phases = [f"round {n + 1} of {args.repeats}" for n in range(args.repeats)] + ["LIST"]
     try:
         for number, phase in enumerate(phases):
+            if phase == "LIST" and "Stratum" not in failed:
+                scaling(base, sizes, args.repeats, collected["Stratum"], hook or _no_hook, notes)
             for name, start in starters:
                 if name in failed:
                     continue
@@ -198,10 +254,13 @@ def main(argv: list[str] | None = None) -> int:
                     if name == "radosgw":
                         extra_versions["radosgw"] = server.version
                     suite = Suite(server, sizes, say, collected[name], hook or _no_hook)
-                    if phase == "LIST":
-                        suite.listing(args.repeats)
-                    else:
-                        suite.round(number)
+                    try:
+                        if phase == "LIST":
+                            suite.listing(args.repeats)
+                        else:
+                            suite.round(number)
+                    finally:
+                        suite.close()
                 except StartError as exc:
                     say(f"note: {name} did not start: {exc}")
                     notes.append(f"{name} did not start: {str(exc).splitlines()[0]}")
@@ -236,13 +295,18 @@ def main(argv: list[str] | None = None) -> int:
         "far longer through moto); the row's label gives what each server got",
         "Runs interleave: every server does run 1 of every workload (on a fresh start), then "
         "every server run 2, and so on; the LIST phase comes last",
-        "Throughput is per client thread (bytes or ops / time inside requests), summed over "
-        "threads; every GET body is MD5-checked after its clock stopped; latency is request "
-        "start to last body byte (LIST: request sent to reply received, before boto3 parses "
-        "it). Peak RSS: VmRSS of the server's process tree every 50 ms, max over the runs. "
-        "CPU ms/op: the server tree's utime+stime over the run / operations.",
-        "boto3 over plain HTTP signs payloads (SHA-256 of every body on the client); Stratum "
-        "verifies SigV4 and the payload hash, moto checks neither.",
+        "Load: bench.loadgen, one asyncio (uvloop) event loop, one HTTP/1.1 keep-alive "
+        "connection per client (moto closes it after every response, so there every request "
+        "connects anew); LIST and untimed set-up through boto3",
+        "Throughput is per client (bytes or ops / time inside requests), summed over "
+        "clients; every GET body is compared byte for byte with what was PUT as it arrives; "
+        "latency is request start to last body byte (LIST: request sent to reply received, "
+        "before boto3 parses it). Peak RSS: VmRSS of the server's process tree every 50 ms, "
+        "max over the runs. CPU ms/op: the server tree's utime+stime over the run / "
+        "operations; client CPU ms/op: the load generator thread's over the run / operations.",
+        "Every request is signed with SigV4 (Authorization header) and carries the payload's "
+        "SHA-256 (computed when the body is made, before the clock starts); Stratum and "
+        "radosgw verify the signature, Stratum also the payload hash; moto checks neither.",
     ]
     say("")
     say(report.machine_line(info))
@@ -250,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     say("")
     for line in report.table(results, ran):
         say(line)
+    scaled = report.scaling_table(results)
+    if scaled:
+        say("\nStratum, ops/s by server.workers (16 clients):")
+        for line in scaled:
+            say(line)
     say("\nTargets (issue 8):")
     for line in report.targets(results):
         say(f"  {line}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,7 @@ class Target:
     text: str
     check: Callable[[Results, str], tuple[float | None, bool | None]]
     workload: str = ""  # for a ratio target: also show the server CPU per op ratio
+    peer: str = "moto"  # for a ratio target: the peer it compares with
 
 
 def _ratio_target(wid: str, attr: str, factor: float) -> Callable[..., Any]:
@@ -115,6 +117,10 @@ TARGETS = [
            "put_4k_c1"),
     Target("4 KiB PUT, 16 clients >= 4x moto ops/s",
            _ratio_target("put_4k_c16", "ops_per_s", 4), "put_4k_c16"),
+    Target("4 KiB PUT, 1 client >= 1.5x radosgw ops/s",
+           _ratio_target("put_4k_c1", "ops_per_s", 1.5), "put_4k_c1", "radosgw"),
+    Target("4 KiB PUT, 16 clients >= 1.5x radosgw ops/s",
+           _ratio_target("put_4k_c16", "ops_per_s", 1.5), "put_4k_c16", "radosgw"),
     Target("4 KiB GET, 1 client >= 6x moto ops/s", _ratio_target("get_4k_c1", "ops_per_s", 6),
            "get_4k_c1"),
     Target("4 KiB GET, 16 clients >= 6x moto ops/s",
@@ -198,13 +204,49 @@ def secondary_table(results: Results, servers: list[str]) -> list[str]:
     return lines
 
 
+_SCALING = re.compile(r"^scale_(put|get)_4k_c16_w(\d+)$")
+
+
+def scaling_table(results: Results) -> list[str]:
+    """Stratum's 4 KiB PUT and GET at 16 clients by ``server.workers`` (medians), with the
+    speed-up over one worker; a value the server refused shows its note."""
+    ours = results.get("Stratum", {})
+    counts = sorted({int(m.group(2)) for wid in ours if (m := _SCALING.match(wid))})
+    if not counts:
+        return []
+    lines = [
+        "| server.workers | 4 KiB PUT ops/s | PUT p99 (ms) | 4 KiB GET ops/s | GET p99 (ms) "
+        "| server CPU ms/op PUT / GET |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = {op: ours.get(f"scale_{op}_4k_c16_w1") for op in ("put", "get")}
+    for workers in counts:
+        found = {op: ours.get(f"scale_{op}_4k_c16_w{workers}") for op in ("put", "get")}
+        if not all(w and w["runs"] for w in found.values()):
+            note = next((w["note"] for w in found.values() if w and w["note"]), "no runs")
+            lines.append(f"| {workers} | {note} | | | | |")
+            continue
+        cells = [str(workers)]
+        for op in ("put", "get"):
+            median = found[op]["median"]  # type: ignore[index]
+            one = base[op]
+            speedup = ""
+            if one and one["runs"] and one["median"]["ops_per_s"] and workers != 1:
+                speedup = f" ({median['ops_per_s'] / one['median']['ops_per_s']:.2f}x)"
+            cells += [f"{median['ops_per_s']:,.0f}{speedup}", _fmt(median["p99_ms"], "ms")]
+        cpu = [found[op]["median"]["server_cpu_ms_per_op"] for op in ("put", "get")]  # type: ignore[index]
+        cells.append(f"{cpu[0]:.2f} / {cpu[1]:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def targets(results: Results) -> list[str]:
     lines = []
     for target in TARGETS:
-        value, ok = target.check(results, "moto")
+        value, ok = target.check(results, target.peer)
         verdict = "n/a " if ok is None else "PASS" if ok else "MISS"
-        shown = "-" if value is None else f"{value:.2f}" + ("x" if "moto" in target.text else "")
-        hint = _cpu_ratio(results, target.workload, "moto") if target.workload else ""
+        shown = "-" if value is None else f"{value:.2f}" + ("x" if target.workload else "")
+        hint = _cpu_ratio(results, target.workload, target.peer) if target.workload else ""
         lines.append(f"{verdict}  {target.text}: {shown}{hint}")
     return lines
 
@@ -243,18 +285,20 @@ def markdown(info: dict[str, Any], results: Results, servers: list[str]) -> str:
         "",
         "Medians of " + str(info["repeats"]) + " runs per row. Ratios above 1 are better for "
         "Stratum in ops/s and MB/s rows, below 1 in ms and MiB rows. One server ran at a time, "
-        "on loopback, sharing the cores with the boto3 client threads (one client per thread, "
-        "no retries, path-style).",
+        "on loopback, sharing the cores with the load generator (bench.loadgen: one asyncio "
+        "process, one keep-alive connection per client, SigV4-signed requests, path-style).",
         "",
         *table(results, servers),
         "",
+        *_scaling_section(results),
         "## Targets (issue 8)",
         "",
         *(f"- {line}" for line in targets(results)),
         "",
         "## Peak RSS and CPU per operation, every workload",
         "",
-        "Server CPU: the server's processes; client CPU: this benchmark's boto3 threads; "
+        "Server CPU: the server's processes; client CPU: the load generator's thread (every "
+        "client's requests, user and system time); "
         "others': what the rest of the machine used during the runs, as a share of all cores "
         "(more than a few per cent means the numbers are disturbed).",
         "",
@@ -269,6 +313,21 @@ def markdown(info: dict[str, Any], results: Results, servers: list[str]) -> str:
     if errs:
         out += ["", "## Errors", "", *(f"- {e}" for e in errs)]
     return "\n".join(out) + "\n"
+
+
+def _scaling_section(results: Results) -> list[str]:
+    lines = scaling_table(results)
+    if not lines:
+        return []
+    return [
+        "## Stratum: ops/s by server.workers",
+        "",
+        "4 KiB PUT, then GET of the same objects, 16 clients, a fresh server per run "
+        "(medians; in brackets: times the ops/s with one worker).",
+        "",
+        *lines,
+        "",
+    ]
 
 
 def plot(results: Results, servers: list[str], path: Path) -> str | None:

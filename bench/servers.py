@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from bench.procstat import process_tree
+
 ACCESS_KEY = "STRATUMBENCHKEY00001"
 SECRET_KEY = "stratum-bench-secret-key-000000000000001"
 HOT_DISKS = 6  # a 4+2 pool: every shard on its own disk directory
@@ -136,15 +138,19 @@ def stratum_command() -> list[str]:
     return [sys.executable, "-m", "stratum"]
 
 
-def start_stratum(workdir: Path, disks: int = HOT_DISKS) -> Server:
-    """``stratum serve`` on 127.0.0.1:0 with ``disks`` hot disk directories under ``workdir``."""
+def start_stratum(workdir: Path, disks: int = HOT_DISKS, workers: int | None = None) -> Server:
+    """``stratum serve`` on 127.0.0.1:0 with ``disks`` hot disk directories under ``workdir``;
+    ``workers`` sets ``server.workers`` (else the server's default). A server that refuses
+    the setting exits: ``StartError`` with its log's tail."""
     data = workdir / "data"
     disk_dirs = [workdir / f"disk{i}" for i in range(disks)]
     for path in (data, *disk_dirs):
         path.mkdir(parents=True, exist_ok=True)
     config = workdir / "stratum.toml"
+    server_table = f"[server]\nworkers = {workers}\n" if workers is not None else ""
     config.write_text(
         "# written by python -m bench\n"
+        f"{server_table}"
         "[storage]\n"
         f"data_dir = {json.dumps(str(data))}\n"
         "[tiers.hot]\n"
@@ -159,13 +165,16 @@ def start_stratum(workdir: Path, disks: int = HOT_DISKS) -> Server:
     found = _wait_for_line(process, log, re.compile(r"serving S3 at (http://\S+)"), 60)
     import stratum
 
+    processes = len(process_tree([process.pid]))
+    shown = "default" if workers is None else str(workers)
     return Server(
         name="Stratum",
         endpoint=found.group(1),
         access_key=ACCESS_KEY,
         secret_key=SECRET_KEY,
         version=stratum.__version__,
-        setup=f"1 process, 4+2 erasure code over {disks} hot disk directories on one device",
+        setup=f"server.workers {shown} ({processes} process{'es' if processes > 1 else ''} "
+        f"when ready), 4+2 erasure code over {disks} hot disk directories on one device",
         processes=[process],
     )
 
@@ -293,7 +302,8 @@ bluestore_block_wal_create = false
 osd_memory_target = 2147483648
 
 [client.rgw.a]
-rgw_frontends = beast endpoint={host}:{port}
+# tcp_nodelay: beast's default Nagle stalls small GETs on the client's delayed ACK (40 ms)
+rgw_frontends = beast endpoint={host}:{port} tcp_nodelay=1
 rgw_data = {data}/rgw/$cluster-$id
 # radosgw defaults to 'secure', which cannot work with cephx off
 ms_mon_client_mode = crc secure
@@ -306,7 +316,8 @@ debug_rgw = 0/0
         access_key="STRATUMBENCHRGWKEY01",
         secret_key="stratum-bench-rgw-secret-0000000000000001",
         version=_radosgw_version(),
-        setup="Ceph: 1 mon, 1 BlueStore OSD (sparse file), radosgw beast; pools of size 1",
+        setup="Ceph: 1 mon, 1 BlueStore OSD (sparse file), radosgw beast (tcp_nodelay=1); "
+        "pools of size 1",
     )
 
     def ceph(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -1,24 +1,28 @@
-"""The workloads, run the same way against every server with boto3.
+"""The workloads, run the same way against every server.
 
-Every client thread has its own boto3 client (path-style, no retries, checksums only where
-S3 requires them, so the client does no work the benchmark does not ask for) and all threads
-start together behind a barrier. A request's latency runs from the call to the last byte of
-the response body. Every GET body is checked against the MD5 of what was PUT, after the clock
-stopped, so the check does not count against the server.
+Requests come from ``bench.loadgen``: one asyncio event loop (uvloop) in this process, one
+HTTP/1.1 keep-alive connection per simulated client, every request signed with SigV4, so
+the client costs a small fraction of what the server spends (boto3 threads cost more than
+the servers and set the pace on a small machine). All clients start together. A request's
+latency runs from the moment it is written to the last byte of the response body. Every
+GET body is compared with the bytes that were PUT as it arrives (a memcmp per piece).
 
-Throughput (ops/s, MB/s) is the sum over threads of what each thread moved divided by the
-time it spent inside requests; with one thread that is plain ops / time. ``wall_*`` in the
-JSON is the same over the wall clock of the whole run, checks included.
+LIST requests, rare and heavy, still go through boto3 (one client, in this thread): their
+latency is the wire time, and the run also keeps the time including boto3's parsing.
+
+Throughput (ops/s, MB/s) is the sum over clients of what each moved divided by the time it
+spent inside requests; with one client that is plain ops / time. ``wall_*`` in the JSON is
+the same over the wall clock of the whole run.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import dataclasses
 import itertools
 import os
 import random
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,16 +31,19 @@ from typing import Any
 import boto3
 from botocore.config import Config as BotoConfig
 
+from bench.loadgen import EMPTY, Body, Connection, Payloads, new_loop
 from bench.procstat import RssSampler, machine_busy_seconds
 from bench.servers import Server
+from bench.signer import Signer
 
 KiB = 1024
 MiB = 1024 * KiB
 
 
 def make_client(server: Server) -> Any:
-    """A client of its own for one thread; ``client.bench_stamps`` times its last request
-    from the moment it is sent to the moment its response body is in (before parsing)."""
+    """A boto3 client for the requests that are not timed and for LIST;
+    ``client.bench_stamps`` times its last request from the moment it is sent to the moment
+    its response body is in (before parsing)."""
     session = boto3.session.Session()
     client = session.client(
         "s3",
@@ -75,22 +82,20 @@ def make_client(server: Server) -> Any:
 class Put:
     bucket: str
     key: str
-    body: bytes
+    body: Body
 
-    def __call__(self, client: Any) -> tuple[int, bytes | None, float | None]:
-        client.put_object(Bucket=self.bucket, Key=self.key, Body=self.body)
-        return len(self.body), None, None
+    async def __call__(self, conn: Connection) -> int:
+        return await conn.put(self.bucket, self.key, self.body)
 
 
 @dataclass(frozen=True)
 class Get:
     bucket: str
     key: str
-    md5: bytes
+    body: Body  # what was PUT: the response must be these bytes
 
-    def __call__(self, client: Any) -> tuple[int, bytes | None, float | None]:
-        body = client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
-        return len(body), body, None
+    async def __call__(self, conn: Connection) -> int:
+        return await conn.get(self.bucket, self.key, self.body)
 
 
 @dataclass(frozen=True)
@@ -99,24 +104,27 @@ class List:
     prefix: str
     expect: int
 
-    def __call__(self, client: Any) -> tuple[int, bytes | None, float | None]:
-        """Its latency is the wire time: botocore's XML parsing of 1,000 entries (tens of ms
-        of client CPU, the same for every server) is left out; the run keeps both."""
+    def __call__(self, client: Any) -> tuple[float, float]:
+        """(wire time, time including boto3's parsing): botocore's XML parsing of 1,000
+        entries (tens of ms of client CPU, the same for every server) is left out of the
+        first."""
+        start = time.perf_counter()
         page = client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1000)
+        elapsed = time.perf_counter() - start
         if page.get("KeyCount", 0) != self.expect:
             raise AssertionError(f"LIST {self.prefix}: {page.get('KeyCount')} != {self.expect}")
         stamps = client.bench_stamps
-        return 0, None, stamps["received"] - stamps["sent"]
+        return stamps["received"] - stamps["sent"], elapsed
 
 
-Op = Put | Get | List
+Op = Put | Get
 
 
 # ---------------------------------------------------------------------------- running
 
 
 @dataclass
-class ThreadStats:
+class ClientStats:
     ops: int = 0
     nbytes: int = 0
     busy: float = 0.0
@@ -146,7 +154,7 @@ class Run:
     rss_peak: int
     rss_mean: float
     server_cpu_s: float
-    client_cpu_s: float = 0.0  # this benchmark process (boto3 threads), over the run
+    client_cpu_s: float = 0.0  # the load generator's thread (all clients), over the run
     others_cpu: float = 0.0  # share of all cores other processes used during the run
     e2e_p50_ms: float = 0.0  # LIST: including the client's parsing of the response
     e2e_p99_ms: float = 0.0
@@ -163,45 +171,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def run_ops(server: Server, clients: list[Any], plans: list[list[Op]]) -> Run:
-    """Run ``plans[i]`` on thread i with ``clients[i]``, all starting together."""
-    barrier = threading.Barrier(len(plans) + 1)
-    stats = [ThreadStats() for _ in plans]
+def measured(server: Server, drive: Callable[[], list[ClientStats]]) -> Run:
+    """Run ``drive`` (which makes the requests and returns per-client stats) while the
+    server's RSS and CPU, this thread's CPU and the whole machine's are recorded.
 
-    def worker(index: int) -> None:
-        client, mine, plan = clients[index], stats[index], plans[index]
-        barrier.wait()
-        for op in plan:
-            start = time.perf_counter()
-            try:
-                nbytes, body, wire = op(client)
-            except Exception as exc:  # a failed request is a result, not a crash
-                mine.busy += time.perf_counter() - start
-                mine.fail(f"{type(op).__name__} {getattr(op, 'key', '')}: {exc!r}")
-                continue
-            elapsed = time.perf_counter() - start
-            mine.busy += elapsed
-            mine.latencies.append(elapsed if wire is None else wire)
-            mine.e2e.append(elapsed)
-            mine.ops += 1
-            mine.nbytes += nbytes
-            if isinstance(op, Get) and hashlib.md5(body or b"").digest() != op.md5:
-                mine.fail(f"GET {op.key}: body differs from what was PUT (md5)")
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(plans))]
-    for thread in threads:
-        thread.start()
+    The client's CPU is this thread's (user + system: the event loop with every client),
+    not the RSS sampler's, whose cost grows with time rather than with requests; the rest
+    of this process counts with neither the client nor the others."""
     sampler = RssSampler(server.pids).start()
-    busy_before, cpu_before = machine_busy_seconds(), time.process_time()
-    barrier.wait()
+    busy_before, process_before = machine_busy_seconds(), time.process_time()
+    cpu_before = time.thread_time()
     start = time.perf_counter()
-    for thread in threads:
-        thread.join()
+    stats = drive()
     wall = time.perf_counter() - start
+    client_cpu = time.thread_time() - cpu_before
     sampler.stop()
-    client_cpu = time.process_time() - cpu_before
+    ours = time.process_time() - process_before
     busy = machine_busy_seconds() - busy_before
-    others = max(0.0, busy - client_cpu - sampler.cpu) / (wall * (os.cpu_count() or 1))
+    others = max(0.0, busy - ours - sampler.cpu) / (wall * (os.cpu_count() or 1))
     others = min(1.0, others)  # the counters are read at slightly different moments
     latencies = [x for s in stats for x in s.latencies]
     e2e = [x for s in stats for x in s.e2e]
@@ -230,6 +217,76 @@ def run_ops(server: Server, clients: list[Any], plans: list[list[Op]]) -> Run:
     )
 
 
+class Clients:
+    """The simulated clients: connections to one server, on this process's event loop."""
+
+    def __init__(self, server: Server, count: int = 16) -> None:
+        self.loop = new_loop()
+        signer = Signer(server.access_key, server.secret_key)
+        self.conns = [Connection(server.endpoint, signer) for _ in range(count)]
+
+    def run(self, plans: list[list[Op]]) -> list[ClientStats]:
+        """Run ``plans[i]`` on connection i, all starting together (once connected)."""
+        return self.loop.run_until_complete(self._run(plans))
+
+    async def _run(self, plans: list[list[Op]]) -> list[ClientStats]:
+        conns = self.conns[: len(plans)]
+        await asyncio.gather(*(conn.connect() for conn in conns))
+        stats = [ClientStats() for _ in plans]
+        await asyncio.gather(*(_drive(*job) for job in zip(conns, plans, stats, strict=True)))
+        return stats
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        self.loop.run_until_complete(asyncio.sleep(0))  # let the transports close
+        self.loop.close()
+
+
+async def _drive(conn: Connection, plan: list[Op], mine: ClientStats) -> None:
+    clock = time.perf_counter
+    for op in plan:
+        start = clock()
+        try:
+            nbytes = await op(conn)
+        except Exception as exc:  # a failed request is a result, not a crash
+            mine.busy += clock() - start
+            mine.fail(f"{type(op).__name__} {op.key}: {exc!r}")
+            continue
+        elapsed = clock() - start
+        mine.busy += elapsed
+        mine.latencies.append(elapsed)
+        mine.ops += 1
+        mine.nbytes += nbytes
+    mine.e2e = mine.latencies
+
+
+def run_ops(server: Server, clients: Clients, plans: list[list[Op]]) -> Run:
+    return measured(server, lambda: clients.run(plans))
+
+
+def run_lists(server: Server, client: Any, ops: list[List]) -> Run:
+    """LIST requests one after the other through boto3 (see ``List``)."""
+
+    def drive() -> list[ClientStats]:
+        mine = ClientStats()
+        for op in ops:
+            start = time.perf_counter()
+            try:
+                wire, elapsed = op(client)
+            except Exception as exc:
+                mine.busy += time.perf_counter() - start
+                mine.fail(f"LIST {op.prefix}: {exc!r}")
+                continue
+            mine.busy += elapsed
+            mine.latencies.append(wire)
+            mine.e2e.append(elapsed)
+            mine.ops += 1
+        return [mine]
+
+    return measured(server, drive)
+
+
 def idle(server: Server, seconds: float) -> Run:
     """The server with nothing to do: only RSS and CPU are of interest."""
     sampler = RssSampler(server.pids).start()
@@ -238,39 +295,9 @@ def idle(server: Server, seconds: float) -> Run:
     return Run(0, 0, seconds, 0, 0, 0, 0, 0, 0, 0, "", sampler.peak, sampler.mean, sampler.cpu)
 
 
-# ---------------------------------------------------------------------------- payloads
-
-
-class Payloads:
-    """Object bodies of one size, all different, and the MD5 of each.
-
-    Small bodies are random throughout; large ones share one random block and end in 16
-    bytes of their own, so making them costs a copy and their MD5 a 16-byte update.
-    """
-
-    TAG = 16
-
-    def __init__(self, size: int, seed: int = 8) -> None:
-        self.size = size
-        self.rng = random.Random(seed)
-        self.large = size > 64 * KiB
-        if self.large:
-            self.base = self.rng.randbytes(size - self.TAG)
-            self.base_md5 = hashlib.md5(self.base)
-
-    def make(self) -> tuple[bytes, bytes]:
-        if not self.large:
-            body = self.rng.randbytes(self.size)
-            return body, hashlib.md5(body).digest()
-        tag = os.urandom(self.TAG)
-        digest = self.base_md5.copy()
-        digest.update(tag)
-        return self.base + tag, digest.digest()
-
-
-def split(items: list[Op], threads: int) -> list[list[Op]]:
-    """Round-robin ``items`` over ``threads`` plans."""
-    return [items[i::threads] for i in range(threads)]
+def split(items: list[Op], clients: int) -> list[list[Op]]:
+    """Round-robin ``items`` over ``clients`` plans."""
+    return [items[i::clients] for i in range(clients)]
 
 
 def delete_keys(server: Server, client: Any, bucket: str, keys: list[str]) -> None:
@@ -382,12 +409,16 @@ class Suite:
         self.progress = progress
         self.results = results
         self.hook = hook
-        self.clients = [make_client(server) for _ in range(16)]
-        self.admin = self.clients[0]
+        self.admin = make_client(server)
+        self.clients = Clients(server, 16)
         self.bucket = "bench"
-        self.md5s: dict[str, bytes] = {}  # key -> MD5 of the body PUT
+        self.bodies: dict[str, Body] = {}  # key -> what was PUT
         self.round_no = 0
         self._seq = itertools.count()
+
+    def close(self) -> None:
+        self.clients.close()
+        self.admin.close()
 
     def _key(self, prefix: str) -> str:
         return f"{prefix}/{next(self._seq):08d}"
@@ -397,10 +428,13 @@ class Suite:
         workload.note = note or workload.note
         return workload
 
-    def _measure(self, workload: Workload, plan: list[list[Op]]) -> None:
+    def _measure(self, workload: Workload, plan: list[list[Op]] | list[List]) -> None:
         stop = self.hook(workload.id, self.server)
         try:
-            run = run_ops(self.server, self.clients, plan)
+            if workload.kind == "list":
+                run = run_lists(self.server, self.admin, plan)  # type: ignore[arg-type]
+            else:
+                run = run_ops(self.server, self.clients, plan)  # type: ignore[arg-type]
         finally:
             stop()
         workload.runs.append(run)
@@ -410,10 +444,11 @@ class Suite:
             else f"{run.ops_per_s:8.0f} ops/s"
         )
         err = f"  {run.errors} ERRORS: {run.first_error}" if run.errors else ""
+        client = run.client_cpu_s / run.ops * 1000 if run.ops else 0.0
         self.progress(
             f"  {workload.id:<18} run {len(workload.runs)}: {shown}  p50 {run.p50_ms:7.2f} ms  "
             f"p99 {run.p99_ms:7.2f} ms  RSS {run.rss_peak / MiB:5.0f} MiB  "
-            f"others {run.others_cpu:4.0%} CPU{err}"
+            f"client {client:.3f} ms/op  others {run.others_cpu:4.0%} CPU{err}"
         )
 
     # -- the steps, in the order ``round()`` takes them
@@ -441,32 +476,45 @@ class Suite:
         workload.runs.append(idle(self.server, self.sizes.idle_seconds))
         self.progress(f"  {wid:<18} RSS {workload.runs[-1].rss_peak / MiB:.0f} MiB")
 
-    def puts(self, size: int, clients: int, count: int, name: str) -> list[str]:
-        """One PUT run of ``count`` new objects; returns their keys."""
+    def puts(
+        self, size: int, clients: int, count: int, name: str, workers: int | None = None
+    ) -> list[str]:
+        """One PUT run of ``count`` new objects; returns their keys. With ``workers``, the
+        run is one of the scaling workload's (the server runs with that many workers)."""
         payloads = Payloads(size, seed=self.round_no)
         written: list[str] = []
         ops: list[Op] = []
         for _ in range(count):
-            body, md5 = payloads.make()
             key = self._key(f"{name}-c{clients}")
-            self.md5s[key] = md5
+            self.bodies[key] = body = payloads.make()
             written.append(key)
             ops.append(Put(self.bucket, key, body))
-        title = f"{_size(size)} PUT, {clients} client{'s' if clients > 1 else ''}"
+        wid, title = _names("put", size, clients, name, workers)
         kind = "ops" if size < MiB else "bytes"
-        self._measure(self._workload(f"put_{name}_c{clients}", title, kind), split(ops, clients))
+        self._measure(self._workload(wid, title, kind), split(ops, clients))
         return written
 
-    def puts_then_gets(self, size: int, clients: int, count: int, name: str) -> list[str]:
+    def puts_then_gets(
+        self, size: int, clients: int, count: int, name: str, workers: int | None = None
+    ) -> list[str]:
         """A PUT run, then a GET run of the same objects in another order."""
-        written = self.puts(size, clients, count, name)
+        written = self.puts(size, clients, count, name, workers)
         keys = list(written)
         random.Random(self.round_no).shuffle(keys)
-        plan = split([Get(self.bucket, k, self.md5s[k]) for k in keys], clients)
-        title = f"{_size(size)} GET, {clients} client{'s' if clients > 1 else ''}"
+        plan = split([Get(self.bucket, k, self.bodies[k]) for k in keys], clients)
+        wid, title = _names("get", size, clients, name, workers)
         kind = "ops" if size < MiB else "bytes"
-        self._measure(self._workload(f"get_{name}_c{clients}", title, kind), plan)
+        self._measure(self._workload(wid, title, kind), plan)
         return written
+
+    def scaling(self, number: int, workers: int) -> None:
+        """Run ``number`` of the scaling workload: 4 KiB PUT, then GET, 16 clients, on a
+        server started with ``server.workers = workers`` (Stratum only)."""
+        self.round_no = number
+        self.admin.create_bucket(Bucket=self.bucket)
+        time.sleep(0.5)
+        keys = self.puts_then_gets(4 * KiB, 16, self.sizes.small_c16, "4k", workers)
+        delete_keys(self.server, self.admin, self.bucket, keys)
 
     def mixed(self, existing: list[str]) -> None:
         """80 % GETs of existing 4 KiB objects, 20 % PUTs of new ones, 16 clients."""
@@ -477,10 +525,10 @@ class Suite:
         for _ in range(self.sizes.mixed):
             if rng.random() < 0.8:
                 key = rng.choice(existing)
-                ops.append(Get(self.bucket, key, self.md5s[key]))
+                ops.append(Get(self.bucket, key, self.bodies[key]))
             else:
-                body, _md5 = payloads.make()
                 key = self._key("mix")
+                self.bodies[key] = body = payloads.make()
                 new.append(key)
                 ops.append(Put(self.bucket, key, body))
         workload = self._workload("mixed_4k_c16", "4 KiB 80/20 GET/PUT, 16 clients", "ops")
@@ -498,38 +546,33 @@ class Suite:
         taken = [0] * 16
         errors: list[str] = []
 
-        def fill(index: int) -> None:
-            client = self.clients[index]
+        async def put_keys(index: int) -> None:
+            conn = self.clients.conns[index]
             while time.monotonic() < deadline:
                 i = next(counter)  # keys in order, so every directory but the last is whole
                 if i >= target:
                     return
                 try:
-                    client.put_object(Bucket=bucket, Key=f"d{i // 1000:04d}/o{i % 1000:04d}")
+                    await conn.put(bucket, f"d{i // 1000:04d}/o{i % 1000:04d}", EMPTY)
                 except Exception as exc:
                     errors.append(repr(exc))
                 taken[index] = max(taken[index], i + 1)
 
-        started, cpu, busy = time.perf_counter(), time.process_time(), machine_busy_seconds()
-        sampler = RssSampler(self.server.pids).start()
-        threads = [threading.Thread(target=fill, args=(n,)) for n in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        sampler.stop()
-        elapsed = time.perf_counter() - started
-        cpu = time.process_time() - cpu
-        busy = machine_busy_seconds() - busy
-        others = max(0.0, busy - cpu - sampler.cpu) / (elapsed * (os.cpu_count() or 1))
-        filled = max(taken)
+        async def fill_all() -> None:
+            await asyncio.gather(*(put_keys(n) for n in range(16)))
+
+        def drive() -> list[ClientStats]:
+            self.clients.loop.run_until_complete(fill_all())
+            stats = ClientStats(ops=max(taken))
+            for error in errors:
+                stats.fail(error)
+            return [stats]
+
+        run = measured(self.server, drive)
+        filled, elapsed = run.ops, run.wall
         rate = filled / elapsed if elapsed else 0.0
         fill = self._workload("list_fill", "fill: PUT of empty objects, 16 clients", "ops")
-        fill.runs.append(
-            Run(filled, 0, elapsed, rate, 0, rate, 0, 0, 0, len(errors),
-                errors[0] if errors else "", sampler.peak, sampler.mean, sampler.cpu, cpu,
-                min(1.0, others))
-        )  # fmt: skip
+        fill.runs.append(dataclasses.replace(run, ops_per_s=rate, wall_ops_per_s=rate))
         fill.note = f"{filled:,} keys in {elapsed:.0f} s"
         self.progress(f"  list_fill          {filled:,} keys in {elapsed:.0f} s ({rate:.0f}/s)")
         full_dirs = filled // 1000
@@ -549,10 +592,25 @@ class Suite:
         for repeat in range(repeats):
             rng = random.Random(2000 + repeat)
             dirs = [rng.randrange(full_dirs) for _ in range(count)]
-            self._measure(workload, [[List(bucket, f"d{d:04d}/", 1000) for d in dirs]])
+            self._measure(workload, [List(bucket, f"d{d:04d}/", 1000) for d in dirs])
         time.sleep(1)
         self.idle("idle_end", "idle RSS after the LIST runs (the LIST bucket kept)")
 
 
 def _size(size: int) -> str:
     return f"{size // MiB} MiB" if size >= MiB else f"{size // KiB} KiB"
+
+
+def _names(op: str, size: int, clients: int, name: str, workers: int | None) -> tuple[str, str]:
+    """A workload's id and title: ``put_4k_c16``, ``4 KiB PUT, 16 clients``; a scaling run's
+    ``scale_put_4k_c16_w2``, ``... (server.workers = 2)``."""
+    wid = f"{op}_{name}_c{clients}"
+    title = f"{_size(size)} {op.upper()}, {clients} client{'s' if clients > 1 else ''}"
+    if workers is None:
+        return wid, title
+    return f"scale_{wid}_w{workers}", f"{title} (server.workers = {workers})"
+
+
+def scaling_ids(workers: int) -> list[tuple[str, str]]:
+    """The (id, title) of the scaling workload's PUT and GET rows for ``workers``."""
+    return [_names(op, 4 * KiB, 16, "4k", workers) for op in ("put", "get")]
