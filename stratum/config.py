@@ -422,7 +422,11 @@ class ServerConfig:
     access_log: bool = field(metadata=_key(True, BOOL, "Log one line per S3 request."))
     workers: int = field(
         metadata=_key(
-            1, INT, "Number of server worker processes; 0 = one per CPU core.", _between(0, 1024)
+            0,
+            INT,
+            "Server processes sharing the port and the data (each uses one core for its "
+            "Python code); 0 = one per CPU core, up to 4.",
+            _between(0, 1024),
         )
     )
 

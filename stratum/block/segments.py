@@ -30,9 +30,15 @@ Deletes only count dead bytes per segment (:meth:`SegmentStore.dead_bytes`); spa
 when a segment is compacted: copy its live records elsewhere, commit the new locations, unlink
 the file (not implemented yet: the metadata layer must say which records are live).
 
-One process owns a data directory: :meth:`SegmentStore.start` takes an exclusive ``flock`` on
-``<disk>/seg/.lock`` and fails if another process holds it. Sharing a disk between worker
-processes would need one writer process per disk or cross-process locking of the append offset.
+Processes: normally one process owns a data directory: :meth:`SegmentStore.start` takes an
+exclusive ``flock`` on ``<disk>/seg/.lock`` and fails if another process holds it. Several
+server worker processes share the disks this way: the first (the primary) starts exclusive, cuts
+torn tails, then :meth:`SegmentStore.share` turns its lock into a shared one; the others start
+with ``shared=True``: a shared lock, no tail cutting, and no appending to any segment they did
+not create themselves. Segment files are created with ``O_EXCL``, so two processes never pick
+the same number, and each process appends only to its own files: no append offset is shared.
+An offline tool (recovery, offline scrub) still needs the exclusive lock, so it cannot run
+while any server process holds the disk.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import math
 import os
 import queue
 import threading
+import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -86,6 +93,7 @@ DEFAULT_SEGMENT_SIZE = 64 << 20
 MAX_BATCH_WRITES = 4096  # bounds the latency one batch adds to the puts queued behind it
 MAX_BATCH_BYTES = 32 << 20
 PROBE_EVERY = 64  # puts between attempts on a disk whose last write failed
+LOCK_WAIT = 5.0  # seconds start() waits for another process to let go of a disk
 
 
 DamageCallback = Callable[[SegLocation, Replica, str], None]
@@ -138,8 +146,10 @@ class _DiskWriter(threading.Thread):
         lanes: int,
         segment_size: int,
         on_orphan: Callable[[Replica, int], None],
+        shared: bool = False,
     ) -> None:
         super().__init__(name=f"seg-writer-{disk.disk_id[:8]}", daemon=True)
+        self.shared = shared
         self.disk = disk
         self.seg_dir = disk.seg_dir
         self.queue: queue.Queue[_Write | None] = queue.Queue()
@@ -165,14 +175,24 @@ class _DiskWriter(threading.Thread):
             log.error("segment directory %s is unusable: %s", self.seg_dir, exc)
             self.failures = 1
             return
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise DiskWriteError(f"{lock_path} is locked by another process: {exc}") from exc
+        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, mode | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                # The processes of a server that was just killed take a moment to go.
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                os.close(self._lock_fd)
+                self._lock_fd = None
+                raise DiskWriteError(f"{lock_path} is locked by another process: {exc}") from exc
         numbers = list_segments(self.seg_dir)
         self._next_segment = numbers[-1] + 1 if numbers else 1
+        if self.shared:
+            return  # other processes append to the existing segments: start new ones
         # Any segment may be appended to; the newest ones are where a crash can have left a
         # torn tail worth cutting. Older torn tails are harmless: scans and reads skip them.
         for number in reversed(numbers[-len(self._lanes) :]):
@@ -190,6 +210,12 @@ class _DiskWriter(threading.Thread):
         if cut_off:
             log.warning("cut a torn tail of %d bytes off %s", cut_off, path)
         return end
+
+    def share(self) -> None:
+        """Let other server processes lock the disk shared too (see the module docstring)."""
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        self.shared = True
 
     def release(self) -> None:
         for lane in self._lanes:
@@ -460,6 +486,7 @@ class SegmentStore:
         executor: Executor,
         segment_size: int = DEFAULT_SEGMENT_SIZE,
         on_damage: DamageCallback | None = None,
+        shared: bool = False,
     ) -> None:
         if copies < 1:
             raise ValueError(f"copies must be at least 1, got {copies}")
@@ -476,7 +503,7 @@ class SegmentStore:
         self._on_damage = on_damage
         # Replicas one disk takes in normal placement: 1 with enough disks, more otherwise.
         self._spread = math.ceil(copies / len(disks))
-        self._writers = [_DiskWriter(d, copies, segment_size, self._orphan) for d in disks]
+        self._writers = [_DiskWriter(d, copies, segment_size, self._orphan, shared) for d in disks]
         self._by_id = {w.disk.disk_id: w for w in self._writers}
         self._dead: Counter[tuple[str, int]] = Counter()
         self._rr = 0
@@ -505,6 +532,11 @@ class SegmentStore:
         for writer in self._writers:
             writer.start()
         self._state = "running"
+
+    def share(self) -> None:
+        """After :meth:`start`: let other server processes open these disks ``shared``."""
+        for writer in self._writers:
+            writer.share()
 
     async def close(self) -> None:
         """Finish every queued write, stop the writer threads, release the disks."""

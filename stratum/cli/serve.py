@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -19,14 +23,23 @@ from aiohttp import web
 from stratum import __version__
 from stratum.block.disk import DiskError
 from stratum.cli.admin import SERVER_FILE
+from stratum.cli.workers import (
+    STOP_TIMEOUT,
+    Role,
+    answer_flush,
+    flush_workers,
+    spawn,
+    worker_count,
+)
 from stratum.config import Config, ConfigError
 from stratum.meta.store import MetaError
-from stratum.model.node import Node
+from stratum.model.node import RUN_DIR, Node
 from stratum.model.users import ROOT_FILE, load_root_credentials
 from stratum.s3.admin import AdminApi
 from stratum.s3.context import ApiSettings
+from stratum.s3.forward import PrimaryForwarder, metrics_file, read_peer_metrics, write_metrics
 from stratum.s3.observe import Observer
-from stratum.s3.server import S3Server, make_app
+from stratum.s3.server import AdminHandler, S3Server, make_app
 
 log = logging.getLogger("stratum")
 
@@ -77,17 +90,31 @@ def sd_notify(message: str) -> None:
 
 
 def serve(config: Config, reload: Callable[[], Config] | None = None) -> int:
-    """Serve until stopped; ``reload`` reads the configuration again (SIGHUP)."""
+    """Serve until stopped; ``reload`` reads the configuration again (SIGHUP).
+
+    With ``server.workers`` above 1 this forks the worker processes first
+    (:mod:`stratum.cli.workers`); every process returns from here with its own exit code.
+    """
     setup_logging(config)
-    if config.server.workers != 1:
-        # Several processes sharing the port and LMDB come with the performance work; until
-        # then say so rather than silently serving with one.
-        print("stratum: server.workers other than 1 is not supported yet", file=sys.stderr)
-        return 2
+    count = worker_count(config.server.workers)
     try:
-        node = Node.open(config)
+        run_dir = config.storage.data_dir / RUN_DIR
+        role = spawn(config.server.host, config.server.port, count, run_dir)
+    except OSError as exc:
+        print(f"stratum: cannot listen on {config.server.listen}: {exc}", file=sys.stderr)
+        return 1
+    if not role.primary and not role.wait_for_primary():
+        return 1  # the primary could not start; it says why
+    try:
+        node = Node.open(config, worker=not role.primary)
+        if role.primary and role.shared:
+            node.share()
+        elif not role.primary:
+            node.join(role.index)
     except (DiskError, MetaError, OSError) as exc:
         print(f"stratum: cannot start: {exc}", file=sys.stderr)
+        if role.primary:
+            _abandon_workers(role)
         return 1
     try:
         import uvloop
@@ -96,42 +123,167 @@ def serve(config: Config, reload: Callable[[], Config] | None = None) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency, but keep serving
         runner = asyncio.run
     try:
-        runner(_serve(node, reload))
+        code: int = runner(_serve(node, reload, role))
     finally:
         node.close()
-    return 0
+    return code
 
 
-async def _serve(node: Node, reload: Callable[[], Config] | None) -> None:
+def _abandon_workers(role: Role) -> None:
+    """The primary failed before its workers started: closing their pipes ends them."""
+    for fd in role.go:
+        os.close(fd)
+    role.go = []
+    for pid in role.children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) -> int:
     config = node.config
-    await node.start()
+    await node.start(background=role.primary)
     settings = ApiSettings(
         region=config.server.region,
         domain=config.server.domain,
         access_log=config.server.access_log,
     )
-    admin = AdminApi(
-        node.maintenance, node.users, config.server.region, node.clock, tiering=node.tiering
-    )
     observer = Observer(node.meta, node.tiers, node.maintenance, domain=config.server.domain)
+    admin: AdminHandler
+    forwarder: PrimaryForwarder | None = None
+    if role.primary:
+        admin = AdminApi(
+            node.maintenance, node.users, config.server.region, node.clock, tiering=node.tiering
+        )
+        if role.shared:
+            _clear_metrics(role.run_dir)
+
+            async def peer_metrics() -> list[dict[str, Any]]:
+                await flush_workers(role)  # they publish their counters as they flush
+                return await loop.run_in_executor(None, read_peer_metrics, role.run_dir)
+
+            observer.peers = peer_metrics
+    else:
+        admin = forwarder = PrimaryForwarder(role.private_port)
+        observer.forward = forwarder.handle
+        parent = os.getppid()
+        node.service.on_pinned = functools.partial(os.kill, parent, signal.SIGUSR1)
     server = S3Server(
         node.service, node.multipart, node.users, settings, node.clock, admin, observer
     )
     app = make_app(server)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=30)
     await runner.setup()
-    host, port = config.server.host, config.server.port
-    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
-    await site.start()
+    if not role.primary:
+        role.bind_worker_socket()
+    for sock in role.sockets:
+        await web.SockSite(runner, sock, backlog=1024).start()
     observer.serving = True
-    bound = _bound_port(site) or port
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    background: set[asyncio.Task[None]] = set()  # tasks signal handlers start
+    exit_code = 0
+    server_file = config.storage.data_dir / SERVER_FILE
+    if role.primary:
+        _announce(node, role)
+        server_file.write_text(json.dumps({"endpoint": _endpoint(role), "pid": os.getpid()}))
+
+        def worker_ended(pid: int, status: int) -> None:
+            nonlocal exit_code
+            if not stop.is_set():
+                log.error(
+                    "worker process %d ended (%s): stopping the server",
+                    pid,
+                    _describe_status(status),
+                )
+                exit_code = 1
+                stop.set()
+
+        watchers = role.watch_children(
+            lambda pid, status: loop.call_soon_threadsafe(worker_ended, pid, status)
+        )
+        loop.add_signal_handler(signal.SIGUSR1, node.tiering.nudge)
+        node.service.flush_peers = functools.partial(flush_workers, role)
+        role.release_workers()
+    else:
+
+        async def flush_and_publish() -> None:
+            await node.service.flush_access()
+            path = metrics_file(role.run_dir, role.index)
+            await loop.run_in_executor(None, write_metrics, path, observer.requests.snapshot())
+
+        flush = functools.partial(answer_flush, role, flush_and_publish)
+
+        def flush_now() -> None:
+            task = loop.create_task(flush())
+            background.add(task)
+            task.add_done_callback(background.discard)
+
+        loop.add_signal_handler(signal.SIGUSR2, flush_now)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_config, node, server, reload, role)
+    if role.primary:
+        sd_notify("READY=1\nSTATUS=serving")
+    await stop.wait()
+    observer.serving = False  # /health/ready: 503 while requests in flight finish
+    if role.primary:
+        sd_notify("STOPPING=1")
+        role.signal_children(signal.SIGTERM)
+        log.info("shutting down: finishing requests in flight")
+    await runner.cleanup()
+    if role.primary and role.children:
+        await _reap(role, watchers)
+    if forwarder is not None:
+        await forwarder.close()
+    await node.stop()
+    if role.primary:
+        server_file.unlink(missing_ok=True)
+    return exit_code
+
+
+async def _reap(role: Role, watchers: list[threading.Thread]) -> None:
+    """Wait for the workers to finish their requests; kill those that take too long."""
+    loop = asyncio.get_running_loop()
+
+    def join_all(timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        for thread in watchers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in watchers)
+
+    if not await loop.run_in_executor(None, join_all, STOP_TIMEOUT):
+        log.error("workers still running after %.0f s: killing them", STOP_TIMEOUT)
+        role.signal_children(signal.SIGKILL)
+        await loop.run_in_executor(None, join_all, 5.0)
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
+def _clear_metrics(run_dir: Path) -> None:
+    for old in run_dir.glob("metrics-*"):
+        old.unlink(missing_ok=True)
+
+
+def _endpoint(role: Role) -> str:
+    host, port = role.address
     shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     if ":" in shown:
         shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def _announce(node: Node, role: Role) -> None:
+    config = node.config
     user = node.root.user
+    processes = f" ({role.count} processes)" if role.shared else ""
     print(
-        f"Stratum {__version__} serving S3 at http://{shown}:{bound} "
-        f"region {config.server.region} access key {user.access_key}",
+        f"Stratum {__version__} serving S3 at {_endpoint(role)} "
+        f"region {config.server.region} access key {user.access_key}{processes}",
         flush=True,
     )
     if node.root.generated:
@@ -140,22 +292,6 @@ async def _serve(node: Node, reload: Callable[[], Config] | None) -> None:
             f"{config.storage.data_dir / ROOT_FILE}): {user.secret_key}",
             flush=True,
         )
-    server_file = config.storage.data_dir / SERVER_FILE
-    server_file.write_text(json.dumps({"endpoint": f"http://{shown}:{bound}", "pid": os.getpid()}))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, reload_config, node, server, reload)
-    sd_notify("READY=1\nSTATUS=serving")
-    await stop.wait()
-    observer.serving = False  # /health/ready: 503 while requests in flight finish
-    sd_notify("STOPPING=1")
-    log.info("shutting down: finishing requests in flight")
-    await runner.cleanup()
-    await node.stop()
-    server_file.unlink(missing_ok=True)
 
 
 # What SIGHUP applies to a running server; any other change is logged as needing a restart.
@@ -172,44 +308,53 @@ LIVE_KEYS = frozenset(
 )
 
 
-def reload_config(node: Node, server: S3Server, load: Callable[[], Config]) -> None:
-    """Re-read the configuration and apply what can change live."""
+def reload_config(
+    node: Node, server: S3Server, load: Callable[[], Config], role: Role | None = None
+) -> None:
+    """Re-read the configuration and apply what can change live (in every process)."""
+    if role is not None and not role.primary:
+        _reload(node, server, load)
+        return
     now_us = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     sd_notify(f"RELOADING=1\nMONOTONIC_USEC={now_us}\nSTATUS=reloading")
     try:
-        try:
-            new = load()
-        except ConfigError as exc:
-            log.error("reload refused, the configuration in use is unchanged: %s", exc)
-            return
-        old = node.config
-        before, after = _flat(old), _flat(new)
-        changed = sorted(k for k in after if after[k] != before.get(k))
-        live = [k for k in changed if k in LIVE_KEYS]
-        restart = [k for k in changed if k not in LIVE_KEYS]
-        if new.server.log_format != old.server.log_format:
-            setup_logging(new)
-        server.settings = dataclasses.replace(server.settings, access_log=new.server.access_log)
-        if "server.access_key" in changed or "server.secret_key" in changed:
-            node.root = load_root_credentials(
-                new.storage.data_dir, new.server.access_key, new.server.secret_key
-            )
-            node.users.root = node.root.user
-        node.maintenance.interval = new.scrub.interval
-        node.maintenance.rate = new.scrub.rate
-        live_server = {k.partition(".")[2] for k in LIVE_KEYS if k.startswith("server.")}
-        node.config = dataclasses.replace(
-            old,
-            server=dataclasses.replace(
-                old.server, **{k: getattr(new.server, k) for k in live_server}
-            ),
-            scrub=new.scrub,
-        )
-        log.info("configuration reloaded: %s", ", ".join(live) or "nothing to apply")
-        if restart:
-            log.warning("changed, applied only after a restart: %s", ", ".join(restart))
+        if role is not None:
+            role.signal_children(signal.SIGHUP)
+        _reload(node, server, load)
     finally:
         sd_notify("READY=1\nSTATUS=serving")
+
+
+def _reload(node: Node, server: S3Server, load: Callable[[], Config]) -> None:
+    try:
+        new = load()
+    except ConfigError as exc:
+        log.error("reload refused, the configuration in use is unchanged: %s", exc)
+        return
+    old = node.config
+    before, after = _flat(old), _flat(new)
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    live = [k for k in changed if k in LIVE_KEYS]
+    restart = [k for k in changed if k not in LIVE_KEYS]
+    if new.server.log_format != old.server.log_format:
+        setup_logging(new)
+    server.settings = dataclasses.replace(server.settings, access_log=new.server.access_log)
+    if "server.access_key" in changed or "server.secret_key" in changed:
+        node.root = load_root_credentials(
+            new.storage.data_dir, new.server.access_key, new.server.secret_key
+        )
+        node.users.root = node.root.user
+    node.maintenance.interval = new.scrub.interval
+    node.maintenance.rate = new.scrub.rate
+    live_server = {k.partition(".")[2] for k in LIVE_KEYS if k.startswith("server.")}
+    node.config = dataclasses.replace(
+        old,
+        server=dataclasses.replace(old.server, **{k: getattr(new.server, k) for k in live_server}),
+        scrub=new.scrub,
+    )
+    log.info("configuration reloaded: %s", ", ".join(live) or "nothing to apply")
+    if restart:
+        log.warning("changed, applied only after a restart: %s", ", ".join(restart))
 
 
 def _flat(config: Config) -> dict[str, Any]:
@@ -225,11 +370,3 @@ def _flat(config: Config) -> dict[str, Any]:
 
     walk(config, "")
     return out
-
-
-def _bound_port(site: web.TCPSite) -> int | None:
-    server = site._server  # aiohttp keeps the asyncio server here
-    sockets = getattr(server, "sockets", None)
-    if not sockets:
-        return None
-    return int(sockets[0].getsockname()[1])

@@ -153,11 +153,18 @@ def retire_location(tx: Tx, gc_key: str, record: VolumeRecord) -> None:
     tx.put("gc", gc_key.encode(), record.encode())
 
 
-def pending_garbage(tx: Tx, limit: int = 256) -> list[tuple[str, VolumeRecord]]:
-    """(gc key, record) of queued garbage, oldest first."""
-    out = []
-    for k, v in tx.cursor("gc"):
-        out.append((bytes(k).decode(), VolumeRecord.decode(bytes(v))))
+def pending_garbage(tx: Tx, limit: int = 256, after: str = "") -> list[tuple[str, VolumeRecord]]:
+    """(gc key, record) of queued garbage in key order (oldest volume first), from the first
+    key past ``after``: a page of the queue."""
+    out: list[tuple[str, VolumeRecord]] = []
+    cursor = tx.cursor("gc")
+    if not cursor.set_range(after.encode()):
+        return out
+    for k, v in cursor:
+        key = bytes(k).decode()
+        if key == after:
+            continue
+        out.append((key, VolumeRecord.decode(bytes(v))))
         if len(out) >= limit:
             break
     return out

@@ -11,6 +11,11 @@ lookups that take microseconds.
 The map grows on its own: when a write hits ``MapFullError`` the writer waits
 for in-process readers to finish, doubles the map size and retries the batch.
 
+Several server processes may share the environment (``server.workers``): LMDB serialises
+their write transactions with its own lock, and a process whose map another one grew gets
+``MapResizedError`` when it begins a transaction; it then adopts the new size
+(``set_mapsize(0)``, with no transaction of its own open) and begins again.
+
 Sub-databases (all values are versioned records, see :mod:`stratum.meta.records`):
 ``buckets``, ``objects``, ``volumes``, ``users``, ``gc``, ``uploads``, ``parts``, ``info``.
 """
@@ -64,17 +69,23 @@ class _SharedExclusiveLock:
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
+        self.acquire_shared()
+        try:
+            yield
+        finally:
+            self.release_shared()
+
+    def acquire_shared(self) -> None:
         with self._cond:
             while self._exclusive:
                 self._cond.wait()
             self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+
+    def release_shared(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -147,6 +158,8 @@ class MetaStore:
             )
         except (OSError, lmdb.Error) as exc:
             raise MetaError(f"cannot open metadata store {self.path}: {exc}") from exc
+        # Reader slots left by a killed process pin old pages (the file would only grow).
+        self._env.reader_check()
         # The map may have been grown by an earlier run: start from its real size.
         self._map_size = max(self._map_size, int(self._env.info()["map_size"]))
         for name in DB_NAMES:
@@ -173,14 +186,34 @@ class MetaStore:
 
     def read(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` in a read transaction on this thread."""
-        with self._guard.shared(), self._env.begin(buffers=False) as txn:
+        with self._guard.shared(), self._begin() as txn:
             return fn(Tx(txn, self._dbs))
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[Tx]:
         """A read transaction for code that walks cursors (listing)."""
-        with self._guard.shared(), self._env.begin(buffers=False) as txn:
+        with self._guard.shared(), self._begin() as txn:
             yield Tx(txn, self._dbs)
+
+    def _begin(self, **kwargs: Any) -> Any:
+        """Begin a transaction (the caller holds the guard shared), adopting a map size
+        another process set first if need be."""
+        while True:
+            try:
+                return self._env.begin(buffers=False, **kwargs)
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+
+    def _adopt_map_size(self) -> None:
+        # Called with the guard held shared by this thread: the resize needs it exclusive,
+        # which waits for our own share to go. Hand it back for the duration.
+        self._guard.release_shared()
+        try:
+            with self._guard.exclusive():
+                self._env.set_mapsize(0)
+                self._map_size = int(self._env.info()["map_size"])
+        finally:
+            self._guard.acquire_shared()
 
     # -- writes -----------------------------------------------------------------------
 
@@ -243,7 +276,7 @@ class MetaStore:
             outcomes: list[tuple[bool, Any]] = []
             try:
                 with self._guard.shared():
-                    txn = self._env.begin(write=True)
+                    txn = self._begin(write=True)
                     try:
                         for fn, _resolve in batch:
                             sub = self._env.begin(write=True, parent=txn)
@@ -276,6 +309,10 @@ class MetaStore:
 
     def _grow(self) -> None:
         with self._guard.exclusive():
+            # Another process may have grown it already: start from the size in use.
+            with contextlib.suppress(lmdb.Error):
+                self._env.set_mapsize(0)
+                self._map_size = max(self._map_size, int(self._env.info()["map_size"]))
             self._map_size *= 2
             log.info("growing metadata map to %d MiB", self._map_size >> 20)
             self._env.set_mapsize(self._map_size)

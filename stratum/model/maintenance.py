@@ -96,18 +96,24 @@ class Maintenance:
         self.rebuilding: set[str] = set()
         self.disk_errors: dict[str, int] = {}
         self.healed = 0
+        self.scheduled = True  # False in a worker process: see start()
 
     # -- life cycle -------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, scheduled: bool = True) -> None:
+        """Heal and probe disks; ``scheduled``: also scrub on schedule and take back replaced
+        disks (one process does that when several share the disks)."""
         self._loop = asyncio.get_running_loop()
-        replaced = [d.disk_id for t in self.tiers.values() for d in t.replaced]
-        self.rebuilding.update(replaced)
+        self.scheduled = scheduled
         self._tasks = [
-            asyncio.create_task(self._scrub_forever(), name="scrub"),
             asyncio.create_task(self._heal_forever(), name="heal"),
             asyncio.create_task(self._watch_disks_forever(), name="disks"),
         ]
+        if not scheduled:
+            return
+        self._tasks.append(asyncio.create_task(self._scrub_forever(), name="scrub"))
+        replaced = [d.disk_id for t in self.tiers.values() for d in t.replaced]
+        self.rebuilding.update(replaced)
         if replaced:
             log.warning("%d disk(s) came back empty: rebuilding their shards", len(replaced))
             self._tasks.append(asyncio.create_task(self._rebuild(), name="rebuild"))
@@ -420,7 +426,8 @@ class Maintenance:
                 now = states.get(disk.disk_id, "online")
                 if before != now:
                     log.warning("disk %s (%s): %s", disk.path, disk.disk_id[:8], now)
-                if now == "offline: identity file missing" and disk.path.is_dir():
+                missing = now == "offline: identity file missing"
+                if missing and self.scheduled and disk.path.is_dir():
                     # A replaced disk mounted at the same path: give it its identity back
                     # and refill it.
                     await loop.run_in_executor(

@@ -2,6 +2,13 @@
 
 ``Node.open`` is blocking (it opens LMDB and the disks); the server calls it before
 serving and ``start``/``stop`` inside the event loop.
+
+Several server processes can share one data directory (``server.workers``, see
+:mod:`stratum.cli.workers`). The primary opens it as a single server would (it recovers:
+cuts torn segment tails, sweeps orphans) and runs every background task (garbage collection,
+scrub, tiering, multipart expiry, metadata backups, snapshots), then :meth:`Node.share` lets
+the workers in. A worker opens with ``worker=True`` and runs only what serves its own
+requests: access-signal batches, disk probes and the healing of damage its reads met.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from stratum.meta.store import MetaStore
 from stratum.model.maintenance import Maintenance
 from stratum.model.metabackup import MetaBackup
 from stratum.model.multipart import MultipartService
+from stratum.model.readers import ReadingTable, clear_tables, table_path, volumes_being_read
 from stratum.model.service import ObjectService
 from stratum.model.tiering import TierEngine
 from stratum.model.tierstore import TierLayout, TierStore
@@ -33,6 +41,11 @@ from stratum.util.clock import Clock, SystemClock
 
 log = logging.getLogger("stratum.node")
 
+# Seconds the primary waits before freeing a retired volume when workers share the disks:
+# a worker may have found it in LMDB just before it was retired and not yet entered it in its
+# table of reads in flight (stratum.model.readers), a matter of milliseconds.
+SHARED_GC_GRACE = 5.0
+RUN_DIR = "run"  # <data_dir>/run: what the server processes share while they run
 DISKS_KEY = b"disks"  # info: {disk path: disk id} as last opened, to recognise replaced disks
 
 
@@ -86,7 +99,7 @@ class Node:
     snapshots: SnapshotSchedule | None = None  # ZFS snapshots, when scheduled
 
     @classmethod
-    def open(cls, config: Config, clock: Clock | None = None) -> Node:
+    def open(cls, config: Config, clock: Clock | None = None, *, worker: bool = False) -> Node:
         clock = clock or SystemClock()
         data_dir: Path = config.storage.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -107,10 +120,10 @@ class Node:
                 except PoolError as exc:
                     raise DiskError(f"tier {name}: {exc}") from exc
                 store = TierStore(layout, executor, on_damage=relay, pool=pool)
-                store.open(known_ids)
+                store.open(known_ids, shared=worker)
                 tiers[name] = store
             seen = {path: disk_id for t in tiers.values() for path, disk_id in t.disk_ids().items()}
-            if seen != known_ids:
+            if seen != known_ids and not worker:
                 encoded = json.dumps({**known_ids, **seen}).encode()
                 meta.write_sync(lambda tx: tx.put("info", DISKS_KEY, encoded))
         except BaseException:
@@ -151,10 +164,31 @@ class Node:
             tiering,
         )
 
-    async def start(self) -> None:
-        await self.service.start()
+    @property
+    def run_dir(self) -> Path:
+        return self.config.storage.data_dir / RUN_DIR
+
+    def share(self) -> None:
+        """Primary, blocking, after ``open``: let worker processes open the disks too; free
+        nothing they are reading."""
+        for tier in self.tiers.values():
+            tier.share()
+        self.run_dir.mkdir(exist_ok=True)
+        clear_tables(self.run_dir)
+        self.service.gc_grace = SHARED_GC_GRACE
+        self.service.peers_reading = functools.partial(volumes_being_read, self.run_dir)
+
+    def join(self, index: int) -> None:
+        """Worker ``index``, blocking, after ``open(worker=True)``: publish its reads."""
+        self.service.reading_table = ReadingTable(table_path(self.run_dir, index))
+
+    async def start(self, *, background: bool = True) -> None:
+        """Start serving; ``background``: also run the background tasks (a worker doesn't)."""
+        await self.service.start(background=background)
+        await self.maintenance.start(scheduled=background)
+        if not background:
+            return
         await self.multipart.start()
-        await self.maintenance.start()
         await self.tiering.start()
         self.backup = MetaBackup(
             self.meta,
@@ -187,5 +221,7 @@ class Node:
 
     def close(self) -> None:
         """Blocking: after ``stop``."""
+        if self.service.reading_table is not None:
+            self.service.reading_table.close()
         self.meta.close()
         self.executor.shutdown(wait=True)

@@ -38,6 +38,7 @@ from stratum.meta.records import RECENT_READS, BucketRecord, ObjectRecord, Volum
 from stratum.meta.store import MetaStore, Tx
 from stratum.model import errors
 from stratum.model.ids import new_volume_id
+from stratum.model.readers import ReadingTable
 from stratum.model.tierstore import Hasher, TierStore
 from stratum.util.clock import Clock
 
@@ -136,14 +137,26 @@ class ObjectService:
         self._started_marker = ""
         # volume id -> (reads, last read): flushed to LMDB in one transaction per interval
         self._pending_access: dict[str, tuple[int, float]] = {}
+        # Seconds a retired volume waits before it is freed: 0 when this process is the only
+        # reader (``_reading`` protects reads in flight), more when worker processes share
+        # the store and may be reading it (see stratum.model.node).
+        self.gc_grace = 0.0
+        # Several processes: the primary asks what the workers read (peers_reading); a
+        # worker publishes its own reads (reading_table). See stratum.model.readers.
+        self.peers_reading: Callable[[], set[str]] | None = None
+        self.reading_table: ReadingTable | None = None
+        self.flush_peers: Callable[[], Awaitable[None]] | None = None  # the workers' batches
+        self._retired_seen: dict[str, float] = {}  # gc key -> clock time first seen
 
     # -- life cycle -------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, background: bool = True) -> None:
+        """``background``: also collect garbage and sweep orphans (one process does)."""
         self._started_marker = new_volume_id(self.clock.now())[:12]
-        self._gc_task = asyncio.create_task(self._collect_garbage_forever(), name="stratum-gc")
-        self._sweep_task = asyncio.create_task(self.sweep_orphans(), name="orphan-sweep")
         self._access_task = asyncio.create_task(self._flush_access_forever(), name="access")
+        if background:
+            self._gc_task = asyncio.create_task(self._collect_garbage_forever(), name="gc")
+            self._sweep_task = asyncio.create_task(self.sweep_orphans(), name="orphan-sweep")
 
     async def stop(self) -> None:
         for task in (self._gc_task, self._access_task, self._sweep_task):
@@ -154,6 +167,14 @@ class ObjectService:
         self._gc_task = self._access_task = None
         self._sweep_task = None
         await self.flush_access()
+        if self.gc_grace and self.peers_reading is not None:
+            # The primary stops after its workers: nobody else reads now, so free what the
+            # grace held back (a stop must not leave deleted data for a recovery to revive).
+            self.gc_grace, self.peers_reading = 0.0, None
+            try:
+                await self.collect_garbage()
+            except Exception:
+                log.exception("last garbage collection pass failed")
 
     # -- access signals ---------------------------------------------------------------
 
@@ -176,6 +197,12 @@ class ObjectService:
                 catalog.put_volume(tx, volume)
 
         await self.meta.write(apply)
+
+    async def flush_access_everywhere(self) -> None:
+        """Record the reads every server process counted so far (before a tiering pass)."""
+        await self.flush_access()
+        if self.flush_peers is not None:
+            await self.flush_peers()
 
     async def _flush_access_forever(self) -> None:
         while True:
@@ -262,6 +289,7 @@ class ObjectService:
         """Stream bytes ``[start, end)`` of a volume; the volume is not freed meanwhile."""
         vid = volume.volume_id
         self._reading[vid] += 1
+        slot = self.reading_table.enter(vid) if self.reading_table is not None else -1
         try:
             tier = self.storage(volume.tier)
             if volume.layout != MULTI:
@@ -283,6 +311,8 @@ class ObjectService:
                 if offset >= end:
                     break
         finally:
+            if self.reading_table is not None:
+                self.reading_table.leave(slot)
             self._reading[vid] -= 1
             if not self._reading[vid]:
                 del self._reading[vid]
@@ -603,15 +633,36 @@ class ObjectService:
             log.exception("could not free volume %s; it will be swept later", volume.volume_id)
 
     async def collect_garbage(self) -> int:
-        """Free every retired volume not being read; return how many were freed."""
+        """Free every retired volume not being read; return how many were freed.
+
+        The whole queue, a page at a time: with a grace period (several processes) each
+        entry waits from the pass that first saw it, so a long queue drains in one wait.
+        """
         freed = 0
-        pending = self.meta.read(catalog.pending_garbage)
-        for gc_key, volume in pending:
-            if self._reading.get(volume.volume_id):
-                continue
-            await self.free_volume(volume)
-            await self.meta.write(functools.partial(catalog.forget_garbage, gc_key=gc_key))
-            freed += 1
+        now = self.clock.now()
+        seen: dict[str, float] = {}
+        elsewhere: set[str] | None = None  # what the other processes read, asked once a pass
+        after = ""
+        while True:
+            page = self.meta.read(functools.partial(catalog.pending_garbage, after=after))
+            if not page:
+                break
+            after = page[-1][0]
+            for gc_key, volume in page:
+                first = seen[gc_key] = self._retired_seen.get(gc_key, now)
+                if now - first < self.gc_grace or self._reading.get(volume.volume_id):
+                    continue
+                if self.peers_reading is not None:
+                    if elsewhere is None:
+                        loop = asyncio.get_running_loop()
+                        elsewhere = await loop.run_in_executor(None, self.peers_reading)
+                    if volume.volume_id in elsewhere:
+                        continue
+                await self.free_volume(volume)
+                await self.meta.write(functools.partial(catalog.forget_garbage, gc_key=gc_key))
+                del seen[gc_key]
+                freed += 1
+        self._retired_seen = seen
         return freed
 
     async def _collect_garbage_forever(self) -> None:

@@ -56,20 +56,29 @@ class TierStore:
         self.segments: SegmentStore | None = None
         self.replaced: list[Disk] = []  # disks that came back empty: to be refilled
 
-    def open(self, known_ids: Mapping[str, str] | None = None) -> None:
+    def open(self, known_ids: Mapping[str, str] | None = None, *, shared: bool = False) -> None:
         """Open the disks (blocking; raises DiskError naming a bad path) and sweep orphans.
 
         ``known_ids`` maps a disk path to the id metadata last saw there: a directory that
         comes back without its identity file is a replaced disk and takes that id again.
+        ``shared``: another server process (the primary) opened these disks first and keeps
+        serving from them: prepare nothing, sweep nothing, append only to new segments.
         """
         known = known_ids or {}
         for path in self.layout.disks:
             try:
-                self.pool.prepare(path)  # e.g. create and mount its ZFS dataset
+                if not shared:
+                    self.pool.prepare(path)  # e.g. create and mount its ZFS dataset
             except PoolError as exc:
                 raise DiskError(str(exc)) from exc
+            expected = known.get(str(path.absolute()))
+            if shared and expected is not None:
+                # The primary opened it moments ago; touch nothing (if it vanished since,
+                # the probes find it offline, rather than this recreating it empty).
+                self.disks.append(Disk(path=path.absolute(), disk_id=expected))
+                continue
             fresh = not (path / IDENTITY_FILE).exists()
-            disk = open_disk(path, expected_id=known.get(str(path.absolute())))
+            disk = open_disk(path, create=not shared, expected_id=expected)
             self.disks.append(disk)
             if fresh and str(path.absolute()) in known:
                 self.replaced.append(disk)
@@ -84,16 +93,23 @@ class TierStore:
             self._executor,
             on_degraded=lambda d: self._on_damage(d.volume_id, d.disk_id),
         )
-        self.erasure.sweep_tmp()
+        if not shared:  # the other processes' writes in progress live in tmp/ too
+            self.erasure.sweep_tmp()
         self.segments = SegmentStore(
             self.disks,
             copies=self.layout.parity_shards + 1,
             executor=self._executor,
             segment_size=self.layout.segment_size,
             on_damage=lambda loc, replica, why: self._on_damage(loc.volume_id, replica.disk_id),
+            shared=shared,
         )
         self.segments.start()
         self._backing = self.pool.describe([d.path for d in self.disks])
+
+    def share(self) -> None:
+        """After :meth:`open`: let worker processes open this tier ``shared`` (see above)."""
+        if self.segments is not None:
+            self.segments.share()
 
     def disk_ids(self) -> dict[str, str]:
         return {str(d.path): d.disk_id for d in self.disks}

@@ -92,7 +92,7 @@ class AdminApi:
             )
             return _json(records)
         if route == ("POST", "tier/run"):
-            await engine.service.flush_access()
+            await engine.service.flush_access_everywhere()
             return _json(vars(await engine.run_pass()))
         if route == ("PUT", "tier/pin"):
             tier = params.get("tier", "")

@@ -32,7 +32,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -205,6 +205,34 @@ class RequestMetrics:
 
     def families(self) -> list[Family]:
         return [f.family() for f in (self.requests, self.latency, self.received, self.sent)]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every value, as JSON-able lists (for another process to add up)."""
+        counters = {c.name: [[list(k), v] for k, v in c.values.items()] for c in self._counters}
+        return {
+            "counters": counters,
+            "latency": [[list(k), c, t[0]] for k, (c, t) in self.latency.values.items()],
+        }
+
+    def add(self, snapshot: Mapping[str, Any]) -> None:
+        """Add another process's :meth:`snapshot` to these values."""
+        by_name = {c.name: c for c in self._counters}
+        for name, values in snapshot.get("counters", {}).items():
+            counter = by_name.get(name)
+            if counter is not None:
+                for labels, value in values:
+                    counter.inc(*labels, amount=value)
+        for labels, counts, total in snapshot.get("latency", []):
+            slot = self.latency.values.setdefault(
+                tuple(labels), ([0] * (len(self.latency.bounds) + 1), [0.0])
+            )
+            if len(counts) == len(slot[0]):
+                slot[0][:] = [a + b for a, b in zip(slot[0], counts, strict=True)]
+                slot[1][0] += total
+
+    @property
+    def _counters(self) -> tuple[Counter, ...]:
+        return (self.requests, self.received, self.sent)
 
 
 # -- objects and bytes per tier ---------------------------------------------------------
@@ -395,6 +423,10 @@ class Observer:
         self.tier_totals = TierTotals(meta)
         self.started_at = time.time()
         self.serving = False  # set by the server once it listens, cleared when it stops
+        # With several server processes (stratum.s3.forward): a worker hands /metrics to the
+        # primary (``forward``); the primary adds the workers' request metrics (``peers``).
+        self.forward: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
+        self.peers: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
 
     # -- routing
 
@@ -417,6 +449,8 @@ class Observer:
             if reason:
                 return _json(503, {"status": "not ready", "reason": reason})
             return _json(200, {"status": "ready"})
+        if self.forward is not None:
+            return await self.forward(request)
         text = render(await self.families())
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
@@ -457,6 +491,12 @@ class Observer:
             # Reads LMDB and asks every disk's filesystem for its usage: not on the loop.
             status = await loop.run_in_executor(None, self.maintenance.status)
         totals = await self.tier_totals.get()
+        requests = self.requests
+        if self.peers is not None:
+            requests = RequestMetrics()
+            requests.add(self.requests.snapshot())
+            for snapshot in await self.peers():
+                requests.add(snapshot)
         out = [
             Family("stratum_build_info", "gauge", "Stratum's version (the value is 1).").add(
                 1, version=__version__, python=".".join(map(str, sys.version_info[:3]))
@@ -464,7 +504,7 @@ class Observer:
             Family("stratum_ready", "gauge", "1 when /health/ready answers 200.").add(
                 0 if self.not_ready() else 1
             ),
-            *self.requests.families(),
+            *requests.families(),
             *self._tier_families(totals),
             Family("stratum_meta_commits_total", "counter", "Metadata store commits.").add(
                 self.meta.commits

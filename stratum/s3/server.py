@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from aiohttp import ClientPayloadError, web
@@ -31,7 +32,6 @@ from stratum.model.service import ObjectService
 from stratum.model.users import UserDirectory
 from stratum.s3 import bucket_ops, list_ops, multipart_ops, object_ops, sigv4, xml
 from stratum.s3.admin import PREFIX as ADMIN_PREFIX
-from stratum.s3.admin import AdminApi
 from stratum.s3.context import ApiSettings, Handler, ReqCtx
 from stratum.s3.errors import S3Error
 from stratum.s3.observe import Observer
@@ -101,6 +101,17 @@ def translate(exc: BaseException) -> S3Error | None:
     return None
 
 
+class AdminHandler(Protocol):
+    """The admin API (``stratum.s3.admin.AdminApi``) or a worker's forwarder to the primary."""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse: ...
+
+
+def _forwards(admin: AdminHandler | None) -> bool:
+    """Whether ``admin`` hands requests to another process, which logs and counts them."""
+    return bool(getattr(admin, "forwards", False))
+
+
 @dataclass
 class _RequestState:
     """What is known of a request so far, for its error response and log line."""
@@ -118,7 +129,7 @@ class S3Server:
         users: UserDirectory,
         settings: ApiSettings,
         clock: Clock,
-        admin: AdminApi | None = None,
+        admin: AdminHandler | None = None,
         observer: Observer | None = None,
     ) -> None:
         self.admin = admin
@@ -209,6 +220,8 @@ class S3Server:
         try:
             response: web.StreamResponse
             if self.admin is not None and self._is_admin(request):
+                if _forwards(self.admin):
+                    return await self.admin.handle(request)
                 state.endpoint = "Admin"
                 response = await self.admin.handle(request)
             else:

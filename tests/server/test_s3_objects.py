@@ -66,7 +66,7 @@ def ec_volumes(data_dir: Path) -> set[str]:
     return {p.name.split(".", 1)[0] for p in root.rglob("*.shard")}
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -58,7 +58,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert config.server.listen == "0.0.0.0:9000"
     assert (config.server.host, config.server.port) == ("0.0.0.0", 9000)
     assert config.server.region == "us-east-1"
-    assert config.server.workers == 1
+    assert config.server.workers == 0  # one per core, up to 4
     assert config.storage.data_dir == data_dir
     assert config.storage.block_size == 256 * 1024
     assert config.storage.max_object_size == 5 * 2**30

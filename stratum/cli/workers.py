@@ -1,0 +1,230 @@
+"""Several server processes on one port (``server.workers``): why, and how they are run.
+
+Why: a Python process runs its Python code on one core at a time, and a small S3 request
+is mostly Python (HTTP parsing, SigV4, routing, XML). Hashing, zfec and file I/O release
+the GIL, but the request path does not; more cores need more processes.
+
+How (:func:`spawn` then :func:`serve_role` in :mod:`stratum.cli.serve`):
+
+1. Before any thread starts or LMDB opens, the first process binds the public socket with
+   ``SO_REUSEPORT`` (which also resolves port 0) and a private loopback socket, then forks
+   the workers. Forking that early is what makes ``fork`` safe: nothing exists yet whose
+   lock a child could inherit half-held.
+2. The first process is the **primary**: it opens the node as a lone server would (taking
+   the disks exclusively and recovering: torn segment tails, orphans), shares the disks,
+   starts every background task (see :mod:`stratum.model.node`), serves, and tells each
+   worker to go (one byte on its pipe).
+3. A **worker** waits for that byte (end of file instead: the primary failed; it exits),
+   opens the node shared, binds its own ``SO_REUSEPORT`` socket on the same address (the
+   kernel spreads new connections over the processes' sockets) and serves S3 requests.
+   Admin API and ``/metrics`` requests it forwards to the primary's private port
+   (:mod:`stratum.s3.forward`); a write that pins an object nudges the primary's tier
+   engine with ``SIGUSR1``.
+
+Life: SIGTERM, SIGINT and SIGHUP reach the primary, which passes them on. A worker that
+dies unexpectedly makes the primary stop everything and exit 1 (systemd restarts the whole
+server): restarting one worker alone would need recovery beside live writers. Workers die
+with the primary (``PR_SET_PDEATHSIG``: a killed primary takes them along, as a crashed
+single process would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("stratum.workers")
+
+MAX_AUTO_WORKERS = 4  # past this, the disks (not the Python) bound a small box
+STOP_TIMEOUT = 40.0  # seconds a worker gets to finish its requests before SIGKILL
+FLUSH_WAIT = 5.0  # seconds a tiering pass waits for the workers' access signals
+PR_SET_PDEATHSIG = 1
+
+
+def worker_count(configured: int) -> int:
+    """``server.workers``, with 0 meaning one per core, up to :data:`MAX_AUTO_WORKERS`."""
+    if configured > 0:
+        return configured
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS))
+
+
+def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (the first address ``host`` resolves to)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass
+class Role:
+    """What this process is in the server: the primary (index 0) or worker ``index``."""
+
+    index: int
+    count: int
+    run_dir: Path
+    sockets: list[socket.socket] = field(default_factory=list)  # where it serves now
+    address: tuple[str, int] = ("", 0)  # the public address, as bound
+    private_port: int = 0  # the primary's loopback port (0: only one process)
+    children: list[int] = field(default_factory=list)  # primary: the workers' pids
+    go: list[int] = field(default_factory=list)  # primary: write ends; worker: its read end
+
+    @property
+    def primary(self) -> bool:
+        return self.index == 0
+
+    @property
+    def shared(self) -> bool:
+        return self.count > 1
+
+    def release_workers(self) -> None:
+        """Primary: the node is open and recovered; let the workers open it too."""
+        for fd in self.go:
+            try:
+                os.write(fd, b"g")
+            except OSError:
+                pass  # that worker is gone; its watcher reports it
+            os.close(fd)
+        self.go = []
+
+    def wait_for_primary(self) -> bool:
+        """Worker: block until the primary says go (True) or fails (False)."""
+        (fd,) = self.go
+        try:
+            ready = os.read(fd, 1) == b"g"
+        except OSError:
+            ready = False
+        os.close(fd)
+        self.go = []
+        return ready
+
+    def bind_worker_socket(self) -> None:
+        """Worker: a socket of its own on the primary's address (``SO_REUSEPORT``)."""
+        self.sockets = [bind(self.address[0], self.address[1], reuse_port=True)]
+
+    def signal_children(self, sig: int) -> None:
+        for pid in self.children:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def watch_children(self, on_exit: Callable[[int, int], object]) -> list[threading.Thread]:
+        """Primary: call ``on_exit(pid, wait status)`` (from a thread) as each worker ends."""
+        threads = []
+        for pid in self.children:
+
+            def wait(pid: int = pid) -> None:
+                try:
+                    _, status = os.waitpid(pid, 0)
+                except ChildProcessError:
+                    status = 0
+                on_exit(pid, status)
+
+            thread = threading.Thread(target=wait, name=f"watch-{pid}", daemon=True)
+            thread.start()
+            threads.append(thread)
+        return threads
+
+
+def flushed_file(run_dir: Path, index: int) -> Path:
+    return run_dir / f"flushed-{index}"
+
+
+async def flush_workers(role: Role) -> None:
+    """Primary: have every worker record its batched access signals now (``SIGUSR2``);
+    each answers by writing the time of its flush to its ``flushed-<index>`` file."""
+    asked = time.time()
+    role.signal_children(signal.SIGUSR2)
+    deadline = time.monotonic() + FLUSH_WAIT
+    waiting = set(range(1, role.count))
+    while waiting and time.monotonic() < deadline:
+        for index in list(waiting):
+            try:
+                if float(flushed_file(role.run_dir, index).read_text()) >= asked:
+                    waiting.discard(index)
+            except (OSError, ValueError):
+                pass
+        if waiting:
+            await asyncio.sleep(0.02)
+    if waiting:
+        log.warning("workers %s did not record their access signals in time", sorted(waiting))
+
+
+async def answer_flush(role: Role, flush: Callable[[], Awaitable[None]]) -> None:
+    """Worker, on ``SIGUSR2``: flush, then say when."""
+    started = time.time()
+    try:
+        await flush()
+    finally:
+        path = flushed_file(role.run_dir, role.index)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(repr(started))
+        os.replace(tmp, path)
+
+
+def spawn(host: str, port: int, count: int, run_dir: Path) -> Role:
+    """Bind, and fork ``count - 1`` workers; returns this process's role (in every process).
+
+    Call before any thread starts and before anything opens LMDB or the disks.
+    """
+    public = bind(host, port, reuse_port=count > 1)
+    address = public.getsockname()[:2]
+    if count == 1:
+        return Role(0, 1, run_dir, [public], address)
+    private = bind("127.0.0.1", 0, reuse_port=False)
+    private_port = private.getsockname()[1]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    children: list[int] = []
+    go: list[int] = []
+    parent = os.getpid()
+    for index in range(1, count):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            os.close(write_end)
+            for fd in go:  # the other workers' pipes
+                os.close(fd)
+            public.close()
+            private.close()
+            _die_with_parent(parent)
+            # Until its event loop handles them, what the primary may send must not kill it.
+            for sig in (signal.SIGHUP, signal.SIGUSR2):
+                signal.signal(sig, signal.SIG_IGN)
+            return Role(index, count, run_dir, [], address, private_port, [], [read_end])
+        os.close(read_end)
+        children.append(pid)
+        go.append(write_end)
+    return Role(0, count, run_dir, [public, private], address, private_port, children, go)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when the primary ends, however it ends."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the primary still signals its workers
+        return
+    if os.getppid() != parent:  # the primary died before prctl took effect
+        os._exit(1)

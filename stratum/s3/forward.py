@@ -1,0 +1,107 @@
+"""A worker process hands what has one answer per server to the primary process.
+
+With several server processes (``server.workers``, see :mod:`stratum.cli.workers`) a
+connection lands on any of them. S3 requests are served where they land; the admin API
+(``/_stratum/``: scrub, tiering, status) and ``/metrics`` describe the whole server, whose
+background tasks run in the primary only, so a worker forwards them, unchanged (method,
+path, query, headers including ``Host`` and the signature, body), to the primary's private
+loopback port and returns its answer. The primary checks the signature as usual.
+
+Request metrics are per process. When scraped, the primary asks every worker to write its
+own to a small JSON file in the server's run directory (``SIGUSR2``, the signal that also
+has them record their access signals; see :mod:`stratum.cli.workers`), waits for them, and
+adds them to its own (:func:`read_peer_metrics`). Format version 1::
+
+    {"v": 1, "pid": <worker pid>, "metrics": <RequestMetrics.snapshot()>}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+log = logging.getLogger("stratum.forward")
+
+METRICS_FORMAT = 1
+MAX_FORWARDED_BODY = 8 << 20  # admin requests carry no object data
+# Hop-by-hop headers (RFC 9110 7.6.1) and what aiohttp recomputes for the new message.
+_DROP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    }
+)
+
+
+class PrimaryForwarder:
+    """Forwards requests to the primary at ``127.0.0.1:port`` (one connection pool)."""
+
+    forwards = True  # the primary logs and counts these requests, not this process
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
+        body = await request.read() if request.can_read_body else None
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROP]
+        async with self._session.request(
+            request.method,
+            self.base + request.raw_path,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        ) as answer:
+            payload = await answer.read()
+            out = web.Response(status=answer.status, body=payload)
+            for name, value in answer.headers.items():
+                if name.lower() not in _DROP and name.lower() not in ("date", "server"):
+                    out.headers.add(name, value)
+            return out
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def metrics_file(run_dir: Path, index: int) -> Path:
+    return run_dir / f"metrics-{index}.json"
+
+
+def write_metrics(path: Path, snapshot: dict[str, Any]) -> None:
+    """Blocking: replace ``path`` atomically (the primary may read it at any moment)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"v": METRICS_FORMAT, "pid": os.getpid(), "metrics": snapshot}))
+    os.replace(tmp, path)
+
+
+def read_peer_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Blocking: the snapshots the workers published (unreadable ones are skipped)."""
+    out = []
+    for path in sorted(run_dir.glob("metrics-*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("v") == METRICS_FORMAT:
+            out.append(doc["metrics"])
+    return out

@@ -1,0 +1,163 @@
+"""Several server processes on one port (``server.workers``), as a user runs them.
+
+The shared ``server`` fixture already runs on the default (one process per core, up to 4);
+these tests pin the count at 3 so that they test several processes on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server.conftest import RunningServer, start_server
+from tests.server.faultload import stop_cleanly
+
+WORKERS = 3
+
+
+def _start(tmp_path: Path) -> RunningServer:
+    config = tmp_path / "stratum.toml"
+    config.write_text(
+        f'[server]\nworkers = {WORKERS}\n[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+    )
+    server = start_server(tmp_path / "data", config=config)
+    server.config = config  # type: ignore[attr-defined]
+    return server
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def _wait(check: Any, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return bool(check())
+
+
+def _requests(server: RunningServer, operation: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.endpoint}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(f'stratum_s3_requests_total{{operation="{operation}",status="200"}}'):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _put_and_get(server: RunningServer, bucket: str, clients: int, each: int) -> None:
+    def one(n: int) -> None:
+        s3 = server.client()  # a connection of its own: the kernel picks its process
+        for i in range(each):
+            body = f"{n}-{i}-".encode() * (1 + i * 50)
+            s3.put_object(Bucket=bucket, Key=f"c{n}/o{i}", Body=body)
+            assert s3.get_object(Bucket=bucket, Key=f"c{n}/o{i}")["Body"].read() == body
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(clients)))
+
+
+def test_processes_share_the_load_and_the_metrics_add_up(tmp_path: Path) -> None:
+    server = _start(tmp_path)
+    try:
+        assert "(3 processes)" in server.output[0]
+        workers = _children(server.process.pid)
+        assert len(workers) == WORKERS - 1
+        s3 = server.client()
+        s3.create_bucket(Bucket="spread")
+        _put_and_get(server, "spread", clients=24, each=8)
+        listed = s3.list_objects_v2(Bucket="spread")["KeyCount"]
+        assert listed == 24 * 8
+        # /metrics, wherever it lands, counts the requests of every process at once...
+        assert _requests(server, "PutObject") == 24 * 8
+        assert _requests(server, "GetObject") == 24 * 8
+        # ... and every process served some of the 24 connections.
+        published = list((tmp_path / "data" / "run").glob("metrics-*.json"))
+        assert len(published) == WORKERS - 1
+        for path in published:
+            assert "PutObject" in path.read_text(), path.read_text()
+    finally:
+        stop_cleanly(server)
+    assert not any(_alive(pid) for pid in workers)
+    assert not (tmp_path / "data" / "server.json").exists()
+
+
+def _stratum(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = server.env() | {
+        "STRATUM_ACCESS_KEY": server.access_key,
+        "STRATUM_SECRET_KEY": server.secret_key,
+    }
+    config = str(server.config)  # type: ignore[attr-defined]
+    return subprocess.run(
+        [sys.executable, "-m", "stratum", *args, "--config", config],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_admin_commands_answer_from_any_process(tmp_path: Path) -> None:
+    server = _start(tmp_path)
+    try:
+        for _ in range(8):  # a new connection each time: every process gets some
+            done = _stratum(server, "scrub", "--status")
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["last_pass"]["finished"] > 0
+        s3 = server.client()
+        s3.create_bucket(Bucket="deep")
+        s3.put_object(Bucket="deep", Key="a", Body=os.urandom(200_000))
+        done = _stratum(server, "scrub", "--now")
+        assert done.returncode == 0, done.stderr + done.stdout
+    finally:
+        stop_cleanly(server)
+
+
+@pytest.mark.parametrize("killed", ["a worker", "the primary"])
+def test_a_killed_process_takes_the_server_down_and_nothing_is_lost(
+    tmp_path: Path, killed: str
+) -> None:
+    server = _start(tmp_path)
+    s3 = server.client()
+    s3.create_bucket(Bucket="keep")
+    _put_and_get(server, "keep", clients=6, each=5)
+    workers = _children(server.process.pid)
+    assert len(workers) == WORKERS - 1
+    if killed == "a worker":
+        os.kill(workers[0], signal.SIGKILL)
+        assert server.process.wait(30) == 1  # the primary stops the others and says why
+        assert any("ended (killed by signal 9): stopping" in line for line in server.output)
+    else:
+        server.stop(signal.SIGKILL)  # the kernel takes the workers along
+    assert _wait(lambda: not any(_alive(pid) for pid in workers), timeout=10)
+    again = _start(tmp_path)  # at once: the disks are free again
+    try:
+        s3 = again.client()
+        assert s3.list_objects_v2(Bucket="keep")["KeyCount"] == 30
+        body = s3.get_object(Bucket="keep", Key="c5/o4")["Body"].read()
+        assert body == b"5-4-" * 201
+    finally:
+        stop_cleanly(again)
