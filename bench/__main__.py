@@ -301,8 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         "Throughput is per client (bytes or ops / time inside requests), summed over "
         "clients; every GET body is compared byte for byte with what was PUT as it arrives; "
         "latency is request start to last body byte (LIST: request sent to reply received, "
-        "before boto3 parses it). Peak RSS: VmRSS of the server's process tree every 50 ms, "
-        "max over the runs. CPU ms/op: the server tree's utime+stime over the run / "
+        "before boto3 parses it). Peak RSS: VmRSS summed over the server's process tree every "
+        "50 ms, max over the runs; PSS the same with shared pages divided among the processes "
+        "sharing them (what a tree of forked processes costs; RSS counts shared pages in each "
+        "process). CPU ms/op: the server tree's utime+stime over the run / "
         "operations; client CPU ms/op: the load generator thread's over the run / operations.",
         "Every request is signed with SigV4 (Authorization header) and carries the payload's "
         "SHA-256 (computed when the body is made, before the clock starts); Stratum and "

@@ -1,7 +1,11 @@
 """What the server processes use while a workload runs, read from ``/proc`` (Linux only).
 
-RSS is the sum of ``VmRSS`` over the server's process tree (the root PIDs and all their
-descendants), sampled every 50 ms by a thread; CPU is ``utime + stime`` of the same tree.
+Memory is sampled every 50 ms by a thread over the server's process tree (the root PIDs
+and all their descendants), two ways: RSS, the sum of ``VmRSS``, which counts a page shared by
+several processes once per process (Stratum's worker processes are forked from one, and
+share the interpreter, the code and the page cache of LMDB's map); and PSS, the sum of
+``Pss`` from ``smaps_rollup``, which divides each shared page among the processes sharing it:
+what the tree really costs the machine. CPU is ``utime + stime`` of the same tree.
 """
 
 from __future__ import annotations
@@ -54,17 +58,26 @@ def process_tree(roots: Iterable[int]) -> list[int]:
     return seen
 
 
-def rss_bytes(pids: Iterable[int]) -> int:
+def _sum_kib(pids: Iterable[int], file: str, field: str) -> int:
+    """Bytes: the sum over ``pids`` of a ``field: N kB`` line of ``/proc/PID/<file>``."""
     total = 0
     for pid in pids:
         try:
-            for line in (PROC / str(pid) / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in (PROC / str(pid) / file).read_text().splitlines():
+                if line.startswith(field):
                     total += int(line.split()[1]) * 1024
                     break
         except OSError:
             continue
     return total
+
+
+def rss_bytes(pids: Iterable[int]) -> int:
+    return _sum_kib(pids, "status", "VmRSS:")
+
+
+def pss_bytes(pids: Iterable[int]) -> int:
+    return _sum_kib(pids, "smaps_rollup", "Pss:")
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
@@ -85,14 +98,20 @@ class RssSampler:
         self.roots = roots
         self.interval = interval
         self.samples: list[int] = []
+        self.pss_samples: list[int] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.cpu_start = 0.0
         self.cpu_end = 0.0
 
+    def _sample(self) -> None:
+        tree = process_tree(self.roots())
+        self.samples.append(rss_bytes(tree))
+        self.pss_samples.append(pss_bytes(tree))
+
     def _run(self) -> None:
         while True:
-            self.samples.append(rss_bytes(process_tree(self.roots())))
+            self._sample()
             if self._stop.wait(self.interval):
                 return
 
@@ -106,12 +125,16 @@ class RssSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.samples.append(rss_bytes(process_tree(self.roots())))
+        self._sample()
         self.cpu_end = cpu_seconds(process_tree(self.roots()))
 
     @property
     def peak(self) -> int:
         return max(self.samples, default=0)
+
+    @property
+    def pss_peak(self) -> int:
+        return max(self.pss_samples, default=0)
 
     @property
     def mean(self) -> float:

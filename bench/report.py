@@ -64,7 +64,9 @@ def _rows(results: Results) -> list[Row]:
         Row("filling that bucket (PUT of empty objects, 16 clients): ops/s", "list_fill",
             "ops_per_s", "ops/s", True),
         Row("RSS idle after start", "idle_start", "rss_peak", "MiB", False, MiB),
+        Row("PSS idle after start", "idle_start", "pss_peak", "MiB", False, MiB),
         Row("peak RSS, 16 clients PUT 64 MiB", "put_64m_c16", "rss_peak", "MiB", False, MiB),
+        Row("peak PSS, 16 clients PUT 64 MiB", "put_64m_c16", "pss_peak", "MiB", False, MiB),
         Row("RSS idle after the workloads", "idle_end", "rss_peak", "MiB", False, MiB),
     ]  # fmt: skip
     return rows
@@ -131,7 +133,11 @@ TARGETS = [
            _ratio_target("get_64m_c4", "mb_per_s", 1.5), "get_64m_c4"),
     Target("peak RSS <= 200 MiB while 16 clients PUT 64 MiB",
            _limit_target("put_64m_c16", "rss_peak", 200, MiB)),
+    Target("peak memory (PSS) <= 200 MiB while 16 clients PUT 64 MiB",
+           _limit_target("put_64m_c16", "pss_peak", 200, MiB)),
     Target("RSS <= 80 MiB idle (after start)", _limit_target("idle_start", "rss_peak", 80, MiB)),
+    Target("memory (PSS) <= 80 MiB idle (after start)",
+           _limit_target("idle_start", "pss_peak", 80, MiB)),
     Target("LIST of 1,000 keys <= 20 ms (p50)", _limit_target("list_1000", "p50_ms", 20)),
 ]  # fmt: skip
 

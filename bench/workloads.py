@@ -158,6 +158,7 @@ class Run:
     others_cpu: float = 0.0  # share of all cores other processes used during the run
     e2e_p50_ms: float = 0.0  # LIST: including the client's parsing of the response
     e2e_p99_ms: float = 0.0
+    pss_peak: int = 0  # see bench.procstat: RSS counts pages the processes share once each
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -208,6 +209,7 @@ def measured(server: Server, drive: Callable[[], list[ClientStats]]) -> Run:
         errors=errors,
         first_error=next((s.first_error for s in stats if s.first_error), ""),
         rss_peak=sampler.peak,
+        pss_peak=sampler.pss_peak,
         rss_mean=sampler.mean,
         server_cpu_s=sampler.cpu,
         client_cpu_s=client_cpu,
@@ -292,7 +294,10 @@ def idle(server: Server, seconds: float) -> Run:
     sampler = RssSampler(server.pids).start()
     time.sleep(seconds)
     sampler.stop()
-    return Run(0, 0, seconds, 0, 0, 0, 0, 0, 0, 0, "", sampler.peak, sampler.mean, sampler.cpu)
+    return Run(
+        0, 0, seconds, 0, 0, 0, 0, 0, 0, 0, "", sampler.peak, sampler.mean, sampler.cpu,
+        pss_peak=sampler.pss_peak,
+    )  # fmt: skip
 
 
 def split(items: list[Op], clients: int) -> list[list[Op]]:
@@ -365,6 +370,7 @@ class Workload:
             )
         }
         summary["rss_peak"] = max((r.rss_peak for r in self.runs), default=0)
+        summary["pss_peak"] = max((r.pss_peak for r in self.runs), default=0)
         summary["errors"] = sum(r.errors for r in self.runs)
         cpu_per_op = [r.server_cpu_s / r.ops * 1000 for r in self.runs if r.ops]
         summary["server_cpu_ms_per_op"] = statistics.median(cpu_per_op) if cpu_per_op else 0.0
