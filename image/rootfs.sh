@@ -6,8 +6,8 @@
 # Debian's raspi-firmware hooks write them) is moved to $WORK/bootfs.
 #
 # Two programs are replaced by no-ops while packages install, and run once at the end:
-# - update-initramfs: it would run twice (kernel postinst, then the trigger), ~6 min EACH under
-#   emulation with MODULES=most;
+# - update-initramfs: it would run twice (kernel postinst, then the trigger), ~11 min EACH under
+#   emulation with MODULES=most (65 s with list);
 # - dkms: zfs-dkms would compile ZFS for the image's kernel, gcc under qemu-user: far too slow.
 #   The module is built on the Pi itself at first boot instead (stratum-appliance, with progress
 #   on the console); the image carries the source (zfs-dkms) and the kernel headers for it.
