@@ -190,12 +190,15 @@ class Node:
             return
         await self.multipart.start()
         await self.tiering.start()
+        disk_ids = {disk.path: disk.disk_id for tier in self.tiers.values() for disk in tier.disks}
         self.backup = MetaBackup(
             self.meta,
-            [disk.path for tier in self.tiers.values() for disk in tier.disks],
+            list(disk_ids),
             self.clock,
             interval=self.config.storage.metadata_backup_interval,
             executor=self.executor,
+            # as the disk probes last saw it: a failed disk gets no copy (I/O there may hang)
+            disk_state=lambda path: self.maintenance.disk_states.get(disk_ids[path], "online"),
         )
         await self.backup.start()
         if self.config.storage.snapshot_interval > 0:
