@@ -59,8 +59,11 @@ class Record:
 
     @classmethod
     def from_dict(cls: type[R], data: dict[str, Any]) -> R:
-        names = cls.__dataclass_fields__.keys()
-        return cls(**{k: v for k, v in data.items() if k in names})
+        try:  # the common case, and on every key of a listing: no unknown fields
+            return cls(**data)
+        except TypeError:
+            names = cls.__dataclass_fields__.keys()
+            return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass

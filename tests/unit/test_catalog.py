@@ -176,6 +176,27 @@ def test_newer_record_format_is_refused() -> None:
         ObjectRecord.decode(b"\x07{}")
 
 
+def test_fields_of_a_newer_minor_writer_are_ignored() -> None:
+    vol = VolumeRecord("v1", "hot", "seg", {"x": 1}, 10, "00", 1.0)
+    raw = vol.encode()
+    newer = raw[:-1] + b',"from_the_future":[1,2]}'
+    assert VolumeRecord.decode(newer) == VolumeRecord.decode(raw) == vol
+    with pytest.raises(TypeError):  # a missing field is still an error
+        VolumeRecord.from_dict({"volume_id": "v1"})
+
+
+def test_pending_garbage_pages_through_the_queue(store: MetaStore) -> None:
+    for n in range(7):
+        vol = VolumeRecord(f"v{n}", "hot", "seg", {"x": 1}, 10, "00", 1.0)
+        store.write_sync(lambda tx, vol=vol: catalog.put_volume(tx, vol))
+        store.write_sync(lambda tx, n=n: catalog.retire_volume(tx, f"v{n}"))
+    seen, after = [], ""
+    while page := store.read(functools.partial(catalog.pending_garbage, limit=3, after=after)):
+        seen += [k for k, _ in page]
+        after = page[-1][0]
+    assert seen == [f"v{n}" for n in range(7)]
+
+
 async def test_concurrent_writes_are_group_committed(store: MetaStore) -> None:
     async def one(i: int) -> None:
         await store.write(lambda tx: catalog.put_object(tx, "g", _obj(f"k{i}")))
