@@ -33,6 +33,7 @@ already quoted ETag is left as is).
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -83,7 +84,12 @@ def _percent_encode(match: re.Match[str]) -> str:
 def timestamp(epoch: float) -> str:
     """ISO 8601 with milliseconds in UTC, as S3 writes LastModified."""
     seconds, ms = divmod(round(epoch * 1000), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
+    return f"{_second(seconds)}.{ms:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)  # a listing's objects were often written in the same second
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def quote_etag(etag: str) -> str:
