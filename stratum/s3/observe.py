@@ -3,7 +3,9 @@
 - ``GET /metrics``: Prometheus text format 0.0.4 (:func:`render`). Requests by operation and
   status, latency histograms by operation and bytes in and out are counted as requests end;
   objects and bytes per tier, scrub and heal progress, disk states and process figures are
-  read when scraped.
+  read when scraped. With several server processes the primary answers every scrape and adds
+  the workers' request counts, collected at that moment (:mod:`stratum.s3.forward`); process
+  figures (memory, file descriptors) are the primary's own.
 - ``GET /health/live``: 200 while the process serves HTTP.
 - ``GET /health/ready``: 200 once the node is started and the hot tier has enough disks
   online for writes; 503 with a JSON reason otherwise (and while shutting down).
