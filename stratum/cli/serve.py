@@ -28,6 +28,7 @@ from stratum.cli.workers import (
     Role,
     answer_flush,
     flush_workers,
+    signals_while_starting,
     spawn,
     worker_count,
 )
@@ -183,6 +184,11 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
     background: set[asyncio.Task[None]] = set()  # tasks signal handlers start
     exit_code = 0
     server_file = config.storage.data_dir / SERVER_FILE
+    # Before anything says "serving": a SIGHUP sent on that word must find its handler.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_config, node, server, reload, role)
     if role.primary:
         _announce(node, role)
         server_file.write_text(json.dumps({"endpoint": _endpoint(role), "pid": os.getpid()}))
@@ -219,10 +225,12 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
             task.add_done_callback(background.discard)
 
         loop.add_signal_handler(signal.SIGUSR2, flush_now)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, reload_config, node, server, reload, role)
+    if not role.primary:
+        early = signals_while_starting()
+        if signal.SIGHUP in early and reload is not None:
+            reload_config(node, server, reload, role)
+        if signal.SIGUSR2 in early:
+            flush_now()
     if role.primary:
         sd_notify("READY=1\nSTATUS=serving")
     await stop.wait()

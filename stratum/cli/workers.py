@@ -209,14 +209,28 @@ def spawn(host: str, port: int, count: int, run_dir: Path) -> Role:
             public.close()
             private.close()
             _die_with_parent(parent)
-            # Until its event loop handles them, what the primary may send must not kill it.
+            # Until its event loop handles them, what the primary may send must neither kill
+            # it nor be lost: remember it (see signals_while_starting).
             for sig in (signal.SIGHUP, signal.SIGUSR2):
-                signal.signal(sig, signal.SIG_IGN)
+                signal.signal(sig, _remember)
             return Role(index, count, run_dir, [], address, private_port, [], [read_end])
         os.close(read_end)
         children.append(pid)
         go.append(write_end)
     return Role(0, count, run_dir, [public, private], address, private_port, children, go)
+
+
+_early_signals: set[int] = set()
+
+
+def _remember(sig: int, _frame: object) -> None:
+    _early_signals.add(sig)
+
+
+def signals_while_starting() -> set[int]:
+    """Worker: the signals that arrived before its event loop handled them (a SIGHUP sent
+    while it started must still reload its configuration). Call after installing handlers."""
+    return set(_early_signals)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -5,7 +5,8 @@
   objects and bytes per tier, scrub and heal progress, disk states and process figures are
   read when scraped. With several server processes the primary answers every scrape and adds
   the workers' request counts, collected at that moment (:mod:`stratum.s3.forward`); process
-  figures (memory, file descriptors) are the primary's own.
+  figures (memory, file descriptors) are the primary's own. ``/health/ready`` is the primary's
+  answer too; ``/health/live`` is answered by whichever process gets the connection.
 - ``GET /health/live``: 200 while the process serves HTTP.
 - ``GET /health/ready``: 200 once the node is started and the hot tier has enough disks
   online for writes; 503 with a JSON reason otherwise (and while shutting down).
@@ -446,13 +447,15 @@ class Observer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == LIVE_PATH:
             return _json(200, {"status": "live"})
+        if self.forward is not None:
+            # A worker: readiness (disk states) and metrics are the whole server's, and the
+            # primary's answer keeps them consistent with each other.
+            return await self.forward(request)
         if request.path == READY_PATH:
             reason = self.not_ready()
             if reason:
                 return _json(503, {"status": "not ready", "reason": reason})
             return _json(200, {"status": "ready"})
-        if self.forward is not None:
-            return await self.forward(request)
         text = render(await self.families())
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 

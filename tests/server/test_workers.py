@@ -161,3 +161,15 @@ def test_a_killed_process_takes_the_server_down_and_nothing_is_lost(
         assert body == b"5-4-" * 201
     finally:
         stop_cleanly(again)
+
+
+def test_a_reload_sent_while_workers_start_reaches_every_process(tmp_path: Path) -> None:
+    server = _start(tmp_path)  # returns once the primary serves; its workers may be starting
+    try:
+        server.process.send_signal(signal.SIGHUP)  # passed on at once, started or not
+        assert _wait(
+            lambda: sum("configuration reloaded" in x for x in list(server.output)) == WORKERS
+        ), "".join(server.output)
+        assert server.client().list_buckets()["Buckets"] == []
+    finally:
+        stop_cleanly(server)
