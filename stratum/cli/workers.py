@@ -158,13 +158,18 @@ async def flush_workers(role: Role) -> None:
     role.signal_children(signal.SIGUSR2)
     deadline = time.monotonic() + FLUSH_WAIT
     waiting = set(range(1, role.count))
+    loop = asyncio.get_running_loop()
+
+    def answered(index: int) -> bool:  # a file read: not on the loop
+        try:
+            return float(flushed_file(role.run_dir, index).read_text()) >= asked
+        except (OSError, ValueError):
+            return False
+
     while waiting and time.monotonic() < deadline:
         for index in list(waiting):
-            try:
-                if float(flushed_file(role.run_dir, index).read_text()) >= asked:
-                    waiting.discard(index)
-            except (OSError, ValueError):
-                pass
+            if await loop.run_in_executor(None, answered, index):
+                waiting.discard(index)
         if waiting:
             await asyncio.sleep(0.02)
     if waiting:
@@ -178,9 +183,13 @@ async def answer_flush(role: Role, flush: Callable[[], Awaitable[None]]) -> None
         await flush()
     finally:
         path = flushed_file(role.run_dir, role.index)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(repr(started))
-        os.replace(tmp, path)
+
+        def say_when() -> None:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(repr(started))
+            os.replace(tmp, path)
+
+        await asyncio.get_running_loop().run_in_executor(None, say_when)
 
 
 def spawn(host: str, port: int, count: int, run_dir: Path) -> Role:
