@@ -24,7 +24,12 @@ and the replicas it did write are counted as dead bytes.
 
 Reads: :meth:`SegmentStore.get` reads a whole record (header, meta, payload) with one pread in
 the executor, checks header CRC, volume id, sizes and payload CRC, and falls back to the next
-replica, reporting the damaged one (log warning plus the ``on_damage`` callback).
+replica, reporting the damaged one (log warning plus the ``on_damage`` callback). A record whose
+bytes are in the page cache is read on the event loop instead: ``preadv(RWF_NOWAIT)`` on a
+segment file kept open fails with EAGAIN rather than wait for a disk, so the loop never blocks,
+and a hit saves the hand-off to an executor thread and back, which costs more than the read
+(a quarter of the server's CPU for a 4 KiB GET). Anything but a whole, intact first replica
+takes the executor path, which reports damage and tries the other replicas.
 
 Deletes only count dead bytes per segment (:meth:`SegmentStore.dead_bytes`); space comes back
 when a segment is compacted: copy its live records elsewhere, commit the new locations, unlink
@@ -53,7 +58,7 @@ import queue
 import threading
 import time
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
@@ -94,6 +99,9 @@ MAX_BATCH_WRITES = 4096  # bounds the latency one batch adds to the puts queued 
 MAX_BATCH_BYTES = 32 << 20
 PROBE_EVERY = 64  # puts between attempts on a disk whose last write failed
 LOCK_WAIT = 5.0  # seconds start() waits for another process to let go of a disk
+_READ_FDS = 64  # segment files kept open for reads from the page cache (64 MiB each)
+# Linux >= 4.14 for buffered reads; elsewhere every read takes the executor.
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 
 DamageCallback = Callable[[SegLocation, Replica, str], None]
@@ -508,6 +516,9 @@ class SegmentStore:
         self._dead: Counter[tuple[str, int]] = Counter()
         self._rr = 0
         self._state = "new"
+        # (disk id, segment) -> read-only fd, for reads from the page cache on the loop; only
+        # the event loop's thread touches it, so an fd is never closed under a reader.
+        self._read_fds: OrderedDict[tuple[str, int], int] = OrderedDict()
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -547,6 +558,8 @@ class SegmentStore:
         for writer in self._writers:
             writer.stopping = True
             writer.queue.put_nowait(None)
+        while self._read_fds:
+            os.close(self._read_fds.popitem()[1])
         await asyncio.gather(*(asyncio.to_thread(w.join) for w in self._writers))
 
     # --- public operations ----------------------------------------------------------------
@@ -573,9 +586,14 @@ class SegmentStore:
         Raises :class:`VolumeUnreadable` when no replica is intact.
         """
         self._check_running()
+        cached = self._read_cached(loc)
+        if cached is not None:
+            return cached
         loop = asyncio.get_running_loop()
-        found, damage = await loop.run_in_executor(self._executor, self._read_first, loc)
+        found, damage, kept = await loop.run_in_executor(self._executor, self._read_first, loc)
         self._report(loc, damage)
+        if kept is not None:
+            self._keep_fd(*kept)
         if found is None:
             raise VolumeUnreadable(_unreadable_message(loc, damage))
         return found[1]
@@ -730,37 +748,82 @@ class SegmentStore:
             )
         return written
 
+    # --- reading from the page cache (on the event loop) -----------------------------------
+
+    def _read_cached(self, loc: SegLocation) -> bytes | None:
+        """The payload of ``loc`` if its first replica is intact and in the page cache; else
+        None (not cached, no open fd yet, damaged, anything odd: the executor path decides)."""
+        if not loc.replicas or _RWF_NOWAIT is None:
+            return None
+        first = loc.replicas[0]
+        fd = self._read_fds.get((first.disk_id, first.segment))
+        if fd is None:
+            return None
+        self._read_fds.move_to_end((first.disk_id, first.segment))
+        raw = bytearray(loc.record_size)
+        try:
+            if os.preadv(fd, [raw], first.offset, _RWF_NOWAIT) != loc.record_size:
+                return None
+            return check_record(memoryview(raw), loc, first.offset)[1]
+        except (OSError, RecordMismatch):
+            return None
+
+    def _keep_fd(self, key: tuple[str, int], fd: int) -> None:
+        """Keep an fd the executor opened for later reads on the loop (LRU, a few dozen)."""
+        if key in self._read_fds or self._state != "running":
+            os.close(fd)
+            return
+        self._read_fds[key] = fd
+        if len(self._read_fds) > _READ_FDS:
+            os.close(self._read_fds.popitem(last=False)[1])
+
     # --- reading (in the executor) --------------------------------------------------------
 
-    def _read_replica(self, loc: SegLocation, replica: Replica) -> tuple[bytes, bytes]:
-        """(meta bytes, payload) of one replica, checked against ``loc``; else _BadReplica."""
+    def _read_replica(
+        self, loc: SegLocation, replica: Replica, keep: bool = False
+    ) -> tuple[tuple[bytes, bytes], int | None]:
+        """(meta bytes, payload) of one replica, checked against ``loc``, and with ``keep``
+        the fd the replica was read through, left open; else _BadReplica."""
         writer = self._by_id.get(replica.disk_id)
         if writer is None:
             raise _BadReplica(f"disk {replica.disk_id} is not in this pool")
         path = writer.seg_dir / segment_name(replica.segment)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 raw = read_full(fd, loc.record_size, replica.offset)
-            finally:
+            except BaseException:
                 os.close(fd)
+                raise
         except OSError as exc:
             raise _BadReplica(f"{path}: {exc.strerror or exc}") from exc
         try:
-            return check_record(raw, loc, replica.offset)
+            found = check_record(raw, loc, replica.offset)
         except RecordMismatch as exc:
+            os.close(fd)
             raise _BadReplica(f"{path} at offset {replica.offset}: {exc}") from exc
+        if keep:
+            return found, fd
+        os.close(fd)
+        return found, None
 
     def _read_first(
         self, loc: SegLocation
-    ) -> tuple[tuple[bytes, bytes] | None, list[tuple[Replica, str]]]:
+    ) -> tuple[
+        tuple[bytes, bytes] | None, list[tuple[Replica, str]], tuple[tuple[str, int], int] | None
+    ]:
+        """The first intact replica, the damage met on the way, and the first replica's file
+        opened for :meth:`_read_cached` when it was read intact."""
         damage: list[tuple[Replica, str]] = []
-        for replica in loc.replicas:
+        for index, replica in enumerate(loc.replicas):
             try:
-                return self._read_replica(loc, replica), damage
+                found, fd = self._read_replica(loc, replica, keep=index == 0)
             except _BadReplica as exc:
                 damage.append((replica, str(exc)))
-        return None, damage
+                continue
+            kept = None if fd is None else ((replica.disk_id, replica.segment), fd)
+            return found, damage, kept
+        return None, damage, None
 
     def _read_all(
         self, loc: SegLocation
@@ -770,7 +833,7 @@ class SegmentStore:
         damage: list[tuple[Replica, str]] = []
         for replica in loc.replicas:
             try:
-                found = self._read_replica(loc, replica)
+                found, _fd = self._read_replica(loc, replica)
             except _BadReplica as exc:
                 damage.append((replica, str(exc)))
                 continue

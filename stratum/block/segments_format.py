@@ -180,7 +180,7 @@ class RecordMismatch(Exception):
     """The bytes read for a replica are not the intact record its location promises."""
 
 
-def check_record(raw: bytes, loc: SegLocation, offset: int) -> tuple[bytes, bytes]:
+def check_record(raw: bytes | memoryview, loc: SegLocation, offset: int) -> tuple[bytes, bytes]:
     """(meta, payload) of the whole record ``raw`` read at ``offset``, checked against ``loc``.
 
     Raises :class:`RecordMismatch` saying what is wrong.

@@ -239,6 +239,61 @@ async def test_corrupt_replica_is_reported_and_repaired(tmp_path: Path) -> None:
         assert store.dead_bytes()[(bad.disk_id, bad.segment)] == loc.record_size
 
 
+def _keeps_pages(path: Path) -> bool:
+    """tmpfs: the page cache is the storage, POSIX_FADV_DONTNEED evicts nothing."""
+    kind = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True)
+    return kind.stdout.strip() in ("tmpfs", "ramfs")
+
+
+class _NoExecutor(ThreadPoolExecutor):
+    """An executor that can be told to refuse work, to see which reads stay on the loop."""
+
+    refuse = False
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if self.refuse:
+            raise AssertionError(f"{fn} went to the executor")
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_cached_record_is_read_on_the_loop_and_damage_still_found(tmp_path: Path) -> None:
+    executor = _NoExecutor(2)
+    damage: Damage = []
+    disks = make_disks(tmp_path, 3)
+    store = SegmentStore(
+        disks, 3, executor, on_damage=lambda loc, r, why: damage.append((loc, r, why))
+    )
+    store.start()
+    try:
+        data = blob(7, 4096)
+        loc = await store.put(vid(), data, {"key": "k"})
+        assert await store.get(loc) == data  # a first read opens the segment for later ones
+        executor.refuse = True
+        for _ in range(3):
+            assert await store.get(loc) == data  # page cache, preadv(RWF_NOWAIT), no thread
+        # Out of the page cache: the loop must not wait for the disk, the executor reads.
+        path = seg_path(disks, loc.replicas[0])
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        if not _keeps_pages(path):
+            with pytest.raises(AssertionError, match="went to the executor"):
+                await store.get(loc)
+        executor.refuse = False
+        assert await store.get(loc) == data
+        # Bitrot in the cached replica: not served, the executor path reports it and reads on.
+        first = loc.replicas[0]
+        flip_byte(path, first.offset + RECORD_HEADER_SIZE + loc.meta_size + 10)
+        assert await store.get(loc) == data
+        assert [(d[1], "CRC" in d[2]) for d in damage] == [(first, True)]
+    finally:
+        await store.close()
+        executor.shutdown()
+
+
 async def test_location_pointing_at_another_record_is_caught(tmp_path: Path) -> None:
     disks = make_disks(tmp_path, 1)
     damage: Damage = []
