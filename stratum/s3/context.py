@@ -16,6 +16,17 @@ from stratum.s3.sigv4 import AuthResult
 from stratum.util.clock import Clock
 
 
+class _CoalescingResponse(web.StreamResponse):
+    """A streamed response whose headers leave with its first body bytes, in one send.
+
+    aiohttp sends a StreamResponse's headers on their own (for server-sent events and the
+    like); a 4 KiB GET then costs two socket writes, a fifth of its server CPU. Headers
+    still go out at once when there is no body (``write_eof``).
+    """
+
+    _send_headers_immediately = False
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     region: str
@@ -49,7 +60,7 @@ class ReqCtx:
         headers["x-amz-request-id"] = self.request_id
         headers["x-amz-id-2"] = self.request_id
         headers["Server"] = "Stratum"
-        return web.StreamResponse(status=status, headers=headers)
+        return _CoalescingResponse(status=status, headers=headers)
 
     async def want_body(self) -> None:
         """Call before reading the request body: answers a pending ``100-continue``.
