@@ -41,6 +41,7 @@ from stratum.s3.context import ApiSettings
 from stratum.s3.forward import PrimaryForwarder, metrics_file, read_peer_metrics, write_metrics
 from stratum.s3.observe import Observer
 from stratum.s3.server import AdminHandler, S3Server, make_app
+from stratum.util.loglines import BatchingStreamHandler
 
 log = logging.getLogger("stratum")
 
@@ -64,12 +65,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(config: Config) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BatchingStreamHandler(sys.stderr)
     if config.server.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    for old in root.handlers:
+        old.flush()  # lines a batching handler still holds
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
