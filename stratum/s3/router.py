@@ -46,6 +46,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 
 from stratum.s3.errors import S3Error
@@ -493,6 +494,7 @@ _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 
 
+@lru_cache(maxsize=1024)  # every request names a bucket; the few in use pass once
 def validate_bucket_name(name: str) -> None:
     """Raise ``InvalidBucketName`` unless ``name`` follows AWS's general-purpose bucket rules.
 
