@@ -19,7 +19,6 @@ dotted key and what is wrong. Secrets never appear in a repr or an error message
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import ipaddress
 import math
@@ -865,6 +864,8 @@ def _schema() -> tuple[Mapping[str, Setting], Mapping[str, str]]:
 
 
 def _suggest(name: str, candidates: list[str]) -> str:
+    import difflib  # only for a configuration with a mistake: not in every server process
+
     close = difflib.get_close_matches(name, candidates, n=1)
     return f", did you mean {close[0]}?" if close else ""
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from stratum import __version__
 from stratum.config import Config, ConfigError, load_config
-from stratum.config_render import render_default_toml, render_markdown_reference
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -163,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return install(args.pyz, args.root, start=not args.no_start)
         if args.command == "config":
+            from stratum.config_render import render_default_toml, render_markdown_reference
+
             if args.config_command == "check":
                 load_config(args.file)
                 print(f"{args.file}: OK")

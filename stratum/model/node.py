@@ -22,13 +22,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from stratum.block.cold import ColdStore, load_or_create_key
 from stratum.block.disk import DiskError
 from stratum.config import Config, TierConfig, cold_credentials
 from stratum.meta.store import MetaStore
 from stratum.model.maintenance import Maintenance
-from stratum.model.metabackup import MetaBackup
 from stratum.model.multipart import MultipartService
 from stratum.model.readers import ReadingTable, clear_tables, table_path, volumes_being_read
 from stratum.model.service import ObjectService
@@ -36,8 +35,11 @@ from stratum.model.tiering import TierEngine
 from stratum.model.tierstore import TierLayout, TierStore
 from stratum.model.users import RootCredentials, UserDirectory, load_root_credentials
 from stratum.pool import PoolError, tier_pool
-from stratum.pool.snapshot import SnapshotSchedule, snapshot_schedule
 from stratum.util.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from stratum.model.metabackup import MetaBackup
+    from stratum.pool.snapshot import SnapshotSchedule
 
 log = logging.getLogger("stratum.node")
 
@@ -146,6 +148,10 @@ class Node:
         relay.target = maintenance.report_damage
         cold = None
         if config.tiers.cold.enabled:
+            # Imported only here: boto3's botocore and cryptography cost every process of
+            # every server several MiB, and most servers have no cold tier.
+            from stratum.block.cold import ColdStore, load_or_create_key
+
             key = load_or_create_key(config.tiers.cold.encryption_key_file)
             cold = ColdStore(config.tiers.cold, cold_credentials(config), key, executor)
         tiering = TierEngine(service, config.tiering, clock, cold=cold)
@@ -190,6 +196,10 @@ class Node:
             return
         await self.multipart.start()
         await self.tiering.start()
+        # Imported here, as snapshots below: only the primary runs them, and modules a
+        # process never uses only add to its memory.
+        from stratum.model.metabackup import MetaBackup
+
         disk_ids = {disk.path: disk.disk_id for tier in self.tiers.values() for disk in tier.disks}
         self.backup = MetaBackup(
             self.meta,
@@ -202,6 +212,8 @@ class Node:
         )
         await self.backup.start()
         if self.config.storage.snapshot_interval > 0:
+            from stratum.pool.snapshot import snapshot_schedule
+
             make = functools.partial(snapshot_schedule, self.config, self.clock, self.executor)
             try:
                 self.snapshots = await asyncio.get_running_loop().run_in_executor(None, make)

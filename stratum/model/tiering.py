@@ -39,9 +39,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stratum.block.cold import ColdStore
 from stratum.config import TieringConfig
 from stratum.meta import catalog
 from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
@@ -49,6 +48,9 @@ from stratum.meta.store import Tx
 from stratum.model.ids import new_volume_id
 from stratum.model.service import MULTI, ObjectService
 from stratum.util.clock import Clock
+
+if TYPE_CHECKING:  # the cold tier's module imports botocore and cryptography: only when used
+    from stratum.block.cold import ColdStore
 
 log = logging.getLogger("stratum.tiering")
 

@@ -26,6 +26,7 @@ import base64
 import binascii
 import hashlib
 import importlib
+import importlib.util
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -155,16 +156,30 @@ def _native_crc64nvme() -> CrcFunction | None:
     return cast(CrcFunction, function) if callable(function) else None
 
 
-_NATIVE_CRC32C = _native_crc32c()
+def _crc32c_first_use(data: BytesLike, crc: int) -> int:
+    """CRC32C until its first use, which imports the native one (see ``_HAVE_CRC32C``)."""
+    return _resolve_crc32c()(data, crc)
+
+
+def _resolve_crc32c() -> CrcFunction:
+    update = _native_crc32c() or _CRC32C.update
+    _CRC_UPDATE["crc32c"] = update
+    return update
+
+
+# The crc32c package is imported on first use, not here: its __init__ imports
+# importlib.metadata (and zipfile) for its __version__, ~2 MiB of heap in every server
+# process, most of which never see a CRC32C checksum.
+_HAVE_CRC32C = importlib.util.find_spec("crc32c") is not None
 _NATIVE_CRC64NVME = _native_crc64nvme()
-_CRC_UPDATE: Final[Mapping[Algorithm, CrcFunction]] = {
+_CRC_UPDATE: Final[dict[Algorithm, CrcFunction]] = {
     "crc32": zlib.crc32,
-    "crc32c": _NATIVE_CRC32C or _CRC32C.update,
+    "crc32c": _crc32c_first_use if _HAVE_CRC32C else _CRC32C.update,
     "crc64nvme": _NATIVE_CRC64NVME or _CRC64NVME.update,
 }
 NATIVE: Final[Mapping[Algorithm, bool]] = {
     "crc32": True,
-    "crc32c": _NATIVE_CRC32C is not None,
+    "crc32c": _HAVE_CRC32C,
     "crc64nvme": _NATIVE_CRC64NVME is not None,
     "sha1": True,
     "sha256": True,
@@ -191,7 +206,8 @@ class Checksummer:
         self._crc_update: CrcFunction | None = None
         self._crc = 0
         if algorithm in CRC_ALGORITHMS:
-            self._crc_update = _CRC_UPDATE[algorithm]
+            update = _CRC_UPDATE[algorithm]
+            self._crc_update = _resolve_crc32c() if update is _crc32c_first_use else update
         else:
             self._hash = hashlib.new(algorithm)
 

@@ -15,13 +15,15 @@ values); markers and numbers are stripped of surrounding whitespace.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 from xml.parsers import expat
 
 from stratum.s3.errors import ERROR_CODES, S3Error
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 # Size limits for buffered request documents; the server should stop reading at these.
 MAX_CREATE_BUCKET_BODY = 64 * 1024
@@ -61,6 +63,8 @@ def parse_document(body: bytes, limit: int) -> ET.Element:
     """
     if len(body) > limit:
         raise S3Error("MaxMessageLengthExceeded")
+    import xml.etree.ElementTree as ET  # on the first XML body, not in every server process
+
     builder = ET.TreeBuilder()
     parser = expat.ParserCreate(namespace_separator="}")
     parser.StartDoctypeDeclHandler = _forbid
