@@ -43,6 +43,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stratum.util import memory
+
 log = logging.getLogger("stratum.workers")
 
 MAX_AUTO_WORKERS = 4  # past this, the disks (not the Python) bound a small box
@@ -197,6 +199,7 @@ def spawn(host: str, port: int, count: int, run_dir: Path) -> Role:
 
     Call before any thread starts and before anything opens LMDB or the disks.
     """
+    memory.tune()  # before any thread allocates: see stratum.util.memory
     public = bind(host, port, reuse_port=count > 1)
     address = public.getsockname()[:2]
     if count == 1:
@@ -205,6 +208,7 @@ def spawn(host: str, port: int, count: int, run_dir: Path) -> Role:
     private_port = private.getsockname()[1]
     sys.stdout.flush()
     sys.stderr.flush()
+    memory.release()  # the heap's free pages: not copied into every worker
     children: list[int] = []
     go: list[int] = []
     parent = os.getpid()
