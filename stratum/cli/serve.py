@@ -41,6 +41,7 @@ from stratum.s3.context import ApiSettings
 from stratum.s3.forward import PrimaryForwarder, metrics_file, read_peer_metrics, write_metrics
 from stratum.s3.observe import Observer
 from stratum.s3.server import AdminHandler, S3Server, make_app
+from stratum.util import memory
 from stratum.util.loglines import BatchingStreamHandler
 
 log = logging.getLogger("stratum")
@@ -236,6 +237,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
             flush_now()
     if role.primary:
         sd_notify("READY=1\nSTATUS=serving")
+    memory.release()  # what starting up (recovery, opening the stores) freed, back to the OS
     await stop.wait()
     observer.serving = False  # /health/ready: 503 while requests in flight finish
     if role.primary:
