@@ -9,14 +9,23 @@ The fan-out directory is named by the *last* two hex digits: Stratum's volume id
 millisecond timestamp (:mod:`stratum.model.ids`), so their first digits barely change, while
 the end is random.
 
-Format version 1. All integers are unsigned little-endian; CRC-32 is ``zlib.crc32`` (the
-IEEE polynomial, as in gzip/PNG). ``k``/``m`` are the data/parity shard counts of the volume.
+Format version 2. All integers are unsigned little-endian; CRC-32 is ``zlib.crc32`` (the
+IEEE polynomial, as in gzip/PNG) and CRC-32C the Castagnoli polynomial (iSCSI, ext4). ``k``/``m``
+are the data/parity shard counts of the volume. Versions differ only in the block checksum:
+
+- version 2: each block's CRC is CRC-32C, computed by the ``crc32c`` package with the CPU's
+  CRC instructions (SSE 4.2, ARMv8): about 27 GB/s against zlib's 3.4 on the benchmark VM, so
+  checking every block of a large GET costs 0.04 instead of 0.3 ns per byte;
+- version 1: each block's CRC is CRC-32. Still read; written only where the ``crc32c``
+  package is missing.
+
+Header and footer CRCs are CRC-32 in both (a few dozen bytes each).
 
 Header (``48 + L`` bytes; its length is known after reading the first 44)::
 
     offset  size  field
          0     8  magic b"STRSHARD"
-         8     2  format version = 1
+         8     2  format version = 2 (or 1)
         10     2  flags = 0 (reserved)
         12    16  volume id: the 32-hex-char id as 16 raw bytes
         28     2  shard index i, 0 <= i < k + m (i < k: data shard, else parity)
@@ -33,7 +42,7 @@ Header (``48 + L`` bytes; its length is known after reading the first 44)::
 Body: for each stripe s = 0 .. S-1, at offset ``48 + L + s * (B + 4)``::
 
     block  (B bytes; the last stripe's block is ceil(last stripe length / k) bytes)
-    CRC-32 of the block (4 bytes)
+    CRC-32C (version 2) or CRC-32 (version 1) of the block (4 bytes)
 
 so a range read seeks straight to stripe ``s``. Data blocks of the last stripe are zero-padded;
 the object size in the footer says where the data ends.
@@ -60,14 +69,16 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from stratum.block.errors import DiskWriteError, ShardFormatError, StorageError, StorageFull
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written when the crc32c package is present, else 1
+READ_VERSIONS = (1, 2)
 HEADER_MAGIC = b"STRSHARD"
 FOOTER_MAGIC = b"STRSFOOT"
 MAX_INFO_LEN = 1 << 20
@@ -81,6 +92,38 @@ CRC_LEN = _CRC.size
 _FIRST_READ = 4096  # one pread usually covers the whole header
 
 _VOLUME_ID = re.compile(r"[0-9a-f]{32}")
+
+
+BlockCrc = Callable[[bytes | bytearray | memoryview], int]
+
+
+@cache
+def _crc32c() -> BlockCrc | None:
+    # Imported on first use: the package's __init__ loads importlib.metadata and zipfile,
+    # megabytes an idle server process does not need (see stratum.s3.checksums).
+    try:
+        from crc32c import crc32c
+    except ImportError:
+        return None
+    return crc32c
+
+
+def write_version() -> int:
+    """The format version new shard files get: 2 (CRC-32C blocks) if the crc32c package can
+    be imported, else 1."""
+    return FORMAT_VERSION if _crc32c() is not None else 1
+
+
+def block_crc(version: int) -> BlockCrc:
+    """The block checksum function of a shard file of format ``version``."""
+    if version == 1:
+        return zlib.crc32
+    fn = _crc32c()
+    if fn is None:
+        raise ShardFormatError(
+            f"shard format version {version} needs the crc32c package, which is not installed"
+        )
+    return fn
 
 
 def is_volume_id(value: str) -> bool:
@@ -141,12 +184,13 @@ class ShardHeader:
     parity_shards: int
     block_size: int
     meta: Mapping[str, Any] = field(default_factory=dict)
+    version: int = field(default_factory=write_version)  # says how blocks are checksummed
 
     def encode(self) -> bytes:
         info = encode_meta(self.meta)
         head = _HEAD.pack(
             HEADER_MAGIC,
-            FORMAT_VERSION,
+            self.version,
             0,
             bytes.fromhex(self.volume_id),
             self.shard_index,
@@ -181,7 +225,7 @@ def parse_header(data: bytes, where: str) -> tuple[ShardHeader, int]:
     magic, version, _flags, vid, index, k, m, _r, block_size, info_len = _HEAD.unpack_from(data)
     if magic != HEADER_MAGIC:
         raise ShardFormatError(f"{where}: not a shard file (bad magic {magic!r})")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise ShardFormatError(f"{where}: unsupported shard format version {version}")
     if info_len > MAX_INFO_LEN:
         raise ShardFormatError(f"{where}: header meta length {info_len} is implausible")
@@ -197,7 +241,7 @@ def parse_header(data: bytes, where: str) -> tuple[ShardHeader, int]:
         raise ShardFormatError(f"{where}: header meta is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict):
         raise ShardFormatError(f"{where}: header meta is not a JSON object")
-    header = ShardHeader(vid.hex(), index, k, m, block_size, meta)
+    header = ShardHeader(vid.hex(), index, k, m, block_size, meta, version)
     return header, end + CRC_LEN
 
 
@@ -249,6 +293,7 @@ class ShardFileWriter:
     def __init__(self, path: Path, header: ShardHeader) -> None:
         self.path = path
         self.header = header
+        self._crc = block_crc(header.version)
         self._fd: int | None = None
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -263,10 +308,11 @@ class ShardFileWriter:
         return self._fd
 
     def append_block(self, block: bytes | bytearray | memoryview, crc: int | None = None) -> None:
-        """Append one block and its CRC (computed here unless given)."""
+        """Append one block and its checksum (computed here unless given: it must then be
+        the one this file's format version uses, see :func:`block_crc`)."""
         fd = self._require_fd()
         if crc is None:
-            crc = zlib.crc32(block)
+            crc = self._crc(block)
         try:
             _write_all(fd, [block, _CRC.pack(crc)])
         except OSError as exc:
@@ -314,6 +360,7 @@ class ShardFileReader:
         self._fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             self.header, self.header_len, self.footer = self._validate()
+            self._crc = block_crc(self.header.version)
         except BaseException:
             self.close()
             raise
@@ -364,7 +411,7 @@ class ShardFileReader:
             raise ShardFormatError(f"{self.path}: short read of stripe {stripe}")
         view = memoryview(data)
         (crc,) = _CRC.unpack_from(data, blen)
-        if zlib.crc32(view[:blen]) != crc:
+        if self._crc(view[:blen]) != crc:
             raise ShardFormatError(f"{self.path}: CRC mismatch in stripe {stripe}")
         return view[:blen]
 

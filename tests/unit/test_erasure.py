@@ -11,7 +11,6 @@ import os
 import random
 import shutil
 import tracemalloc
-import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +32,13 @@ from stratum.block.erasure import (
     place_shards,
 )
 from stratum.block.errors import DiskWriteError, StorageError, StorageFull, VolumeUnreadable
-from stratum.block.shardfile import HEADER_FIXED_LEN, encode_meta, read_shard_info
+from stratum.block.shardfile import (
+    HEADER_FIXED_LEN,
+    block_crc,
+    encode_meta,
+    read_shard_info,
+    write_version,
+)
 
 PARAMS = [(1, 0), (2, 1), (4, 2), (3, 3)]
 
@@ -605,7 +610,7 @@ async def test_repair_never_commits_data_that_fails_the_md5(
     forged = os.urandom(1000)
     with paths[0].open("r+b") as f:
         f.seek(off)
-        f.write(forged + zlib.crc32(forged).to_bytes(4, "little"))
+        f.write(forged + block_crc(write_version())(forged).to_bytes(4, "little"))
     paths[5].unlink()  # ...then a repair is needed
     with pytest.raises(VolumeUnreadable, match="MD5"):
         await store.repair(loc)

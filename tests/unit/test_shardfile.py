@@ -23,6 +23,7 @@ from stratum.block.shardfile import (
     ShardFileWriter,
     ShardFooter,
     ShardHeader,
+    block_crc,
     is_volume_id,
     parse_footer,
     parse_header,
@@ -53,13 +54,59 @@ def test_header_bytes_are_as_documented() -> None:
     raw = ShardHeader(VID, 3, 4, 2, 262144, {"a": 1}).encode()
     meta = b'{"a":1}'
     assert raw[0:8] == b"STRSHARD"
-    assert struct.unpack_from("<HH", raw, 8) == (1, 0)
+    assert struct.unpack_from("<HH", raw, 8) == (2, 0)
     assert raw[12:28] == bytes.fromhex(VID)
     assert struct.unpack_from("<HHHH", raw, 28) == (3, 4, 2, 0)
     assert struct.unpack_from("<II", raw, 36) == (262144, len(meta))
     assert raw[44 : 44 + len(meta)] == meta
     assert struct.unpack_from("<I", raw, 44 + len(meta))[0] == zlib.crc32(raw[: 44 + len(meta)])
     assert len(raw) == HEADER_FIXED_LEN + len(meta) == 48 + len(meta)
+
+
+def block_offsets(path: Path, expected: Expected) -> list[int]:
+    reader = ShardFileReader(path, expected)
+    try:
+        return [reader.block_offset(s) for s in range(reader.layout.stripe_count)]
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_block_checksums_by_version_and_both_versions_read(tmp_path: Path, version: int) -> None:
+    """Version 2 checksums blocks with CRC-32C, version 1 (older files) with CRC-32: each
+    file says which, readers accept both and catch a damaged block in either."""
+    data = os.urandom(12000)  # three full stripes of 4 x 1000 bytes; this shard's blocks:
+    blocks = [os.urandom(1000) for _ in range(3)]
+    layout = Layout(4, 1000, len(data))
+    path = tmp_path / "s.shard"
+    w = ShardFileWriter(path, ShardHeader(VID, 0, 4, 2, 1000, META, version))
+    for block in blocks:
+        w.append_block(block)
+    md5 = hashlib.md5(data).digest()
+    w.finish(ShardFooter(len(data), layout.stripe_count, md5))
+    w.close()
+    expected = Expected(VID, 0, 4, 2, 1000, len(data), md5)
+    raw = path.read_bytes()
+    assert struct.unpack_from("<H", raw, 8)[0] == version
+    offsets = block_offsets(path, expected)
+    crc = zlib.crc32 if version == 1 else block_crc(2)
+    assert block_crc(version) is crc
+    for s, off in enumerate(offsets):
+        block = raw[off : off + 1000]
+        assert struct.unpack_from("<I", raw, off + 1000)[0] == crc(block) != 0
+        assert block == blocks[s]
+    reader = ShardFileReader(path, expected)
+    assert reader.header.version == version
+    assert bytes(reader.read_block(1)) == blocks[1]
+    reader.close()
+    with path.open("r+b") as f:
+        f.seek(offsets[1] + 10)
+        f.write(b"\xff" if raw[offsets[1] + 10] != 0xFF else b"\x00")
+    reader = ShardFileReader(path, expected)
+    with pytest.raises(ShardFormatError, match="CRC mismatch in stripe 1"):
+        reader.read_block(1)
+    assert bytes(reader.read_block(2)) == blocks[2]
+    reader.close()
 
 
 def test_footer_bytes_are_as_documented() -> None:
