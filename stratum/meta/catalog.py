@@ -16,13 +16,15 @@ run reads with ``MetaStore.read`` and writes through ``MetaStore.write``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import Any
 
 from stratum.meta.records import (
     BucketRecord,
+    ListedObject,
     ObjectRecord,
     UserRecord,
     VolumeRecord,
+    decode_listed,
     decode_objects,
     encode_object_list,
 )
@@ -194,14 +196,34 @@ def list_users(tx: Tx) -> list[UserRecord]:
 # -- listing ---------------------------------------------------------------------------
 
 
-@dataclass
 class ListPage:
-    """One page of a listing: objects and common prefixes, in S3 order."""
+    """One page of a listing: objects and common prefixes, in S3 order.
 
-    objects: list[ObjectRecord]
-    common_prefixes: list[str]
-    is_truncated: bool
-    next_marker: str | None  # the last key or common prefix returned, when truncated
+    The listed keys' records are kept as read: :attr:`objects` decodes them in full when
+    first asked for, :meth:`listed` reads only what a listing shows, which is most of a
+    LIST request's cost otherwise (see :func:`~stratum.meta.records.decode_listed`)."""
+
+    def __init__(self) -> None:
+        self.common_prefixes: list[str] = []
+        self.is_truncated = False
+        self.next_marker: str | None = None  # the last key or prefix returned, when truncated
+        # a short key's raw record (bytes, copied out of LMDB) or a long key's decoded one
+        self.values: list[bytes | ObjectRecord] = []
+        self._objects: list[ObjectRecord] | None = None
+
+    @property
+    def objects(self) -> list[ObjectRecord]:
+        if self._objects is None:
+            self._objects = [
+                v if isinstance(v, ObjectRecord) else ObjectRecord.decode(v) for v in self.values
+            ]
+        return self._objects
+
+    def listed(self) -> list[ListedObject]:
+        return [
+            ListedObject.of(v) if isinstance(v, ObjectRecord) else decode_listed(v)
+            for v in self.values
+        ]
 
 
 def _past_prefix(prefix: bytes) -> bytes | None:
@@ -212,19 +234,21 @@ def _past_prefix(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-def _entries(cur: object, base: bytes) -> Iterator[tuple[bytes, bytes | None, bytes]]:
-    """Yield (full key, raw single record or None, raw value) from the cursor position."""
-    for dbkey, value in cur:  # type: ignore[attr-defined]
-        dbkey = bytes(dbkey)
+def _entries(cur: Any, base: bytes) -> Iterator[tuple[bytes, bytes | ObjectRecord]]:
+    """Yield (full key, value) from the cursor position while the keys are the bucket's:
+    for a short key its raw record (left to :class:`ListPage` to decode), for a long key each
+    record of the list sharing the LMDB key. Keys and values are bytes already (every
+    :class:`Tx` is begun with ``buffers=False``)."""
+    skip = len(base)
+    for dbkey, value in cur:
         if not dbkey.startswith(base):
             return
-        raw = bytes(value)
-        part = dbkey[len(base) :]
+        part = dbkey[skip:]
         if len(part) < LONG_KEY:
-            yield part, raw, raw
+            yield part, value
         else:
-            for record in decode_objects(raw):
-                yield _utf8(record.key), None, record.encode()
+            for record in decode_objects(value):
+                yield _utf8(record.key), record
 
 
 def list_objects(
@@ -239,9 +263,10 @@ def list_objects(
     """List keys strictly after ``start_after``, rolling up at ``delimiter``.
 
     Walks a cursor from the first possible key and jumps over a whole common prefix
-    at once, so a page costs what it returns, not the size of the bucket.
+    at once, so a page costs what it returns, not the size of the bucket. No record is
+    decoded here (see :class:`ListPage`).
     """
-    page = ListPage([], [], False, None)
+    page = ListPage()
     if max_keys <= 0:
         return page
     base = _utf8(bucket) + SEP
@@ -255,6 +280,8 @@ def list_objects(
             if past is None:
                 return page
             floor = max(floor, past)
+    values, prefixes = page.values, page.common_prefixes
+    after_pfx = len(pfx)
     cur = tx.cursor("objects")
     count = 0
     last: bytes | None = None
@@ -263,25 +290,25 @@ def list_objects(
         if not cur.set_range(base + seek[:LONG_KEY]):
             break
         target, seek = seek, None
-        for full, single, raw in _entries(cur, base):
+        for full, value in _entries(cur, base):
             if full < target or (after and full <= after):
                 continue
             if not full.startswith(pfx):
                 return _finish(page, last, truncated=False)
             if delim:
-                cut = full.find(delim, len(pfx))
+                cut = full.find(delim, after_pfx)
                 if cut >= 0:
                     common = full[: cut + len(delim)]
                     if count >= max_keys:
                         return _finish(page, last, truncated=True)
-                    page.common_prefixes.append(common.decode("utf-8", "surrogateescape"))
+                    prefixes.append(common.decode("utf-8", "surrogateescape"))
                     count += 1
                     last = common
                     seek = _past_prefix(common)
                     break
             if count >= max_keys:
                 return _finish(page, last, truncated=True)
-            page.objects.append(ObjectRecord.decode(single if single is not None else raw))
+            values.append(value)
             count += 1
             last = full
     return _finish(page, last, truncated=False)

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from stratum.meta.catalog import ListPage
-from stratum.meta.records import ObjectRecord
 from stratum.s3 import xml
 from stratum.s3.bucket_ops import xml_response
 from stratum.s3.context import Handler, ReqCtx
@@ -86,17 +85,6 @@ def _page(ctx: ReqCtx, start_after: str, limit: int) -> ListPage:
     )
 
 
-def _entry(record: ObjectRecord, owner: xml.Owner | None) -> xml.ObjectEntry:
-    return xml.ObjectEntry(
-        key=record.key,
-        last_modified=record.last_modified,
-        etag=record.etag,
-        size=record.size,
-        storage_class=record.storage_class or "STANDARD",
-        owner=owner,
-    )
-
-
 async def list_objects_v1(ctx: ReqCtx) -> web.StreamResponse:
     enc = encoding_type(ctx)
     limit = max_keys(ctx)
@@ -109,7 +97,8 @@ async def list_objects_v1(ctx: ReqCtx) -> web.StreamResponse:
         marker=marker,
         max_keys=limit,
         is_truncated=page.is_truncated,
-        contents=[_entry(r, ctx.owner) for r in page.objects],
+        contents=page.listed(),  # only the fields shown, read from the records
+        owner=ctx.owner,
         common_prefixes=page.common_prefixes,
         delimiter=delimiter,
         # AWS returns NextMarker only with a delimiter; without one clients use the last key.
@@ -141,7 +130,7 @@ async def list_objects_v2(ctx: ReqCtx) -> web.StreamResponse:
         prefix=ctx.params.get("prefix", ""),
         max_keys=limit,
         is_truncated=page.is_truncated,
-        contents=[_entry(r, ctx.owner if fetch_owner else None) for r in page.objects],
+        contents=page.listed(),
         common_prefixes=page.common_prefixes,
         delimiter=ctx.params.get("delimiter") or None,
         start_after=start_after,
@@ -150,6 +139,7 @@ async def list_objects_v2(ctx: ReqCtx) -> web.StreamResponse:
             encode_token(page.next_marker) if page.is_truncated and page.next_marker else None
         ),
         encoding_type=enc,
+        owner=ctx.owner if fetch_owner else None,
     )
     return xml_response(xml.list_objects_v2(result))
 
@@ -174,7 +164,8 @@ async def list_object_versions(ctx: ReqCtx) -> web.StreamResponse:
         version_id_marker=version_marker,
         max_keys=limit,
         is_truncated=page.is_truncated,
-        versions=[_entry(r, ctx.owner) for r in page.objects],
+        versions=page.listed(),
+        owner=ctx.owner,
         common_prefixes=page.common_prefixes,
         delimiter=ctx.params.get("delimiter") or None,
         next_key_marker=page.next_marker if page.is_truncated else None,
