@@ -13,7 +13,12 @@ takes everything queued (a batch), appends each segment's share of it with one `
 does ONE ``fdatasync`` per segment file touched (plus one directory fsync when it created a
 segment) and only then resolves the callers' futures, one ``call_soon_threadsafe`` per batch.
 Concurrent puts therefore share fsyncs, and a batch costs a handful of syscalls whatever its
-size (each syscall releases the GIL and has to win it back, which is what limits throughput).
+size. When other puts are under way in this store (PostgreSQL's ``commit_delay`` with
+``commit_siblings``), a writer that wakes for one record first waits ``GATHER_DELAY`` for the
+others' records to join its batch: one fdatasync (about a millisecond) then covers more of
+them. A lone put never waits; with 16 clients this gave about 8 % more 4 KiB PUTs a second
+(medians of 3), while a fixed wait cost a single client a fifth of its rate.
+Each syscall releases the GIL and has to win it back, which is what limits throughput.
 :meth:`SegmentStore.put` returns once every replica is durable; a crash before that leaves at
 most a torn tail, which readers never see (nothing points at it) and scans skip (CRC).
 
@@ -100,6 +105,7 @@ MAX_BATCH_WRITES = 4096  # bounds the latency one batch adds to the puts queued 
 MAX_BATCH_BYTES = 32 << 20
 PROBE_EVERY = 64  # puts between attempts on a disk whose last write failed
 LOCK_WAIT = 5.0  # seconds start() waits for another process to let go of a disk
+GATHER_DELAY = 0.0005  # seconds a writer waits for sibling puts' records (see above)
 _READ_FDS = 64  # segment files kept open for reads from the page cache (64 MiB each)
 # Linux >= 4.14 for buffered reads; elsewhere every read takes the executor.
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
@@ -156,8 +162,10 @@ class _DiskWriter(threading.Thread):
         segment_size: int,
         on_orphan: Callable[[Replica, int], None],
         shared: bool = False,
+        siblings: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(name=f"seg-writer-{disk.disk_id[:8]}", daemon=True)
+        self._siblings = siblings  # are other puts under way? (read from this thread)
         self.shared = shared
         self.disk = disk
         self.seg_dir = disk.seg_dir
@@ -254,6 +262,8 @@ class _DiskWriter(threading.Thread):
             first = self.queue.get()
             if first is None:
                 break
+            if self._siblings():
+                time.sleep(GATHER_DELAY)
             batch = [first]
             size = first.record_size
             while len(batch) < MAX_BATCH_WRITES and size < MAX_BATCH_BYTES:
@@ -512,7 +522,11 @@ class SegmentStore:
         self._on_damage = on_damage
         # Replicas one disk takes in normal placement: 1 with enough disks, more otherwise.
         self._spread = math.ceil(copies / len(disks))
-        self._writers = [_DiskWriter(d, copies, segment_size, self._orphan, shared) for d in disks]
+        self._active_puts = 0  # put() calls under way; only the loop's thread changes it
+        self._writers = [
+            _DiskWriter(d, copies, segment_size, self._orphan, shared, self._has_siblings)
+            for d in disks
+        ]
         self._by_id = {w.disk.disk_id: w for w in self._writers}
         self._dead: Counter[tuple[str, int]] = Counter()
         self._rr = 0
@@ -578,7 +592,11 @@ class SegmentStore:
         meta_raw = encode_meta(dict(meta))
         data = bytes(data)
         crc = zlib.crc32(data)
-        replicas = await self._write_replicas(volume_raw, meta_raw, data, crc, (), self.copies)
+        self._active_puts += 1
+        try:
+            replicas = await self._write_replicas(volume_raw, meta_raw, data, crc, (), self.copies)
+        finally:
+            self._active_puts -= 1
         return SegLocation(volume_raw.hex(), len(data), crc, len(meta_raw), tuple(replicas))
 
     async def get(self, loc: SegLocation) -> bytes:
@@ -750,6 +768,9 @@ class SegmentStore:
         return written
 
     # --- reading from the page cache (on the event loop) -----------------------------------
+
+    def _has_siblings(self) -> bool:
+        return self._active_puts > 1
 
     def _read_cached(self, loc: SegLocation) -> bytes | None:
         """The payload of ``loc`` if its first replica is intact and in the page cache; else

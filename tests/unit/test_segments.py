@@ -147,6 +147,33 @@ async def test_concurrent_puts_share_fdatasyncs(
     assert 0 < calls <= 200 // 4, calls
 
 
+async def test_writers_wait_for_sibling_puts_but_never_for_a_lone_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stratum.block.segments as segments
+
+    waits: list[float] = []
+    real_time = time
+
+    class Clock:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_time, name)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            real_time.sleep(seconds)  # the module's own, this one is patched in segments
+
+    monkeypatch.setattr(segments, "time", Clock())
+    disks = make_disks(tmp_path, 3)
+    async with running(disks, 3) as store:
+        for i in range(20):  # one at a time: no sibling, no wait
+            await store.put(vid(), blob(i, 100), {})
+        assert waits == []
+        await asyncio.gather(*(store.put(vid(), blob(i, 100), {}) for i in range(50)))
+        assert waits and set(waits) == {segments.GATHER_DELAY}
+
+
 async def test_close_finishes_queued_puts(tmp_path: Path) -> None:
     disks = make_disks(tmp_path, 2)
     async with running(disks, 2) as store:
