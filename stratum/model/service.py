@@ -355,7 +355,8 @@ class ObjectService:
             current = self.meta.read(lambda tx: catalog.get_object(tx, bucket, key))
             opts.condition(current)
         now = self.clock.now()
-        volume = await self.store_body(bucket, key, body, opts, now)
+        with self.meta.coming():  # its commit: others' may wait a moment for it
+            volume = await self.store_body(bucket, key, body, opts, now)
         record = ObjectRecord(
             key=key,
             volume_id=volume.volume_id,

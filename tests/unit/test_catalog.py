@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,6 +207,26 @@ async def test_concurrent_writes_are_group_committed(store: MetaStore) -> None:
     assert store.commits < 150, "concurrent writes should share commits"
     page = store.read(lambda tx: catalog.list_objects(tx, "g", max_keys=1000))
     assert len(page.objects) == 300
+
+
+async def test_a_commit_waits_for_a_write_announced_as_coming(
+    store: MetaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("stratum.meta.store.GATHER_DELAY", 0.3)  # (0.5 ms in service)
+
+    async def two_writes(announce: bool) -> int:
+        before = store.commits
+        with store.coming() if announce else contextlib.nullcontext():
+            first = asyncio.ensure_future(
+                store.write(lambda tx: catalog.put_object(tx, "c", _obj("a")))
+            )
+            await asyncio.sleep(0.05)  # the writer has taken the first write by now
+        await store.write(lambda tx: catalog.put_object(tx, "c", _obj("bb")))
+        await first
+        return store.commits - before
+
+    assert await two_writes(announce=False) == 2  # nothing said: no waiting
+    assert await two_writes(announce=True) == 1  # the second joined the first's commit
 
 
 async def test_failing_write_rolls_back_alone(store: MetaStore) -> None:
