@@ -152,7 +152,8 @@ class MultipartService:
             opts,
             header_meta={"kind": "part", "upload_id": upload_id, "part_number": part_number},
         )
-        volume = await self.objects.store_body(bucket, key, body, opts, now)
+        with self.objects.meta.coming():  # its commit (see MetaStore.coming)
+            volume = await self.objects.store_body(bucket, key, body, opts, now)
         part = PartRecord(
             part_number=part_number,
             volume_id=volume.volume_id,
