@@ -749,11 +749,19 @@ class _VolumeReader:
 
     async def _read_blocks(self, shards: list[int], stripe: int) -> list[Block | None]:
         readers = await _all([self._open(i) for i in shards])
-        jobs = [
-            self.store.submit(self._read_block, i, r, stripe)
-            for i, r in zip(shards, readers, strict=True)
+        # Blocks in the page cache are read here, on the loop (see read_block_cached); the
+        # rest, in parallel in the executor, which also reports damage and missing files.
+        got: list[Block | None] = [
+            None if r is None else r.read_block_cached(stripe) for r in readers
         ]
-        return await _all(jobs)
+        missing = [n for n, block in enumerate(got) if block is None]
+        if missing:
+            jobs = [
+                self.store.submit(self._read_block, shards[n], readers[n], stripe) for n in missing
+            ]
+            for n, block in zip(missing, await _all(jobs), strict=True):
+                got[n] = block
+        return got
 
     def _read_block(self, index: int, reader: ShardFileReader | None, stripe: int) -> Block | None:
         if reader is None:

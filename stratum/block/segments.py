@@ -94,7 +94,7 @@ from stratum.block.segments_format import (
     scan_segment,
     segment_name,
 )
-from stratum.util.fsio import fsync_dir
+from stratum.util.fsio import fsync_dir, pread_cached
 
 __all__ = ["DamageCallback", "Replica", "SegLocation", "SegmentStore", "scan_disk"]
 
@@ -107,8 +107,6 @@ PROBE_EVERY = 64  # puts between attempts on a disk whose last write failed
 LOCK_WAIT = 5.0  # seconds start() waits for another process to let go of a disk
 GATHER_DELAY = 0.0005  # seconds a writer waits for sibling puts' records (see above)
 _READ_FDS = 64  # segment files kept open for reads from the page cache (64 MiB each)
-# Linux >= 4.14 for buffered reads; elsewhere every read takes the executor.
-_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 
 DamageCallback = Callable[[SegLocation, Replica, str], None]
@@ -775,19 +773,19 @@ class SegmentStore:
     def _read_cached(self, loc: SegLocation) -> bytes | None:
         """The payload of ``loc`` if its first replica is intact and in the page cache; else
         None (not cached, no open fd yet, damaged, anything odd: the executor path decides)."""
-        if not loc.replicas or _RWF_NOWAIT is None:
+        if not loc.replicas:
             return None
         first = loc.replicas[0]
         fd = self._read_fds.get((first.disk_id, first.segment))
         if fd is None:
             return None
         self._read_fds.move_to_end((first.disk_id, first.segment))
-        raw = bytearray(loc.record_size)
+        raw = pread_cached(fd, loc.record_size, first.offset)
+        if raw is None:
+            return None
         try:
-            if os.preadv(fd, [raw], first.offset, _RWF_NOWAIT) != loc.record_size:
-                return None
             return check_record(memoryview(raw), loc, first.offset)[1]
-        except (OSError, RecordMismatch):
+        except RecordMismatch:
             return None
 
     def _keep_fd(self, key: tuple[str, int], fd: int) -> None:

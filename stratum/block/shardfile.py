@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Any
 
 from stratum.block.errors import DiskWriteError, ShardFormatError, StorageError, StorageFull
+from stratum.util.fsio import pread_cached
 
 FORMAT_VERSION = 2  # written when the crc32c package is present, else 1
 READ_VERSIONS = (1, 2)
@@ -413,6 +414,26 @@ class ShardFileReader:
         (crc,) = _CRC.unpack_from(data, blen)
         if self._crc(view[:blen]) != crc:
             raise ShardFormatError(f"{self.path}: CRC mismatch in stripe {stripe}")
+        return view[:blen]
+
+    def read_block_cached(self, stripe: int) -> memoryview | None:
+        """Block ``stripe`` if all of it is in the page cache and intact; else None, at once.
+
+        It never waits for the disk (:func:`~stratum.util.fsio.pread_cached`), so it may run
+        on the event loop: a hot object's blocks are then served without a hand-off to a
+        thread and back per block. Anything but a whole, intact block (not cached, a short read, a
+        CRC mismatch, an error) is left to :meth:`read_block`, which reports it.
+        """
+        fd = self._fd
+        if fd is None or not 0 <= stripe < self.layout.stripe_count:
+            return None
+        blen = self.layout.block_len(stripe)
+        buf = pread_cached(fd, blen + CRC_LEN, self.block_offset(stripe))
+        if buf is None:
+            return None
+        view = memoryview(buf)
+        if self._crc(view[:blen]) != _CRC.unpack_from(buf, blen)[0]:
+            return None
         return view[:blen]
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ import itertools
 import os
 import random
 import shutil
+import subprocess
 import tracemalloc
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -667,3 +668,42 @@ async def test_delete(tmp_path: Path, executor: ThreadPoolExecutor) -> None:
     await store.delete(loc)
     assert len(files_under(disks, "ec")) == 6
     assert await read_all(store, keep) == b"keep me"
+
+
+async def test_cached_blocks_are_read_on_the_loop_and_damage_still_found(
+    tmp_path: Path, executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stratum.block import erasure
+
+    through_executor: list[int] = []
+    real = erasure._VolumeReader._read_block
+
+    def counted(self: Any, index: int, reader: Any, stripe: int) -> Any:
+        through_executor.append(index)
+        return real(self, index, reader, stripe)
+
+    monkeypatch.setattr(erasure._VolumeReader, "_read_block", counted)
+    store = ErasureStore(make_disks(tmp_path, 6), ECParams(4, 2, 64 << 10), executor)
+    data = os.urandom(1 << 20)  # 4 stripes: blocks well past the pages opening a file reads
+    loc = await write_volume(store, data, chunk=64 << 10)
+    assert await read_all(store, loc) == data
+    assert through_executor == []  # just written: every block from the page cache
+    # Bitrot in a cached block: not served; the executor reads it, reports it, decodes.
+    paths = shard_paths(store, loc)
+    flip(paths[1], block_offset(paths[1], 0) + 7)
+    assert await read_all(store, loc) == data
+    assert 1 in through_executor
+    assert any(d.shard_index == 1 and "CRC" in d.reason for d in store.degraded_shards())
+    # Out of the page cache (not on tmpfs, whose pages are the storage): the executor reads.
+    kind = await asyncio.to_thread(
+        subprocess.run, ["stat", "-f", "-c", "%T", paths[0]], capture_output=True, text=True
+    )
+    if kind.stdout.strip() not in ("tmpfs", "ramfs"):
+        through_executor.clear()
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+        assert await read_all(store, loc, 300_000, 600_000) == data[300_000:600_000]
+        assert through_executor
