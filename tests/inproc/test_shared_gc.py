@@ -50,3 +50,21 @@ async def test_a_stopping_primary_frees_what_the_grace_held(inproc: InProc) -> N
     await t.node.service.stop()  # its workers are gone by then: nothing may read
     assert _shards(t) == set()
     await t.node.service.start()  # the fixture stops it again
+
+
+async def test_a_page_of_garbage_is_forgotten_in_one_commit(inproc: InProc) -> None:
+    t = inproc
+    t.node.share()  # a grace period on the test's clock: nothing is freed until it passes
+    assert (await t.request("PUT", "/gcp")).status == 200
+    for i in range(300):  # more than one page (256) of the queue
+        assert (await t.request("PUT", f"/gcp/k{i}", b"x" * 100)).status == 200
+        assert (await t.request("DELETE", f"/gcp/k{i}")).status == 204
+    service, meta = t.node.service, t.node.meta
+    assert await service.collect_garbage() == 0  # the grace starts for all 300
+    t.clock.advance(SHARED_GC_GRACE + 1)
+    commits = meta.commits
+    assert await service.collect_garbage() == 300
+    assert meta.read(catalog.pending_garbage) == []
+    # One commit per page (two here), not one per volume; the background pass, woken by
+    # those commits, finds nothing left to commit.
+    assert meta.commits - commits <= 3
