@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -126,11 +127,39 @@ def load(args: argparse.Namespace, **overrides: Any) -> Config:
     return load_config(getattr(args, "config", None), overrides=flat)
 
 
+_CA_PATHS = ("SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def _import_aiohttp_without_ca_store() -> None:
+    """Import aiohttp with OpenSSL's CA paths pointed nowhere, then restore the environment.
+
+    aiohttp's client module builds two TLS client contexts when imported, loading the
+    system's CA store into each: about 2 MiB in every server process, and a worker forked
+    from the primary counts the primary's copy in its RSS as well. The server uses aiohttp's
+    client only to forward admin calls to the primary over loopback HTTP, never TLS; the
+    cold tier's boto3 builds its own contexts later, from the restored environment.
+    """
+    if "aiohttp" in sys.modules:
+        return
+    saved = {name: os.environ.get(name) for name in _CA_PATHS}
+    nowhere = "/nonexistent/stratum-no-ca-store"
+    os.environ.update(dict.fromkeys(_CA_PATHS, nowhere))
+    try:
+        import aiohttp  # noqa: F401
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
+            _import_aiohttp_without_ca_store()
             from stratum.cli.serve import serve
 
             config = load(args, **{"server.listen": args.listen})
