@@ -299,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         "connection per client (moto closes it after every response, so there every request "
         "connects anew); LIST and untimed set-up through boto3",
         "Throughput is per client (bytes or ops / time inside requests), summed over "
-        "clients; every GET body is compared byte for byte with what was PUT as it arrives; "
+        "clients; a GET run reads every object of the PUT run before it "
+        f"{sizes.get_passes} times, shuffled; every GET body is compared byte for byte with what "
+        "was PUT as it arrives; "
         "latency is request start to last body byte (LIST: request sent to reply received, "
         "before boto3 parses it). Peak RSS: VmRSS summed over the server's process tree every "
         "50 ms, max over the runs; PSS the same with shared pages divided among the processes "

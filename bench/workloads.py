@@ -331,6 +331,10 @@ class Sizes:
     lists: int = 25  # LIST requests per run, at most (fewer if one LIST takes long)
     list_seconds: float = 20.0  # ... so that a run takes about this long
     idle_seconds: float = 3.0
+    # A GET run reads every object PUT before it this many times (in a shuffled order): at
+    # GB/s or thousands of GETs a second, one pass over 16 x 64 MiB or 800 x 4 KiB is over
+    # in half a second or less, too short to measure steadily.
+    get_passes: int = 4
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -346,6 +350,7 @@ class Sizes:
             lists=10,
             list_seconds=5.0,
             idle_seconds=1.0,
+            get_passes=1,
         )
 
 
@@ -503,9 +508,10 @@ class Suite:
     def puts_then_gets(
         self, size: int, clients: int, count: int, name: str, workers: int | None = None
     ) -> list[str]:
-        """A PUT run, then a GET run of the same objects in another order."""
+        """A PUT run, then a GET run of the same objects in another order (``get_passes``
+        times each)."""
         written = self.puts(size, clients, count, name, workers)
-        keys = list(written)
+        keys = list(written) * self.sizes.get_passes
         random.Random(self.round_no).shuffle(keys)
         plan = split([Get(self.bucket, k, self.bodies[k]) for k in keys], clients)
         wid, title = _names("get", size, clients, name, workers)
