@@ -418,7 +418,14 @@ class ServerConfig:
             _one_of("text", "json"),
         )
     )
-    access_log: bool = field(metadata=_key(True, BOOL, "Log one line per S3 request."))
+    access_log: bool = field(
+        metadata=_key(
+            True,
+            BOOL,
+            "Log one line per S3 request (written in batches, at most 50 ms late; warnings and"
+            " errors at once).",
+        )
+    )
     workers: int = field(
         metadata=_key(
             0,
