@@ -410,11 +410,10 @@ class ShardFileReader:
         data = os.pread(self._require_fd(), blen + CRC_LEN, self.block_offset(stripe))
         if len(data) != blen + CRC_LEN:
             raise ShardFormatError(f"{self.path}: short read of stripe {stripe}")
-        view = memoryview(data)
-        (crc,) = _CRC.unpack_from(data, blen)
-        if self._crc(view[:blen]) != crc:
+        block = self._intact(data, blen)
+        if block is None:
             raise ShardFormatError(f"{self.path}: CRC mismatch in stripe {stripe}")
-        return view[:blen]
+        return block
 
     def read_block_cached(self, stripe: int) -> memoryview | None:
         """Block ``stripe`` if all of it is in the page cache and intact; else None, at once.
@@ -431,10 +430,12 @@ class ShardFileReader:
         buf = pread_cached(fd, blen + CRC_LEN, self.block_offset(stripe))
         if buf is None:
             return None
-        view = memoryview(buf)
-        if self._crc(view[:blen]) != _CRC.unpack_from(buf, blen)[0]:
-            return None
-        return view[:blen]
+        return self._intact(buf, blen)
+
+    def _intact(self, data: bytes | bytearray, blen: int) -> memoryview | None:
+        """The block in ``data`` (block + checksum) if its checksum matches, else None."""
+        block = memoryview(data)[:blen]
+        return block if self._crc(block) == _CRC.unpack_from(data, blen)[0] else None
 
     def close(self) -> None:
         if self._fd is not None:

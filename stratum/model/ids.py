@@ -7,16 +7,11 @@ written for a key wins.
 
 from __future__ import annotations
 
-import os
-import random
-import secrets
 import time
 
-# The 80 random bits come from a per-process generator seeded from the OS (and seeded anew in
-# a forked worker, so processes never share a stream): os.urandom was a syscall per PUT,
-# which drops the GIL and, under load, costs a thread switch to win it back.
-_random = random.Random(secrets.randbits(128))
-os.register_at_fork(after_in_child=lambda: _random.seed(secrets.randbits(128)))
+from stratum.util.prng import process_random
+
+_random = process_random()  # not os.urandom: a system call per PUT (see stratum.util.prng)
 
 
 def new_volume_id(now: float | None = None) -> str:

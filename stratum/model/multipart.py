@@ -152,8 +152,7 @@ class MultipartService:
             opts,
             header_meta={"kind": "part", "upload_id": upload_id, "part_number": part_number},
         )
-        with self.objects.meta.coming():  # its commit (see MetaStore.coming)
-            volume = await self.objects.store_body(bucket, key, body, opts, now)
+        volume = await self.objects.store_body(bucket, key, body, opts, now)
         part = PartRecord(
             part_number=part_number,
             volume_id=volume.volume_id,

@@ -360,8 +360,7 @@ class ObjectService:
             current = self.meta.read(lambda tx: catalog.get_object(tx, bucket, key))
             opts.condition(current)
         now = self.clock.now()
-        with self.meta.coming():  # its commit: others' may wait a moment for it
-            volume = await self.store_body(bucket, key, body, opts, now)
+        volume = await self.store_body(bucket, key, body, opts, now)
         record = ObjectRecord(
             key=key,
             volume_id=volume.volume_id,
@@ -422,7 +421,17 @@ class ObjectService:
     async def store_body(
         self, bucket: str, key: str, body: AsyncIterable[bytes], opts: PutOptions, now: float
     ) -> VolumeRecord:
-        """Stream the body into the hot tier; return its (not yet committed) volume."""
+        """Stream the body into the hot tier; return its (not yet committed) volume.
+
+        Meanwhile the metadata writer knows a commit is coming (:meth:`MetaStore.coming`):
+        every caller commits the volume next, so others' commits may wait a moment for it.
+        """
+        with self.meta.coming():
+            return await self._store_body(bucket, key, body, opts, now)
+
+    async def _store_body(
+        self, bucket: str, key: str, body: AsyncIterable[bytes], opts: PutOptions, now: float
+    ) -> VolumeRecord:
         tier = self.hot
         if tier.online_count() < tier.min_disks_for_writes():
             raise errors.TierUnavailable(

@@ -15,9 +15,6 @@ Unsigned GET/HEAD of ``/metrics`` and ``/health/*`` are answered before all this
 from __future__ import annotations
 
 import logging
-import os
-import random
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +43,7 @@ from stratum.s3.router import (
 )
 from stratum.s3.router import unsupported_error as router_unsupported
 from stratum.util.clock import Clock
+from stratum.util.prng import process_random
 
 log = logging.getLogger("stratum.s3")
 access_log = logging.getLogger("stratum.access")
@@ -258,9 +256,8 @@ class S3Server:
 
 
 # Request ids identify a request in logs and error bodies; they guard nothing, so they come
-# from a PRNG seeded once per process (secrets' system call per request cost ~3 % of a PUT).
-_request_ids = random.Random(secrets.randbits(64))
-os.register_at_fork(after_in_child=lambda: _request_ids.seed(secrets.randbits(64)))  # workers
+# from a per-process PRNG (secrets' system call per request cost ~3 % of a PUT).
+_request_ids = process_random()
 
 
 def _new_request_id() -> str:
