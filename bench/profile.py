@@ -120,4 +120,16 @@ def summary(files: list[Path], top: int = 12) -> list[str]:
 
 
 def _interesting(name: str) -> bool:
-    return any(part in name for part in ("s3/", "model/", "meta/", "block/", "util/", "aiohttp/"))
+    return any(
+        part in name
+        for part in (
+            "s3/",
+            "service/",
+            "tiering/",
+            "maintenance/",
+            "meta/",
+            "block/",
+            "util/",
+            "aiohttp/",
+        )
+    )

@@ -6,7 +6,7 @@ Where they live (see :mod:`stratum.block.disk`)::
     <disk>/tmp/<volume_id>.<shard index>.<writer token>.tmp    being written (an orphan at start)
 
 The fan-out directory is named by the *last* two hex digits: Stratum's volume ids start with a
-millisecond timestamp (:mod:`stratum.model.ids`), so their first digits barely change, while
+millisecond timestamp (:mod:`stratum.service.ids`), so their first digits barely change, while
 the end is random.
 
 Format version 2. All integers are unsigned little-endian; CRC-32 is ``zlib.crc32`` (the

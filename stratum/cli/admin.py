@@ -40,7 +40,7 @@ def admin_call(config: Config, endpoint: str, method: str, path: str, timeout: f
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    from stratum.model.users import load_root_credentials
+    from stratum.service.users import load_root_credentials
 
     root = load_root_credentials(
         config.storage.data_dir, config.server.access_key, config.server.secret_key
@@ -57,7 +57,7 @@ def admin_call(config: Config, endpoint: str, method: str, path: str, timeout: f
 
 def _offline(config: Config, action: str, target: tuple[str | None, str | None]) -> Any:
     """Open the data directory in this process (no server running) and act."""
-    from stratum.model.node import Node
+    from stratum.node import Node
 
     node = Node.open(config)
 
@@ -139,8 +139,8 @@ def disk_list(config: Config, as_json: bool) -> int:
 
 def disk_replace(config: Config, old: Path, new: Path) -> int:
     """Record that the disk at OLD is replaced by the (empty) directory NEW."""
+    from stratum.block.tierstore import DISKS_KEY
     from stratum.meta.store import MetaStore
-    from stratum.model.node import DISKS_KEY
 
     old_key, new_path = str(old.absolute()), new.absolute()
     if new_path.exists() and any(new_path.iterdir()):

@@ -229,7 +229,7 @@ def _snapshot(config: Config, data: bool) -> int:
 
 def _user(args: argparse.Namespace) -> int:
     from stratum.meta.store import MetaStore
-    from stratum.model.users import UserDirectory, load_root_credentials
+    from stratum.service.users import UserDirectory, load_root_credentials
 
     config = load(args)
     data_dir = config.storage.data_dir

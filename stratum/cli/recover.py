@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from stratum.config import Config
-from stratum.model.recovery import (
+from stratum.maintenance.recovery import (
     SMALL_PUT_MARGIN,
     Lost,
     RecoveryError,

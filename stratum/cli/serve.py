@@ -34,13 +34,13 @@ from stratum.cli.workers import (
 )
 from stratum.config import Config, ConfigError
 from stratum.meta.store import MetaError
-from stratum.model.node import RUN_DIR, Node
-from stratum.model.users import ROOT_FILE, load_root_credentials
+from stratum.node import RUN_DIR, Node
 from stratum.s3.admin import AdminApi
 from stratum.s3.context import ApiSettings
 from stratum.s3.forward import PrimaryForwarder, metrics_file, read_peer_metrics, write_metrics
 from stratum.s3.observe import Observer
 from stratum.s3.server import AdminHandler, S3Server, make_app
+from stratum.service.users import ROOT_FILE, load_root_credentials
 from stratum.util import memory
 from stratum.util.loglines import BatchingStreamHandler
 

@@ -90,14 +90,14 @@ def _ago(seconds: float) -> str:
 
 
 def simulate(args: argparse.Namespace, config: Config) -> int:
-    from stratum.model.tiering import SimulatedStratumPolicy
-    from stratum.model.tiersim import (
+    from stratum.tiering.engine import SimulatedStratumPolicy
+    from stratum.tiering.simulator import (
         AwsIntelligentTieringPolicy,
         StaticPolicy,
         compare_text,
         read_trace,
     )
-    from stratum.model.tiersim import (
+    from stratum.tiering.simulator import (
         simulate as replay,
     )
 

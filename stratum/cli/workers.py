@@ -12,7 +12,7 @@ How (:func:`spawn` then :func:`serve_role` in :mod:`stratum.cli.serve`):
    lock a child could inherit half-held.
 2. The first process is the **primary**: it opens the node as a lone server would (taking
    the disks exclusively and recovering: torn segment tails, orphans), shares the disks,
-   starts every background task (see :mod:`stratum.model.node`), serves, and tells each
+   starts every background task (see :mod:`stratum.node`), serves, and tells each
    worker to go (one byte on its pipe).
 3. A **worker** waits for that byte (end of file instead: the primary failed; it exits),
    opens the node shared, binds its own ``SO_REUSEPORT`` socket on the same address (the

@@ -1,6 +1,6 @@
 """Pools: what backs the disks of a local tier (plain directories, or ZFS datasets).
 
-The storage layer (:mod:`stratum.model.tierstore`) asks a tier's :class:`Pool` to prepare
+The storage layer (:mod:`stratum.block.tierstore`) asks a tier's :class:`Pool` to prepare
 each disk path before opening it, and for each disk's backing, capacity and health while
 running. :func:`tier_pool` picks the implementation the configuration names; the ZFS one
 (and libzfs_core with it) is imported only when a tier has ``backend = "zfs"``.

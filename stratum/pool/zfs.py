@@ -84,7 +84,7 @@ def run_command(argv: Sequence[str]) -> str:
 class ZfsTools:
     """The libzfs_core module and a runner of the ``zfs``/``zpool`` commands.
 
-    Tests hand in :mod:`stratum.pool.fakezfs` instead, a double of both.
+    Tests hand in :mod:`tests.fakezfs` instead, a double of both.
     """
 
     lzc: Any

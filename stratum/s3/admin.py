@@ -21,11 +21,11 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from stratum.model.maintenance import Maintenance
-from stratum.model.tiering import TierEngine, read_decisions
-from stratum.model.users import UserDirectory
+from stratum.maintenance.scrub import Maintenance
 from stratum.s3 import sigv4
 from stratum.s3.errors import S3Error
+from stratum.service.users import UserDirectory
+from stratum.tiering.engine import TierEngine, read_decisions
 from stratum.util.clock import Clock
 
 PREFIX = "/_stratum/"

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stratum.model.tierstore import Hasher
+from stratum.block.tierstore import Hasher
 from stratum.s3 import checksums, sigv4
 from stratum.s3.chunked import ChunkedDecoder
 from stratum.s3.context import ReqCtx

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from stratum.model.multipart import MultipartService
-from stratum.model.service import ObjectService
-from stratum.model.users import User
 from stratum.s3 import xml
 from stratum.s3.router import Endpoint
 from stratum.s3.sigv4 import AuthResult
+from stratum.service.multipart import MultipartService
+from stratum.service.objects import ObjectService
+from stratum.service.users import User
 from stratum.util.clock import Clock
 
 

@@ -1,6 +1,6 @@
 """Multipart uploads: create, upload part (and part copy), complete, abort, list.
 
-The object model does the work (:mod:`stratum.model.multipart`); this module reads
+The object model does the work (:mod:`stratum.service.multipart`); this module reads
 the request, computes the checksums AWS defines for multipart objects and renders
 the XML.
 """
@@ -13,8 +13,6 @@ from typing import cast
 from aiohttp import web
 
 from stratum.meta.records import PartRecord, UploadRecord
-from stratum.model.multipart import CompletedPart
-from stratum.model.service import PutOptions
 from stratum.s3 import checksums, httpsem, xml
 from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
@@ -23,6 +21,8 @@ from stratum.s3.errors import S3Error
 from stratum.s3.list_ops import encoding_type
 from stratum.s3.object_ops import put_options_from_request, write_condition
 from stratum.s3.xml_requests import MAX_COMPLETE_MULTIPART_BODY, parse_complete_multipart
+from stratum.service.multipart import CompletedPart
+from stratum.service.objects import PutOptions
 
 MAX_PART_SIZE = 5 << 30
 ELEMENT_OF = {

@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping
 from aiohttp import web
 
 from stratum.meta.records import ObjectRecord
-from stratum.model.service import ObjectView, PutOptions
 from stratum.s3 import httpsem, xml
 from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
@@ -17,6 +16,7 @@ from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
 from stratum.s3.list_ops import STORAGE_CLASS_OF_TIER
 from stratum.s3.xml_requests import MAX_DELETE_OBJECTS_BODY, parse_delete_objects
+from stratum.service.objects import ObjectView, PutOptions
 
 MAX_SINGLE_PUT = 5 << 30
 STORAGE_CLASSES = {

@@ -43,10 +43,10 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from stratum import __version__
+from stratum.block.tierstore import TierStore
+from stratum.maintenance.scrub import Maintenance
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import MetaStore, Tx
-from stratum.model.maintenance import Maintenance
-from stratum.model.tierstore import TierStore
 from stratum.s3.context import ReqCtx
 from stratum.s3.router import virtual_host_bucket
 

@@ -24,11 +24,6 @@ from urllib.parse import parse_qsl
 from aiohttp import ClientPayloadError, web
 
 from stratum.block.errors import DiskWriteError, StorageError, StorageFull
-from stratum.model import errors as model_errors
-from stratum.model import multipart as model_multipart
-from stratum.model.multipart import MultipartService
-from stratum.model.service import ObjectService
-from stratum.model.users import UserDirectory
 from stratum.s3 import bucket_ops, list_ops, multipart_ops, object_ops, sigv4, xml
 from stratum.s3.admin import PREFIX as ADMIN_PREFIX
 from stratum.s3.context import ApiSettings, Handler, ReqCtx
@@ -42,6 +37,11 @@ from stratum.s3.router import (
     virtual_host_bucket,
 )
 from stratum.s3.router import unsupported_error as router_unsupported
+from stratum.service import errors as model_errors
+from stratum.service import multipart as model_multipart
+from stratum.service.multipart import MultipartService
+from stratum.service.objects import ObjectService
+from stratum.service.users import UserDirectory
 from stratum.util.clock import Clock
 from stratum.util.prng import process_random
 

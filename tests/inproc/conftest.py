@@ -21,7 +21,7 @@ from botocore.credentials import Credentials
 from yarl import URL
 
 from stratum.config import load_config
-from stratum.model.node import Node
+from stratum.node import Node
 from stratum.s3.context import ApiSettings
 from stratum.s3.server import S3Server, make_app
 from stratum.util.clock import ManualClock

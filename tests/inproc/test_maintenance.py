@@ -12,9 +12,9 @@ import pytest
 
 from stratum.config import load_config
 from stratum.meta import catalog
-from stratum.model import errors
-from stratum.model.node import Node
-from stratum.model.service import PutOptions
+from stratum.node import Node
+from stratum.service import errors
+from stratum.service.objects import PutOptions
 from stratum.util.clock import ManualClock
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from stratum.model.multipart import NoSuchUpload
+from stratum.service.multipart import NoSuchUpload
 from tests.inproc.conftest import InProc
 
 MiB = 1 << 20

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 from stratum.meta import catalog
-from stratum.model.node import SHARED_GC_GRACE
-from stratum.model.readers import ReadingTable, table_path
+from stratum.node import SHARED_GC_GRACE
+from stratum.service.readers import ReadingTable, table_path
 from tests.inproc.conftest import InProc
 
 MiB = 1 << 20

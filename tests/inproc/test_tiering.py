@@ -11,9 +11,9 @@ import pytest
 
 from stratum.config import load_config
 from stratum.meta import catalog
-from stratum.model.node import Node
-from stratum.model.service import PutOptions
-from stratum.model.tiering import Decision, Usage, read_decisions
+from stratum.node import Node
+from stratum.service.objects import PutOptions
+from stratum.tiering.engine import Decision, Usage, read_decisions
 from stratum.util.clock import ManualClock
 
 DAY = 86400.0

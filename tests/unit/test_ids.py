@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from stratum.model.ids import new_volume_id
+from stratum.service.ids import new_volume_id
 
 
 def test_ids_are_hex_time_ordered_and_distinct() -> None:

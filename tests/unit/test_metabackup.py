@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from stratum.maintenance.backups import BACKUP_DIR, MetaBackup, find_backups, write_backups
 from stratum.meta.store import MetaStore
-from stratum.model.metabackup import BACKUP_DIR, MetaBackup, find_backups, write_backups
 from stratum.util.clock import ManualClock
 
 

@@ -1,5 +1,5 @@
 """The pool layer: directories, and ZFS against a double of libzfs_core and the zfs/zpool
-commands (:mod:`stratum.pool.fakezfs`). The real ZFS is tested in a VM: ``tests/zfs``."""
+commands (:mod:`tests.fakezfs`). The real ZFS is tested in a VM: ``tests/zfs``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from stratum.block.tierstore import TierLayout, TierStore
 from stratum.cli.main import main
 from stratum.config import ZFS_COMPRESSION, Config, ConfigError, load_config
-from stratum.model.tierstore import TierLayout, TierStore
 from stratum.pool import DirectoryPool, PoolError, tier_pool
-from stratum.pool.fakezfs import FakeZfs
 from stratum.pool.snapshot import (
     SnapshotSchedule,
     newest,
@@ -26,6 +25,7 @@ from stratum.pool.snapshot import (
 )
 from stratum.pool.zfs import COMPRESSION, ZfsPool, ZfsTools, recordsize_for
 from stratum.util.clock import ManualClock
+from tests.fakezfs import FakeZfs
 
 GiB = 1 << 30
 

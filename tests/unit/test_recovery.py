@@ -19,11 +19,7 @@ from typing import Any
 import pytest
 
 from stratum.config import Config, load_config
-from stratum.meta import catalog
-from stratum.meta.records import ObjectRecord, VolumeRecord
-from stratum.meta.store import MetaStore
-from stratum.model import errors
-from stratum.model.metabackup import (
+from stratum.maintenance.backups import (
     BACKUP_DIR,
     PREV_DIR,
     STAMP_FILE,
@@ -31,11 +27,15 @@ from stratum.model.metabackup import (
     find_backups,
     write_backups,
 )
-from stratum.model.multipart import CompletedPart
-from stratum.model.node import Node
-from stratum.model.recovery import SMALL_PUT_MARGIN, ServerRunning, recover
-from stratum.model.service import PutOptions
-from stratum.model.tiering import Decision
+from stratum.maintenance.recovery import SMALL_PUT_MARGIN, ServerRunning, recover
+from stratum.meta import catalog
+from stratum.meta.records import ObjectRecord, VolumeRecord
+from stratum.meta.store import MetaStore
+from stratum.node import Node
+from stratum.service import errors
+from stratum.service.multipart import CompletedPart
+from stratum.service.objects import PutOptions
+from stratum.tiering.engine import Decision
 from stratum.util.clock import ManualClock
 
 KiB, MiB = 1 << 10, 1 << 20

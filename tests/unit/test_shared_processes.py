@@ -18,7 +18,7 @@ from stratum.block import segments
 from stratum.block.errors import DiskWriteError
 from stratum.block.segments_format import list_segments
 from stratum.meta.store import MetaStore
-from stratum.model.readers import ReadingTable, clear_tables, table_path, volumes_being_read
+from stratum.service.readers import ReadingTable, clear_tables, table_path, volumes_being_read
 from tests.unit.test_segments import blob, make_disks, running, vid
 
 

@@ -1,4 +1,4 @@
-"""The tier simulator (stratum.model.tiersim) and the trace generator (stratum.model.tracegen)."""
+"""The tier simulator (stratum.tiering.simulator) and the traces (stratum.tiering.traces)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from stratum.model.tiersim import (
+from stratum.tiering.simulator import (
     DAY,
     DEFAULT_PRICES,
     HOUR,
@@ -30,7 +30,7 @@ from stratum.model.tiersim import (
     read_trace,
     simulate,
 )
-from stratum.model.tracegen import HomeLab, generate
+from stratum.tiering.traces import HomeLab, generate
 
 GB = 10**9
 MIB = 1 << 20
@@ -110,7 +110,7 @@ def test_trace_csv_round_trip_and_errors(tmp_path: Path) -> None:
 
 def test_tracegen_command_line() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "stratum.model.tracegen", "--days", "1", "--seed", "1"],
+        [sys.executable, "-m", "stratum.tiering.traces", "--days", "1", "--seed", "1"],
         capture_output=True,
         text=True,
         check=True,

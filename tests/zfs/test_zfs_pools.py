@@ -393,7 +393,7 @@ disks = ["{tmp_path / "w0"}"]
     )
     from stratum.block.disk import DiskError
     from stratum.config import load_config
-    from stratum.model.node import Node
+    from stratum.node import Node
 
     with pytest.raises(DiskError, match="zfs pool gone is not imported"):
         Node.open(load_config(config))  # what `stratum serve` reports, exiting with 1

@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from stratum.block.errors import StorageFull
+from stratum.block.tierstore import Hasher, TierStore
 from stratum.meta import catalog, uploads
 from stratum.meta.catalog import ListPage
 from stratum.meta.records import RECENT_READS, BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
-from stratum.model import errors
-from stratum.model.ids import new_volume_id
-from stratum.model.readers import ReadingTable
-from stratum.model.tierstore import Hasher, TierStore
+from stratum.service import errors
+from stratum.service.ids import new_volume_id
+from stratum.service.readers import ReadingTable
 from stratum.util.clock import Clock
 
 log = logging.getLogger("stratum.objects")
@@ -144,10 +144,10 @@ class ObjectService:
         self._pending_access: dict[str, tuple[int, float]] = {}
         # Seconds a retired volume waits before it is freed: 0 when this process is the only
         # reader (``_reading`` protects reads in flight), more when worker processes share
-        # the store and may be reading it (see stratum.model.node).
+        # the store and may be reading it (see stratum.node).
         self.gc_grace = 0.0
         # Several processes: the primary asks what the workers read (peers_reading); a
-        # worker publishes its own reads (reading_table). See stratum.model.readers.
+        # worker publishes its own reads (reading_table). See stratum.service.readers.
         self.peers_reading: Callable[[], set[str]] | None = None
         self.reading_table: ReadingTable | None = None
         self.flush_peers: Callable[[], Awaitable[None]] | None = None  # the workers' batches
@@ -440,7 +440,7 @@ class ObjectService:
             )
         volume_id = new_volume_id(now)
         # Written into the shard/segment headers so a lost metadata store can be rebuilt
-        # from the disks (see stratum.model.recovery).
+        # from the disks (see stratum.maintenance.recovery).
         header_meta: dict[str, Any] = {
             "kind": "object",
             "bucket": bucket,

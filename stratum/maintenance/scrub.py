@@ -34,11 +34,11 @@ from stratum.block.disk import open_disk
 from stratum.block.erasure import ECLocation
 from stratum.block.errors import StorageError
 from stratum.block.segments import SegLocation
+from stratum.block.tierstore import TierStore
 from stratum.meta import catalog
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import Tx
-from stratum.model.service import MULTI, ObjectService
-from stratum.model.tierstore import TierStore
+from stratum.service.objects import MULTI, ObjectService
 from stratum.util.clock import Clock
 
 log = logging.getLogger("stratum.maintenance")

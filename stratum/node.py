@@ -25,30 +25,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stratum.block.disk import DiskError
-from stratum.config import Config, TierConfig, cold_credentials
+from stratum.block.tierstore import DISKS_KEY, TierStore, tier_layouts
+from stratum.config import Config, cold_credentials
+from stratum.maintenance.scrub import Maintenance
 from stratum.meta.store import MetaStore
-from stratum.model.maintenance import Maintenance
-from stratum.model.multipart import MultipartService
-from stratum.model.readers import ReadingTable, clear_tables, table_path, volumes_being_read
-from stratum.model.service import ObjectService
-from stratum.model.tiering import TierEngine
-from stratum.model.tierstore import TierLayout, TierStore
-from stratum.model.users import RootCredentials, UserDirectory, load_root_credentials
 from stratum.pool import PoolError, tier_pool
+from stratum.service.multipart import MultipartService
+from stratum.service.objects import ObjectService
+from stratum.service.readers import ReadingTable, clear_tables, table_path, volumes_being_read
+from stratum.service.users import RootCredentials, UserDirectory, load_root_credentials
+from stratum.tiering.engine import TierEngine
 from stratum.util.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
-    from stratum.model.metabackup import MetaBackup
+    from stratum.maintenance.backups import MetaBackup
     from stratum.pool.snapshot import SnapshotSchedule
 
 log = logging.getLogger("stratum.node")
 
 # Seconds the primary waits before freeing a retired volume when workers share the disks:
 # a worker may have found it in LMDB just before it was retired and not yet entered it in its
-# table of reads in flight (stratum.model.readers), a matter of milliseconds.
+# table of reads in flight (stratum.service.readers), a matter of milliseconds.
 SHARED_GC_GRACE = 5.0
 RUN_DIR = "run"  # <data_dir>/run: what the server processes share while they run
-DISKS_KEY = b"disks"  # info: {disk path: disk id} as last opened, to recognise replaced disks
 
 
 class _DamageRelay:
@@ -60,28 +59,6 @@ class _DamageRelay:
     def __call__(self, volume_id: str, disk_id: str) -> None:
         if self.target is not None:
             self.target(volume_id, disk_id)
-
-
-def tier_layouts(config: Config) -> dict[str, TierLayout]:
-    """The local tiers the config asks for (hot always; warm when it has disks)."""
-    storage = config.storage
-    out: dict[str, TierLayout] = {}
-    tiers: dict[str, TierConfig] = {"hot": config.tiers.hot, "warm": config.tiers.warm}
-    for name, tier in tiers.items():
-        disks = tier.disks
-        if not disks:
-            if name != "hot":
-                continue
-            disks = (storage.data_dir / "disks" / "hot",)
-        out[name] = TierLayout(
-            name=name,
-            disks=tuple(disks),
-            data_shards=tier.data_shards,
-            parity_shards=tier.parity_shards,
-            block_size=storage.block_size,
-            segment_size=storage.segment_size,
-        )
-    return out
 
 
 @dataclass
@@ -198,7 +175,7 @@ class Node:
         await self.tiering.start()
         # Imported here, as snapshots below: only the primary runs them, and modules a
         # process never uses only add to its memory.
-        from stratum.model.metabackup import MetaBackup
+        from stratum.maintenance.backups import MetaBackup
 
         disk_ids = {disk.path: disk.disk_id for tier in self.tiers.values() for disk in tier.disks}
         self.backup = MetaBackup(

@@ -23,7 +23,7 @@ The rebuild:
    reads degrade and a scrub rebuilds them there. A small volume is readable when one copy
    is intact; its location lists every intact copy.
 2. For each (bucket, key) the volume with the greatest id wins: ids are time-ordered
-   (:mod:`stratum.model.ids`); a moved copy counts as the volume it copies. Of the
+   (:mod:`stratum.service.ids`); a moved copy counts as the volume it copies. Of the
    winner's copies (the original, its manifest and parts, copies moves made) the newest
    readable one holds the data; the object record comes from the backup, else the
    manifest, else the richest header (a move's copy alone lacks the S3 metadata:
@@ -32,7 +32,7 @@ The rebuild:
    A winner that cannot be read keeps its key when a location can be built (reads fail
    until the missing shards come back, and the start-up sweep leaves its shards alone);
    otherwise its key is reported lost. Older versions never stand in for it.
-3. With a backup (:mod:`stratum.model.metabackup`, the newest copy on any disk), users,
+3. With a backup (:mod:`stratum.maintenance.backups`, the newest copy on any disk), users,
    buckets, in-flight state (``info``) and the object records of unchanged keys come from
    it; a volume the backup had retired, or older than the backup's version of its key, is
    garbage. A *small* volume older than the backup (less :data:`SMALL_PUT_MARGIN`, the
@@ -94,14 +94,14 @@ from stratum.block.shardfile import (
     parse_header,
     read_shard_info,
 )
+from stratum.block.tierstore import DISKS_KEY, tier_layouts
 from stratum.config import Config
+from stratum.maintenance.backups import BackupView, find_backups
 from stratum.meta import catalog
 from stratum.meta.records import BucketRecord, ObjectRecord, UserRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
-from stratum.model.metabackup import BackupView, find_backups
-from stratum.model.node import DISKS_KEY, tier_layouts
-from stratum.model.service import MULTI
-from stratum.model.users import ROOT_FILE
+from stratum.service.objects import MULTI
+from stratum.service.users import ROOT_FILE
 from stratum.util.fsio import fsync_dir
 
 SMALL_PUT_MARGIN = 600.0  # seconds a small PUT may take from its volume id to its commit

@@ -27,9 +27,9 @@ from typing import Any
 from stratum.meta import catalog, uploads
 from stratum.meta.records import ObjectRecord, PartRecord, UploadRecord, VolumeRecord
 from stratum.meta.store import Tx
-from stratum.model import errors
-from stratum.model.ids import new_volume_id
-from stratum.model.service import MULTI, ObjectService, PutOptions
+from stratum.service import errors
+from stratum.service.ids import new_volume_id
+from stratum.service.objects import MULTI, ObjectService, PutOptions
 
 log = logging.getLogger("stratum.multipart")
 

@@ -45,8 +45,8 @@ from stratum.config import TieringConfig
 from stratum.meta import catalog
 from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import Tx
-from stratum.model.ids import new_volume_id
-from stratum.model.service import MULTI, ObjectService
+from stratum.service.ids import new_volume_id
+from stratum.service.objects import MULTI, ObjectService
 from stratum.util.clock import Clock
 
 if TYPE_CHECKING:  # the cold tier's module imports botocore and cryptography: only when used
@@ -600,7 +600,7 @@ def read_decisions(
 
 
 class SimulatedStratumPolicy:
-    """Stratum's own policy, for the simulator (:mod:`stratum.model.tiersim`).
+    """Stratum's own policy, for the simulator (:mod:`stratum.tiering.simulator`).
 
     The same :class:`HeuristicPolicy` decides; this adapter turns a simulated object into
     the volume record it reads, noting the reads the simulator reports between its hourly

@@ -1,6 +1,6 @@
-"""A synthetic home-lab trace for the tier simulator (:mod:`stratum.model.tiersim`).
+"""A synthetic home-lab trace for the tier simulator (:mod:`stratum.tiering.simulator`).
 
-``python -m stratum.model.tracegen --days 180 --seed 1 > trace.csv`` writes one; the same
+``python -m stratum.tiering.traces --days 180 --seed 1 > trace.csv`` writes one; the same
 seed always gives the same trace. The pattern (:class:`HomeLab` holds the numbers):
 
 - **Nightly backups**: at 02:00 a backup job writes 20 files of 50-500 MiB (log-uniform) into
@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from stratum.model.tiersim import DAY, HOUR, TraceRow, format_trace
+from stratum.tiering.simulator import DAY, HOUR, TraceRow, format_trace
 
 __all__ = ["HomeLab", "generate", "main"]
 
@@ -223,7 +223,7 @@ class _Lab:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m stratum.model.tracegen",
+        prog="python -m stratum.tiering.traces",
         description="Write a synthetic home-lab request trace (CSV) for `stratum tier simulate`.",
     )
     parser.add_argument("--days", type=int, default=180, help="length of the trace (180)")

@@ -19,6 +19,7 @@ from typing import Any
 from stratum.block.disk import IDENTITY_FILE, Disk, DiskError, open_disk
 from stratum.block.erasure import ECLocation, ECParams, ErasureStore, Hasher
 from stratum.block.segments import SegLocation, SegmentStore
+from stratum.config import Config, TierConfig
 from stratum.pool import Capacity, DirectoryPool, DiskBacking, Pool, PoolError
 
 log = logging.getLogger("stratum.storage")
@@ -34,6 +35,33 @@ class TierLayout:
     parity_shards: int
     block_size: int
     segment_size: int
+
+
+DISKS_KEY = (
+    b"disks"  # metadata info: {disk path: disk id} as last opened, to recognise replaced disks
+)
+
+
+def tier_layouts(config: Config) -> dict[str, TierLayout]:
+    """The local tiers the config asks for (hot always; warm when it has disks)."""
+    storage = config.storage
+    out: dict[str, TierLayout] = {}
+    tiers: dict[str, TierConfig] = {"hot": config.tiers.hot, "warm": config.tiers.warm}
+    for name, tier in tiers.items():
+        disks = tier.disks
+        if not disks:
+            if name != "hot":
+                continue
+            disks = (storage.data_dir / "disks" / "hot",)
+        out[name] = TierLayout(
+            name=name,
+            disks=tuple(disks),
+            data_shards=tier.data_shards,
+            parity_shards=tier.parity_shards,
+            block_size=storage.block_size,
+            segment_size=storage.segment_size,
+        )
+    return out
 
 
 class TierStore:

@@ -17,7 +17,7 @@ Layout on a disk (format version 1)::
                                      "volumes": n, "objects": n, "buckets": n, "users": n}
 
 ``created`` is on the server's clock, the clock volume ids are made from
-(:mod:`stratum.model.ids`): whatever the copy lacks was committed after ``created``, or
+(:mod:`stratum.service.ids`): whatever the copy lacks was committed after ``created``, or
 was deleted before the copy was taken. Counts are LMDB entries of the copy (a list
 record of long keys counts once).
 

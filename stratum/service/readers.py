@@ -1,6 +1,6 @@
 """Which volumes the server's worker processes are reading, for the garbage collector.
 
-In one process, :class:`~stratum.model.service.ObjectService` counts its reads in flight and
+In one process, :class:`~stratum.service.objects.ObjectService` counts its reads in flight and
 never frees a volume being read. With several server processes (``server.workers``) the
 primary frees what every process retires, so each worker publishes its reads in flight in a
 table the primary reads before freeing anything.

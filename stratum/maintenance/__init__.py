@@ -1,0 +1,1 @@
+"""Keeping data whole: scrub and heal, metadata backups, and offline recovery."""

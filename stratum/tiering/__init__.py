@@ -1,0 +1,1 @@
+"""Tiering: where each volume should live (engine), and the simulator that prices a policy."""
