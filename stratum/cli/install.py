@@ -33,7 +33,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from stratum.config_render import render_default_toml
+from stratum.config.render import render_default_toml
 
 USER = "stratum"
 BIN = Path("/usr/local/bin/stratum.pyz")

@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return install(args.pyz, args.root, start=not args.no_start)
         if args.command == "config":
-            from stratum.config_render import render_default_toml, render_markdown_reference
+            from stratum.config.render import render_default_toml, render_markdown_reference
 
             if args.config_command == "check":
                 load_config(args.file)

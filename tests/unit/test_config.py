@@ -20,7 +20,7 @@ from stratum.config import (
     settings,
     split_listen,
 )
-from stratum.config_render import (
+from stratum.config.render import (
     iter_keys,
     iter_tables,
     render_default_toml,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stratum.config_render import render_markdown_reference
+from stratum.config.render import render_markdown_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

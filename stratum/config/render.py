@@ -1,7 +1,7 @@
 """The configuration schema as text: key docs, the commented default file, the Markdown reference.
 
-Everything here is derived from the schema in :mod:`stratum.config` (defaults and help text
-live beside the fields), so the renderings cannot drift from what the loader accepts. The
+Everything here is derived from the schema in :mod:`stratum.config.schema` (defaults and help
+text live beside the fields), so the renderings cannot drift from what the loader accepts. The
 default file loads back as exactly the default :class:`~stratum.config.Config` (tested).
 """
 
@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from stratum.config import settings, table_help
+from stratum.config.schema import settings, table_help
 
 _WIDTH = 98
 

@@ -1,0 +1,600 @@
+"""The schema: one frozen dataclass per TOML table, each key's default and help beside it.
+
+Each key is a dataclass field whose ``metadata`` holds a :class:`Setting`: its default as
+written in TOML, its kind (:mod:`stratum.config.kinds`), an optional check
+(:mod:`stratum.config.checks`) and its help text. A sub-table is a field whose type is another
+of these dataclasses, with its own help. :func:`settings` and :func:`table_help` flatten the
+tree in file order for the loader and the renderings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from stratum.config import checks
+from stratum.config.checks import ZFS_COMPRESSION, split_listen
+from stratum.config.kinds import (
+    BOOL,
+    DURATION,
+    FLOAT,
+    INT,
+    OPTIONAL_PATH,
+    OPTIONAL_SIZE,
+    PATH,
+    PATHS,
+    SIZE,
+    STRING,
+    Kind,
+)
+
+MAX_SHARDS = 256  # zfec's limit on data + parity shards
+_SETTING = "stratum.setting"
+_TABLE = "stratum.table"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of the schema (see :func:`settings`)."""
+
+    default: object  # as written in TOML; None: absent, meaning the value of ``inherits``
+    kind: Kind
+    help: str
+    check: Callable[[Any], None] | None = None  # on the converted value; raises ValueError
+    inherits: str | None = None  # dotted key
+    secret: bool = False  # never shown in a repr or an error message
+
+
+def _key(
+    default: object,
+    kind: Kind,
+    help: str,
+    check: Callable[[Any], None] | None = None,
+    *,
+    inherits: str | None = None,
+    secret: bool = False,
+) -> dict[str, object]:
+    """The metadata of a setting; ``default`` is as written in TOML."""
+    return {_SETTING: Setting(default, kind, help, check, inherits, secret)}
+
+
+def _table(help: str, **key_help: str) -> dict[str, object]:
+    """The metadata of a sub-table; ``key_help`` replaces the help of some of its keys."""
+    return {_TABLE: (help, key_help)}
+
+
+# --- the schema ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """``[server]``: the S3 endpoint."""
+
+    listen: str = field(
+        metadata=_key(
+            "0.0.0.0:9000",
+            STRING,
+            "Address the S3 endpoint listens on, HOST:PORT; an IPv6 host goes in brackets"
+            ' ("[::1]:9000"). Port 0 picks a free port.',
+            checks.listen,
+        )
+    )
+    region: str = field(
+        metadata=_key(
+            "us-east-1",
+            STRING,
+            "Region the server reports and expects in request signatures"
+            " (lowercase letters, digits and dashes).",
+            checks.region,
+        )
+    )
+    domain: str = field(
+        metadata=_key(
+            "",
+            STRING,
+            'Base domain for virtual-host-style addressing: with "s3.home.lan", a request to'
+            ' photos.s3.home.lan addresses the bucket "photos". Empty: path-style addressing only'
+            " (http://host:port/bucket/key).",
+            checks.domain,
+        )
+    )
+    access_key: str = field(
+        metadata=_key(
+            "",
+            STRING,
+            "Access key of the S3 user. Empty: taken from the environment variables"
+            " STRATUM_ACCESS_KEY and STRATUM_SECRET_KEY, else generated. Set both keys or neither.",
+            checks.access_key,
+        )
+    )
+    secret_key: str = field(
+        repr=False,
+        metadata=_key(
+            "",
+            STRING,
+            "Secret key that goes with access_key. If you set it here, make this file readable by"
+            " the service user only.",
+            checks.secret_key,
+            secret=True,
+        ),
+    )
+    log_format: str = field(
+        metadata=_key(
+            "text",
+            STRING,
+            '"text" (human-readable lines) or "json" (one JSON object per line).',
+            checks.one_of("text", "json"),
+        )
+    )
+    access_log: bool = field(
+        metadata=_key(
+            True,
+            BOOL,
+            "Log one line per S3 request (written in batches, at most 50 ms late; warnings and"
+            " errors at once).",
+        )
+    )
+    workers: int = field(
+        metadata=_key(
+            0,
+            INT,
+            "Server processes sharing the port and the data (each uses one core for its "
+            "Python code); 0 = one per CPU core, up to 4.",
+            checks.between(0, 1024),
+        )
+    )
+
+    @property
+    def host(self) -> str:
+        """Host part of ``listen`` (an IPv6 address without brackets)."""
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageConfig:
+    """``[storage]``: where data and metadata live, and how objects are stored."""
+
+    data_dir: Path = field(
+        metadata=_key(
+            "./stratum-data",
+            PATH,
+            "Directory of the metadata, and of the hot tier's disk when [tiers.hot] lists none"
+            " (<data_dir>/disks/hot).",
+        )
+    )
+    data_shards: int = field(
+        metadata=_key(
+            4,
+            INT,
+            "Data shards per erasure-coded stripe (1-255), for tiers that do not set their own.",
+            checks.between(1, MAX_SHARDS - 1),
+        )
+    )
+    parity_shards: int = field(
+        metadata=_key(
+            2,
+            INT,
+            "Parity shards per stripe: how many shards (disks) may be lost without losing data."
+            " Less than data_shards, or 0-2 with data_shards = 1 (plain copies);"
+            f" data_shards + parity_shards <= {MAX_SHARDS}.",
+            checks.between(0, MAX_SHARDS - 1),
+        )
+    )
+    block_size: int = field(
+        metadata=_key(
+            "256KiB",
+            SIZE,
+            "Large objects are erasure coded in blocks of this size, each cut into"
+            " data_shards + parity_shards shards. A positive multiple of 4KiB.",
+            checks.block_size,
+        )
+    )
+    small_object_threshold: int = field(
+        metadata=_key(
+            "128KiB",
+            SIZE,
+            "Objects of this size or smaller are packed into replicated segment files instead of"
+            " being erasure coded. At most segment_size.",
+        )
+    )
+    segment_size: int = field(
+        metadata=_key(
+            "64MiB",
+            SIZE,
+            "Size at which a segment file of packed small objects is closed and a new one started.",
+            checks.positive,
+        )
+    )
+    max_object_size: int = field(
+        metadata=_key(
+            "5GiB",
+            SIZE,
+            "Largest object a single PUT accepts; larger objects need a multipart upload.",
+            checks.positive,
+        )
+    )
+    multipart_expiry: float = field(
+        metadata=_key(
+            "7d",
+            DURATION,
+            "Multipart uploads neither completed nor aborted within this time are aborted and"
+            " their parts deleted.",
+            checks.positive,
+        )
+    )
+    metadata_backup_interval: float = field(
+        metadata=_key(
+            "1h",
+            DURATION,
+            "Consistent copies of the metadata store are written this often (and shortly after"
+            " start) to every disk of every tier, under meta-backup/. `stratum recover-metadata`"
+            " takes users and buckets from the newest one if the store is lost.",
+            checks.positive,
+        )
+    )
+    snapshot_interval: float = field(
+        metadata=_key(
+            0,
+            DURATION,
+            "When data_dir is on a ZFS dataset, a ZFS snapshot of the metadata (and with"
+            ' snapshot_data of the tiers\' ZFS datasets) is taken this often, e.g. "1d".'
+            " 0: only on demand (`stratum snapshot`).",
+        )
+    )
+    snapshot_data: bool = field(
+        metadata=_key(
+            False,
+            BOOL,
+            'Scheduled snapshots also take the datasets of the tiers with backend = "zfs"'
+            " (all in the same instant when they share the metadata's pool).",
+        )
+    )
+    snapshot_keep: int = field(
+        metadata=_key(
+            7,
+            INT,
+            "How many of Stratum's snapshots (named stratum-<time>) of each dataset are kept;"
+            " older ones are destroyed after each new snapshot.",
+            checks.between(1, 100_000),
+        )
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TierConfig:
+    """``[tiers.hot]`` or ``[tiers.warm]``: an erasure-coded tier on local disks."""
+
+    disks: tuple[Path, ...] = field(
+        metadata=_key([], PATHS, "Directories of this tier, one per disk.")
+    )
+    data_shards: int = field(
+        metadata=_key(
+            None,
+            INT,
+            "Data shards per stripe in this tier.",
+            checks.between(1, MAX_SHARDS - 1),
+            inherits="storage.data_shards",
+        )
+    )
+    parity_shards: int = field(
+        metadata=_key(
+            None,
+            INT,
+            "Parity shards per stripe in this tier.",
+            checks.between(0, MAX_SHARDS - 1),
+            inherits="storage.parity_shards",
+        )
+    )
+    backend: str = field(
+        metadata=_key(
+            "directory",
+            STRING,
+            '"directory": each disk is a plain directory. "zfs": each disk is the ZFS dataset'
+            " <zfs_parent>/<name of the disk directory>, mounted at the disk path; Stratum"
+            " creates missing datasets and treats a FAULTED or missing zpool as a failed disk."
+            " Needs libzfs_core (Debian: python3-pyzfs).",
+            checks.one_of("directory", "zfs"),
+        )
+    )
+    zfs_parent: str = field(
+        metadata=_key(
+            "",
+            STRING,
+            'Parent dataset of this tier\'s disks with backend = "zfs", e.g. "tank/stratum/hot";'
+            " created (canmount=off) if missing, in a zpool that must exist.",
+            checks.dataset,
+        )
+    )
+    zfs_compression: str = field(
+        metadata=_key(
+            "lz4",
+            STRING,
+            "compression of the datasets Stratum creates (atime is always off): lz4, zstd,"
+            " gzip, gzip-1 to gzip-9, zle, lzjb, on or off.",
+            checks.one_of(*ZFS_COMPRESSION),
+        )
+    )
+    zfs_recordsize: int = field(
+        metadata=_key(
+            "",
+            OPTIONAL_SIZE,
+            "recordsize of the datasets Stratum creates, a power of two from 4KiB to 1MiB."
+            " Empty: storage.block_size rounded down to a power of two (256KiB by default),"
+            " since shard files are written a block at a time.",
+            checks.recordsize,
+        )
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.disks)
+
+
+_DISKS = "Directories of this tier, normally one per physical disk (relative: to this file)."
+_HOT_DISKS = (
+    f"{_DISKS} Empty: a single disk at <data_dir>/disks/hot. A stripe's shards are spread over"
+    " the disks, so up to parity_shards disks can fail without losing data. A directory may be"
+    " listed only once across all tiers."
+)
+_WARM_DISKS = f"{_DISKS} Empty: no warm tier."
+
+
+@dataclass(frozen=True, kw_only=True)
+class ColdTierConfig:
+    """``[tiers.cold]``: an S3-compatible bucket elsewhere."""
+
+    endpoint: str = field(
+        metadata=_key(
+            "",
+            STRING,
+            "URL of an S3-compatible store that receives idle objects, encrypted, e.g."
+            ' "https://s3.eu-central-003.backblazeb2.com". Empty: no cold tier.',
+            checks.endpoint,
+        )
+    )
+    region: str = field(
+        metadata=_key("us-east-1", STRING, "Region of the cold bucket.", checks.region)
+    )
+    bucket: str = field(
+        metadata=_key(
+            "",
+            STRING,
+            "Bucket that receives cold objects; required when endpoint is set.",
+            checks.bucket,
+        )
+    )
+    prefix: str = field(
+        metadata=_key(
+            "stratum/",
+            STRING,
+            "Key prefix of everything Stratum writes to the bucket.",
+            checks.prefix,
+        )
+    )
+    credentials_file: Path | None = field(
+        metadata=_key(
+            "",
+            OPTIONAL_PATH,
+            "File with the cold store's keys, as TOML (or plain lines without quotes):"
+            ' access_key = "..." and secret_key = "...". The environment variables'
+            " STRATUM_COLD_ACCESS_KEY and STRATUM_COLD_SECRET_KEY take precedence. Empty and no"
+            " environment: the default AWS credential chain (~/.aws/credentials, instance role).",
+        )
+    )
+    encryption_key_file: Path = field(
+        metadata=_key(
+            "",
+            OPTIONAL_PATH,
+            "File holding the key that encrypts objects before they go to the cold tier. Empty:"
+            " <data_dir>/cold.key. Back it up: without it cold objects cannot be read.",
+        )
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TiersConfig:
+    hot: TierConfig = field(
+        metadata=_table(
+            "The hot tier: new objects are written here (fast disks).", disks=_HOT_DISKS
+        )
+    )
+    warm: TierConfig = field(
+        metadata=_table(
+            "The warm tier: objects idle in hot move here (large, slow disks).", disks=_WARM_DISKS
+        )
+    )
+    cold: ColdTierConfig = field(
+        metadata=_table(
+            "The cold tier: an S3-compatible bucket elsewhere (Backblaze B2, AWS S3, a remote"
+            " MinIO) that receives objects idle in warm."
+        )
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TieringConfig:
+    """``[tiering]``: automatic movement of objects between tiers."""
+
+    enabled: bool = field(metadata=_key(True, BOOL, "Move objects between tiers automatically."))
+    interval: float = field(
+        metadata=_key(
+            "1m",
+            DURATION,
+            "How often the tiering engine looks for objects to move.",
+            checks.positive,
+        )
+    )
+    hot_idle_before_warm: float = field(
+        metadata=_key("7d", DURATION, "An object not read for this long moves from hot to warm.")
+    )
+    warm_idle_before_cold: float = field(
+        metadata=_key("30d", DURATION, "An object not read for this long moves from warm to cold.")
+    )
+    cold_min_size: int = field(
+        metadata=_key(
+            "128KiB",
+            SIZE,
+            "Smaller objects never go to cold (per-request cost and latency would dominate).",
+        )
+    )
+    promote_reads: int = field(
+        metadata=_key(
+            3,
+            INT,
+            "An object read this many times within promote_window moves back to hot; 0 = never.",
+            checks.between(0, 1_000_000),
+        )
+    )
+    promote_window: float = field(
+        metadata=_key(
+            "1d",
+            DURATION,
+            "Window in which promote_reads reads promote an object.",
+            checks.positive,
+        )
+    )
+    hot_high_watermark: float = field(
+        metadata=_key(
+            0.85,
+            FLOAT,
+            "When the hot tier is fuller than this fraction of its capacity, the least recently"
+            " used objects move down, idle or not, until it is below hot_low_watermark.",
+            checks.fraction,
+        )
+    )
+    hot_low_watermark: float = field(
+        metadata=_key(
+            0.70,
+            FLOAT,
+            "Fill level that hot_high_watermark moves bring hot back down to.",
+            checks.fraction,
+        )
+    )
+    warm_high_watermark: float = field(
+        metadata=_key(
+            0.90,
+            FLOAT,
+            "When the warm tier is fuller than this fraction, the least recently used objects move"
+            " to cold until it is below warm_low_watermark.",
+            checks.fraction,
+        )
+    )
+    warm_low_watermark: float = field(
+        metadata=_key(
+            0.80,
+            FLOAT,
+            "Fill level that warm_high_watermark moves bring warm back down to.",
+            checks.fraction,
+        )
+    )
+    move_rate: int = field(
+        metadata=_key(
+            "50MiB",
+            SIZE,
+            "Bytes per second that tier moves may transfer, so clients keep their bandwidth.",
+            checks.positive,
+        )
+    )
+    decision_log_keep: float = field(
+        metadata=_key(
+            "90d",
+            DURATION,
+            "How long the log of tiering decisions (what moved, when and why) is kept.",
+            checks.positive,
+        )
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScrubConfig:
+    """``[scrub]``: background verification of stored data."""
+
+    interval: float = field(
+        metadata=_key(
+            "30d",
+            DURATION,
+            "Every stored shard is read and its checksum verified once per this period; damaged"
+            " shards are rebuilt from parity.",
+            checks.positive,
+        )
+    )
+    rate: int = field(
+        metadata=_key("20MiB", SIZE, "Bytes per second the scrubber may read.", checks.positive)
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The whole configuration; build it with :func:`load_config`."""
+
+    server: ServerConfig = field(metadata=_table("The S3 endpoint."))
+    storage: StorageConfig = field(
+        metadata=_table("Where data and metadata live, and how objects are stored.")
+    )
+    tiers: TiersConfig = field(metadata=_table("Storage tiers."))
+    tiering: TieringConfig = field(metadata=_table("Automatic movement of objects between tiers."))
+    scrub: ScrubConfig = field(metadata=_table("Background verification of stored data."))
+    source: Path | None = None  # the file this was loaded from (absolute); None: no file
+
+
+# --- walking the schema -------------------------------------------------------------------
+
+
+def schema_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    """The fields of one table that are keys or sub-tables (not ``Config.source``)."""
+    return [f for f in dataclasses.fields(cls) if _SETTING in f.metadata or _TABLE in f.metadata]
+
+
+def is_table(f: dataclasses.Field[Any]) -> bool:
+    return _TABLE in f.metadata
+
+
+@functools.cache
+def subtable_type(cls: type, name: str) -> type:
+    hint = typing.get_type_hints(cls)[name]
+    assert isinstance(hint, type) and dataclasses.is_dataclass(hint)
+    return hint
+
+
+def settings() -> Mapping[str, Setting]:
+    """The schema, flattened: dotted key -> :class:`Setting` (help as shown), in file order."""
+    return _schema()[0]
+
+
+def table_help() -> Mapping[str, str]:
+    """Dotted table name -> its description, in file order ("tiers" before "tiers.hot")."""
+    return _schema()[1]
+
+
+@functools.cache
+def _schema() -> tuple[Mapping[str, Setting], Mapping[str, str]]:
+    keys: dict[str, Setting] = {}
+    tables: dict[str, str] = {}
+
+    def walk(cls: type, prefix: str, key_help: Mapping[str, str]) -> None:
+        for f in schema_fields(cls):
+            if is_table(f):
+                help, sub_key_help = f.metadata[_TABLE]
+                tables[prefix + f.name] = help
+                walk(subtable_type(cls, f.name), f"{prefix}{f.name}.", sub_key_help)
+            else:
+                setting = f.metadata[_SETTING]
+                help = key_help.get(f.name, setting.help)
+                keys[prefix + f.name] = dataclasses.replace(setting, help=help)
+
+    walk(Config, "", {})
+    return MappingProxyType(keys), MappingProxyType(tables)
