@@ -270,6 +270,13 @@ class StorageConfig:
     )
 
 
+def _like_storage(name: str, help: str) -> dict[str, object]:
+    """The metadata of a tier's key that is absent by default, meaning the value of the
+    [storage] key of the same name, with that key's kind and check."""
+    (setting,) = [f.metadata[_SETTING] for f in dataclasses.fields(StorageConfig) if f.name == name]
+    return _key(None, setting.kind, help, setting.check, inherits=f"storage.{name}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class TierConfig:
     """``[tiers.hot]`` or ``[tiers.warm]``: an erasure-coded tier on local disks."""
@@ -278,22 +285,10 @@ class TierConfig:
         metadata=_key([], PATHS, "Directories of this tier, one per disk.")
     )
     data_shards: int = field(
-        metadata=_key(
-            None,
-            INT,
-            "Data shards per stripe in this tier.",
-            checks.between(1, MAX_SHARDS - 1),
-            inherits="storage.data_shards",
-        )
+        metadata=_like_storage("data_shards", "Data shards per stripe in this tier.")
     )
     parity_shards: int = field(
-        metadata=_key(
-            None,
-            INT,
-            "Parity shards per stripe in this tier.",
-            checks.between(0, MAX_SHARDS - 1),
-            inherits="storage.parity_shards",
-        )
+        metadata=_like_storage("parity_shards", "Parity shards per stripe in this tier.")
     )
     backend: str = field(
         metadata=_key(
