@@ -57,6 +57,17 @@ COMPILED_PROBES = ("zfec", "lmdb", "crc32c")
 # botocore describes every AWS service (~28 MB); Stratum talks S3 (the cold tier), and the
 # default credential chain may call STS, SSO and sign-in. The rest stays out of the pyz.
 BOTOCORE_SERVICES = ("s3", "sts", "sso", "sso-oidc", "signin")
+# The dependencies' own tests and test helpers (paths in site-packages): the pyz ships only what
+# runs, and nothing Stratum runs imports these.
+TEST_ONLY = (
+    "*/test",
+    "*/tests",
+    "*/test_*.py",
+    "*/conftest.py",
+    "aiohttp/pytest_plugin.py",
+    "multidict/_testcapi.*",
+    "uvloop/_testbase.py",
+)
 
 PREAMBLE = '''\
 """Runs before Stratum: a clear message on a Python this pyz has no compiled modules for."""
@@ -259,6 +270,7 @@ class Build:
         if not included:
             raise SystemExit("stratum.pyz: no Python version could be built for")
         prune_botocore(merged)
+        prune_tests(merged)
         if self.strip:
             strip_debug_info(merged)
         copy_stratum(merged)
@@ -329,6 +341,15 @@ def prune_botocore(merged: Path) -> None:
     for service in data.iterdir() if data.is_dir() else ():
         if service.is_dir() and service.name not in BOTOCORE_SERVICES:
             shutil.rmtree(service)
+
+
+def prune_tests(merged: Path) -> None:
+    for pattern in TEST_ONLY:
+        for path in merged.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def strip_debug_info(merged: Path) -> None:
