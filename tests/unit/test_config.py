@@ -315,6 +315,19 @@ def test_the_message_names_file_key_and_why(tmp_path: Path) -> None:
     assert (error.key, error.why) == ("tiers.hot.data_shards", "must be between 1 and 255, got 0")
 
 
+@pytest.mark.parametrize("value", ["-1", "256", '"4"', "true", "2.0"])
+@pytest.mark.parametrize("name", ["data_shards", "parity_shards"])
+def test_a_tiers_shard_counts_follow_the_storage_rules(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    """A value is rejected for the same reason in [storage] and in each tier."""
+    whys = {
+        table: rejected(tmp_path, f"[{table}]\n{name} = {value}\n").why
+        for table in ("storage", "tiers.hot", "tiers.warm")
+    }
+    assert len(set(whys.values())) == 1, whys
+
+
 @pytest.mark.parametrize(
     ("text", "key", "why"),
     [
