@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from stratum import auth
 from stratum.maintenance.scrub import Maintenance
-from stratum.s3 import sigv4
 from stratum.s3.errors import S3Error
 from stratum.service.users import UserDirectory
 from stratum.tiering.engine import TierEngine, read_decisions
@@ -48,14 +48,16 @@ class AdminApi:
 
     def _authorize(self, request: web.Request, query: list[tuple[str, str]]) -> None:
         raw_path = request.raw_path.partition("?")[0]
-        view = sigv4.RequestView.from_wire(request.method, raw_path, query, request.headers.items())
+        view = auth.RequestView.from_wire(request.method, raw_path, query, request.headers.items())
 
         def secret(access_key: str) -> str | None:
             user = self.users.lookup(access_key)
             return None if user is None else user.secret_key
 
-        auth = sigv4.verify(view, secret, region=self.region, now=self.clock.now())
-        if auth.access_key != self.users.root.access_key:
+        signed = auth.authenticate(view, secret, region=self.region, now=self.clock.now())
+        if signed is None:
+            raise S3Error("AccessDenied")
+        if signed.access_key != self.users.root.access_key:
             raise S3Error("AccessDenied", "The admin API is for the root user only")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stratum.auth.request import UNSIGNED_PAYLOAD
+from stratum.auth.streaming import ChunkSignatureChain
 from stratum.block.tierstore import Hasher
-from stratum.s3 import checksums, sigv4
+from stratum.s3 import checksums
 from stratum.s3.chunked import ChunkedDecoder
 from stratum.s3.context import ReqCtx
 from stratum.s3.errors import S3Error
-from stratum.s3.sigv4_chunked import ChunkSignatureChain
 
 READ_CHUNK = 256 * 1024
 
@@ -107,7 +108,7 @@ def open_body(ctx: ReqCtx, *, require_length: bool = True, checksums: bool = Tru
     if length is None and require_length and not chunked_te:
         raise S3Error("MissingContentLength")
     body = Body(_raw_chunks(ctx), length)
-    if payload not in (sigv4.UNSIGNED_PAYLOAD,) and len(payload) == 64:
+    if payload not in (UNSIGNED_PAYLOAD,) and len(payload) == 64:
         sha = hashlib.sha256()
         body.hashers.append(sha)
 

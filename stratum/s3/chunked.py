@@ -25,9 +25,10 @@ Errors, as AWS reports them: any framing fault (bad size line, missing or empty
 a signed trailer without its signature) is ``IncompleteBody`` "The request body terminated
 unexpectedly"; chunk sizes not adding up to ``x-amz-decoded-content-length`` are
 ``IncompleteBody`` with the byte counts; a chunk or trailer signature that does not verify is
-``SignatureDoesNotMatch``; a trailer that was not declared, declared but absent, repeated or
-not ``name:value`` is ``InvalidRequest`` (AWS says ``MalformedTrailerError``), and so is
-anything after the end of the body.
+``SignatureDoesNotMatch`` (an :class:`~stratum.auth.AuthError` from the signature chain, which
+the server maps like any refused authentication); a trailer that was not declared, declared
+but absent, repeated or not ``name:value`` is ``InvalidRequest`` (AWS says
+``MalformedTrailerError``), and so is anything after the end of the body.
 
 Data is yielded as it is read, so the decoded payload is only authentic once iteration has
 finished without an error; the caller must store nothing before that.
@@ -42,18 +43,18 @@ from typing import Protocol
 
 from aiohttp.http_exceptions import LineTooLong
 
-from stratum.s3.errors import S3Error
-from stratum.s3.sigv4 import (
+from stratum.auth.request import (
     EMPTY_SHA256,
     STREAMING_PAYLOAD,
     STREAMING_PAYLOAD_TRAILER,
     STREAMING_UNSIGNED_PAYLOAD_TRAILER,
 )
-from stratum.s3.sigv4_chunked import (
+from stratum.auth.streaming import (
     TRAILER_SIGNATURE_HEADER,
     ChunkSignatureChain,
     canonical_trailer,
 )
+from stratum.s3.errors import S3Error
 
 MODES = frozenset(
     {STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_PAYLOAD_TRAILER}

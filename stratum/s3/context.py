@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from stratum.auth import AuthResult
 from stratum.s3 import xml
 from stratum.s3.router import Endpoint
-from stratum.s3.sigv4 import AuthResult
 from stratum.service.multipart import MultipartService
 from stratum.service.objects import ObjectService
 from stratum.service.users import User

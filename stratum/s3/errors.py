@@ -2,14 +2,17 @@
 
 Every failure that reaches a client is an :class:`S3Error`: an AWS error code,
 its HTTP status and a message. It is rendered to XML in exactly one place (the
-error middleware in :mod:`stratum.s3.server`), which fills in the resource and
+error handler of :mod:`stratum.s3.server`), which fills in the resource and
 the request id. Lower layers raise their own domain errors; the S3 layer
-translates them at its boundary (see :func:`stratum.s3.server` middleware).
+translates them at its boundary (:func:`stratum.s3.server.translate`), and
+authentication's :class:`~stratum.auth.AuthError` with :func:`as_s3_error`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from stratum.auth import AuthError
 
 # AWS error code -> (HTTP status, default message). Messages follow AWS's wording.
 ERROR_CODES: dict[str, tuple[int, str]] = {
@@ -165,3 +168,10 @@ class S3Error(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.text}"
+
+
+def as_s3_error(error: S3Error | AuthError) -> S3Error:
+    """The S3 error a refused authentication is: same code, message and detail elements."""
+    if isinstance(error, S3Error):
+        return error
+    return S3Error(error.code, error.message, extra=dict(error.extra))

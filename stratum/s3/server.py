@@ -3,7 +3,7 @@
 Every request goes through :meth:`S3Server.handle`:
 
 1. parse once: the router turns method, host, path and query into an ``Endpoint``;
-2. authenticate (SigV4 header or presigned query) and find the user;
+2. authenticate (:func:`stratum.auth.authenticate`) and find the user;
 3. dispatch through :data:`HANDLERS` (operation name -> handler);
 4. translate any error into an :class:`S3Error` and render it as XML, here and only here;
 5. log one line (method, operation, status, bytes, duration, request id).
@@ -23,11 +23,12 @@ from urllib.parse import parse_qsl
 
 from aiohttp import ClientPayloadError, web
 
+from stratum import auth
 from stratum.block.errors import DiskWriteError, StorageError, StorageFull
-from stratum.s3 import bucket_ops, list_ops, multipart_ops, object_ops, sigv4, xml
+from stratum.s3 import bucket_ops, list_ops, multipart_ops, object_ops, xml
 from stratum.s3.admin import PREFIX as ADMIN_PREFIX
 from stratum.s3.context import ApiSettings, Handler, ReqCtx
-from stratum.s3.errors import S3Error
+from stratum.s3.errors import S3Error, as_s3_error
 from stratum.s3.observe import Observer
 from stratum.s3.router import (
     PREFLIGHT,
@@ -84,8 +85,8 @@ _DETAIL_ELEMENTS = {
 
 def translate(exc: BaseException) -> S3Error | None:
     """The S3 error a lower-layer exception means, or None for an unexpected one."""
-    if isinstance(exc, S3Error):
-        return exc
+    if isinstance(exc, S3Error | auth.AuthError):
+        return as_s3_error(exc)
     if isinstance(exc, model_errors.ObjectServiceError):
         code = _MODEL_ERRORS.get(type(exc), "InternalError")
         extra = {_DETAIL_ELEMENTS[k]: v for k, v in exc.details.items() if k in _DETAIL_ELEMENTS}
@@ -166,17 +167,19 @@ class S3Server:
             # Signed for IAM/STS, not S3: answer before checking a signature we can't match.
             raise router_unsupported(endpoint)
         else:
-            view = sigv4.RequestView.from_wire(
+            view = auth.RequestView.from_wire(
                 request.method, raw_path, query, request.headers.items()
             )
-            auth = sigv4.verify(
+            signed = auth.authenticate(
                 view,
                 self._secret,
                 region=self.settings.region,
                 now=self.clock.now(),
                 virtual_bucket=virtual_host_bucket(request.host, self.settings.domain),
             )
-            user = self.users.lookup(auth.access_key)
+            if signed is None:  # anonymous: no bucket is public
+                raise S3Error("AccessDenied")
+            user = self.users.lookup(signed.access_key)
             if user is None:  # removed between verify and now
                 raise S3Error("InvalidAccessKeyId")
             if endpoint.name == UNSUPPORTED:
@@ -191,7 +194,7 @@ class S3Server:
                 request=request,
                 endpoint=endpoint,
                 user=user,
-                auth=auth,
+                auth=signed,
                 params=params,
                 request_id=request_id,
                 service=self.service,

@@ -25,32 +25,32 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpClient
 
-from stratum.s3 import sigv4
-from stratum.s3.checksums import Algorithm, checksum_of, checksum_request
-from stratum.s3.chunked import ByteSource, ChunkedDecoder
-from stratum.s3.errors import S3Error
-from stratum.s3.sigv4 import (
+from stratum.auth import AuthError, ChunkSigningContext
+from stratum.auth.request import (
     EMPTY_SHA256,
     STREAMING_PAYLOAD,
     STREAMING_PAYLOAD_TRAILER,
     STREAMING_UNSIGNED_PAYLOAD_TRAILER,
-    ChunkSigningContext,
 )
-from stratum.s3.sigv4_chunked import (
+from stratum.auth.sigv4 import signing_key
+from stratum.auth.streaming import (
     ChunkSignatureChain,
     canonical_trailer,
     chunk_signature,
     trailer_signature,
 )
+from stratum.s3.checksums import Algorithm, checksum_of, checksum_request
+from stratum.s3.chunked import ByteSource, ChunkedDecoder
+from stratum.s3.errors import S3Error, as_s3_error
 
 UNSIGNED = STREAMING_UNSIGNED_PAYLOAD_TRAILER
 
 # AWS's "Transferring Payload in Multiple Chunks" example (see test_sigv4_chunked.py, which
-# checks that verify() yields this context for the example request).
+# checks that authenticate() yields this context for the example request).
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 CONTEXT = ChunkSigningContext(
     seed_signature="4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
-    signing_key=sigv4.signing_key(SECRET, "20130524", "us-east-1"),
+    signing_key=signing_key(SECRET, "20130524", "us-east-1"),
     scope="20130524/us-east-1/s3/aws4_request",
     amz_date="20130524T000000Z",
     trailer=False,
@@ -181,9 +181,10 @@ async def decode(chunked: ChunkedDecoder) -> bytes:
 
 
 async def refused(chunked: ChunkedDecoder) -> S3Error:
-    with pytest.raises(S3Error) as info:
+    """The S3 error a client gets (a bad signature comes from the auth package's chain)."""
+    with pytest.raises((S3Error, AuthError)) as info:
         await decode(chunked)
-    return info.value
+    return as_s3_error(info.value)
 
 
 # --- What botocore sends ----------------------------------------------------------------------
@@ -450,7 +451,7 @@ async def test_tampered_data_is_refused(max_chunk: int) -> None:
     chunked = decoder(body, STREAMING_PAYLOAD, max_chunk=max_chunk)
     pieces = chunked.__aiter__()
     yielded = 0
-    with pytest.raises(S3Error) as info:
+    with pytest.raises(AuthError) as info:
         while True:
             yielded += len(await anext(pieces))
     assert info.value.code == "SignatureDoesNotMatch"
@@ -601,7 +602,8 @@ def decoding_app(mode: str, **options: Any) -> web.Application:
         chunked = ChunkedDecoder(request.content, mode=mode, chain=chain, **options)
         try:
             payload = await decode(chunked)
-        except S3Error as error:
+        except (S3Error, AuthError) as exc:
+            error = as_s3_error(exc)
             return web.json_response({"code": error.code}, status=error.status)
         return web.json_response(
             {"sha256": hashlib.sha256(payload).hexdigest(), "trailers": chunked.trailers}

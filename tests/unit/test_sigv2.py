@@ -2,7 +2,7 @@
 
 Requests are signed by ``botocore.auth.HmacV1Auth`` (header) and ``HmacV1QueryAuth``
 (presigned) with the clock fixed, turned into the :class:`RequestView` the server would
-build, and checked through :func:`stratum.s3.sigv4.verify`, the server's one entry point.
+build, and checked through :func:`stratum.auth.authenticate`, the server's one entry point.
 """
 
 from __future__ import annotations
@@ -29,9 +29,17 @@ from botocore.utils import percent_encode, percent_encode_sequence
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stratum.s3 import router, sigv2, sigv4
-from stratum.s3.errors import S3Error
-from stratum.s3.sigv4 import AuthResult, RequestView
+from stratum.auth import (
+    AuthError,
+    AuthResult,
+    RequestView,
+    authenticate,
+    checks,
+    is_anonymous,
+    sigv2,
+)
+from stratum.s3 import router
+from stratum.s3.errors import S3Error, as_s3_error
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -110,17 +118,21 @@ def presign_headers(view: RequestView, signed: Mapping[str, str]) -> dict[str, s
 
 
 def check(view: RequestView, *, now: float = NOW, secrets: Lookup = lookup) -> AuthResult:
-    return sigv4.verify(view, secrets, region="us-east-1", now=now)
+    result = authenticate(view, secrets, region="us-east-1", now=now)
+    assert result is not None, "taken for an anonymous request"
+    return result
 
 
 def refused(
     view: RequestView, code: str, status: int, *, now: float = NOW, secrets: Lookup = lookup
 ) -> S3Error:
-    with pytest.raises(S3Error) as info:
+    """The S3 error a client gets for ``view``, refused as ``code`` with ``status``."""
+    with pytest.raises(AuthError) as info:
         check(view, now=now, secrets=secrets)
-    assert info.value.code == code, info.value
-    assert info.value.status == status
-    return info.value
+    error = as_s3_error(info.value)
+    assert error.code == code, error
+    assert error.status == status
+    return error
 
 
 def replace(view: RequestView, **changes: Any) -> RequestView:
@@ -429,7 +441,7 @@ def test_boto3_virtual_hosted_requests_sign_the_bucket(operation: str) -> None:
     result = sigv2.verify(view, lookup, now=now, virtual_bucket="bucket")
     assert result == AuthResult(ACCESS_KEY, UNSIGNED)
     for wrong in (None, "other"):
-        with pytest.raises(S3Error) as info:
+        with pytest.raises(AuthError) as info:
             sigv2.verify(view, lookup, now=now, virtual_bucket=wrong)
         assert info.value.code == "SignatureDoesNotMatch"
 
@@ -575,7 +587,7 @@ def aws_example(
 
 
 def _epoch(text: str) -> float:
-    when = sigv4._parse_http_date(text)
+    when = checks.parse_http_date(text)
     assert when is not None
     return when
 
@@ -697,7 +709,7 @@ def test_aws_example_query_string() -> None:
     )
     result = sigv2.verify(view, lookup, now=1175139620, virtual_bucket="johnsmith")
     assert result == AuthResult(ACCESS_KEY, UNSIGNED, presigned=True)
-    with pytest.raises(S3Error) as info:
+    with pytest.raises(AuthError) as info:
         sigv2.verify(view, lookup, now=1175139621, virtual_bucket="johnsmith")
     assert info.value.code == "AccessDenied"
     assert info.value.extra == {
@@ -722,8 +734,8 @@ def presigned_get() -> RequestView:
 def test_sigv2_requests_are_not_anonymous(
     signed_get: RequestView, presigned_get: RequestView
 ) -> None:
-    assert not sigv4.is_anonymous(signed_get)
-    assert not sigv4.is_anonymous(presigned_get)
+    assert not is_anonymous(signed_get)
+    assert not is_anonymous(presigned_get)
 
 
 @pytest.mark.parametrize(
@@ -789,7 +801,7 @@ def test_request_time_too_skewed(signed_get: RequestView, offset: int) -> None:
     error = refused(signed_get, "RequestTimeTooSkewed", 403, now=NOW + offset)
     assert error.extra == {
         "RequestTime": HTTP_NOW,
-        "ServerTime": sigv4._format_iso(NOW + offset),
+        "ServerTime": checks.format_iso(NOW + offset),
         "MaxAllowedSkewMilliseconds": "900000",
     }
     check(signed_get, now=NOW + (900 if offset > 0 else -900))
@@ -822,8 +834,8 @@ def test_header_and_query_auth_together(
         assert error.text.startswith("Only one auth mechanism allowed")
 
 
-def test_former_refusals_now_get_aws_codes() -> None:
-    """What tests/unit/test_sigv4.py::test_sigv2_is_not_supported sends, now verified."""
+def test_forged_and_expired_sigv2_get_aws_codes() -> None:
+    """A forged header signature and an expired presigned URL, refused as AWS refuses them."""
     view = sign_header("GET", f"{ENDPOINT}/bucket/key")
     forged = with_headers(view, authorization=f"AWS {ACCESS_KEY}:frJIUN8DYpKDtOLCwo//yllqDzg=")
     refused(forged, "SignatureDoesNotMatch", 403)

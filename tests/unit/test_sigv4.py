@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, get_args
 from unittest.mock import patch
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -20,9 +20,18 @@ from botocore.utils import percent_encode, percent_encode_sequence
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stratum.s3 import sigv4
-from stratum.s3.errors import S3Error
-from stratum.s3.sigv4 import AuthResult, RequestView, verify
+from stratum.auth import (
+    AuthError,
+    AuthResult,
+    RequestView,
+    authenticate,
+    checks,
+    is_anonymous,
+    sigv4,
+)
+from stratum.auth.errors import AuthErrorCode
+from stratum.auth.request import EMPTY_SHA256
+from stratum.s3.errors import S3Error, as_s3_error
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -121,15 +130,19 @@ def presign(
 
 
 def check(view: RequestView, *, now: float = NOW, region: str = REGION) -> AuthResult:
-    return verify(view, lookup, region=region, now=now)
+    result = authenticate(view, lookup, region=region, now=now)
+    assert result is not None, "taken for an anonymous request"
+    return result
 
 
 def refused(view: RequestView, code: str, status: int, *, now: float = NOW) -> S3Error:
-    with pytest.raises(S3Error) as info:
+    """The S3 error a client gets for ``view``, refused as ``code`` with ``status``."""
+    with pytest.raises(AuthError) as info:
         check(view, now=now)
-    assert info.value.code == code, info.value
-    assert info.value.status == status
-    return info.value
+    error = as_s3_error(info.value)
+    assert error.code == code, error
+    assert error.status == status
+    return error
 
 
 def replace(view: RequestView, **changes: Any) -> RequestView:
@@ -205,10 +218,10 @@ def test_botocore_header_signed_requests_verify_and_tampering_fails(
         name = f"x-amz-meta-{next(iter(meta))}"
         tampered = with_headers(view, **{name: view.headers[name] + "x"})
         refused(tampered, "SignatureDoesNotMatch", 403)
-    later = sigv4._format_amz_date(NOW + 1)
+    later = checks.format_amz_date(NOW + 1)
     refused(with_headers(view, x_amz_date=later), "SignatureDoesNotMatch", 403)
-    with pytest.raises(S3Error) as info:
-        verify(view, lambda _: "not-the-secret", region=REGION, now=NOW)
+    with pytest.raises(AuthError) as info:
+        authenticate(view, lambda _: "not-the-secret", region=REGION, now=NOW)
     assert info.value.code == "SignatureDoesNotMatch"
 
 
@@ -335,14 +348,14 @@ def test_aws_example_get_object() -> None:
         {
             "host": "examplebucket.s3.amazonaws.com",
             "range": "bytes=0-9",
-            "x-amz-content-sha256": sigv4.EMPTY_SHA256,
+            "x-amz-content-sha256": EMPTY_SHA256,
             "x-amz-date": "20130524T000000Z",
             "authorization": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/"
             "us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
             "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41",
         },
     )
-    assert check(view, now=AWS_DATE) == AuthResult(ACCESS_KEY, sigv4.EMPTY_SHA256)
+    assert check(view, now=AWS_DATE) == AuthResult(ACCESS_KEY, EMPTY_SHA256)
 
 
 def test_aws_example_presigned_get() -> None:
@@ -376,16 +389,19 @@ def presigned_get() -> RequestView:
     return presign("GET", f"{ENDPOINT}/bucket/key")
 
 
-def test_no_authentication_is_access_denied(
+def test_no_authentication_is_anonymous(
     signed_get: RequestView, presigned_get: RequestView
 ) -> None:
     view = RequestView("GET", "/bucket/key", [("x", "1")], {"host": "localhost"})
-    assert sigv4.is_anonymous(view)
-    error = refused(view, "AccessDenied", 403)
-    assert error.text == "Access Denied"
-    assert not sigv4.is_anonymous(signed_get)
-    assert not sigv4.is_anonymous(presigned_get)
-    assert not sigv4.is_anonymous(replace(view, query=[("AWSAccessKeyId", "AK")]))
+    assert is_anonymous(view)
+    assert authenticate(view, lookup, region=REGION, now=NOW) is None
+    assert not is_anonymous(signed_get)
+    assert not is_anonymous(presigned_get)
+    assert not is_anonymous(replace(view, query=[("AWSAccessKeyId", "AK")]))
+    # A credential without the rest of a signature is refused, not taken for anonymous.
+    credential = replace(view, query=[("X-Amz-Credential", f"{ACCESS_KEY}/20240517")])
+    assert not is_anonymous(credential)
+    assert refused(credential, "AccessDenied", 403).text == "Access Denied"
 
 
 def test_unknown_access_key(signed_get: RequestView) -> None:
@@ -478,9 +494,9 @@ def test_wrong_region_names_the_right_one(signed_get: RequestView) -> None:
     view = sign_header("GET", f"{ENDPOINT}/bucket/key", region="eu-central-1")
     error = refused(view, "AuthorizationHeaderMalformed", 400)
     assert error.extra == {"Region": "us-east-1"}
-    with pytest.raises(S3Error):
-        verify(signed_get, lookup, region="eu-central-1", now=NOW)
-    assert verify(view, lookup, region="eu-central-1", now=NOW).access_key == ACCESS_KEY
+    with pytest.raises(AuthError):
+        check(signed_get, region="eu-central-1")
+    assert check(view, region="eu-central-1").access_key == ACCESS_KEY
 
 
 def test_unknown_authorization_scheme(signed_get: RequestView) -> None:
@@ -635,3 +651,10 @@ def test_uri_encode() -> None:
     assert sigv4.uri_encode("aZ09-_.~") == "aZ09-_.~"
     assert sigv4.uri_encode("a b+c/d=é*") == "a%20b%2Bc%2Fd%3D%C3%A9%2A"
     assert sigv4.uri_encode("\udcff") == "%FF"  # a wire byte decoded with surrogateescape
+
+
+def test_every_refusal_maps_to_the_s3_error_of_its_code() -> None:
+    for code in get_args(AuthErrorCode):
+        error = as_s3_error(AuthError(code, "why", {"Detail": "x"}))
+        assert (error.code, error.text, error.extra) == (code, "why", {"Detail": "x"})
+    assert as_s3_error(AuthError("AccessDenied")).text == "Access Denied"

@@ -8,10 +8,10 @@ import hashlib
 
 import pytest
 
-from stratum.s3 import sigv4
-from stratum.s3.errors import S3Error
-from stratum.s3.sigv4 import ChunkSigningContext, RequestView, verify
-from stratum.s3.sigv4_chunked import (
+from stratum.auth import AuthError, ChunkSigningContext, RequestView, authenticate
+from stratum.auth.request import EMPTY_SHA256
+from stratum.auth.sigv4 import signing_key
+from stratum.auth.streaming import (
     ChunkSignatureChain,
     canonical_trailer,
     chunk_signature,
@@ -20,6 +20,7 @@ from stratum.s3.sigv4_chunked import (
     verify_chunk_signature,
     verify_trailer_signature,
 )
+from stratum.s3.errors import as_s3_error
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 AMZ_DATE = "20130524T000000Z"
@@ -35,7 +36,7 @@ TRAILER = "df5735bd9f3295cd9386572292562fefc93ba94e80a0a1ddcbd652c4e0a75e6c"
 
 DATA_1 = hashlib.sha256(b"a" * 65536).hexdigest()
 DATA_2 = hashlib.sha256(b"a" * 1024).hexdigest()
-EMPTY = sigv4.EMPTY_SHA256
+EMPTY = EMPTY_SHA256
 TRAILERS = [("first", "1st"), ("second", "2nd"), ("third", "3rd")]
 
 
@@ -61,18 +62,24 @@ def example_request() -> RequestView:
     )
 
 
+def answered(error: AuthError) -> tuple[str, int]:
+    """The code and status a client gets for ``error``."""
+    s3 = as_s3_error(error)
+    return s3.code, s3.status
+
+
 @pytest.fixture
 def context() -> ChunkSigningContext:
-    result = verify(
+    result = authenticate(
         example_request(), {"AKIAIOSFODNN7EXAMPLE": SECRET}.get, region="us-east-1", now=NOW
     )
-    assert result.chunk_context is not None
+    assert result is not None and result.chunk_context is not None
     return result.chunk_context
 
 
 def test_verify_returns_the_examples_seed(context: ChunkSigningContext) -> None:
     assert context == ChunkSigningContext(
-        SEED, sigv4.signing_key(SECRET, "20130524", "us-east-1"), SCOPE, AMZ_DATE, trailer=False
+        SEED, signing_key(SECRET, "20130524", "us-east-1"), SCOPE, AMZ_DATE, trailer=False
     )
 
 
@@ -100,9 +107,9 @@ def test_signed_trailer_of_the_example(context: ChunkSigningContext) -> None:
         f"AWS4-HMAC-SHA256-TRAILER\n{AMZ_DATE}\n{SCOPE}\n{FINAL}\n{digest}"
     )
     verify_trailer_signature(context, FINAL, digest, TRAILER)
-    with pytest.raises(S3Error) as info:
+    with pytest.raises(AuthError) as info:
         verify_trailer_signature(context, CHUNK_2, digest, TRAILER)
-    assert (info.value.code, info.value.status) == ("SignatureDoesNotMatch", 403)
+    assert answered(info.value) == ("SignatureDoesNotMatch", 403)
 
 
 def test_chain_accepts_the_example(context: ChunkSigningContext) -> None:
@@ -130,28 +137,28 @@ def test_chain_refuses_tampering(
     context: ChunkSigningContext, steps: list[tuple[str, str]]
 ) -> None:
     chain = ChunkSignatureChain(context)
-    with pytest.raises(S3Error) as info:
+    with pytest.raises(AuthError) as info:
         for digest, signature in steps:
             chain.verify_chunk(digest, signature)
-    assert (info.value.code, info.value.status) == ("SignatureDoesNotMatch", 403)
+    assert answered(info.value) == ("SignatureDoesNotMatch", 403)
 
 
 def test_chain_order_rules(context: ChunkSigningContext) -> None:
     chain = ChunkSignatureChain(context)
     chain.verify_chunk(DATA_1, CHUNK_1)
-    with pytest.raises(S3Error):
+    with pytest.raises(AuthError):
         chain.verify_trailer(EMPTY, TRAILER)  # before the final chunk
     chain.verify_chunk(DATA_2, CHUNK_2)
     chain.verify_chunk(EMPTY, FINAL)
-    with pytest.raises(S3Error):
+    with pytest.raises(AuthError):
         chain.verify_chunk(DATA_1, CHUNK_1)  # after the final chunk
 
 
 def test_tampered_seed_request_is_refused() -> None:
     view = example_request()
     headers = {**view.headers, "x-amz-decoded-content-length": "66561"}
-    with pytest.raises(S3Error) as info:
-        verify(
+    with pytest.raises(AuthError) as info:
+        authenticate(
             RequestView(view.method, view.raw_path, view.query, headers),
             {"AKIAIOSFODNN7EXAMPLE": SECRET}.get,
             region="us-east-1",

@@ -2,7 +2,7 @@
 
 Only the signatures live here; framing the body (``<hex size>;chunk-signature=<sig>\\r\\n``
 ...) is the body parser's job. Each chunk's signature chains on the previous one, the first
-on the seed signature (the request's own, from :class:`~stratum.s3.sigv4.ChunkSigningContext`):
+on the seed signature (the request's own, from :class:`~stratum.auth.request.ChunkSigningContext`):
 
     AWS4-HMAC-SHA256-PAYLOAD\\n<amz date>\\n<scope>\\n<previous signature>\\n
     <sha256 of the empty string>\\n<sha256 of the chunk data>
@@ -22,10 +22,12 @@ hand over just the digest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from stratum.s3.errors import S3Error
-from stratum.s3.sigv4 import EMPTY_SHA256, ChunkSigningContext, sign, signatures_equal
+from stratum.auth.checks import signatures_equal
+from stratum.auth.errors import AuthError
+from stratum.auth.request import EMPTY_SHA256, ChunkSigningContext
+from stratum.auth.sigv4 import sign
 
 CHUNK_ALGORITHM = "AWS4-HMAC-SHA256-PAYLOAD"
 TRAILER_ALGORITHM = "AWS4-HMAC-SHA256-TRAILER"
@@ -59,19 +61,23 @@ def canonical_trailer(trailers: Iterable[tuple[str, str]]) -> bytes:
 def chunk_signature(
     context: ChunkSigningContext, previous_signature: str, chunk_sha256: str
 ) -> str:
-    return sign(
-        context.signing_key,
-        chunk_string_to_sign(context.amz_date, context.scope, previous_signature, chunk_sha256),
-    )
+    return _chained(chunk_string_to_sign, context, previous_signature, chunk_sha256)
 
 
 def trailer_signature(
     context: ChunkSigningContext, previous_signature: str, trailer_sha256: str
 ) -> str:
-    return sign(
-        context.signing_key,
-        trailer_string_to_sign(context.amz_date, context.scope, previous_signature, trailer_sha256),
-    )
+    return _chained(trailer_string_to_sign, context, previous_signature, trailer_sha256)
+
+
+def _chained(
+    string_to_sign: Callable[[str, str, str, str], str],
+    context: ChunkSigningContext,
+    previous_signature: str,
+    sha256: str,
+) -> str:
+    to_sign = string_to_sign(context.amz_date, context.scope, previous_signature, sha256)
+    return sign(context.signing_key, to_sign)
 
 
 def verify_chunk_signature(
@@ -80,7 +86,7 @@ def verify_chunk_signature(
     """Check one chunk's signature; return it (the next chunk chains on it) or raise."""
     expected = chunk_signature(context, previous_signature, chunk_sha256)
     if not signatures_equal(expected, claimed):
-        raise S3Error("SignatureDoesNotMatch")
+        raise AuthError("SignatureDoesNotMatch")
     return expected
 
 
@@ -91,7 +97,7 @@ def verify_trailer_signature(
     if not signatures_equal(
         trailer_signature(context, previous_signature, trailer_sha256), claimed
     ):
-        raise S3Error("SignatureDoesNotMatch")
+        raise AuthError("SignatureDoesNotMatch")
 
 
 class ChunkSignatureChain:
@@ -111,7 +117,7 @@ class ChunkSignatureChain:
     def verify_chunk(self, chunk_sha256: str, claimed: str) -> None:
         """Check the next chunk; the empty final chunk (``EMPTY_SHA256``) ends the chain."""
         if self._finished:
-            raise S3Error("SignatureDoesNotMatch", "A chunk was sent after the final chunk.")
+            raise AuthError("SignatureDoesNotMatch", "A chunk was sent after the final chunk.")
         self._previous = verify_chunk_signature(
             self._context, self._previous, chunk_sha256, claimed
         )
@@ -120,5 +126,5 @@ class ChunkSignatureChain:
     def verify_trailer(self, trailer_sha256: str, claimed: str) -> None:
         """Check the trailer's signature; only valid after the final chunk."""
         if not self._finished:
-            raise S3Error("SignatureDoesNotMatch", "The trailer came before the final chunk.")
+            raise AuthError("SignatureDoesNotMatch", "The trailer came before the final chunk.")
         verify_trailer_signature(self._context, self._previous, trailer_sha256, claimed)

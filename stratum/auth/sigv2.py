@@ -45,21 +45,23 @@ from __future__ import annotations
 
 import base64
 import hmac
-from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import product
 
-from stratum.s3.errors import S3Error
-from stratum.s3.sigv4 import (
-    MAX_SKEW_SECONDS,
-    UNSIGNED_PAYLOAD,
-    AuthResult,
-    RequestView,
-    _format_iso,
-    _parse_amz_date,
-    _parse_http_date,
-    _spaced_hex,
+from stratum.auth.checks import (
+    LookupSecret,
+    check_skew,
+    format_iso,
+    no_request_date,
+    one_mechanism_only,
+    parse_amz_date,
+    parse_http_date,
+    secret_of,
+    signature_mismatch,
     signatures_equal,
 )
+from stratum.auth.errors import AuthError
+from stratum.auth.request import UNSIGNED_PAYLOAD, AuthResult, RequestView
 
 SCHEME = "AWS"
 
@@ -122,7 +124,7 @@ SUBRESOURCES = frozenset(
     }
 )
 
-_QUERY_PARAMS = ("AWSAccessKeyId", "Signature", "Expires")
+QUERY_PARAMS = ("AWSAccessKeyId", "Signature", "Expires")
 _QUERY_INCOMPLETE = (
     "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters"
 )
@@ -215,44 +217,43 @@ def string_to_sign(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """What a request says it was signed with: the header and query forms, parsed."""
+
+    access_key: str
+    signature: str
+    date_lines: list[str]  # the Date lines a client may have signed, AWS's first
+    presigned: bool
+
+
 def verify(
     request: RequestView,
-    lookup_secret: Callable[[str], str | None],
+    lookup_secret: LookupSecret,
     *,
     now: float,
     virtual_bucket: str | None = None,
 ) -> AuthResult:
-    """Authenticate a SigV2 request or raise :class:`S3Error` with the code AWS would use.
+    """Authenticate a SigV2 request or raise :class:`AuthError` with the code AWS would use.
 
     ``virtual_bucket`` is the bucket named by the Host header when the request is
     virtual-hosted (it is signed as the first path segment); ``now`` is epoch seconds.
-    :func:`stratum.s3.sigv4.verify` does not know the virtual-host domain and passes none,
-    so through it a virtual-hosted SigV2 request fails with ``SignatureDoesNotMatch``.
     """
     authorization = request.headers.get("authorization")
-    if authorization is not None:
-        return _verify_header(request, authorization, lookup_secret, now, virtual_bucket)
-    return _verify_query(request, lookup_secret, now, virtual_bucket)
+    if authorization is None:
+        claim = _query_claim(request, now)
+    else:
+        claim = _header_claim(request, authorization, now)
+    return _check(request, lookup_secret, claim, virtual_bucket)
 
 
-def _verify_header(
-    request: RequestView,
-    authorization: str,
-    lookup_secret: Callable[[str], str | None],
-    now: float,
-    virtual_bucket: str | None,
-) -> AuthResult:
+def _header_claim(request: RequestView, authorization: str, now: float) -> _Claim:
     if any(k == "Signature" for k, _ in request.query):
-        raise S3Error(
-            "InvalidArgument",
-            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
-            "Signature query string parameter or the Authorization header should be specified",
-            extra={"ArgumentName": "Authorization", "ArgumentValue": authorization},
-        )
+        raise one_mechanism_only(authorization)
     scheme, _, credentials = authorization.strip().partition(" ")
     access_key, sep, signature = credentials.strip().rpartition(":")
     if scheme != SCHEME or not sep or not access_key or not signature:
-        raise S3Error(
+        raise AuthError(
             "InvalidArgument",
             _HEADER_INVALID,
             extra={"ArgumentName": "Authorization", "ArgumentValue": authorization},
@@ -261,84 +262,47 @@ def _verify_header(
     amz_date = headers.get("x-amz-date")
     http_date = headers.get("date")
     sent = amz_date if amz_date is not None else http_date
-    request_time = None if sent is None else _parse_http_date(sent) or _parse_amz_date(sent)
+    request_time = None if sent is None else parse_http_date(sent) or parse_amz_date(sent)
     if sent is None or request_time is None:
-        raise S3Error(
-            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"
-        )
-    if abs(request_time - now) > MAX_SKEW_SECONDS:
-        raise S3Error(
-            "RequestTimeTooSkewed",
-            extra={
-                "RequestTime": sent,
-                "ServerTime": _format_iso(now),
-                "MaxAllowedSkewMilliseconds": str(MAX_SKEW_SECONDS * 1000),
-            },
-        )
+        raise no_request_date()
+    check_skew(request_time, sent, now)
     # With x-amz-date, AWS's empty Date line first; botocore signs Date there regardless.
     date_lines = [sent] if amz_date is None else ["", http_date] if http_date else [""]
-    return _check(
-        request,
-        lookup_secret,
-        access_key=access_key,
-        signature=signature,
-        date_lines=date_lines,
-        virtual_bucket=virtual_bucket,
-        presigned=False,
-    )
+    return _Claim(access_key, signature, date_lines, presigned=False)
 
 
-def _verify_query(
-    request: RequestView,
-    lookup_secret: Callable[[str], str | None],
-    now: float,
-    virtual_bucket: str | None,
-) -> AuthResult:
+def _query_claim(request: RequestView, now: float) -> _Claim:
     params: dict[str, str] = {}
     for key, value in request.query:
-        if key in _QUERY_PARAMS:
+        if key in QUERY_PARAMS:
             params.setdefault(key, value)
-    if any(not params.get(p) for p in _QUERY_PARAMS):
-        raise S3Error("AccessDenied", _QUERY_INCOMPLETE)
+    if any(not params.get(p) for p in QUERY_PARAMS):
+        raise AuthError("AccessDenied", _QUERY_INCOMPLETE)
     expires_text = params["Expires"]
     if not (expires_text.isascii() and expires_text.isdigit() and len(expires_text) <= 12):
-        raise S3Error(
+        raise AuthError(
             "AccessDenied", f"Invalid date (should be seconds since epoch): {expires_text}"
         )
     expires = int(expires_text)
     if now > expires:
-        raise S3Error(
+        raise AuthError(
             "AccessDenied",
             "Request has expired",
-            extra={"Expires": _format_iso(expires), "ServerTime": _format_iso(now)},
+            extra={"Expires": format_iso(expires), "ServerTime": format_iso(now)},
         )
     # A '+' left unencoded in the base64 signature arrives as a space; base64 has no spaces.
     signature = params["Signature"].replace(" ", "+")
-    return _check(
-        request,
-        lookup_secret,
-        access_key=params["AWSAccessKeyId"],
-        signature=signature,
-        date_lines=[expires_text],
-        virtual_bucket=virtual_bucket,
-        presigned=True,
-    )
+    return _Claim(params["AWSAccessKeyId"], signature, [expires_text], presigned=True)
 
 
 def _check(
     request: RequestView,
-    lookup_secret: Callable[[str], str | None],
-    *,
-    access_key: str,
-    signature: str,
-    date_lines: list[str],
+    lookup_secret: LookupSecret,
+    claim: _Claim,
     virtual_bucket: str | None,
-    presigned: bool,
 ) -> AuthResult:
-    """Compare ``signature`` with each accepted string to sign (AWS's form first)."""
-    secret = lookup_secret(access_key)
-    if secret is None:
-        raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": access_key})
+    """Compare the claimed signature with each accepted string to sign (AWS's form first)."""
+    secret = secret_of(lookup_secret, claim.access_key)
     empty_forms = [False]
     if any(k in SUBRESOURCES and not v for k, v in request.query):
         empty_forms.append(True)
@@ -350,30 +314,21 @@ def _check(
             request,
             date_line,
             virtual_bucket=virtual_bucket,
-            presigned=presigned,
+            presigned=claim.presigned,
             empty_as_equals=empty_as_equals,
             bucket_slash=bucket_slash,
         )
         for date_line, empty_as_equals, bucket_slash in product(
-            date_lines, empty_forms, slash_forms
+            claim.date_lines, empty_forms, slash_forms
         )
     ]
     matched = False
     for candidate in candidates:
         # Every candidate is compared, so timing says nothing about which one matched.
-        matched |= signatures_equal(sign(secret, candidate), signature)
+        matched |= signatures_equal(sign(secret, candidate), claim.signature)
     if not matched:
-        to_sign = candidates[0]
-        raise S3Error(
-            "SignatureDoesNotMatch",
-            extra={
-                "AWSAccessKeyId": access_key,
-                "StringToSign": to_sign,
-                "SignatureProvided": signature,
-                "StringToSignBytes": _spaced_hex(to_sign),
-            },
-        )
-    return AuthResult(access_key, UNSIGNED_PAYLOAD, presigned=presigned)
+        raise signature_mismatch(claim.access_key, candidates[0], claim.signature)
+    return AuthResult(claim.access_key, UNSIGNED_PAYLOAD, presigned=claim.presigned)
 
 
 def _is_bucket_path(raw_path: str) -> bool:

@@ -22,7 +22,7 @@ The canonical request is built the way AWS specifies and botocore signs:
 
 :func:`verify` checks everything but the payload: a 64-hex ``payload_hash`` in the result
 must still be compared with the body by the caller, and streaming (aws-chunked) bodies carry
-per-chunk signatures checked with :mod:`stratum.s3.sigv4_chunked` from the returned
+per-chunk signatures checked with :mod:`stratum.auth.streaming` from the returned
 :class:`ChunkSigningContext`. Every secret-dependent comparison uses
 :func:`hmac.compare_digest`.
 """
@@ -31,26 +31,40 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote
 
-from stratum.s3.errors import S3Error
+from stratum.auth.checks import (
+    MAX_SKEW_SECONDS,
+    LookupSecret,
+    check_skew,
+    format_amz_date,
+    format_iso,
+    no_request_date,
+    parse_amz_date,
+    parse_http_date,
+    secret_of,
+    signature_mismatch,
+    signatures_equal,
+)
+from stratum.auth.errors import AuthError
+from stratum.auth.request import (
+    STREAMING_PAYLOAD,
+    STREAMING_PAYLOAD_TRAILER,
+    STREAMING_UNSIGNED_PAYLOAD_TRAILER,
+    UNSIGNED_PAYLOAD,
+    AuthResult,
+    ChunkSigningContext,
+    RequestView,
+    trimall,
+)
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "s3"
 TERMINAL = "aws4_request"
 
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-STREAMING_PAYLOAD = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
-STREAMING_PAYLOAD_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
-STREAMING_UNSIGNED_PAYLOAD_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-
-MAX_SKEW_SECONDS = 15 * 60
 MAX_PRESIGNED_EXPIRES = 7 * 24 * 3600
 
 # The header values that stand for the payload hash rather than being one.
@@ -74,10 +88,6 @@ _PRESIGN_PARAMS = (
     "X-Amz-SignedHeaders",
     "X-Amz-Expires",
 )
-# Query parameters that mean "this request is signed" (SigV4 and SigV2).
-_CREDENTIAL_PARAMS = frozenset(
-    {"X-Amz-Algorithm", "X-Amz-Credential", "AWSAccessKeyId", "Signature"}
-)
 _HEADER_MALFORMED = "The authorization header is malformed; "
 _CREDENTIAL_PARAM = "Error parsing the X-Amz-Credential parameter; "
 _CREDENTIAL_SHAPE = (
@@ -91,66 +101,17 @@ _CONTENT_SHA256_VALUES = (
 
 
 @dataclass(frozen=True, slots=True)
-class RequestView:
-    """What signature verification needs to see of a request.
-
-    ``raw_path`` is the path exactly as sent (percent-encoded, no query string); ``query``
-    the *decoded* query pairs in wire order, a key without ``=`` having the value ``""``;
-    ``headers`` maps **lower-case** names to values, repeated headers already joined (use
-    :meth:`from_wire`). Decode wire bytes as UTF-8 with ``surrogateescape`` so that encoding
-    them back gives the bytes the client signed.
-    """
-
-    method: str
-    raw_path: str
-    query: Sequence[tuple[str, str]]
-    headers: Mapping[str, str]
-
-    @classmethod
-    def from_wire(
-        cls,
-        method: str,
-        raw_path: str,
-        query: Sequence[tuple[str, str]],
-        headers: Iterable[tuple[str, str]],
-    ) -> RequestView:
-        """Build a view from header pairs in any case, joining repeats the way SigV4 does."""
-        joined: dict[str, str] = {}
-        for name, value in headers:
-            key = name.lower()
-            value = _trimall(value)
-            joined[key] = f"{joined[key]},{value}" if key in joined else value
-        return cls(method, raw_path, query, joined)
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkSigningContext:
-    """What checking the signatures of an aws-chunked body needs (seed = request signature)."""
-
-    seed_signature: str
-    signing_key: bytes = field(repr=False)
-    scope: str
-    amz_date: str
-    trailer: bool
-
-
-@dataclass(frozen=True, slots=True)
-class AuthResult:
-    """A verified request: who signed it and what its ``x-amz-content-sha256`` promises.
-
-    ``payload_hash`` is a lower-case 64-hex SHA-256 (the caller checks the body against it),
-    ``UNSIGNED-PAYLOAD`` or one of the ``STREAMING-*`` values. ``chunk_context`` is set for
-    the two signed streaming values, whose chunks carry chained signatures.
-    """
+class _Claim:
+    """What a request says it was signed with: the header and presigned forms, parsed."""
 
     access_key: str
+    scope_date: str
+    scope: str
+    amz_date: str
+    signed_headers: str
+    signature: str
     payload_hash: str
-    presigned: bool = False
-    chunk_context: ChunkSigningContext | None = None
-
-    @property
-    def streaming(self) -> bool:
-        return self.payload_hash.startswith("STREAMING-")
+    presigned: bool
 
 
 @lru_cache(maxsize=256)
@@ -165,11 +126,6 @@ def signing_key(secret: str, date: str, region: str, service: str = SERVICE) -> 
 def sign(key: bytes, string_to_sign: str) -> str:
     """Hex HMAC-SHA256 of a string to sign."""
     return hmac.digest(key, string_to_sign.encode("utf-8", "surrogateescape"), "sha256").hex()
-
-
-def signatures_equal(expected: str, claimed: str) -> bool:
-    """Constant-time comparison that tolerates any text in ``claimed``."""
-    return hmac.compare_digest(expected.encode(), claimed.encode("utf-8", "surrogateescape"))
 
 
 def uri_encode(text: str) -> str:
@@ -203,7 +159,7 @@ def canonical_request(
     ]
     for name in signed_headers.split(";"):
         value = headers.get(name.lower(), "")
-        lines.append(f"{name}:{_trimall(value)}")
+        lines.append(f"{name}:{trimall(value)}")
     lines.append("")
     lines.append(signed_headers)
     lines.append(payload_hash)
@@ -215,75 +171,26 @@ def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
     return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
 
 
-def is_anonymous(request: RequestView) -> bool:
-    """Whether the request carries no credentials of any kind (a candidate for public access).
-
-    :func:`verify` refuses such a request with ``AccessDenied``; whether an anonymous request
-    may go on is the caller's decision.
-    """
-    if "authorization" in request.headers:
-        return False
-    return not any(k in _CREDENTIAL_PARAMS for k, _ in request.query)
-
-
 def verify(
-    request: RequestView,
-    lookup_secret: Callable[[str], str | None],
-    *,
-    region: str,
-    now: float,
-    virtual_bucket: str | None = None,
+    request: RequestView, lookup_secret: LookupSecret, *, region: str, now: float
 ) -> AuthResult:
-    """Authenticate ``request`` or raise :class:`S3Error` with the code AWS would use.
+    """Authenticate a SigV4 request (signed in its ``Authorization`` header, or presigned
+    when it has none) or raise :class:`AuthError` with the code AWS would use.
 
-    ``lookup_secret`` maps an access key id to its secret (``None`` if unknown); ``now`` is
-    the server time in epoch seconds; ``virtual_bucket`` the bucket named by the Host
-    header (virtual-hosted style), which SigV2 signs as part of the resource.
+    ``now`` is the server time in epoch seconds.
     """
     authorization = request.headers.get("authorization")
-    presigned = any(k == "X-Amz-Algorithm" for k, _ in request.query)
-    if authorization is not None:
-        if presigned:
-            raise S3Error(
-                "InvalidArgument",
-                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
-                "Signature query string parameter or the Authorization header should be "
-                "specified",
-                extra={"ArgumentName": "Authorization", "ArgumentValue": authorization},
-            )
-        if authorization.strip().partition(" ")[0] == "AWS":
-            return _verify_sigv2(request, lookup_secret, now, virtual_bucket)
-        return _verify_header(request, authorization, lookup_secret, region, now)
-    if presigned:
-        return _verify_presigned(request, lookup_secret, region, now)
-    if any(k in ("AWSAccessKeyId", "Signature") for k, _ in request.query):
-        return _verify_sigv2(request, lookup_secret, now, virtual_bucket)
-    raise S3Error("AccessDenied")
+    if authorization is None:
+        claim = _presigned_claim(request, region, now)
+    else:
+        claim = _header_claim(request, authorization, region, now)
+    return _check_signature(request, lookup_secret, claim, region)
 
 
-def _verify_sigv2(
-    request: RequestView,
-    lookup_secret: Callable[[str], str | None],
-    now: float,
-    virtual_bucket: str | None,
-) -> AuthResult:
-    """``Authorization: AWS ...`` or ``AWSAccessKeyId``/``Signature`` in the query."""
-    # Imported here: sigv2 builds on this module's types and helpers.
-    from stratum.s3 import sigv2
-
-    return sigv2.verify(request, lookup_secret, now=now, virtual_bucket=virtual_bucket)
-
-
-def _verify_header(
-    request: RequestView,
-    authorization: str,
-    lookup_secret: Callable[[str], str | None],
-    region: str,
-    now: float,
-) -> AuthResult:
+def _header_claim(request: RequestView, authorization: str, region: str, now: float) -> _Claim:
     scheme, _, rest = authorization.strip().partition(" ")
     if scheme != ALGORITHM:
-        raise S3Error(
+        raise AuthError(
             "InvalidArgument",
             "Unsupported Authorization Type",
             extra={"ArgumentName": "Authorization", "ArgumentValue": authorization},
@@ -307,52 +214,34 @@ def _verify_header(
 
     headers = request.headers
     amz_date = headers.get("x-amz-date")
-    request_time = None if amz_date is None else _parse_amz_date(amz_date)
+    request_time = None if amz_date is None else parse_amz_date(amz_date)
     if amz_date is None and (http_date := headers.get("date")) is not None:
-        request_time = _parse_http_date(http_date)
+        request_time = parse_http_date(http_date)
         if request_time is not None:
-            amz_date = _format_amz_date(request_time)
+            amz_date = format_amz_date(request_time)
     if request_time is None or amz_date is None:
-        raise S3Error(
-            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"
-        )
+        raise no_request_date()
     if amz_date[:8] != scope_date:
         raise _header_malformed("Invalid credential date. Date is not the same as X-Amz-Date.")
-    if abs(request_time - now) > MAX_SKEW_SECONDS:
-        raise S3Error(
-            "RequestTimeTooSkewed",
-            extra={
-                "RequestTime": headers.get("x-amz-date") or headers.get("date", ""),
-                "ServerTime": _format_iso(now),
-                "MaxAllowedSkewMilliseconds": str(MAX_SKEW_SECONDS * 1000),
-            },
-        )
+    check_skew(request_time, headers.get("x-amz-date") or headers.get("date", ""), now)
     payload_hash = headers.get("x-amz-content-sha256")
     if payload_hash is None:
-        raise S3Error(
+        raise AuthError(
             "InvalidRequest", "Missing required header for this request: x-amz-content-sha256"
         )
-    return _check_signature(
-        request,
-        lookup_secret,
-        access_key=access_key,
-        scope_date=scope_date,
-        scope=scope,
-        amz_date=amz_date,
-        region=region,
-        signed_headers=signed_headers,
-        signature=signature,
-        payload_hash=_checked_payload_hash(payload_hash),
+    return _Claim(
+        access_key,
+        scope_date,
+        scope,
+        amz_date,
+        signed_headers,
+        signature,
+        _checked_payload_hash(payload_hash),
         presigned=False,
     )
 
 
-def _verify_presigned(
-    request: RequestView,
-    lookup_secret: Callable[[str], str | None],
-    region: str,
-    now: float,
-) -> AuthResult:
+def _presigned_claim(request: RequestView, region: str, now: float) -> _Claim:
     params: dict[str, str] = {}
     duplicated = False
     for key, value in request.query:
@@ -371,7 +260,7 @@ def _verify_presigned(
         params["X-Amz-Credential"], region, presigned=True
     )
     amz_date = params["X-Amz-Date"]
-    request_time = _parse_amz_date(amz_date)
+    request_time = parse_amz_date(amz_date)
     if request_time is None:
         raise _query_error("X-Amz-Date must be in the ISO8601 Long Format")
     if amz_date[:8] != scope_date:
@@ -392,96 +281,68 @@ def _verify_presigned(
             f"X-Amz-Expires must be less than {MAX_PRESIGNED_EXPIRES} seconds"
         )
     if request_time - now > MAX_SKEW_SECONDS:
-        raise S3Error("AccessDenied", "Request is not valid yet")
+        raise AuthError("AccessDenied", "Request is not valid yet")
     if now > request_time + expires:
-        raise S3Error(
+        raise AuthError(
             "AccessDenied",
             "Request has expired",
             extra={
                 "X-Amz-Expires": expires_text,
-                "Expires": _format_iso(request_time + expires),
-                "ServerTime": _format_iso(now),
+                "Expires": format_iso(request_time + expires),
+                "ServerTime": format_iso(now),
             },
         )
     payload_hash = request.headers.get("x-amz-content-sha256")
-    return _check_signature(
-        request,
-        lookup_secret,
-        access_key=access_key,
-        scope_date=scope_date,
-        scope=scope,
-        amz_date=amz_date,
-        region=region,
-        signed_headers=params["X-Amz-SignedHeaders"],
-        signature=params["X-Amz-Signature"],
-        payload_hash=UNSIGNED_PAYLOAD
-        if payload_hash is None
-        else _checked_payload_hash(payload_hash),
+    return _Claim(
+        access_key,
+        scope_date,
+        scope,
+        amz_date,
+        params["X-Amz-SignedHeaders"],
+        params["X-Amz-Signature"],
+        UNSIGNED_PAYLOAD if payload_hash is None else _checked_payload_hash(payload_hash),
         presigned=True,
     )
 
 
 def _check_signature(
-    request: RequestView,
-    lookup_secret: Callable[[str], str | None],
-    *,
-    access_key: str,
-    scope_date: str,
-    scope: str,
-    amz_date: str,
-    region: str,
-    signed_headers: str,
-    signature: str,
-    payload_hash: str,
-    presigned: bool,
+    request: RequestView, lookup_secret: LookupSecret, claim: _Claim, region: str
 ) -> AuthResult:
     """The checks both forms share once their parameters are parsed."""
-    signed = {name.lower() for name in signed_headers.split(";")}
+    signed = {name.lower() for name in claim.signed_headers.split(";")}
     unsigned = [h for h in request.headers if h.startswith("x-amz-") and h not in signed]
     if "host" not in signed:
         unsigned.insert(0, "host")
     if unsigned:
         # Otherwise anyone holding a presigned URL could add, say, x-amz-acl to it.
-        raise S3Error(
+        raise AuthError(
             "AccessDenied",
             "There were headers present in the request which were not signed",
             extra={"HeadersNotSigned": ", ".join(unsigned)},
         )
-    secret = lookup_secret(access_key)
-    if secret is None:
-        raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": access_key})
-    key = signing_key(secret, scope_date, region, SERVICE)
-    wire_payload_hash = request.headers.get("x-amz-content-sha256", payload_hash)
+    secret = secret_of(lookup_secret, claim.access_key)
+    key = signing_key(secret, claim.scope_date, region, SERVICE)
+    wire_payload_hash = request.headers.get("x-amz-content-sha256", claim.payload_hash)
     canonical = canonical_request(
         request,
-        signed_headers,
+        claim.signed_headers,
         wire_payload_hash,
-        exclude_param="X-Amz-Signature" if presigned else None,
+        exclude_param="X-Amz-Signature" if claim.presigned else None,
     )
-    to_sign = string_to_sign(amz_date, scope, canonical)
+    to_sign = string_to_sign(claim.amz_date, claim.scope, canonical)
     expected = sign(key, to_sign)
-    if not signatures_equal(expected, signature):
-        raise S3Error(
-            "SignatureDoesNotMatch",
-            extra={
-                "AWSAccessKeyId": access_key,
-                "StringToSign": to_sign,
-                "SignatureProvided": signature,
-                "StringToSignBytes": _spaced_hex(to_sign),
-                "CanonicalRequest": canonical,
-                "CanonicalRequestBytes": _spaced_hex(canonical),
-            },
-        )
+    if not signatures_equal(expected, claim.signature):
+        raise signature_mismatch(claim.access_key, to_sign, claim.signature, canonical)
     context = None
-    if payload_hash in _SIGNED_STREAMING:
+    if claim.payload_hash in _SIGNED_STREAMING:
         context = ChunkSigningContext(
             seed_signature=expected,
             signing_key=key,
-            scope=scope,
-            amz_date=amz_date,
-            trailer=payload_hash == STREAMING_PAYLOAD_TRAILER,
+            scope=claim.scope,
+            amz_date=claim.amz_date,
+            trailer=claim.payload_hash == STREAMING_PAYLOAD_TRAILER,
         )
-    return AuthResult(access_key, payload_hash, presigned, context)
+    return AuthResult(claim.access_key, claim.payload_hash, claim.presigned, context)
 
 
 def _parse_credential(credential: str, region: str, *, presigned: bool) -> tuple[str, str, str]:
@@ -510,66 +371,16 @@ def _checked_payload_hash(value: str) -> str:
         return value
     if len(value) == 64 and value.isascii() and not value.strip(_HEX):
         return value.lower()
-    raise S3Error(
+    raise AuthError(
         "InvalidArgument",
         _CONTENT_SHA256_VALUES,
         extra={"ArgumentName": "x-amz-content-sha256", "ArgumentValue": value},
     )
 
 
-def _header_malformed(detail: str) -> S3Error:
-    return S3Error("AuthorizationHeaderMalformed", _HEADER_MALFORMED + detail)
+def _header_malformed(detail: str) -> AuthError:
+    return AuthError("AuthorizationHeaderMalformed", _HEADER_MALFORMED + detail)
 
 
-def _query_error(message: str) -> S3Error:
-    return S3Error("AuthorizationQueryParametersError", message)
-
-
-def _trimall(value: str) -> str:
-    # Same rule as botocore: strip, and collapse every inner whitespace run to one space.
-    return " ".join(value.split())
-
-
-@lru_cache(maxsize=128)
-def _parse_amz_date(text: str) -> float | None:
-    """``YYYYMMDDTHHMMSSZ`` -> epoch seconds, or ``None`` if it is not one."""
-    digits = text[:8] + text[9:15]
-    if len(text) != 16 or text[8] != "T" or text[15] != "Z" or not digits.isascii():
-        return None
-    if not digits.isdigit():
-        return None
-    try:
-        when = datetime(
-            int(text[0:4]),
-            int(text[4:6]),
-            int(text[6:8]),
-            int(text[9:11]),
-            int(text[11:13]),
-            int(text[13:15]),
-            tzinfo=UTC,
-        )
-    except ValueError:
-        return None
-    return when.timestamp()
-
-
-def _parse_http_date(text: str) -> float | None:
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
-
-
-def _format_amz_date(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _format_iso(epoch: float) -> str:
-    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _spaced_hex(text: str) -> str:
-    return text.encode("utf-8", "surrogateescape").hex(" ")
+def _query_error(message: str) -> AuthError:
+    return AuthError("AuthorizationQueryParametersError", message)

@@ -1,0 +1,86 @@
+"""Who signed a request: AWS Signature Version 4 and 2 (pure: no HTTP framework).
+
+One entry point, :func:`authenticate`, takes what a request shows (a :class:`RequestView`),
+a way to find a secret key and the server's region and time, and answers with an
+:class:`AuthResult`, with ``None`` for a request that carries no credentials at all, or
+raises :class:`AuthError` with the code AWS would answer. Whether an anonymous request may
+go on is the caller's decision.
+
+- :mod:`stratum.auth.sigv4`: the ``AWS4-HMAC-SHA256`` header and presigned URLs;
+- :mod:`stratum.auth.sigv2`: ``Authorization: AWS`` and ``AWSAccessKeyId``/``Signature``
+  query strings;
+- :mod:`stratum.auth.streaming`: the chained signatures of aws-chunked bodies, checked as
+  the body arrives from the :class:`ChunkSigningContext` a SigV4 result carries;
+- :mod:`stratum.auth.checks`: what those share (request time, secrets, refusals).
+
+Browser POST uploads (``PostObject``, a ``multipart/form-data`` body) are not verified yet:
+the router names the operation and the server answers ``NotImplemented``. Their signature
+covers the base64 ``policy`` form field rather than a canonical request, with the form's
+``x-amz-credential``/``x-amz-date``/``x-amz-signature`` (SigV4: :func:`sigv4.signing_key`
+and :func:`sigv4.sign` over the policy) or ``AWSAccessKeyId``/``signature`` (SigV2:
+:func:`sigv2.sign`). That check belongs in a ``stratum/auth/post_policy.py`` beside these,
+as a second entry point taking the form fields, since they arrive in the body, not the
+headers; the policy's conditions on bucket, key and size are the S3 layer's to enforce.
+"""
+
+from __future__ import annotations
+
+from stratum.auth import sigv2, sigv4
+from stratum.auth.checks import LookupSecret, one_mechanism_only
+from stratum.auth.errors import AuthError
+from stratum.auth.request import AuthResult, ChunkSigningContext, RequestView
+
+__all__ = [
+    "AuthError",
+    "AuthResult",
+    "ChunkSigningContext",
+    "LookupSecret",
+    "RequestView",
+    "authenticate",
+    "is_anonymous",
+]
+
+# Query parameters that mean "this request is signed" (SigV4 and SigV2).
+_CREDENTIAL_PARAMS = frozenset(
+    {"X-Amz-Algorithm", "X-Amz-Credential", "AWSAccessKeyId", "Signature"}
+)
+_SIGV2_QUERY = frozenset({"AWSAccessKeyId", "Signature"})
+
+
+def authenticate(
+    request: RequestView,
+    lookup_secret: LookupSecret,
+    *,
+    region: str,
+    now: float,
+    virtual_bucket: str | None = None,
+) -> AuthResult | None:
+    """Authenticate ``request``; ``None`` when it carries no credentials (anonymous).
+
+    ``lookup_secret`` maps an access key id to its secret (``None`` if unknown); ``now`` is
+    the server time in epoch seconds; ``virtual_bucket`` the bucket named by the Host
+    header (virtual-hosted style), which SigV2 signs as part of the resource. Raises
+    :class:`AuthError` for a request signed wrongly, late, or in two ways at once.
+    """
+    authorization = request.headers.get("authorization")
+    presigned = any(k == "X-Amz-Algorithm" for k, _ in request.query)
+    if authorization is not None:
+        if presigned:
+            raise one_mechanism_only(authorization)
+        if authorization.strip().partition(" ")[0] == sigv2.SCHEME:
+            return sigv2.verify(request, lookup_secret, now=now, virtual_bucket=virtual_bucket)
+        return sigv4.verify(request, lookup_secret, region=region, now=now)
+    if presigned:
+        return sigv4.verify(request, lookup_secret, region=region, now=now)
+    if any(k in _SIGV2_QUERY for k, _ in request.query):
+        return sigv2.verify(request, lookup_secret, now=now, virtual_bucket=virtual_bucket)
+    if is_anonymous(request):
+        return None
+    raise AuthError("AccessDenied")  # a credential without the rest of a signature
+
+
+def is_anonymous(request: RequestView) -> bool:
+    """Whether the request carries no credentials of any kind (a candidate for public access)."""
+    if "authorization" in request.headers:
+        return False
+    return not any(k in _CREDENTIAL_PARAMS for k, _ in request.query)
