@@ -35,14 +35,15 @@ from stratum.cli.workers import (
 from stratum.config import Config, ConfigError
 from stratum.meta.store import MetaError
 from stratum.node import RUN_DIR, Node
-from stratum.s3.admin import AdminApi
 from stratum.s3.context import ApiSettings
-from stratum.s3.forward import PrimaryForwarder, metrics_file, read_peer_metrics, write_metrics
-from stratum.s3.observe import Observer
-from stratum.s3.server import AdminHandler, S3Server, make_app
+from stratum.s3.server import S3Server
 from stratum.service.users import ROOT_FILE, load_root_credentials
 from stratum.util import memory
 from stratum.util.loglines import BatchingStreamHandler
+from stratum.web.admin import AdminApi
+from stratum.web.app import make_app
+from stratum.web.forward import PrimaryForwarder, metrics_file, read_peer_metrics, write_metrics
+from stratum.web.observe import Observer
 
 log = logging.getLogger("stratum")
 
@@ -153,7 +154,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         access_log=config.server.access_log,
     )
     observer = Observer(node.meta, node.tiers, node.maintenance, domain=config.server.domain)
-    admin: AdminHandler
+    admin: AdminApi | PrimaryForwarder
     forwarder: PrimaryForwarder | None = None
     if role.primary:
         admin = AdminApi(
@@ -172,10 +173,8 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         observer.forward = forwarder.handle
         parent = os.getppid()
         node.service.on_pinned = functools.partial(os.kill, parent, signal.SIGUSR1)
-    server = S3Server(
-        node.service, node.multipart, node.users, settings, node.clock, admin, observer
-    )
-    app = make_app(server)
+    server = S3Server(node.service, node.multipart, node.users, settings, node.clock)
+    app = make_app(server, observer, admin)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=30)
     await runner.setup()
     if not role.primary:

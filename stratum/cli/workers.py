@@ -18,7 +18,7 @@ How (:func:`spawn` then :func:`serve_role` in :mod:`stratum.cli.serve`):
    opens the node shared, binds its own ``SO_REUSEPORT`` socket on the same address (the
    kernel spreads new connections over the processes' sockets) and serves S3 requests.
    Admin API and ``/metrics`` requests it forwards to the primary's private port
-   (:mod:`stratum.s3.forward`); a write that pins an object nudges the primary's tier
+   (:mod:`stratum.web.forward`); a write that pins an object nudges the primary's tier
    engine with ``SIGUSR1``.
 
 Life: SIGTERM, SIGINT and SIGHUP reach the primary, which passes them on. A worker that

@@ -1,24 +1,25 @@
 """The S3 HTTP server: one handler, one dispatch table, one error renderer.
 
-Every request goes through :meth:`S3Server.handle`:
+Every S3 request goes through :meth:`S3Server.handle`:
 
 1. parse once: the router turns method, host, path and query into an ``Endpoint``;
 2. authenticate (:func:`stratum.auth.authenticate`) and find the user;
 3. dispatch through :data:`HANDLERS` (operation name -> handler);
 4. translate any error into an :class:`S3Error` and render it as XML, here and only here;
-5. log one line (method, operation, status, bytes, duration, request id).
+5. log one line (method, operation, status, bytes, duration, request id) and report the
+   finished request to whoever listens (:attr:`S3Server.on_finished`: the metrics).
 
-Unsigned GET/HEAD of ``/metrics`` and ``/health/*`` are answered before all this by
-:mod:`stratum.s3.observe` (signed, they are S3 requests like any other).
+The web layer (:mod:`stratum.web`) decides which requests are S3: it answers metrics and
+health checks itself and runs the admin API through :meth:`S3Server.handle_as`, which gives
+it the same envelope (request id, XML errors, log line, report).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import parse_qsl
 
 from aiohttp import ClientPayloadError, web
@@ -26,10 +27,8 @@ from aiohttp import ClientPayloadError, web
 from stratum import auth
 from stratum.block.errors import DiskWriteError, StorageError, StorageFull
 from stratum.s3 import bucket_ops, list_ops, multipart_ops, object_ops, xml
-from stratum.s3.admin import PREFIX as ADMIN_PREFIX
 from stratum.s3.context import ApiSettings, Handler, ReqCtx
 from stratum.s3.errors import S3Error, as_s3_error
-from stratum.s3.observe import Observer
 from stratum.s3.router import (
     PREFLIGHT,
     UNSUPPORTED,
@@ -102,15 +101,18 @@ def translate(exc: BaseException) -> S3Error | None:
     return None
 
 
-class AdminHandler(Protocol):
-    """The admin API (``stratum.s3.admin.AdminApi``) or a worker's forwarder to the primary."""
-
-    async def handle(self, request: web.Request) -> web.StreamResponse: ...
+RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _forwards(admin: AdminHandler | None) -> bool:
-    """Whether ``admin`` hands requests to another process, which logs and counts them."""
-    return bool(getattr(admin, "forwards", False))
+@dataclass(frozen=True, slots=True)
+class FinishedRequest:
+    """What the metrics count of a request once its response is ready."""
+
+    operation: str  # the endpoint name: an AWS operation, "Admin", or "-" if unrouted
+    status: int
+    seconds: float  # from arrival until the handler returned (a streamed body is sent by then)
+    bytes_in: int
+    bytes_out: int
 
 
 @dataclass
@@ -122,6 +124,16 @@ class _RequestState:
     ctx: ReqCtx | None = None
 
 
+def user_secrets(users: UserDirectory) -> auth.LookupSecret:
+    """Each user's secret key by access key, as :func:`stratum.auth.authenticate` asks."""
+
+    def secret(access_key: str) -> str | None:
+        user = users.lookup(access_key)
+        return None if user is None else user.secret_key
+
+    return secret
+
+
 class S3Server:
     def __init__(
         self,
@@ -130,20 +142,15 @@ class S3Server:
         users: UserDirectory,
         settings: ApiSettings,
         clock: Clock,
-        admin: AdminHandler | None = None,
-        observer: Observer | None = None,
+        on_finished: Callable[[FinishedRequest], None] | None = None,
     ) -> None:
-        self.admin = admin
-        self.observer = observer  # /metrics and /health/*, for unsigned requests
         self.service = service
         self.multipart = multipart
         self.users = users
         self.settings = settings
         self.clock = clock
-
-    def _secret(self, access_key: str) -> str | None:
-        user = self.users.lookup(access_key)
-        return None if user is None else user.secret_key
+        self.on_finished = on_finished
+        self._secret = user_secrets(users)
 
     async def _s3(
         self, request: web.Request, request_id: str, state: _RequestState
@@ -206,29 +213,49 @@ class S3Server:
             response = await handler(ctx)
         return response
 
-    def _is_admin(self, request: web.Request) -> bool:
-        """``/_stratum/`` on the service host (on a bucket's virtual host it is a key)."""
-        return (
-            self.admin is not None
-            and request.path.startswith(ADMIN_PREFIX)
-            and virtual_host_bucket(request.host, self.settings.domain) is None
-        )
-
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if self.observer is not None and self.observer.answers(request):
-            return await self.observer.handle(request)
+        """Serve one S3 request."""
+        return await self._envelope(request, self._s3)
+
+    async def handle_as(
+        self, operation: str, handler: RequestHandler, request: web.Request
+    ) -> web.StreamResponse:
+        """Serve a request that is not S3 (the admin API) in the S3 envelope: request id,
+        XML errors, the access log line and :attr:`on_finished`, under ``operation``."""
+
+        async def named(
+            request: web.Request, _request_id: str, state: _RequestState
+        ) -> web.StreamResponse:
+            state.endpoint = operation
+            return await handler(request)
+
+        return await self._envelope(request, named)
+
+    async def relay(self, handler: RequestHandler, request: web.Request) -> web.StreamResponse:
+        """Pass on another process's answer unchanged (a worker forwarding to the primary,
+        which logs and counts the request); only a failure to get one is answered here."""
+
+        async def passed(
+            request: web.Request, _request_id: str, _state: _RequestState
+        ) -> web.StreamResponse:
+            return await handler(request)
+
+        return await self._envelope(request, passed, relayed=True)
+
+    async def _envelope(
+        self,
+        request: web.Request,
+        inner: Callable[[web.Request, str, _RequestState], Awaitable[web.StreamResponse]],
+        *,
+        relayed: bool = False,
+    ) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = _new_request_id()
         state = _RequestState(resource=request.path)
         try:
-            response: web.StreamResponse
-            if self.admin is not None and self._is_admin(request):
-                if _forwards(self.admin):
-                    return await self.admin.handle(request)
-                state.endpoint = "Admin"
-                response = await self.admin.handle(request)
-            else:
-                response = await self._s3(request, request_id, state)
+            response = await inner(request, request_id, state)
+            if relayed:
+                return response
         except Exception as exc:  # every failure becomes S3 XML, here
             if state.ctx is not None and state.ctx.streaming:
                 # Headers are gone already: the only honest signal left is a cut connection.
@@ -251,15 +278,16 @@ class S3Server:
             response.headers["x-amz-request-id"] = request_id
             response.headers["x-amz-id-2"] = request_id
             response.headers.setdefault("Server", "Stratum")
+        finished = _finished(state, response, started)
         if self.settings.access_log:
-            _log_request(request, state.endpoint, response, state.ctx, request_id, started)
-        if self.observer is not None:
-            self.observer.count(state.endpoint, response, state.ctx, started)
+            _log_request(request, finished, request_id)
+        if self.on_finished is not None:
+            self.on_finished(finished)
         return response
 
 
 # Request ids identify a request in logs and error bodies; they guard nothing, so they come
-# from a per-process PRNG (secrets' system call per request cost ~3 % of a PUT).
+# from a per-process PRNG rather than from secrets, which makes a system call for each.
 _request_ids = process_random()
 
 
@@ -274,7 +302,7 @@ def _expects_continue(request: web.Request) -> bool:
     )
 
 
-async def _expect_later(request: web.Request) -> None:
+async def expect_later(request: web.Request) -> None:
     """aiohttp's default answers ``Expect: 100-continue`` on arrival; S3 answers it only
     when the handler starts reading the body (:meth:`ReqCtx.want_body`)."""
 
@@ -310,48 +338,38 @@ def _preflight(request: web.Request) -> web.Response:
     return web.Response(status=200, headers=headers)
 
 
-def _log_request(
-    request: web.Request,
-    endpoint: str,
-    response: web.StreamResponse,
-    ctx: ReqCtx | None,
-    request_id: str,
-    started: float,
-) -> None:
-    took_ms = (time.perf_counter() - started) * 1000
+def _finished(
+    state: _RequestState, response: web.StreamResponse, started: float
+) -> FinishedRequest:
+    ctx = state.ctx
     bytes_in = ctx.bytes_in if ctx else 0
     # Streamed bodies count what was sent; a whole response (listings, errors) its length.
     bytes_out = (ctx.bytes_out if ctx else 0) or response.content_length or 0
-    level = logging.WARNING if response.status >= 500 else logging.INFO
+    took = time.perf_counter() - started
+    return FinishedRequest(state.endpoint, response.status, took, bytes_in, bytes_out)
+
+
+def _log_request(request: web.Request, finished: FinishedRequest, request_id: str) -> None:
+    took_ms = finished.seconds * 1000
+    level = logging.WARNING if finished.status >= 500 else logging.INFO
     access_log.log(
         level,
         "%s %s %s %d in=%d out=%d %.1fms id=%s",
         request.method,
-        endpoint,
+        finished.operation,
         request.path,
-        response.status,
-        bytes_in,
-        bytes_out,
+        finished.status,
+        finished.bytes_in,
+        finished.bytes_out,
         took_ms,
         request_id,
         extra={
             "method": request.method,
-            "endpoint": endpoint,
-            "status": response.status,
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
+            "endpoint": finished.operation,
+            "status": finished.status,
+            "bytes_in": finished.bytes_in,
+            "bytes_out": finished.bytes_out,
             "duration_ms": round(took_ms, 2),
             "request_id": request_id,
         },
     )
-
-
-def make_app(server: S3Server) -> web.Application:
-    """An aiohttp application serving S3 on every path."""
-    # client_max_size only bounds request.read()/post(); object bodies are streamed.
-    # auto_decompress off: a body sent with Content-Encoding: gzip is object data, stored
-    # byte for byte (S3 only records the header), never inflated by the HTTP layer.
-    app = web.Application(client_max_size=8 << 20, handler_args={"auto_decompress": False})
-    # [\s\S], not ".": a key may hold a newline (%0A), and "." would let the router 404 it.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", server.handle, expect_handler=_expect_later)
-    return app

@@ -23,8 +23,9 @@ from yarl import URL
 from stratum.config import load_config
 from stratum.node import Node
 from stratum.s3.context import ApiSettings
-from stratum.s3.server import S3Server, make_app
+from stratum.s3.server import S3Server
 from stratum.util.clock import ManualClock
+from stratum.web.app import make_app
 
 ACCESS, SECRET = "INPROCKEY", "inproc-secret-key"
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from stratum.meta import catalog
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import MetaStore, Tx
-from stratum.s3.observe import (
+from stratum.web.observe import (
     LATENCY_BUCKETS,
     Counter,
     Family,

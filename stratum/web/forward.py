@@ -46,9 +46,10 @@ _DROP = frozenset(
 
 
 class PrimaryForwarder:
-    """Forwards requests to the primary at ``127.0.0.1:port`` (one connection pool)."""
+    """Forwards requests to the primary at ``127.0.0.1:port`` (one connection pool).
 
-    forwards = True  # the primary logs and counts these requests, not this process
+    The primary logs and counts the requests it answers; the worker that forwards does not.
+    """
 
     def __init__(self, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}"

@@ -4,7 +4,7 @@
   status, latency histograms by operation and bytes in and out are counted as requests end;
   objects and bytes per tier, scrub and heal progress, disk states and process figures are
   read when scraped. With several server processes the primary answers every scrape and adds
-  the workers' request counts, collected at that moment (:mod:`stratum.s3.forward`); process
+  the workers' request counts, collected at that moment (:mod:`stratum.web.forward`); process
   figures (memory, file descriptors) are the primary's own. ``/health/ready`` is the primary's
   answer too; ``/health/live`` is answered by whichever process gets the connection.
 - ``GET /health/live``: 200 while the process serves HTTP.
@@ -47,8 +47,8 @@ from stratum.block.tierstore import TierStore
 from stratum.maintenance.scrub import Maintenance
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import MetaStore, Tx
-from stratum.s3.context import ReqCtx
 from stratum.s3.router import virtual_host_bucket
+from stratum.s3.server import FinishedRequest
 
 log = logging.getLogger("stratum.observe")
 
@@ -408,7 +408,11 @@ def maintenance_families(status: Mapping[str, Any]) -> list[Family]:
 
 
 class Observer:
-    """Metrics and health for one node; the S3 server hands it unsigned requests."""
+    """Metrics and health for one node.
+
+    The web layer hands it unsigned requests for :data:`PATHS`; the S3 server reports each
+    request it finished to :meth:`count`.
+    """
 
     def __init__(
         self,
@@ -426,7 +430,7 @@ class Observer:
         self.tier_totals = TierTotals(meta)
         self.started_at = time.time()
         self.serving = False  # set by the server once it listens, cleared when it stops
-        # With several server processes (stratum.s3.forward): a worker hands /metrics to the
+        # With several server processes (stratum.web.forward): a worker hands /metrics to the
         # primary (``forward``); the primary adds the workers' request metrics (``peers``).
         self.forward: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
         self.peers: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
@@ -475,19 +479,11 @@ class Observer:
 
     # -- metrics
 
-    def count(
-        self,
-        operation: str,
-        response: web.StreamResponse,
-        ctx: ReqCtx | None,
-        started: float,
-    ) -> None:
-        """Count a finished S3 request (``started``: its ``time.perf_counter()``)."""
-        bytes_in = ctx.bytes_in if ctx else 0
-        # Streamed bodies count what was sent; a whole response (listings, errors) its length.
-        bytes_out = (ctx.bytes_out if ctx else 0) or response.content_length or 0
-        took = time.perf_counter() - started
-        self.requests.observe(operation, response.status, took, bytes_in, bytes_out)
+    def count(self, done: FinishedRequest) -> None:
+        """Count a finished S3 request (the S3 server's ``on_finished``)."""
+        self.requests.observe(
+            done.operation, done.status, done.seconds, done.bytes_in, done.bytes_out
+        )
 
     async def families(self) -> list[Family]:
         loop = asyncio.get_running_loop()

@@ -2,7 +2,9 @@
 
 ``_stratum`` can never be a bucket name (underscores are not allowed), so these paths
 cannot collide with S3 requests. Requests are SigV4-signed like any S3 request (the
-``stratum`` command signs them with the root keys it reads from the data directory).
+``stratum`` command signs them with the root keys it reads from the data directory), and
+refusals are S3 error documents: :mod:`stratum.web.app` runs this API in the S3 server's
+envelope (request id, error rendering, access log line, request metrics).
 
 - ``GET  /_stratum/status``                 scrub, heal and disk status
 - ``POST /_stratum/scrub[?bucket=B[&key=K]]`` run a scrub pass now, at full speed; answers
@@ -24,6 +26,7 @@ from aiohttp import web
 from stratum import auth
 from stratum.maintenance.scrub import Maintenance
 from stratum.s3.errors import S3Error
+from stratum.s3.server import user_secrets
 from stratum.service.users import UserDirectory
 from stratum.tiering.engine import TierEngine, read_decisions
 from stratum.util.clock import Clock
@@ -49,12 +52,9 @@ class AdminApi:
     def _authorize(self, request: web.Request, query: list[tuple[str, str]]) -> None:
         raw_path = request.raw_path.partition("?")[0]
         view = auth.RequestView.from_wire(request.method, raw_path, query, request.headers.items())
-
-        def secret(access_key: str) -> str | None:
-            user = self.users.lookup(access_key)
-            return None if user is None else user.secret_key
-
-        signed = auth.authenticate(view, secret, region=self.region, now=self.clock.now())
+        signed = auth.authenticate(
+            view, user_secrets(self.users), region=self.region, now=self.clock.now()
+        )
         if signed is None:
             raise S3Error("AccessDenied")
         if signed.access_key != self.users.root.access_key:

@@ -1,0 +1,75 @@
+"""The HTTP application: which part of the server answers a request.
+
+One port serves everything. :class:`Front` looks at each request, in this order:
+
+1. unsigned GET/HEAD of ``/metrics`` and ``/health/*`` on the service host: the
+   :class:`~stratum.web.observe.Observer` (signed, they are S3 requests like any other);
+2. ``/_stratum/`` on the service host (on a bucket's virtual host it is a key): the admin API
+   (:mod:`stratum.web.admin`), run in the S3 server's envelope under the operation name
+   ``Admin``; a worker process relays it to the primary instead (:mod:`stratum.web.forward`),
+   which logs and counts it;
+3. anything else: the S3 API (:class:`~stratum.s3.server.S3Server`).
+
+The S3 server reports each request it finished through ``on_finished``; the front points that
+at the observer, so the S3 layer needs nothing from this one.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from stratum.s3.router import virtual_host_bucket
+from stratum.s3.server import S3Server, expect_later
+from stratum.web.admin import PREFIX as ADMIN_PREFIX
+from stratum.web.admin import AdminApi
+from stratum.web.forward import PrimaryForwarder
+from stratum.web.observe import Observer
+
+ADMIN_OPERATION = "Admin"
+
+
+class Front:
+    """Routes each request to metrics and health, the admin API, or S3."""
+
+    def __init__(
+        self,
+        s3: S3Server,
+        observer: Observer | None = None,
+        admin: AdminApi | PrimaryForwarder | None = None,
+    ) -> None:
+        self.s3 = s3
+        self.observer = observer
+        self.admin = admin
+        if observer is not None:
+            s3.on_finished = observer.count
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.observer is not None and self.observer.answers(request):
+            return await self.observer.handle(request)
+        if self.admin is not None and self._is_admin(request):
+            if isinstance(self.admin, PrimaryForwarder):
+                return await self.s3.relay(self.admin.handle, request)
+            return await self.s3.handle_as(ADMIN_OPERATION, self.admin.handle, request)
+        return await self.s3.handle(request)
+
+    def _is_admin(self, request: web.Request) -> bool:
+        return (
+            request.path.startswith(ADMIN_PREFIX)
+            and virtual_host_bucket(request.host, self.s3.settings.domain) is None
+        )
+
+
+def make_app(
+    s3: S3Server,
+    observer: Observer | None = None,
+    admin: AdminApi | PrimaryForwarder | None = None,
+) -> web.Application:
+    """An aiohttp application serving every path through a :class:`Front`."""
+    front = Front(s3, observer, admin)
+    # client_max_size only bounds request.read()/post(); object bodies are streamed.
+    # auto_decompress off: a body sent with Content-Encoding: gzip is object data, stored
+    # byte for byte (S3 only records the header), never inflated by the HTTP layer.
+    app = web.Application(client_max_size=8 << 20, handler_args={"auto_decompress": False})
+    # [\s\S], not ".": a key may hold a newline (%0A), and "." would let the router 404 it.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", front.handle, expect_handler=expect_later)
+    return app
