@@ -168,8 +168,8 @@ def _resolve_crc32c() -> CrcFunction:
 
 
 # The crc32c package is imported on first use, not here: its __init__ imports
-# importlib.metadata (and zipfile) for its __version__, ~2 MiB of heap in every server
-# process, most of which never see a CRC32C checksum.
+# importlib.metadata (and zipfile) for its __version__, heap that every server process
+# would carry though most never see a CRC32C checksum.
 _HAVE_CRC32C = importlib.util.find_spec("crc32c") is not None
 _NATIVE_CRC64NVME = _native_crc64nvme()
 _CRC_UPDATE: Final[dict[Algorithm, CrcFunction]] = {

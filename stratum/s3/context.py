@@ -20,8 +20,8 @@ class _CoalescingResponse(web.StreamResponse):
     """A streamed response whose headers leave with its first body bytes, in one send.
 
     aiohttp sends a StreamResponse's headers on their own (for server-sent events and the
-    like); a 4 KiB GET then costs two socket writes, a fifth of its server CPU. Headers
-    still go out at once when there is no body (``write_eof``).
+    like), so a small GET would cost two socket writes where one will do. Headers still go
+    out at once when there is no body (``write_eof``).
     """
 
     _send_headers_immediately = False
