@@ -13,14 +13,10 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from stratum.config import Config
-from stratum.maintenance.recovery import (
-    SMALL_PUT_MARGIN,
-    Lost,
-    RecoveryError,
-    RecoveryReport,
-    ServerRunning,
-    recover,
-)
+from stratum.maintenance.recovery import recover
+from stratum.maintenance.recovery_disks import RecoveryError, ServerRunning
+from stratum.maintenance.recovery_plan import SMALL_PUT_MARGIN
+from stratum.maintenance.recovery_report import Lost, RecoveryReport
 from stratum.util.units import format_size
 
 MAX_LISTED = 50

@@ -27,7 +27,9 @@ from stratum.maintenance.backups import (
     find_backups,
     write_backups,
 )
-from stratum.maintenance.recovery import SMALL_PUT_MARGIN, ServerRunning, recover
+from stratum.maintenance.recovery import recover
+from stratum.maintenance.recovery_disks import ServerRunning
+from stratum.maintenance.recovery_plan import SMALL_PUT_MARGIN
 from stratum.meta import catalog
 from stratum.meta.records import ObjectRecord, VolumeRecord
 from stratum.meta.store import MetaStore
