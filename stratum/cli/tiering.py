@@ -90,16 +90,11 @@ def _ago(seconds: float) -> str:
 
 
 def simulate(args: argparse.Namespace, config: Config) -> int:
-    from stratum.tiering.engine import SimulatedStratumPolicy
-    from stratum.tiering.simulator import (
-        AwsIntelligentTieringPolicy,
-        StaticPolicy,
-        compare_text,
-        read_trace,
-    )
-    from stratum.tiering.simulator import (
-        simulate as replay,
-    )
+    from stratum.tiering.policy import SimulatedStratumPolicy
+    from stratum.tiering.simulation_report import compare_text
+    from stratum.tiering.simulator import AwsIntelligentTieringPolicy, StaticPolicy
+    from stratum.tiering.simulator import simulate as replay
+    from stratum.tiering.traces import read_trace
 
     tiers = {"hot", "warm", "cold"}
     policies: list[Any] = [

@@ -2,18 +2,10 @@
 
 ``stratum tier simulate --trace FILE`` answers "what would tiering do with my workload, and
 what would it cost?" before any byte moves. The simulator keeps no data, only per-object
-signals, and is pure: it reads a trace (:func:`read_trace`) and returns a :class:`Report`.
+signals, and is pure: it reads a trace (:func:`~stratum.tiering.traces.read_trace`) and returns a
+:class:`~stratum.tiering.simulation_report.Report`.
 
-Trace format: CSV (RFC 4180 quoting), one request per line, in time order; an optional
-header line ``time,op,bucket,key,size``; blank lines and lines starting with ``#`` ignored::
-
-    time    seconds since the start of the trace (float, never decreasing)
-    op      PUT | GET | HEAD | DELETE
-    bucket  bucket name
-    key     object key
-    size    bytes: of the new object for PUT; of the object as the client saw it otherwise
-            (a GET or HEAD of a key the trace has not written yet stands for an object that
-            existed before the trace started: it is created, in the first tier, at time 0)
+The trace format is :mod:`stratum.tiering.traces`'s.
 
 Simulation rules:
 
@@ -29,121 +21,39 @@ Simulation rules:
   each read adds ``ln 2 / 7``, so a steady r reads per day converges to r. The simulator keeps
   it current: when the policy is asked it holds the rate at that instant.
 
-Costs (:class:`Prices`, GB = 10^9 bytes, a month = 30 days): storage is the exact integral of
-the bytes in each tier over time times the tier's price per GB-month; reading from a tier
-(client GETs, and moves out of it) costs its egress price per GB and its GET request price;
-moving into a tier costs its PUT request price (one request per object). Local tiers cost
-their disks' amortisation and electricity; see :data:`DEFAULT_PRICES` for the figures.
+Costs (:class:`~stratum.tiering.pricing.Prices`, GB = 10^9 bytes, a month = 30 days):
+storage is the exact integral of the bytes in each tier over time times the tier's price per
+GB-month; reading from a tier (client GETs, and moves out of it) costs its egress price per
+GB and its GET request price; moving into a tier costs its PUT request price (one request
+per object). Local tiers cost their disks' amortisation and electricity; see
+:data:`~stratum.tiering.pricing.DEFAULT_PRICES` for the figures.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
+from typing import Protocol
+
+from stratum.tiering.pricing import DEFAULT_PRICES, GB, MONTH, Prices
+from stratum.tiering.simulation_report import DaySample, MonthCost, Move, Report
+from stratum.tiering.traces import DAY, HOUR, OPS, TraceError, TraceRow
 
 __all__ = [
     "ACCESS_HALF_LIFE",
-    "DAY",
-    "DEFAULT_PRICES",
-    "GB",
-    "HOUR",
-    "MONTH",
-    "OPS",
     "AwsIntelligentTieringPolicy",
-    "DaySample",
-    "MonthCost",
-    "Move",
     "Policy",
-    "Prices",
-    "Report",
     "SimObject",
     "StaticPolicy",
-    "TraceError",
-    "TraceRow",
-    "compare_text",
     "decayed_rate",
-    "format_trace",
-    "parse_trace",
-    "read_trace",
     "simulate",
 ]
 
-HOUR = 3600.0
-DAY = 86400.0
-MONTH = 30 * DAY
-GB = 1e9
 ACCESS_HALF_LIFE = 7 * DAY
 RATE_PER_READ = math.log(2) / (ACCESS_HALF_LIFE / DAY)  # reads/day a single read adds
 _DECAY = math.log(2) / ACCESS_HALF_LIFE  # per second
-OPS = ("PUT", "GET", "HEAD", "DELETE")
-TRACE_HEADER = ("time", "op", "bucket", "key", "size")
-
-
-# --- traces ---------------------------------------------------------------------------------
-
-
-class TraceRow(NamedTuple):
-    time: float
-    op: str
-    bucket: str
-    key: str
-    size: int
-
-
-class TraceError(ValueError):
-    """A trace line is malformed; the message names the line."""
-
-
-def parse_trace(lines: Iterable[str], source: str = "trace") -> Iterator[TraceRow]:
-    """The rows of a CSV trace, checked (``TraceError`` names the first bad line)."""
-    last = -math.inf
-    for number, fields in enumerate(csv.reader(lines), 1):
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue
-        if fields[0].startswith("#") or (number == 1 and tuple(fields) == TRACE_HEADER):
-            continue
-        where = f"{source}:{number}"
-        if len(fields) != 5:
-            raise TraceError(f"{where}: expected time,op,bucket,key,size, got {len(fields)} fields")
-        time_text, op, bucket, key, size_text = fields
-        try:
-            time, size = float(time_text), int(size_text)
-        except ValueError:
-            raise TraceError(f"{where}: time must be a number and size an integer") from None
-        if not math.isfinite(time) or time < 0 or size < 0:
-            raise TraceError(f"{where}: time and size must be finite and not negative")
-        if op not in OPS:
-            raise TraceError(f"{where}: op must be one of {', '.join(OPS)}, got {op!r}")
-        if time < last:
-            raise TraceError(f"{where}: time {time} is before the previous line's {last}")
-        last = time
-        yield TraceRow(time, op, bucket, key, size)
-
-
-def read_trace(path: Path) -> Iterator[TraceRow]:
-    """The rows of a trace file, read lazily."""
-    with open(path, encoding="utf-8", newline="") as file:
-        yield from parse_trace(file, str(path))
-
-
-def format_trace(rows: Iterable[TraceRow], header: bool = True) -> Iterator[str]:
-    """CSV lines (with line ends) of ``rows``."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if header:
-        yield ",".join(TRACE_HEADER) + "\n"
-    for row in rows:
-        writer.writerow((f"{row.time:.3f}", row.op, row.bucket, row.key, row.size))
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
 
 
 # --- objects and policies -------------------------------------------------------------------
@@ -279,263 +189,6 @@ class AwsIntelligentTieringPolicy:
         if idle >= self.infrequent_after:
             return self.infrequent
         return self.frequent
-
-
-# --- prices ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Prices:
-    """What storing and moving bytes costs, per tier. The tiers are the keys of ``storage``,
-    fastest first; the first one receives new objects and is "hot" for the hit ratio."""
-
-    storage: Mapping[str, float]  # per GB-month
-    egress: Mapping[str, float] = field(default_factory=dict)  # per GB read out of the tier
-    get_requests: Mapping[str, float] = field(default_factory=dict)  # per 1000 GETs to it
-    put_requests: Mapping[str, float] = field(default_factory=dict)  # per 1000 PUTs to it
-    currency: str = "EUR"
-
-    def __post_init__(self) -> None:
-        if not self.storage:
-            raise ValueError("prices: storage must name at least one tier")
-        for table in ("storage", "egress", "get_requests", "put_requests"):
-            for tier, price in getattr(self, table).items():
-                if tier not in self.storage:
-                    raise ValueError(f"prices: {table}.{tier}: not a tier of storage")
-                if not isinstance(price, int | float) or not price >= 0:
-                    raise ValueError(f"prices: {table}.{tier} must be a number >= 0")
-
-    @property
-    def tiers(self) -> tuple[str, ...]:
-        return tuple(self.storage)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Prices:
-        """From a JSON/TOML-style table: {"storage": {"hot": 0.008, ...}, "egress": {...},
-        "get_requests": {...}, "put_requests": {...}, "currency": "EUR"}."""
-        known = {"storage", "egress", "get_requests", "put_requests", "currency"}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"prices: unknown key {sorted(unknown)[0]!r}")
-        tables = {name: dict(data[name]) for name in known - {"currency"} if name in data}
-        return cls(**tables, currency=str(data.get("currency", "EUR")))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "storage": dict(self.storage),
-            "egress": dict(self.egress),
-            "get_requests": dict(self.get_requests),
-            "put_requests": dict(self.put_requests),
-            "currency": self.currency,
-        }
-
-
-#: A home lab's costs, per GB of object data (erasure coding 4+2 stores 1.5 bytes per byte):
-#: hot: NVMe SSDs at ~60 EUR/TB worn out in 3 years, half full on average, x1.5: ~0.005, plus
-#: power and spare capacity: 0.008 EUR/GB-month. warm: HDDs at ~20 EUR/TB over 5 years, half
-#: full, x1.5 (0.001), plus ~6 W per disk at 0.30 EUR/kWh: 0.002 EUR/GB-month. cold: Backblaze
-#: B2's list prices (USD taken at par): 0.006 per GB-month, 0.01 per GB downloaded, 0.004 per
-#: 10,000 GETs, uploads free. Reads from local disks cost nothing extra.
-DEFAULT_PRICES = Prices(
-    storage={"hot": 0.008, "warm": 0.002, "cold": 0.006},
-    egress={"cold": 0.01},
-    get_requests={"cold": 0.0004},
-    put_requests={"cold": 0.0},
-)
-
-
-# --- the report -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Move:
-    time: float
-    bucket: str
-    key: str
-    size: int
-    source: str
-    target: str
-
-
-@dataclass(frozen=True)
-class DaySample:
-    day: int  # the sample is taken at the end of this day (1 = after the first 24 hours)
-    bytes: dict[str, int]  # per tier
-    objects: dict[str, int]  # per tier
-
-
-@dataclass(frozen=True)
-class MonthCost:
-    month: int  # 1-based; months are 30-day windows from the start of the trace
-    days: float  # length (the last month may be partial)
-    average_gb: dict[str, float]  # mean GB stored per tier over the month
-    storage: dict[str, float]  # cost per tier
-    egress_gb: float
-    egress: float
-    get_requests: int  # billable GETs (to tiers with a GET price)
-    put_requests: int
-    requests: float  # cost
-    total: float
-
-
-@dataclass
-class Report:
-    policy: str
-    prices: Prices
-    start: float
-    end: float
-    tiers: tuple[str, ...]
-    requests: dict[str, int]  # per op
-    missing: int  # requests for keys that did not exist
-    gets_by_tier: dict[str, int]
-    get_bytes_by_tier: dict[str, int]
-    moves: int
-    bytes_moved: int
-    moves_by_path: dict[str, dict[str, int]]  # "hot->warm": {"count": n, "bytes": b}
-    samples: list[DaySample]
-    months: list[MonthCost]
-    move_log: list[Move]  # the first ``max_logged_moves`` moves
-
-    @property
-    def days(self) -> float:
-        return (self.end - self.start) / DAY
-
-    @property
-    def hot_hit_ratio(self) -> float:
-        """GETs served from the first tier / all GETs of existing objects (1.0 if none)."""
-        gets = sum(self.gets_by_tier.values())
-        return self.gets_by_tier.get(self.tiers[0], 0) / gets if gets else 1.0
-
-    @property
-    def hot_byte_hit_ratio(self) -> float:
-        """Bytes of GETs served from the first tier / all bytes read (1.0 if none)."""
-        read = sum(self.get_bytes_by_tier.values())
-        return self.get_bytes_by_tier.get(self.tiers[0], 0) / read if read else 1.0
-
-    @property
-    def total_cost(self) -> float:
-        return sum(month.total for month in self.months)
-
-    @property
-    def cost_per_month(self) -> float:
-        """The average over the whole trace, per 30 days."""
-        span = (self.end - self.start) / MONTH
-        return self.total_cost / span if span > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["prices"] = self.prices.to_dict()
-        data["tiers"] = list(self.tiers)
-        data.update(
-            days=self.days,
-            hot_hit_ratio=self.hot_hit_ratio,
-            hot_byte_hit_ratio=self.hot_byte_hit_ratio,
-            total_cost=self.total_cost,
-            cost_per_month=self.cost_per_month,
-        )
-        return data
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    def to_text(self) -> str:
-        """A readable summary and a month-by-month table (Markdown-compatible)."""
-        cur = self.prices.currency
-        gets = sum(self.gets_by_tier.values())
-        ops = ", ".join(f"{op} {self.requests.get(op, 0):,}" for op in OPS)
-        lines = [
-            f"Policy {self.policy}: {self.days:.1f} days, {sum(self.requests.values()):,}"
-            f" requests ({ops}; {self.missing:,} for missing keys)",
-        ]
-        served = ", ".join(
-            f"{tier} {_percent(self.gets_by_tier.get(tier, 0), gets)}" for tier in self.tiers
-        )
-        lines.append(
-            f"GETs served from {served}; hot-hit ratio {self.hot_hit_ratio:.1%}"
-            f" of GETs, {self.hot_byte_hit_ratio:.1%} of bytes read"
-        )
-        paths = "; ".join(
-            f"{path} {move['count']:,} ({_gb(move['bytes'])})"
-            for path, move in sorted(self.moves_by_path.items())
-        )
-        lines.append(
-            f"Moves: {self.moves:,} ({_gb(self.bytes_moved)})" + (f": {paths}" if paths else "")
-        )
-        lines.append("")
-        head = ["Month", "Days"] + [f"{tier} GB" for tier in self.tiers]
-        head += ["Storage", "Egress", "Requests", f"Total {cur}"]
-        rows = [head, ["---:"] * len(head)]
-        rows += [
-            [str(month.month), f"{month.days:g}"]
-            + [f"{month.average_gb.get(tier, 0.0):,.1f}" for tier in self.tiers]
-            + [
-                f"{sum(month.storage.values()):.2f}",
-                f"{month.egress:.2f}",
-                f"{month.requests:.2f}",
-                f"{month.total:.2f}",
-            ]
-            for month in self.months
-        ]
-        lines += _table(rows)
-        lines.append("")
-        lines.append(
-            f"Average cost per month: {self.cost_per_month:.2f} {cur}"
-            f" (total {self.total_cost:.2f} {cur} over {self.days:.0f} days)"
-        )
-        return "\n".join(lines) + "\n"
-
-
-def _percent(part: int, whole: int) -> str:
-    return f"{part / whole:.1%}" if whole else "-"
-
-
-def _gb(size: float) -> str:
-    return f"{size / GB:,.1f} GB"
-
-
-def _table(rows: list[list[str]], left: int = 0) -> list[str]:
-    """A Markdown table, padded; the first ``left`` columns left-aligned, the others right.
-    A row of ``---:`` cells is the rule under the header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    out = []
-    for row in rows:
-        if row[0] == "---:":
-            cells = [
-                ":" + "-" * (w - 1) if i < left else "-" * (w - 1) + ":"
-                for i, w in enumerate(widths)
-            ]
-        else:
-            cells = [
-                cell.ljust(w) if i < left else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            ]
-        out.append("| " + " | ".join(cells) + " |")
-    return out
-
-
-def compare_text(reports: Sequence[Report]) -> str:
-    """One line per report: the policies side by side (Markdown table)."""
-    if not reports:
-        return ""
-    cur = reports[0].prices.currency
-    tiers = reports[0].tiers
-    head = ["Policy", "Hot hits", "Hot bytes", "Moves", "GB moved"]
-    head += [f"{tier} GB at end" for tier in tiers] + [f"{cur}/month"]
-    rows = [head, ["---:"] * len(head)]
-    for report in reports:
-        last = report.samples[-1].bytes if report.samples else {}
-        rows.append(
-            [
-                report.policy,
-                f"{report.hot_hit_ratio:.1%}",
-                f"{report.hot_byte_hit_ratio:.1%}",
-                f"{report.moves:,}",
-                f"{report.bytes_moved / GB:,.1f}",
-            ]
-            + [f"{last.get(tier, 0) / GB:,.1f}" for tier in tiers]
-            + [f"{report.cost_per_month:.2f}"]
-        )
-    return "\n".join(_table(rows, left=1)) + "\n"
 
 
 # --- the simulation -------------------------------------------------------------------------

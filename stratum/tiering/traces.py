@@ -1,7 +1,20 @@
-"""A synthetic home-lab trace for the tier simulator (:mod:`stratum.tiering.simulator`).
+"""Request traces for the tier simulator (:mod:`stratum.tiering.simulator`): the format,
+reading and writing it, and a synthetic home-lab trace.
 
-``python -m stratum.tiering.traces --days 180 --seed 1 > trace.csv`` writes one; the same
-seed always gives the same trace. The pattern (:class:`HomeLab` holds the numbers):
+Trace format: CSV (RFC 4180 quoting), one request per line, in time order; an optional
+header line ``time,op,bucket,key,size``; blank lines and lines starting with ``#`` ignored::
+
+    time    seconds since the start of the trace (float, never decreasing)
+    op      PUT | GET | HEAD | DELETE
+    bucket  bucket name
+    key     object key
+    size    bytes: of the new object for PUT; of the object as the client saw it otherwise
+            (a GET or HEAD of a key the trace has not written yet stands for an object that
+            existed before the trace started: it is created, in the first tier, at time 0)
+
+A synthetic home-lab trace: ``python -m stratum.tiering.traces --days 180 --seed 1 >
+trace.csv`` writes one; the same seed always gives the same trace. The pattern
+(:class:`HomeLab` holds the numbers):
 
 - **Nightly backups**: at 02:00 a backup job writes 20 files of 50-500 MiB (log-uniform) into
   the bucket ``backups`` under ``night-NNNN/``, checking each with a HEAD; at 03:30 the
@@ -23,16 +36,95 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import csv
+import io
 import itertools
 import math
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
 
-from stratum.tiering.simulator import DAY, HOUR, TraceRow, format_trace
+__all__ = [
+    "DAY",
+    "HOUR",
+    "OPS",
+    "HomeLab",
+    "TraceError",
+    "TraceRow",
+    "format_trace",
+    "generate",
+    "main",
+    "parse_trace",
+    "read_trace",
+]
 
-__all__ = ["HomeLab", "generate", "main"]
+HOUR = 3600.0
+DAY = 86400.0
+OPS = ("PUT", "GET", "HEAD", "DELETE")
+TRACE_HEADER = ("time", "op", "bucket", "key", "size")
+
+
+class TraceRow(NamedTuple):
+    time: float
+    op: str
+    bucket: str
+    key: str
+    size: int
+
+
+class TraceError(ValueError):
+    """A trace line is malformed; the message names the line."""
+
+
+def parse_trace(lines: Iterable[str], source: str = "trace") -> Iterator[TraceRow]:
+    """The rows of a CSV trace, checked (``TraceError`` names the first bad line)."""
+    last = -math.inf
+    for number, fields in enumerate(csv.reader(lines), 1):
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        if fields[0].startswith("#") or (number == 1 and tuple(fields) == TRACE_HEADER):
+            continue
+        where = f"{source}:{number}"
+        if len(fields) != 5:
+            raise TraceError(f"{where}: expected time,op,bucket,key,size, got {len(fields)} fields")
+        time_text, op, bucket, key, size_text = fields
+        try:
+            time, size = float(time_text), int(size_text)
+        except ValueError:
+            raise TraceError(f"{where}: time must be a number and size an integer") from None
+        if not math.isfinite(time) or time < 0 or size < 0:
+            raise TraceError(f"{where}: time and size must be finite and not negative")
+        if op not in OPS:
+            raise TraceError(f"{where}: op must be one of {', '.join(OPS)}, got {op!r}")
+        if time < last:
+            raise TraceError(f"{where}: time {time} is before the previous line's {last}")
+        last = time
+        yield TraceRow(time, op, bucket, key, size)
+
+
+def read_trace(path: Path) -> Iterator[TraceRow]:
+    """The rows of a trace file, read lazily."""
+    with open(path, encoding="utf-8", newline="") as file:
+        yield from parse_trace(file, str(path))
+
+
+def format_trace(rows: Iterable[TraceRow], header: bool = True) -> Iterator[str]:
+    """CSV lines (with line ends) of ``rows``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        yield ",".join(TRACE_HEADER) + "\n"
+    for row in rows:
+        writer.writerow((f"{row.time:.3f}", row.op, row.bucket, row.key, row.size))
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+# --- a home lab's trace -------------------------------------------------------------------
 
 KIB, MIB = 1 << 10, 1 << 20
 FILES, BACKUPS = "files", "backups"

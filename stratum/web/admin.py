@@ -28,7 +28,8 @@ from stratum.maintenance.scrub import Maintenance
 from stratum.s3.errors import S3Error
 from stratum.s3.server import user_secrets
 from stratum.service.users import UserDirectory
-from stratum.tiering.engine import TierEngine, read_decisions
+from stratum.tiering.decisions import read_decisions
+from stratum.tiering.engine import TierEngine
 from stratum.util.clock import Clock
 
 PREFIX = "/_stratum/"

@@ -13,7 +13,8 @@ from stratum.config import load_config
 from stratum.meta import catalog
 from stratum.node import Node
 from stratum.service.objects import PutOptions
-from stratum.tiering.engine import Decision, Usage, read_decisions
+from stratum.tiering.decisions import read_decisions
+from stratum.tiering.policy import Decision, Usage
 from stratum.util.clock import ManualClock
 
 DAY = 86400.0
@@ -135,24 +136,24 @@ async def test_a_failure_at_any_mover_step_leaves_one_readable_copy(
     data = os.urandom(400_000)
     await _put(node, "k", data)
     view = node.service.head_object("bkt", "k", "owner")
-    engine = node.tiering
+    mover = node.tiering.mover
     if step == "write":
 
         async def broken_write(*args: object, **kwargs: object) -> None:
             raise OSError("disk on fire")
 
-        monkeypatch.setattr(engine, "_write", broken_write)
+        monkeypatch.setattr(mover, "_write", broken_write)
     else:
         # The key is overwritten between the copy and the switch: the switch must not win.
-        real_write = engine._write
+        real_write = mover._write
 
         async def racing_write(*args: object, **kwargs: object) -> object:
             result = await real_write(*args, **kwargs)  # type: ignore[arg-type]
             await _put(node, "k", b"newer")
             return result
 
-        monkeypatch.setattr(engine, "_write", racing_write)
-    ok = await engine.move(view.volume, Decision("warm", "idle", {}))
+        monkeypatch.setattr(mover, "_write", racing_write)
+    ok = await mover.move(view.volume, Decision("warm", "idle", {}))
     assert not ok
     await node.service.collect_garbage()
     expected = data if step == "write" else b"newer"

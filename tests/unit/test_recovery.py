@@ -37,7 +37,7 @@ from stratum.node import Node
 from stratum.service import errors
 from stratum.service.multipart import CompletedPart
 from stratum.service.objects import PutOptions
-from stratum.tiering.engine import Decision
+from stratum.tiering.policy import Decision
 from stratum.util.clock import ManualClock
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -466,7 +466,7 @@ async def test_volumes_moved_between_tiers_come_back(
         for key in ("big", "small", "mp"):
             volume = node.service.head_object("b", key, root).volume
             logical[key] = volume.volume_id
-            assert await node.tiering.move(volume, Decision("warm", "test", {}))
+            assert await node.tiering.mover.move(volume, Decision("warm", "test", {}))
         await node.service.collect_garbage()
     finally:
         await _close(node)

@@ -12,25 +12,22 @@ from typing import Any
 
 import pytest
 
-from stratum.tiering.simulator import (
+from stratum.config import load_config
+from stratum.tiering.policy import SimulatedStratumPolicy
+from stratum.tiering.pricing import DEFAULT_PRICES, MONTH, Prices
+from stratum.tiering.simulation_report import Move, compare_text
+from stratum.tiering.simulator import AwsIntelligentTieringPolicy, SimObject, StaticPolicy, simulate
+from stratum.tiering.traces import (
     DAY,
-    DEFAULT_PRICES,
     HOUR,
-    MONTH,
-    AwsIntelligentTieringPolicy,
-    Move,
-    Prices,
-    SimObject,
-    StaticPolicy,
+    HomeLab,
     TraceError,
     TraceRow,
-    compare_text,
     format_trace,
+    generate,
     parse_trace,
     read_trace,
-    simulate,
 )
-from stratum.tiering.traces import HomeLab, generate
 
 GB = 10**9
 MIB = 1 << 20
@@ -160,6 +157,31 @@ def test_aws_policy_brings_a_read_object_back_and_restarts_the_clock() -> None:
     ]
     assert report.gets_by_tier == {"hot": 0, "warm": 2, "cold": 0}
     assert report.hot_hit_ratio == 0.0
+
+
+# --- Stratum's policy -----------------------------------------------------------------------
+
+
+def test_the_simulator_asks_the_engines_own_rules() -> None:
+    """Idle rules with the [tiering] defaults (7 days to warm, 30 to cold from 128 KiB up),
+    then promotion after 3 reads within a day: the rules the engine applies, here on the
+    simulator's clock."""
+    config = load_config(overrides={"storage.data_dir": Path("/nonexistent")}).tiering
+    policy = SimulatedStratumPolicy(config, {"hot", "warm", "cold"})
+    read_at = 40 * DAY + 600
+    trace = [
+        put(0, "big", 4 * MIB),
+        put(0, "small", 100 * 1024),
+        *[get(read_at + i, "big") for i in range(3)],
+    ]
+    report = simulate(trace, policy, end=50 * DAY)
+    assert moves_of(report.move_log, "big") == [
+        (7 * DAY, "hot", "warm"),
+        (30 * DAY, "warm", "cold"),
+        (40 * DAY + HOUR, "cold", "hot"),  # the first hourly decision after the reads
+        (47 * DAY + HOUR, "hot", "warm"),  # 7 days after the last read, on the hour
+    ]
+    assert moves_of(report.move_log, "small") == [(7 * DAY, "hot", "warm")]  # never cold
 
 
 # --- costs ----------------------------------------------------------------------------------
