@@ -41,6 +41,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -62,6 +63,7 @@ from stratum.meta.records import (
 from stratum.meta.store import DB_NAMES, MetaStore, Tx
 from stratum.util.clock import Clock
 from stratum.util.fsio import fsync_dir, write_file_durably
+from stratum.util.periodic import Periodic
 
 log = logging.getLogger("stratum.backup")
 
@@ -226,21 +228,25 @@ class MetaBackup:
         self.clock = clock
         self.interval = interval
         self.executor = executor
-        self.first_delay = first_delay
         self.last: BackupResult | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._due = -math.inf  # clock time of the next scheduled copy
+        self._schedule = Periodic(
+            "meta-backup",
+            self._scheduled,
+            interval=max(1.0, min(60.0, interval / 10)),  # how often to look whether one is due
+            first_delay=first_delay,
+            log=log,
+            what="metadata backup",
+        )
         self._inflight: asyncio.Future[BackupResult] | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run_forever(), name="meta-backup")
+        """A copy ``first_delay`` seconds from now, then one every ``interval``."""
+        self._schedule.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._schedule.stop()
         if self._inflight is not None:  # the store must not close under a copy
             await asyncio.wait([self._inflight])
 
@@ -285,18 +291,13 @@ class MetaBackup:
             log.error("metadata backup could not be written to any disk")
         return result
 
-    async def _run_forever(self) -> None:
-        await asyncio.sleep(self.first_delay)
-        tick = max(1.0, min(60.0, self.interval / 10))
-        due = self.clock.now()
-        while True:
-            if self.clock.now() >= due:
-                try:
-                    await self.backup_now()
-                except Exception:
-                    log.exception("metadata backup failed")
-                due = self.clock.now() + self.interval
-            await asyncio.sleep(tick)
+    async def _scheduled(self) -> None:
+        if self.clock.now() < self._due:
+            return
+        try:
+            await self.backup_now()
+        finally:  # a failed copy is tried again an interval later, as a good one would be
+            self._due = self.clock.now() + self.interval
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ from stratum.meta.records import VolumeRecord
 from stratum.meta.store import Tx
 from stratum.service.objects import MULTI, ObjectService
 from stratum.util.clock import Clock
+from stratum.util.periodic import Periodic
 
 log = logging.getLogger("stratum.maintenance")
 
@@ -86,8 +88,27 @@ class Maintenance:
         self.interval = interval
         self.rate = rate
         self._lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # rebuilds under way
         self._heal_queue: asyncio.Queue[str] = asyncio.Queue()
+        self._healer = Periodic(
+            "heal", self._heal_queued, interval=math.inf, log=log, what="healing"
+        )
+        self._prober = Periodic(
+            "disks",
+            self.probe_disks,
+            interval=PROBE_INTERVAL,
+            first_delay=0,
+            log=log,
+            what="probing disks",
+        )
+        self._scrubber = Periodic(
+            "scrub",
+            self._scheduled_scrub,
+            interval=max(1.0, min(60.0, interval / 10)),  # how often to look whether one is due
+            first_delay=0,
+            log=log,
+            what="scheduled scrub",
+        )
         self._queued: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._throttle = True
@@ -105,13 +126,11 @@ class Maintenance:
         disks (one process does that when several share the disks)."""
         self._loop = asyncio.get_running_loop()
         self.scheduled = scheduled
-        self._tasks = [
-            asyncio.create_task(self._heal_forever(), name="heal"),
-            asyncio.create_task(self._watch_disks_forever(), name="disks"),
-        ]
+        self._healer.start()
+        self._prober.start()
         if not scheduled:
             return
-        self._tasks.append(asyncio.create_task(self._scrub_forever(), name="scrub"))
+        self._scrubber.start()
         replaced = [d.disk_id for t in self.tiers.values() for d in t.replaced]
         self.rebuilding.update(replaced)
         if replaced:
@@ -119,6 +138,8 @@ class Maintenance:
             self._tasks.append(asyncio.create_task(self._rebuild(), name="rebuild"))
 
     async def stop(self) -> None:
+        for loop in (self._healer, self._prober, self._scrubber):
+            await loop.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -141,15 +162,17 @@ class Maintenance:
         if volume_id not in self._queued:
             self._queued.add(volume_id)
             self._heal_queue.put_nowait(volume_id)
+            self._healer.wake()
 
-    async def _heal_forever(self) -> None:
-        while True:
-            volume_id = await self._heal_queue.get()
+    async def _heal_queued(self) -> None:
+        """Heal the queued volumes, one at a time; a volume that fails is logged and left."""
+        while not self._heal_queue.empty():
+            volume_id = self._heal_queue.get_nowait()
             self._queued.discard(volume_id)
-            volume = self.meta.read(functools.partial(catalog.get_volume, volume_id=volume_id))
-            if volume is None:
-                continue
             try:
+                volume = self.meta.read(functools.partial(catalog.get_volume, volume_id=volume_id))
+                if volume is None:
+                    continue
                 outcome, why = await self.check_volume(volume)
             except Exception:
                 log.exception("healing volume %s failed", volume_id)
@@ -393,19 +416,14 @@ class Maintenance:
         finally:
             self.current = None
 
-    async def _scrub_forever(self) -> None:
-        tick = max(1.0, min(60.0, self.interval / 10))
-        while True:
-            try:
-                state = self._load_state()
-                last = state.get("last") or {}
-                due = self.clock.now() - float(last.get("finished", 0.0)) >= self.interval
-                if state.get("current") or due:
-                    async with self._lock:
-                        await self._full_pass(throttle=True, resume=True)
-            except Exception:
-                log.exception("scheduled scrub failed")
-            await asyncio.sleep(tick)
+    async def _scheduled_scrub(self) -> None:
+        """A pass if one is due (``scrub.interval`` after the last ended) or was cut short."""
+        state = self._load_state()
+        last = state.get("last") or {}
+        due = self.clock.now() - float(last.get("finished", 0.0)) >= self.interval
+        if state.get("current") or due:
+            async with self._lock:
+                await self._full_pass(throttle=True, resume=True)
 
     async def _rebuild(self) -> None:
         """Refill disks that came back empty: a full pass at full speed."""
@@ -439,14 +457,6 @@ class Maintenance:
                     self._tasks.append(asyncio.create_task(self._rebuild(), name="rebuild"))
                 self.disk_states[disk.disk_id] = now
             tier.set_offline(offline)
-
-    async def _watch_disks_forever(self) -> None:
-        while True:
-            try:
-                await self.probe_disks()
-            except Exception:
-                log.exception("probing disks failed")
-            await asyncio.sleep(PROBE_INTERVAL)
 
 
 def _volumes_after(tx: Tx, cursor: str, limit: int = BATCH) -> list[VolumeRecord]:

@@ -29,6 +29,7 @@ from stratum.pool import tier_pool
 from stratum.pool.base import PoolError
 from stratum.pool.zfs import ZfsTools, pool_of
 from stratum.util.clock import Clock
+from stratum.util.periodic import Periodic
 
 log = logging.getLogger("stratum.snapshot")
 
@@ -156,19 +157,22 @@ class SnapshotSchedule:
         self.clock = clock
         self.executor = executor
         self.last: SnapshotReport | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._wait = MAX_WAIT  # until the next look, set by each one
+        self._schedule = Periodic(
+            "snapshots",
+            self._scheduled,
+            interval=lambda: self._wait,
+            first_delay=0,
+            expected=(PoolError,),  # ZFS said no: its message says why
+            log=log,
+            what="scheduled snapshot",
+        )
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run_forever(), name="snapshots")
+        self._schedule.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._schedule.stop()
 
     def _due_in(self) -> tuple[float, Sequence[str]]:
         datasets = self.datasets()
@@ -179,21 +183,16 @@ class SnapshotSchedule:
     def _take(self, datasets: Sequence[str]) -> SnapshotReport:
         return take(self.tools, datasets, self.clock.now(), self.keep)
 
-    async def _run_forever(self) -> None:
+    async def _scheduled(self) -> None:
+        """A snapshot set if one is due; then wait until the next is, or MAX_WAIT at most
+        (at least a second; MAX_WAIT after a failure)."""
+        self._wait = MAX_WAIT
         loop = asyncio.get_running_loop()
-        while True:
-            wait = MAX_WAIT
-            try:
-                due_in, datasets = await loop.run_in_executor(self.executor, self._due_in)
-                if due_in <= 0:
-                    self.last = await loop.run_in_executor(self.executor, self._take, datasets)
-                    due_in = self.interval
-                wait = min(MAX_WAIT, due_in)
-            except PoolError as exc:
-                log.error("scheduled snapshot failed: %s", exc)
-            except Exception:
-                log.exception("scheduled snapshot failed")
-            await asyncio.sleep(max(1.0, wait))
+        due_in, datasets = await loop.run_in_executor(self.executor, self._due_in)
+        if due_in <= 0:
+            self.last = await loop.run_in_executor(self.executor, self._take, datasets)
+            due_in = self.interval
+        self._wait = max(1.0, min(MAX_WAIT, due_in))
 
 
 def schedule_datasets(tools: ZfsTools, config: Config) -> Callable[[], list[str]]:

@@ -13,7 +13,6 @@ then ``-N`` (what rclone and awscli verify).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -30,6 +29,7 @@ from stratum.meta.store import Tx
 from stratum.service import errors
 from stratum.service.ids import new_volume_id
 from stratum.service.objects import MULTI, ObjectService, PutOptions
+from stratum.util.periodic import Periodic
 
 log = logging.getLogger("stratum.multipart")
 
@@ -80,17 +80,21 @@ class MultipartService:
         self.meta = objects.meta
         self.clock = objects.clock
         self.expiry = expiry
-        self._task: asyncio.Task[None] | None = None
+        self._expirer = Periodic(
+            "multipart-expiry",
+            self.expire,
+            interval=min(EXPIRY_CHECK_INTERVAL, max(expiry / 4, 1.0)),
+            first_delay=0,
+            log=log,
+            what="expiring stale uploads",
+        )
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._expire_forever(), name="multipart-expiry")
+        """Abort stale uploads now, then every quarter of the expiry (at most hourly)."""
+        self._expirer.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._expirer.stop()
 
     # -- uploads ----------------------------------------------------------------------
 
@@ -353,11 +357,3 @@ class MultipartService:
                     "aborted stale upload %s of %s/%s", upload.upload_id, upload.bucket, upload.key
                 )
         return len(stale)
-
-    async def _expire_forever(self) -> None:
-        while True:
-            try:
-                await self.expire()
-            except Exception:
-                log.exception("expiring stale uploads failed")
-            await asyncio.sleep(min(EXPIRY_CHECK_INTERVAL, max(self.expiry / 4, 1.0)))

@@ -41,6 +41,7 @@ from stratum.service import errors
 from stratum.service.ids import new_volume_id
 from stratum.service.readers import ReadingTable
 from stratum.util.clock import Clock
+from stratum.util.periodic import Periodic
 
 log = logging.getLogger("stratum.objects")
 
@@ -135,9 +136,20 @@ class ObjectService:
         self.remote: dict[str, VolumeStorage] = {}
         # called when a write pins an object to a tier, so the move happens within seconds
         self.on_pinned: Callable[[], None] | None = None
-        self._gc_wakeup = asyncio.Event()
-        self._gc_task: asyncio.Task[None] | None = None
-        self._access_task: asyncio.Task[None] | None = None
+        self._collector = Periodic(
+            "gc",
+            self.collect_garbage,
+            interval=GC_INTERVAL,
+            log=log,
+            what="garbage collection pass",
+        )
+        self._access_flusher = Periodic(
+            "access",
+            self.flush_access,
+            interval=ACCESS_FLUSH_INTERVAL,
+            log=log,
+            what="recording access signals",
+        )
         self._sweep_task: asyncio.Task[int] | None = None
         self._started_marker = ""
         # volume id -> (reads, last read): flushed to LMDB in one transaction per interval
@@ -158,19 +170,19 @@ class ObjectService:
     async def start(self, *, background: bool = True) -> None:
         """``background``: also collect garbage and sweep orphans (one process does)."""
         self._started_marker = new_volume_id(self.clock.now())[:12]
-        self._access_task = asyncio.create_task(self._flush_access_forever(), name="access")
+        self._access_flusher.start()
         if background:
-            self._gc_task = asyncio.create_task(self._collect_garbage_forever(), name="gc")
+            self._collector.start()
             self._sweep_task = asyncio.create_task(self.sweep_orphans(), name="orphan-sweep")
 
     async def stop(self) -> None:
-        for task in (self._gc_task, self._access_task, self._sweep_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._gc_task = self._access_task = None
-        self._sweep_task = None
+        await self._collector.stop()
+        await self._access_flusher.stop()
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep_task
+            self._sweep_task = None
         await self.flush_access()
         if self.gc_grace and self.peers_reading is not None:
             # The primary stops after its workers: nobody else reads now, so free what the
@@ -208,14 +220,6 @@ class ObjectService:
         await self.flush_access()
         if self.flush_peers is not None:
             await self.flush_peers()
-
-    async def _flush_access_forever(self) -> None:
-        while True:
-            await asyncio.sleep(ACCESS_FLUSH_INTERVAL)
-            try:
-                await self.flush_access()
-            except Exception:
-                log.exception("recording access signals failed")
 
     @property
     def hot(self) -> TierStore:
@@ -273,7 +277,7 @@ class ObjectService:
             catalog.delete_bucket(tx, name)
 
         await self.meta.write(delete)
-        self._gc_wakeup.set()
+        self._collector.wake()
 
     # -- reading ----------------------------------------------------------------------
 
@@ -401,7 +405,7 @@ class ObjectService:
         except BaseException:
             await free(stored)
             raise
-        self._gc_wakeup.set()
+        self._collector.wake()
         return result
 
     def _commit_fn(
@@ -534,7 +538,7 @@ class ObjectService:
 
         previous = await self.meta.write(delete)
         if previous is not None:
-            self._gc_wakeup.set()
+            self._collector.wake()
         return previous
 
     async def delete_objects(
@@ -553,7 +557,7 @@ class ObjectService:
             return out
 
         result = await self.meta.write(delete)
-        self._gc_wakeup.set()
+        self._collector.wake()
         return result
 
     async def replace_metadata(
@@ -632,7 +636,7 @@ class ObjectService:
 
     def wake_gc(self) -> None:
         """Something was retired: let the collector run now rather than at its next tick."""
-        self._gc_wakeup.set()
+        self._collector.wake()
 
     async def free_volume(self, volume: VolumeRecord) -> None:
         tier = self.storage(volume.tier)
@@ -685,16 +689,3 @@ class ObjectService:
                 freed += len(done)
         self._retired_seen = seen
         return freed
-
-    async def _collect_garbage_forever(self) -> None:
-        while True:
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
-            # cancellation that arrives as the event fires, and the task never stops.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(GC_INTERVAL):
-                    await self._gc_wakeup.wait()
-            self._gc_wakeup.clear()
-            try:
-                await self.collect_garbage()
-            except Exception:
-                log.exception("garbage collection pass failed")

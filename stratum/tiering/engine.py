@@ -14,7 +14,6 @@ is where it is and when it will move next.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -32,6 +31,7 @@ from stratum.tiering.decisions import prune_decisions
 from stratum.tiering.mover import ColdTierStorage, Mover
 from stratum.tiering.policy import TIER_CLASS, Decision, HeuristicPolicy, Usage, pinned_tier
 from stratum.util.clock import Clock
+from stratum.util.periodic import Periodic
 
 if TYPE_CHECKING:  # the cold tier's module imports botocore and cryptography: only when used
     from stratum.block.cold import ColdStore
@@ -69,8 +69,9 @@ class TierEngine:
         self.policy = HeuristicPolicy(config, tiers)
         self.mover = Mover(service, clock, cold)
         self._capacity = capacity or self._disk_capacity
-        self._task: asyncio.Task[None] | None = None
-        self._wakeup = asyncio.Event()
+        self._passes = Periodic(
+            "tiering", self.run_pass, interval=config.interval, log=log, what="tiering pass"
+        )
         self._lock = asyncio.Lock()
         if cold is not None:
             service.remote["cold"] = ColdTierStorage(cold)
@@ -78,30 +79,16 @@ class TierEngine:
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Run a pass every ``tiering.interval`` (the first one an interval after start)."""
         if self.config.enabled:
-            self._task = asyncio.create_task(self._run_forever(), name="tiering")
+            self._passes.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._passes.stop()
 
     def nudge(self) -> None:
         """Run a pass soon (a pin was set): pins take effect within seconds."""
-        self._wakeup.set()
-
-    async def _run_forever(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):  # not wait_for: see service.py
-                async with asyncio.timeout(self.config.interval):
-                    await self._wakeup.wait()
-            self._wakeup.clear()
-            try:
-                await self.run_pass()
-            except Exception:
-                log.exception("tiering pass failed")
+        self._passes.wake()
 
     # -- capacity ---------------------------------------------------------------------
 

@@ -100,7 +100,7 @@ class Periodic:
             except Exception as exc:
                 self._failed(exc)
                 delay = self._next_interval()
-                pause = min(FAILURE_PAUSE, delay)
+                pause = min(FAILURE_PAUSE, delay) if delay > 0 else FAILURE_PAUSE
                 await self._sleep(pause)  # wake-ups wait: no spinning on a failing run
                 delay -= pause
                 continue
@@ -114,13 +114,21 @@ class Periodic:
         if math.isinf(delay):
             await self._wakeup.wait()
             return
-        sleeper = asyncio.ensure_future(self._sleep(delay))
-        waker = asyncio.ensure_future(self._wakeup.wait())
+        # The timer rings the wake-up bell: a wake-up then resumes this task at once, as a
+        # plain Event.wait() would, rather than through a second task.
+        waiting = True
+
+        def ring(_timer: asyncio.Future[None]) -> None:
+            if waiting:  # not a timer cancelled below, nor one that ended as a wake-up came
+                self._wakeup.set()
+
+        timer = asyncio.ensure_future(self._sleep(delay))
+        timer.add_done_callback(ring)
         try:
-            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+            await self._wakeup.wait()
         finally:
-            sleeper.cancel()
-            waker.cancel()
+            waiting = False
+            timer.cancel()
 
     def _failed(self, exc: Exception) -> None:
         self._failures += 1
