@@ -682,9 +682,9 @@ class ObjectService:
                 done.append(gc_key)
                 del seen[gc_key]
             if done:
-                # One commit for the page, not one per volume (two fsyncs each, in a row:
-                # deleting 10,000 small objects kept the writer busy for half a minute). A
-                # crash before it frees those volumes again at the next pass: harmless.
+                # One commit for the page, not one per volume: each commit costs the writer
+                # two fsyncs, and a large delete queues thousands of volumes. A crash before
+                # it frees those volumes again at the next pass: harmless.
                 await self.meta.write(functools.partial(_forget_all, gc_keys=done))
                 freed += len(done)
         self._retired_seen = seen
