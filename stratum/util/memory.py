@@ -6,10 +6,9 @@ the executor's threads. glibc gives every thread that allocates an arena of its 
 per core), and an arena keeps what was freed in it for the next allocation there: after a
 burst of large requests each executor thread holds its own high-water mark of buffers, in
 every process. :func:`tune` caps the arenas at :data:`ARENA_MAX`, shared by all threads, so a
-buffer one thread freed serves the next request whichever thread takes it (in the benchmark,
-the peak while 16 clients PUT 64 MiB objects went from 187 to 154 MiB over two processes,
-for the same CPU per byte). Call it before any thread starts: glibc reads the cap when a
-thread first needs an arena.
+buffer one thread freed serves the next request whichever thread takes it: a lower peak under
+concurrent large PUTs, for the same CPU per byte. Call it before any thread starts: glibc reads
+the cap when a thread first needs an arena.
 
 :func:`release` returns the free pages inside malloc's heap, e.g. before forking the workers,
 so that they do not each start with a copy of them.
