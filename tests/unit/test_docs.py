@@ -1,25 +1,84 @@
-"""The README's promises that code can check: the config reference is current, the quick
-start's commands exist, and CI runs the README's test command."""
+"""The documentation's promises that code can check without a server.
+
+The configuration reference in docs/configuration.md is current; the README says where the
+server listens by default; the quick start's test command is what CI runs; every TOML example
+loads; every relative link points at a file that exists. (The README's commands are run
+against a real server by tests/server/test_readme.py.)
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
+
+from stratum.config import load_config
 from stratum.config.render import render_markdown_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+CONFIG_DOC = ROOT / "docs" / "configuration.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
+LINK = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
 
 
-def test_config_reference_in_readme_is_current() -> None:
-    start = README.index("<!-- config-reference:start")
-    start = README.index("\n", start) + 1
-    end = README.index("<!-- config-reference:end")
-    assert README[start:end].strip() == render_markdown_reference().strip(), (
-        "README's configuration reference is stale: regenerate it with `stratum config reference`"
+def test_config_reference_is_current() -> None:
+    text = CONFIG_DOC.read_text()
+    start = text.index("<!-- config-reference:start")
+    start = text.index("\n", start) + 1
+    end = text.index("<!-- config-reference:end")
+    assert text[start:end].strip() == render_markdown_reference().strip(), (
+        "docs/configuration.md's reference is stale: replace what stands between its "
+        "config-reference markers with the output of `stratum config reference`"
     )
+
+
+def test_readme_links_the_reference_instead_of_holding_it() -> None:
+    assert "config-reference:start" not in README
+    assert "docs/configuration.md" in README
+
+
+def test_readme_says_where_the_server_listens() -> None:
+    listen = load_config(None).server.listen
+    host = listen.rpartition(":")[0]
+    prose = " ".join(README.split())
+    assert f"`{listen}`" in prose, f"README must give the default listen address {listen}"
+    if host in ("0.0.0.0", "[::]"):
+        assert "every network interface" in prose, (
+            f"the default {listen} is reachable from the network: the README must say so"
+        )
 
 
 def test_quick_start_commands_are_what_ci_runs() -> None:
     assert "./dev serve" in README and "./dev test" in README
     assert "./dev test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_stays_a_guide() -> None:
+    lines = README.count("\n")
+    assert lines < 350, f"README.md has {lines} lines: move depth into docs/"
+
+
+@pytest.mark.parametrize("doc", [ROOT / "README.md", *DOCS], ids=lambda p: p.name)
+def test_toml_examples_load(doc: Path, tmp_path: Path) -> None:
+    for number, (lang, body) in enumerate(FENCE.findall(doc.read_text())):
+        if lang != "toml":
+            continue
+        path = tmp_path / f"example-{number}.toml"
+        path.write_text(body)
+        load_config(path)  # raises ConfigError naming the key
+
+
+@pytest.mark.parametrize("doc", [ROOT / "README.md", *DOCS], ids=lambda p: p.name)
+def test_relative_links_resolve(doc: Path) -> None:
+    text = FENCE.sub("", doc.read_text())
+    broken = [
+        target
+        for target, _anchor in LINK.findall(text)
+        if "://" not in target
+        and not target.startswith("mailto:")
+        and not (doc.parent / target).exists()
+    ]
+    assert not broken, f"{doc.relative_to(ROOT)} links to missing files: {broken}"
