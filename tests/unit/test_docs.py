@@ -8,6 +8,7 @@ against a real server by tests/server/test_readme.py.)
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -48,6 +49,24 @@ def test_readme_says_where_the_server_listens() -> None:
     if host in ("0.0.0.0", "[::]"):
         assert "every network interface" in prose, (
             f"the default {listen} is reachable from the network: the README must say so"
+        )
+
+
+def test_peak_memory_is_the_benchmark_peak() -> None:
+    """The README and docs/benchmarks.md give the highest peak the latest benchmark measured,
+    not a lower figure from one of its workloads."""
+    results = json.loads((ROOT / "bench" / "results" / "latest.json").read_text())["results"]
+    peaks = {
+        run["title"]: run["median"]["rss_peak"] / 2**20
+        for run in results["Stratum"].values()
+        if run["median"].get("rss_peak")
+    }
+    worst = max(peaks, key=peaks.__getitem__)
+    figure = f"{peaks[worst]:,.0f} MiB"
+    benchmarks = (ROOT / "docs" / "benchmarks.md").read_text()
+    for name, text in (("README.md", README), ("docs/benchmarks.md", benchmarks)):
+        assert figure in " ".join(text.split()) or f"{peaks[worst]:,.0f}**" in text, (
+            f"{name} must state the benchmark's peak RSS, {figure} ({worst})"
         )
 
 
