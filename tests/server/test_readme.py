@@ -27,8 +27,8 @@ import os
 import re
 import shlex
 import stat
-import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.server.clients import run
 from tests.server.conftest import RunningServer, start_server, stratum_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,7 +180,11 @@ def _client_env(home: Path, bin_dir: Path) -> dict[str, str]:
 def _banner(server: RunningServer) -> tuple[str, str, str]:
     """(the two banner lines, access key, secret key) as the first start printed them."""
     first = next(line for line in server.output if "serving S3 at" in line)
-    second = next((line for line in server.output if "new root secret key" in line), "")
+    deadline = time.monotonic() + 10  # the second line may still be on its way
+    while not (second := next((ln for ln in server.output if "new root secret key" in ln), "")):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     access = re.search(r"access key (\S+)", first)
     secret = re.search(r"\): (\S+)\s*$", second)
     assert access and secret, "the first start must print the keys:\n" + "".join(server.output)
@@ -224,7 +229,9 @@ def _listens_on_every_interface(port: int) -> bool:
     return False
 
 
-def _run(block: Block, text: str, work: Path, home: Path, env: dict[str, str]) -> str:
+def _run(
+    block: Block, text: str, work: Path, home: Path, env: dict[str, str], server: RunningServer
+) -> str:
     if block.lang == "ini":
         assert block.file is not None
         target = Path(block.file.replace("~", str(home), 1))
@@ -237,26 +244,10 @@ def _run(block: Block, text: str, work: Path, home: Path, env: dict[str, str]) -
         if block.lang == "console":
             text = "\n".join(ln[2:] for ln in text.splitlines() if ln.startswith("$ ")) + "\n"
         args = ["bash", "-eu", "-o", "pipefail", "-c", text]
-    try:
-        done = subprocess.run(
-            args,
-            cwd=work,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=BLOCK_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{block.where()} timed out after {BLOCK_TIMEOUT:.0f} s:\n{text}{exc.stdout}")
-    if done.returncode != 0:
-        pytest.fail(
-            f"{block.where()} failed (exit {done.returncode}):\n{text}"
-            f"--- stdout ---\n{done.stdout[-4000:]}\n--- stderr ---\n{done.stderr[-4000:]}",
-            pytrace=False,
-        )
-    return done.stdout
+    result = run(args, env=env, server=server, check=False, timeout=BLOCK_TIMEOUT, cwd=work)
+    if result.returncode != 0:
+        pytest.fail(f"{block.where()} failed:\n{result.describe()}", pytrace=False)
+    return result.stdout
 
 
 def _keys(s3: Any, bucket: str) -> set[str]:
@@ -290,7 +281,7 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
             if block.lang not in RUNNABLE or block.skip is not None:
                 continue
             text = substitute(block.text, hostport, access, secret)
-            outputs[block.line] = _run(block, text, work, home, env)
+            outputs[block.line] = _run(block, text, work, home, env, server)
         s3 = boto3.client(
             "s3",
             endpoint_url=server.endpoint,
