@@ -23,6 +23,7 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
 LINK = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
+REPO_PATH = re.compile(r"`((?:stratum|tests|bench|systemd|image|zfs|packaging|\.ci)/[\w./-]+)`")
 
 
 def test_config_reference_is_current() -> None:
@@ -101,3 +102,12 @@ def test_relative_links_resolve(doc: Path) -> None:
         and not (doc.parent / target).exists()
     ]
     assert not broken, f"{doc.relative_to(ROOT)} links to missing files: {broken}"
+
+
+@pytest.mark.parametrize("doc", [ROOT / "README.md", *DOCS], ids=lambda p: p.name)
+def test_named_source_files_exist(doc: Path) -> None:
+    """A file the docs send a reader to (`stratum/web/app.py`) is still there."""
+    missing = sorted(
+        {path for path in REPO_PATH.findall(doc.read_text()) if not (ROOT / path).exists()}
+    )
+    assert not missing, f"{doc.relative_to(ROOT)} names files that do not exist: {missing}"
