@@ -151,6 +151,7 @@ async def test_writers_wait_for_sibling_puts_but_never_for_a_lone_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import stratum.block.segments as segments
+    import stratum.util.groupcommit as groupcommit
 
     waits: list[float] = []
     real_time = time
@@ -162,9 +163,9 @@ async def test_writers_wait_for_sibling_puts_but_never_for_a_lone_one(
         @staticmethod
         def sleep(seconds: float) -> None:
             waits.append(seconds)
-            real_time.sleep(seconds)  # the module's own, this one is patched in segments
+            real_time.sleep(seconds)  # the module's own, this one is patched in groupcommit
 
-    monkeypatch.setattr(segments, "time", Clock())
+    monkeypatch.setattr(groupcommit, "time", Clock())
     disks = make_disks(tmp_path, 3)
     async with running(disks, 3) as store:
         for i in range(20):  # one at a time: no sibling, no wait
