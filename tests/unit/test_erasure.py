@@ -673,16 +673,16 @@ async def test_delete(tmp_path: Path, executor: ThreadPoolExecutor) -> None:
 async def test_cached_blocks_are_read_on_the_loop_and_damage_still_found(
     tmp_path: Path, executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stratum.block import erasure
+    from stratum.block import erasure_reader
 
     through_executor: list[int] = []
-    real = erasure._VolumeReader._read_block
+    real = erasure_reader.VolumeReader._read_block
 
     def counted(self: Any, index: int, reader: Any, stripe: int) -> Any:
         through_executor.append(index)
         return real(self, index, reader, stripe)
 
-    monkeypatch.setattr(erasure._VolumeReader, "_read_block", counted)
+    monkeypatch.setattr(erasure_reader.VolumeReader, "_read_block", counted)
     store = ErasureStore(make_disks(tmp_path, 6), ECParams(4, 2, 64 << 10), executor)
     data = os.urandom(1 << 20)  # 4 stripes: blocks well past the pages opening a file reads
     loc = await write_volume(store, data, chunk=64 << 10)

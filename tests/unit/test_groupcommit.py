@@ -136,7 +136,8 @@ def test_a_failed_commit_answers_every_item_and_the_writer_goes_on() -> None:
     assert rec.answers["after"] == ("ok", "after")
 
 
-def test_a_lone_item_never_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The gather waits of every writer from now on (they still sleep)."""
     sleeps: list[float] = []
     real_time = time
 
@@ -147,9 +148,14 @@ def test_a_lone_item_never_waits(monkeypatch: pytest.MonkeyPatch) -> None:
         @staticmethod
         def sleep(seconds: float) -> None:
             sleeps.append(seconds)
-            real_time.sleep(seconds)
+            real_time.sleep(seconds)  # the real module's: only groupcommit's is patched
 
     monkeypatch.setattr(groupcommit, "time", Clock())
+    return sleeps
+
+
+def test_a_lone_item_never_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps = record_sleeps(monkeypatch)
     rec = Recorder()
     siblings = threading.Event()
     gc = make(rec, gather=lambda: 0.002 if siblings.is_set() else 0.0)

@@ -36,6 +36,7 @@ from stratum.block.segments_format import (
     scan_segment,
     segment_name,
 )
+from tests.unit.test_groupcommit import record_sleeps
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -151,21 +152,8 @@ async def test_writers_wait_for_sibling_puts_but_never_for_a_lone_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import stratum.block.segments as segments
-    import stratum.util.groupcommit as groupcommit
 
-    waits: list[float] = []
-    real_time = time
-
-    class Clock:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(real_time, name)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            waits.append(seconds)
-            real_time.sleep(seconds)  # the module's own, this one is patched in groupcommit
-
-    monkeypatch.setattr(groupcommit, "time", Clock())
+    waits = record_sleeps(monkeypatch)
     disks = make_disks(tmp_path, 3)
     async with running(disks, 3) as store:
         for i in range(20):  # one at a time: no sibling, no wait
