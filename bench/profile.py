@@ -60,11 +60,11 @@ class Profiler:
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::(?P<line>\d+))?\)$")
 
 # Leaf frames of threads that wait for work; py-spy cannot always tell them from busy ones.
-# (The executor's _worker and the metadata writer loop do no work of their own: their own
-# samples are waits on their queues.)
+# (The executor's _worker and the group-commit loops of the metadata and segment writers do no work
+# of their own: their own samples are waits on their queues.)
 IDLE = re.compile(
     r"^(Condition\.wait|Event\.wait|Thread\._wait_for_tstate_lock|_worker \(concurrent/futures/"
-    r"thread\.py|MetaStore\._writer_loop \(|select \(|poll \()"
+    r"thread\.py|GroupCommit\.run \(|select \(|poll \()"
 )
 EVENT_LOOP = "Runner.run (asyncio/runners.py"  # leaf: inside uvloop's C loop (epoll + socket I/O)
 

@@ -1,4 +1,4 @@
-"""The comparison table, the issue's targets, ``latest.json``/``latest.md`` and the plot."""
+"""The comparison table, the targets, ``latest.json``/``latest.md`` and the plot."""
 
 from __future__ import annotations
 
@@ -297,7 +297,7 @@ def markdown(info: dict[str, Any], results: Results, servers: list[str]) -> str:
         *table(results, servers),
         "",
         *_scaling_section(results),
-        "## Targets (issue 8)",
+        "## Targets",
         "",
         *(f"- {line}" for line in targets(results)),
         "",
