@@ -29,8 +29,6 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
-import os
-import stat
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from stratum.block.coldformat import (
     DEFAULT_CHUNK_SIZE,
     HEADER_LEN,
-    KEY_LEN,
     MAX_CHUNK_SIZE,
     TAG_LEN,
     ChunkOpener,
@@ -53,7 +50,7 @@ from stratum.block.coldformat import (
 )
 from stratum.block.errors import StorageError
 from stratum.config import ColdTierConfig, Credentials
-from stratum.util.fsio import fsync_dir
+from stratum.util import keyfile
 
 __all__ = [
     "DEFAULT_GET_SPAN",
@@ -103,58 +100,14 @@ class ColdKeyError(StorageError):
 def load_or_create_key(path: Path) -> bytes:
     """The 32-byte cold key from ``path``, created (random, mode 0600, durably) if absent.
 
-    Never replaces an existing file: two processes racing to create it end up with the same
-    key. A file of another size is refused (``ColdKeyError``) rather than "repaired": cold
-    objects written with the lost key would be unreadable. Blocking.
+    Never replaces an existing file (:mod:`stratum.util.keyfile`). A file of another size is
+    refused (``ColdKeyError``) rather than "repaired": cold objects written with the lost key
+    would be unreadable. Blocking.
     """
     try:
-        return _read_key(path)
-    except FileNotFoundError:
-        pass
-    key = os.urandom(KEY_LEN)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
-    _write_new(tmp, key)
-    try:
-        try:
-            os.link(tmp, path)  # atomic, and fails if the key appeared meanwhile: no clobbering
-        except FileExistsError:
-            return _read_key(path)
-        except OSError:  # a filesystem without hard links: create the file exclusively instead
-            try:
-                _write_new(path, key)
-            except FileExistsError:
-                return _read_key(path)
-    finally:
-        os.unlink(tmp)
-    fsync_dir(path.parent)
-    log.info("created the cold tier's encryption key %s: back it up", path)
-    return key
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` (mode 0600; ``FileExistsError`` if it exists) holding ``data``, fsynced."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_key(path: Path) -> bytes:
-    with open(path, "rb") as file:
-        mode = os.fstat(file.fileno()).st_mode
-        key = file.read(KEY_LEN + 1)
-    if len(key) != KEY_LEN:
-        raise ColdKeyError(
-            f"{path}: a cold key file holds exactly {KEY_LEN} bytes, this one {len(key)}"
-            f"{'+' if len(key) > KEY_LEN else ''}; refusing to use it (restore it from a backup)"
-        )
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("cold key file %s is accessible to other users: chmod 600 it", path)
-    return key
+        return keyfile.load_or_create_key(path, "the cold tier's encryption key")
+    except keyfile.KeyFileError as exc:
+        raise ColdKeyError(str(exc)) from None
 
 
 # --- records --------------------------------------------------------------------------------
