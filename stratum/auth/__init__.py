@@ -54,13 +54,15 @@ def authenticate(
     region: str,
     now: float,
     virtual_bucket: str | None = None,
+    allow_sigv2: bool = True,
 ) -> AuthResult | None:
     """Authenticate ``request``; ``None`` when it carries no credentials (anonymous).
 
     ``lookup_secret`` maps an access key id to its secret (``None`` if unknown); ``now`` is
     the server time in epoch seconds; ``virtual_bucket`` the bucket named by the Host
     header (virtual-hosted style), which SigV2 signs as part of the resource. Raises
-    :class:`AuthError` for a request signed wrongly, late, or in two ways at once.
+    :class:`AuthError` for a request signed wrongly, late, or in two ways at once, and
+    for any SigV2 request when ``allow_sigv2`` is false (``[server] sigv2``).
     """
     authorization = request.headers.get("authorization")
     presigned = any(k == "X-Amz-Algorithm" for k, _ in request.query)
@@ -68,12 +70,12 @@ def authenticate(
         if presigned:
             raise one_mechanism_only(authorization)
         if authorization.strip().partition(" ")[0] == sigv2.SCHEME:
-            return sigv2.verify(request, lookup_secret, now=now, virtual_bucket=virtual_bucket)
+            return _sigv2(request, lookup_secret, now, virtual_bucket, allow_sigv2)
         return sigv4.verify(request, lookup_secret, region=region, now=now)
     if presigned:
         return sigv4.verify(request, lookup_secret, region=region, now=now)
     if any(k in _SIGV2_QUERY for k, _ in request.query):
-        return sigv2.verify(request, lookup_secret, now=now, virtual_bucket=virtual_bucket)
+        return _sigv2(request, lookup_secret, now, virtual_bucket, allow_sigv2)
     if is_anonymous(request):
         return None
     raise AuthError("AccessDenied")  # a credential without the rest of a signature
@@ -84,3 +86,19 @@ def is_anonymous(request: RequestView) -> bool:
     if "authorization" in request.headers:
         return False
     return not any(k in _CREDENTIAL_PARAMS for k, _ in request.query)
+
+
+def _sigv2(
+    request: RequestView,
+    lookup_secret: LookupSecret,
+    now: float,
+    virtual_bucket: str | None,
+    allowed: bool,
+) -> AuthResult:
+    if not allowed:  # AWS's answer in the regions that never took SigV2
+        raise AuthError(
+            "InvalidRequest",
+            "The authorization mechanism you have provided is not supported. "
+            "Please use AWS4-HMAC-SHA256.",
+        )
+    return sigv2.verify(request, lookup_secret, now=now, virtual_bucket=virtual_bucket)

@@ -7,7 +7,13 @@ minio-go and restic builds) sign with. AWS still accepts it where it always did.
 * ``Authorization: AWS <AKID>:<signature>``, the request time in ``x-amz-date`` or ``Date``,
   within 15 minutes of the server's clock;
 * query strings ``AWSAccessKeyId``, ``Signature`` and ``Expires`` (epoch seconds, the URL is
-  good through that second).
+  good through that second). AWS sets no limit on ``Expires`` (a URL may be good for years);
+  here it may be at most a week ahead, SigV4's limit, answered ``AccessDenied`` (403, what the
+  s3-tests suite expects of an over-long SigV4 URL) beyond. SigV2 signs no time of signing,
+  so a URL signed for later than that is refused until its ``Expires`` is a week away.
+
+``[server] sigv2 = false`` refuses SigV2 altogether (:func:`stratum.auth.authenticate`), as AWS
+regions opened since 2014 do.
 
 The signature is base64 HMAC-SHA1 of the string to sign::
 
@@ -62,6 +68,7 @@ from stratum.auth.checks import (
 )
 from stratum.auth.errors import AuthError
 from stratum.auth.request import UNSIGNED_PAYLOAD, AuthResult, RequestView
+from stratum.auth.sigv4 import MAX_PRESIGNED_EXPIRES
 
 SCHEME = "AWS"
 
@@ -289,6 +296,12 @@ def _query_claim(request: RequestView, now: float) -> _Claim:
             "AccessDenied",
             "Request has expired",
             extra={"Expires": format_iso(expires), "ServerTime": format_iso(now)},
+        )
+    if expires - now > MAX_PRESIGNED_EXPIRES:
+        raise AuthError(
+            "AccessDenied",
+            f"Expires must be at most {MAX_PRESIGNED_EXPIRES} seconds (a week) from now",
+            extra={"ServerTime": format_iso(now)},  # no ISO form for an Expires past 9999
         )
     # A '+' left unencoded in the base64 signature arrives as a space; base64 has no spaces.
     signature = params["Signature"].replace(" ", "+")

@@ -152,6 +152,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         region=config.server.region,
         domain=config.server.domain,
         access_log=config.server.access_log,
+        sigv2=config.server.sigv2,
     )
     observer = Observer(node.meta, node.tiers, node.maintenance, domain=config.server.domain)
     admin: AdminApi | PrimaryForwarder

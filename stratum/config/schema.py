@@ -124,6 +124,16 @@ class ServerConfig:
             secret=True,
         ),
     )
+    sigv2: bool = field(
+        metadata=_key(
+            True,
+            BOOL,
+            "Accept AWS Signature Version 2 (the Authorization: AWS header and AWSAccessKeyId"
+            " presigned URLs, whose Expires may be at most a week ahead). false: refuse it"
+            " (400 InvalidRequest, as AWS regions without SigV2 answer); clients must sign with"
+            " SigV4 (boto3 presigns with SigV2 in us-east-1 unless told signature_version=s3v4).",
+        )
+    )
     log_format: str = field(
         metadata=_key(
             "text",

@@ -32,6 +32,7 @@ class ApiSettings:
     region: str
     domain: str
     access_log: bool = True
+    sigv2: bool = True  # accept Signature Version 2 ([server] sigv2)
 
 
 @dataclass

@@ -183,6 +183,7 @@ class S3Server:
                 region=self.settings.region,
                 now=self.clock.now(),
                 virtual_bucket=virtual_host_bucket(request.host, self.settings.domain),
+                allow_sigv2=self.settings.sigv2,
             )
             if signed is None:  # anonymous: no bucket is public
                 raise S3Error("AccessDenied")

@@ -53,8 +53,12 @@ class AdminApi:
     def _authorize(self, request: web.Request, query: list[tuple[str, str]]) -> None:
         raw_path = request.raw_path.partition("?")[0]
         view = auth.RequestView.from_wire(request.method, raw_path, query, request.headers.items())
-        signed = auth.authenticate(
-            view, user_secrets(self.users), region=self.region, now=self.clock.now()
+        signed = auth.authenticate(  # the CLI signs with SigV4: no SigV2 here
+            view,
+            user_secrets(self.users),
+            region=self.region,
+            now=self.clock.now(),
+            allow_sigv2=False,
         )
         if signed is None:
             raise S3Error("AccessDenied")

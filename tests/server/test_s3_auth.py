@@ -13,6 +13,7 @@ import os
 import xml.etree.ElementTree as ET
 import zlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -24,7 +25,7 @@ from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.server.conftest import RunningServer
+from tests.server.conftest import RunningServer, start_server
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
 TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
@@ -274,6 +275,43 @@ def test_presigned_expires_beyond_a_week(
         "get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=604801
     )
     assert code_of(requests.get(boto_url, timeout=10)) == "AuthorizationQueryParametersError"
+
+
+def test_sigv2_presigned_url_expires_within_a_week(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    params = {"Bucket": bucket, "Key": "k"}
+    ok = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=6 * 86400)
+    assert "AWSAccessKeyId=" in ok
+    assert requests.get(ok, timeout=10).content == b"x"
+    far = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=8 * 86400)
+    response = requests.get(far, timeout=10)
+    assert response.status_code == 403
+    assert code_of(response) == "AccessDenied"
+    assert "at most 604800 seconds" in (ET.fromstring(response.content).findtext("Message") or "")
+
+
+def test_sigv2_can_be_turned_off(tmp_path: Path) -> None:
+    config = tmp_path / "stratum.toml"
+    config.write_text(f'[server]\nsigv2 = false\n[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    server = start_server(tmp_path / "data", config=config)
+    try:
+        v2 = server.client(signature_version="s3")
+        with pytest.raises(ClientError) as refused:
+            v2.create_bucket(Bucket="sigv2")
+        assert error_of(refused) == (400, "InvalidRequest")
+        assert "AWS4-HMAC-SHA256" in refused.value.response["Error"]["Message"]
+        v4 = server.client(signature_version="s3v4")
+        v4.create_bucket(Bucket="sigv4")
+        v4.put_object(Bucket="sigv4", Key="k", Body=b"x")
+        url = server.client().generate_presigned_url(
+            "get_object", Params={"Bucket": "sigv4", "Key": "k"}
+        )
+        assert "AWSAccessKeyId=" in url
+        response = requests.get(url, timeout=10)
+        assert (response.status_code, code_of(response)) == (400, "InvalidRequest")
+        v4.delete_object(Bucket="sigv4", Key="k")
+    finally:
+        assert server.stop() == 0, "".join(server.output[-30:])
 
 
 def test_presigned_url_for_another_region(server: RunningServer, bucket: str) -> None:

@@ -131,7 +131,7 @@ def test_every_key_appears_in_the_default_file() -> None:
         assert len(line) <= 100
         if line.startswith("["):
             current = line.strip("[]")
-        elif re.match(r"(# )?[a-z_]+ = ", line):
+        elif re.match(r"(# )?[a-z_0-9]+ = ", line):
             sections.setdefault(current, []).append(line)
     for doc in iter_keys():
         expected = f"{'# ' if doc.inherits else ''}{doc.name} = {doc.default}"

@@ -38,6 +38,7 @@ from stratum.auth import (
     is_anonymous,
     sigv2,
 )
+from stratum.auth.sigv4 import MAX_PRESIGNED_EXPIRES
 from stratum.s3 import router
 from stratum.s3.errors import S3Error, as_s3_error
 
@@ -271,7 +272,7 @@ def test_botocore_header_signed_requests_verify_and_tampering_fails(
     bare_empty=st.booleans(),
     meta=st.dictionaries(meta_names, meta_values, max_size=2),
     content=optional_content,
-    expires=st.integers(1, 10**7),
+    expires=st.integers(1, MAX_PRESIGNED_EXPIRES),
     access_key=access_keys,
     secret=secrets_text,
 )
@@ -760,6 +761,40 @@ def test_incomplete_query_auth(query: list[tuple[str, str]]) -> None:
 def test_invalid_expires(presigned_get: RequestView, expires: str) -> None:
     error = refused(with_query(presigned_get, "Expires", expires), "AccessDenied", 403)
     assert error.text == f"Invalid date (should be seconds since epoch): {expires}"
+
+
+@pytest.mark.parametrize("ahead", [MAX_PRESIGNED_EXPIRES + 1, 10 * 365 * 86400, 10**12 - 1 - NOW])
+def test_presigned_url_expiring_beyond_a_week_is_refused(ahead: float) -> None:
+    """AWS takes any Expires; here a week ahead at most, SigV4's limit (403, as s3-tests
+    expects of an over-long SigV4 URL), so a leaked URL dies within a week."""
+    view = presign("GET", f"{ENDPOINT}/bucket/key", expires=int(ahead))
+    error = refused(view, "AccessDenied", 403)
+    assert error.text == "Expires must be at most 604800 seconds (a week) from now"
+    assert error.extra["ServerTime"] == "2024-05-17T12:34:56Z"
+    # the limit counts from now: the same URL is good once its Expires is a week away
+    later = NOW + ahead - MAX_PRESIGNED_EXPIRES
+    assert check(view, now=later) == AuthResult(ACCESS_KEY, UNSIGNED, presigned=True)
+    edge = presign("GET", f"{ENDPOINT}/bucket/key", expires=MAX_PRESIGNED_EXPIRES)
+    assert check(edge).presigned
+
+
+def test_sigv2_can_be_refused_altogether(
+    signed_get: RequestView, presigned_get: RequestView
+) -> None:
+    for view in (signed_get, presigned_get):
+        assert authenticate(view, lookup, region="us-east-1", now=NOW, allow_sigv2=True)
+        with pytest.raises(AuthError) as info:
+            authenticate(view, lookup, region="us-east-1", now=NOW, allow_sigv2=False)
+        error = as_s3_error(info.value)
+        assert (error.code, error.status) == ("InvalidRequest", 400)
+        assert error.message == (
+            "The authorization mechanism you have provided is not supported. "
+            "Please use AWS4-HMAC-SHA256."
+        )
+    # before any signature check: a wrong signature gets the same answer
+    bad = with_query(presigned_get, "Signature", "AAAA")
+    with pytest.raises(AuthError, match="InvalidRequest"):
+        authenticate(bad, lookup, region="us-east-1", now=NOW, allow_sigv2=False)
 
 
 def test_expired_presigned_url(presigned_get: RequestView) -> None:
