@@ -33,7 +33,13 @@ from stratum.pool import PoolError, tier_pool
 from stratum.service.multipart import MultipartService
 from stratum.service.objects import ObjectService
 from stratum.service.readers import ReadingTable, clear_tables, table_path, volumes_being_read
-from stratum.service.users import RootCredentials, UserDirectory, load_root_credentials
+from stratum.service.user_secrets import UserSecrets
+from stratum.service.users import (
+    RootCredentials,
+    UserDirectory,
+    load_root_credentials,
+    record_root_in_use,
+)
 from stratum.tiering.engine import TierEngine
 from stratum.util.clock import Clock, SystemClock
 
@@ -118,7 +124,9 @@ class Node:
             max_object_size=config.storage.max_object_size,
         )
         multipart = MultipartService(service, expiry=config.storage.multipart_expiry)
-        users = UserDirectory(meta, root.user)
+        users = UserDirectory(meta, root.user, UserSecrets(data_dir))
+        if not worker:
+            users.seal_plaintext()
         maintenance = Maintenance(
             service, clock, interval=config.scrub.interval, rate=config.scrub.rate
         )
@@ -171,6 +179,9 @@ class Node:
         await self.maintenance.start(scheduled=background)
         if not background:
             return
+        loop = asyncio.get_running_loop()
+        data_dir = self.config.storage.data_dir
+        await loop.run_in_executor(self.executor, record_root_in_use, data_dir, self.root)
         await self.multipart.start()
         await self.tiering.start()
         # Imported here, as snapshots below: only the primary runs them, and modules a

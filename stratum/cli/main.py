@@ -12,10 +12,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratum import __version__
 from stratum.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from stratum.service.users import UserDirectory
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -41,12 +44,38 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("access_key")
     add.add_argument("secret_key")
     add.add_argument("--display-name", default="")
+    add.add_argument(
+        "--id",
+        default="",
+        metavar="CANONICAL_ID",
+        help="owner id to adopt (64 hex), e.g. one recover-metadata reports lost; default: new",
+    )
     _common(add)
+    secret = user_sub.add_parser("secret", help="give a user a new secret key")
+    secret.add_argument("access_key")
+    secret.add_argument("secret_key")
+    secret.add_argument(
+        "--new-key",
+        action="store_true",
+        help="seal it with a new key file even though other users' secrets need a lost one",
+    )
+    _common(secret)
     lst = user_sub.add_parser("list", help="list users")
     lst.add_argument("--json", action="store_true")
     _common(lst)
-    rm = user_sub.add_parser("remove", help="remove a user")
+    rm = user_sub.add_parser(
+        "remove", help="remove a user (refused while it owns buckets, unless told what to do)"
+    )
     rm.add_argument("access_key")
+    heirs = rm.add_mutually_exclusive_group()
+    heirs.add_argument(
+        "--to", default="", metavar="ACCESS_KEY", help="give the user's buckets to this user"
+    )
+    heirs.add_argument(
+        "--delete-buckets",
+        action="store_true",
+        help="delete the user's buckets and every object in them",
+    )
     _common(rm)
 
     scrub = sub.add_parser("scrub", help="verify and repair stored data now")
@@ -229,28 +258,41 @@ def _snapshot(config: Config, data: bool) -> int:
 
 def _user(args: argparse.Namespace) -> int:
     from stratum.meta.store import MetaStore
-    from stratum.service.users import UserDirectory, load_root_credentials
+    from stratum.service.user_secrets import UserSecrets
+    from stratum.service.users import UserDirectory, load_root_credentials, root_in_use
+    from stratum.util.keyfile import KeyFileError
 
     config = load(args)
     data_dir = config.storage.data_dir
     meta = MetaStore(data_dir / "meta")
     meta.open()
     try:
-        root = load_root_credentials(data_dir, config.server.access_key, config.server.secret_key)
-        users = UserDirectory(meta, root.user)
+        own = load_root_credentials(data_dir, config.server.access_key, config.server.secret_key)
+        users = UserDirectory(meta, root_in_use(data_dir, own), UserSecrets(data_dir))
+        users.seal_plaintext()
         if args.user_command == "add":
             try:
-                user = users.add(args.access_key, args.secret_key, args.display_name, time.time())
-            except ValueError as exc:
+                user = users.add(
+                    args.access_key,
+                    args.secret_key,
+                    args.display_name,
+                    time.time(),
+                    canonical_id=args.id,
+                )
+            except (ValueError, KeyFileError) as exc:
                 print(f"stratum: {exc}", file=sys.stderr)
                 return 1
             print(f"added {user.access_key} ({user.display_name}) id={user.canonical_id}")
             return 0
         if args.user_command == "remove":
-            if not users.remove(args.access_key):
-                print(f"stratum: no user {args.access_key}", file=sys.stderr)
+            return _remove_user(users, args)
+        if args.user_command == "secret":
+            try:
+                users.set_secret(args.access_key, args.secret_key, new_key=args.new_key)
+            except (ValueError, KeyFileError) as exc:
+                print(f"stratum: {exc}", file=sys.stderr)
                 return 1
-            print(f"removed {args.access_key}")
+            print(f"new secret for {args.access_key}")
             return 0
         rows = [
             {"access_key": u.access_key, "display_name": u.display_name, "id": u.canonical_id}
@@ -264,3 +306,30 @@ def _user(args: argparse.Namespace) -> int:
         return 0
     finally:
         meta.close()
+
+
+def _remove_user(users: UserDirectory, args: argparse.Namespace) -> int:
+    from stratum.service.user_removal import NoSuchUser, UserOwnsBuckets, remove_user
+
+    try:
+        removal = remove_user(
+            users, args.access_key, to=args.to, delete_buckets=args.delete_buckets
+        )
+    except UserOwnsBuckets as exc:
+        print(f"stratum: {exc}", file=sys.stderr)
+        return 2
+    except (NoSuchUser, ValueError, RuntimeError) as exc:
+        print(f"stratum: {exc.args[0]}", file=sys.stderr)
+        return 1
+    print(f"removed {removal.access_key}")
+    if removal.buckets and removal.heir:
+        print(
+            f"{len(removal.buckets)} bucket(s) now owned by {removal.heir}: "
+            f"{', '.join(removal.buckets)} ({removal.objects} object(s) took its id)"
+        )
+    elif removal.buckets:
+        print(
+            f"deleted {len(removal.buckets)} bucket(s) and {removal.objects} object(s): "
+            f"{', '.join(removal.buckets)}; the server frees their data as it collects garbage"
+        )
+    return 0

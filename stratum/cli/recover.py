@@ -134,9 +134,19 @@ def render(report: RecoveryReport, *, now: float) -> str:
     if r.lost_owners:
         lines.append(
             f"  users lost ({len(r.lost_owners)}): their keys are not on the disks. Re-add each "
-            "with `stratum user add` and the SAME access key: it gets the same owner id back."
+            "with `stratum user add ACCESS_KEY SECRET_KEY --id OWNER_ID`: it owns its buckets "
+            "again."
         )
         _listed(lines, [f"owner {o} owns {', '.join(b)}" for o, b in r.lost_owners.items()])
+    if r.users_locked:
+        held = f"holds key {r.users_key_held}" if r.users_key_held else "is missing"
+        lines.append(
+            f"  users who cannot sign in ({len(r.users_locked)}): their secrets are sealed with "
+            f"key {r.users_key_needed} and {r.users_key_file} {held}. Put that file back (from a "
+            "backup of the data directory) before starting the server; if it is lost for good, "
+            "give each a new secret: `stratum user secret ACCESS_KEY NEW_SECRET --new-key`."
+        )
+        _listed(lines, r.users_locked)
     if len(lines) == before:
         lines.append("  nothing")
     if r.uploads_dropped:

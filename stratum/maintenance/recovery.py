@@ -32,9 +32,11 @@ The rebuild:
    A winner that cannot be read keeps its key when a location can be built (reads fail
    until the missing shards come back, and the start-up sweep leaves its shards alone);
    otherwise its key is reported lost. Older versions never stand in for it.
-3. With a backup (:mod:`stratum.maintenance.backups`, the newest copy on any disk), users,
-   buckets, in-flight state (``info``) and the object records of unchanged keys come from
-   it; a volume the backup had retired, or older than the backup's version of its key, is
+3. With a backup (:mod:`stratum.maintenance.backups`, the newest copy on any disk), users
+   (their secrets sealed with ``<data_dir>/user-secrets.key``, which stays: the report names
+   the users whose secrets need a key the data directory does not hold), buckets,
+   in-flight state (``info``) and the object records of unchanged keys come from it; a
+   volume the backup had retired, or older than the backup's version of its key, is
    garbage. A *small* volume older than the backup (less :data:`SMALL_PUT_MARGIN`, the
    time such a PUT may take to commit) that the backup does not know was deleted before
    it. Large volumes are never judged by age: a slow upload started before the backup may
@@ -81,10 +83,12 @@ from stratum.maintenance.recovery_plan import Plan, plan_recovery
 from stratum.maintenance.recovery_report import RecoveryReport
 from stratum.maintenance.recovery_scan import FirstSeen, assemble, scan_disk
 from stratum.meta import catalog
-from stratum.meta.records import VolumeRecord
+from stratum.meta.records import UserRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
+from stratum.service.user_secrets import UserSecrets, sealed_key_id
 from stratum.service.users import ROOT_FILE
 from stratum.util.fsio import fsync_dir
+from stratum.util.keyfile import KeyFileError
 
 WRITE_BATCH = 5000
 
@@ -150,6 +154,20 @@ def _root_id(data_dir: Path) -> str:
         return ""
 
 
+def _check_user_key(users: Sequence[UserRecord], data_dir: Path, report: RecoveryReport) -> None:
+    """Whether the users' sealed secrets open with the data directory's key file."""
+    secrets = UserSecrets(data_dir)
+    try:
+        held = secrets.key_id() or ""
+    except KeyFileError:
+        held = "unreadable"
+    needed = {u.access_key: sealed_key_id(u.sealed_secret) for u in users if u.sealed_secret}
+    report.users_locked = sorted(k for k, key_id in needed.items() if key_id != held)
+    report.users_key_needed = ", ".join(sorted({needed[k] for k in report.users_locked}))
+    report.users_key_file = str(secrets.path)
+    report.users_key_held = held
+
+
 def _open_backup(paths: Sequence[Path], report: RecoveryReport) -> BackupView | None:
     for copy in find_backups(paths):
         try:
@@ -190,6 +208,7 @@ def recover(config: Config, *, dry_run: bool = False, now: float | None = None) 
                 backup.close()
         report = plan.report
         report.dry_run = dry_run
+        _check_user_key(plan.users, data_dir, report)
         report.disks = [f"{d.path} ({d.tier})" for d in disks]
         report.disk_problems = problems + [
             f"{d.path}: its id {d.disk_id} (from the backup) is kept for the shards it held"

@@ -57,6 +57,11 @@ class RecoveryReport:
     uploads_dropped: list[DroppedUpload] = field(default_factory=list)
     lost_owners: dict[str, list[str]] = field(default_factory=dict)  # owner id -> buckets
     root_id: str = ""
+    # users whose secrets are sealed with a key the data directory lacks, and what it holds
+    users_locked: list[str] = field(default_factory=list)
+    users_key_needed: str = ""  # the key id(s) they need
+    users_key_file: str = ""
+    users_key_held: str = ""  # the id of the key file's key; "" when there is none
     store: str = ""  # where the new store was written
     moved_aside: str = ""  # where the previous one went
 
@@ -70,4 +75,5 @@ class RecoveryReport:
             or self.missing_parts
             or self.reduced
             or self.lost_owners
+            or self.users_locked
         )

@@ -155,11 +155,18 @@ class VolumeRecord(Record):
 
 @dataclass
 class UserRecord(Record):
+    """A user other than root. Its secret is sealed (``sealed_secret``, format and key in
+    :mod:`stratum.service.user_secrets`); ``secret_key`` holds it in plaintext only in a
+    record written before secrets were sealed ("" once sealed, which every start does).
+    ``canonical_id`` is the owner id of its buckets: random for users added since ids stopped
+    being derived from the access key, the SHA-256 of ``stratum-user:<access key>`` before."""
+
     access_key: str
     secret_key: str
     canonical_id: str
     display_name: str
     created: float
+    sealed_secret: str = ""
 
 
 def _load_single(raw: bytes) -> Any:

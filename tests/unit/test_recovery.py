@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from stratum.cli.recover import render
 from stratum.config import Config, load_config
 from stratum.maintenance.backups import (
     BACKUP_DIR,
@@ -37,6 +38,7 @@ from stratum.node import Node
 from stratum.service import errors
 from stratum.service.multipart import CompletedPart
 from stratum.service.objects import PutOptions
+from stratum.service.user_secrets import KEY_FILE
 from stratum.tiering.policy import Decision
 from stratum.util.clock import ManualClock
 
@@ -322,9 +324,53 @@ async def test_reports_what_the_disks_cannot_give_back(env: Env) -> None:
         # The unreadable object keeps its key (and its shards survive the start-up sweep).
         assert node.service.head_object("b", "half-gone", root).volume.volume_id == large
         assert len(_shard_paths(env, large)) == 3
-        # Re-adding the user with the same access key gives the bucket back.
-        alice2 = node.users.add("ALICEKEY", "new-secret", "alice", env.clock.now())
+        # The same access key alone does not inherit the lost owner's bucket; the owner id
+        # the report names does.
+        stranger = node.users.add("ALICEKEY", "new-secret", "alice", env.clock.now())
+        with pytest.raises(errors.AccessDenied):
+            node.service.head_object("a-b", "x", stranger.canonical_id)
+        node.users.meta.write_sync(lambda tx: catalog.delete_user(tx, "ALICEKEY"))
+        lost_id = next(iter(report.lost_owners))
+        alice2 = node.users.add("ALICEKEY", "new-secret", "alice", 0.0, canonical_id=lost_id)
         assert (await _read(node, "a-b", "x", alice2.canonical_id))[1] == b"alice's"
+    finally:
+        await _close(node)
+
+
+async def test_users_come_back_sealed_and_the_report_says_when_their_key_is_missing(
+    env: Env,
+) -> None:
+    node = await _open(env)
+    try:
+        alice = node.users.add("ALICEKEY", "alice-secret", "alice", env.clock.now())
+        await node.service.create_bucket("alice-b", alice.canonical_id, "us-east-1")
+        assert node.backup is not None
+        assert not (await node.backup.backup_now()).failed
+    finally:
+        await _close(node)
+    copies = find_backups(env.disks)
+    assert len(copies) == DISKS
+    for copy in copies:  # a disk carried off holds no working key
+        assert b"alice-secret" not in (copy.path / "data.mdb").read_bytes()
+    _lose_store(env)
+    key = env.data_dir / KEY_FILE
+    saved = key.read_bytes()
+    key.unlink()
+
+    report = recover(env.config)
+
+    assert report.users == 1 and report.users_locked == ["ALICEKEY"]
+    assert not report.complete
+    text = render(report, now=time.time())
+    assert "users who cannot sign in (1)" in text
+    assert f"{key} is missing" in text and "Put that file back" in text
+    key.write_bytes(saved)
+    key.chmod(0o600)
+    node = await _open(env)
+    try:
+        user = node.users.lookup("ALICEKEY")
+        assert user is not None and user.secret_key == "alice-secret"
+        assert user.canonical_id == alice.canonical_id
     finally:
         await _close(node)
 

@@ -1,0 +1,194 @@
+"""Removing a user, and what becomes of its buckets (``stratum user remove``).
+
+A user who owns buckets is not removed silently: that would leave buckets nobody can reach.
+The caller chooses:
+
+- ``to``: the buckets (and the uploads in progress in them) go to another user, root
+  included, in the transaction that removes the user; then the object records, page by page,
+  take the new owner's id. An interruption there leaves some objects naming the old id, which
+  only listings show: access follows the bucket's owner.
+- ``delete_buckets``: the buckets' objects are deleted page by page (:data:`PAGE` keys a
+  transaction, so the server's requests are never held up long, whatever the bucket's size),
+  their volumes queued for the garbage collector, which frees the data on its next pass. The
+  last transaction removes the buckets, their unfinished uploads and the user at once, and
+  only when every bucket is empty: a user still writing gets another round, and after
+  :data:`ROUNDS` an error. An interruption leaves the user and its (fewer) objects: run the
+  command again.
+
+Runs beside a running server (each transaction is LMDB's; the server reads metadata per
+request). Blocking.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from stratum.meta import catalog, uploads
+from stratum.meta.records import BucketRecord, UserRecord
+from stratum.meta.store import MetaStore, Tx
+from stratum.service.users import UserDirectory
+
+PAGE = 1000
+ROUNDS = 3
+
+
+class NoSuchUser(LookupError):
+    def __init__(self, access_key: str) -> None:
+        super().__init__(f"no user {access_key}")
+        self.access_key = access_key
+
+
+class UserOwnsBuckets(Exception):
+    def __init__(self, access_key: str, buckets: list[str]) -> None:
+        shown = ", ".join(buckets[:10]) + (f" and {len(buckets) - 10} more" if buckets[10:] else "")
+        super().__init__(
+            f"user {access_key} owns {len(buckets)} bucket(s): {shown}. Give them to another "
+            "user with --to ACCESS_KEY, or delete them and their objects with --delete-buckets"
+        )
+        self.buckets = buckets
+
+
+@dataclass
+class Removal:
+    access_key: str
+    buckets: list[str] = field(default_factory=list)  # handed over or deleted
+    heir: str = ""  # the access key the buckets went to
+    objects: int = 0  # object records that took the heir's id, or were deleted
+
+
+def remove_user(
+    users: UserDirectory,
+    access_key: str,
+    *,
+    to: str = "",
+    delete_buckets: bool = False,
+    page: int = PAGE,
+) -> Removal:
+    """Remove the user with ``access_key`` (see the module's docstring).
+
+    Raises :class:`NoSuchUser`, :class:`UserOwnsBuckets` (neither ``to`` nor
+    ``delete_buckets`` given), ``ValueError`` for a request that makes no sense.
+    """
+    if to and delete_buckets:
+        raise ValueError("either hand the buckets over (--to) or delete them, not both")
+    if access_key == users.root.access_key:
+        raise ValueError("the root user cannot be removed")
+    user = users.meta.read(lambda tx: catalog.get_user(tx, access_key))
+    if user is None:
+        raise NoSuchUser(access_key)
+    if to:
+        return _hand_over(users, user, to, page)
+    if delete_buckets:
+        return _delete_buckets(users.meta, user, page)
+
+    def remove(tx: Tx) -> None:
+        _still(tx, user)
+        owned = _owned(tx, user.canonical_id)
+        if owned:
+            raise UserOwnsBuckets(access_key, [b.name for b in owned])
+        catalog.delete_user(tx, access_key)
+
+    users.meta.write_sync(remove)
+    return Removal(access_key)
+
+
+def _owned(tx: Tx, owner_id: str) -> list[BucketRecord]:
+    return [b for b in catalog.list_buckets(tx) if b.owner_id == owner_id]
+
+
+def _still(tx: Tx, user: UserRecord) -> None:
+    """The user is still there, and still the same user (not removed and added again)."""
+    current = catalog.get_user(tx, user.access_key)
+    if current is None or current.canonical_id != user.canonical_id:
+        raise NoSuchUser(user.access_key)
+
+
+def _hand_over(users: UserDirectory, user: UserRecord, to: str, page: int) -> Removal:
+    if to == user.access_key:
+        raise ValueError("a user cannot hand its buckets to itself")
+    root = users.root
+    heir_record = None
+    if to != root.access_key:
+        heir_record = users.meta.read(lambda tx: catalog.get_user(tx, to))
+        if heir_record is None:
+            raise NoSuchUser(to)
+    heir_id = root.canonical_id if heir_record is None else heir_record.canonical_id
+    old_id = user.canonical_id
+
+    def hand(tx: Tx) -> list[str]:
+        _still(tx, user)
+        if heir_record is not None:
+            _still(tx, heir_record)
+        owned = _owned(tx, old_id)
+        for bucket in owned:
+            catalog.put_bucket(tx, replace(bucket, owner_id=heir_id))
+            for upload in uploads.uploads_in_bucket(tx, bucket.name):
+                if upload.owner_id == old_id:
+                    uploads.put_upload(tx, replace(upload, owner_id=heir_id))
+        catalog.delete_user(tx, user.access_key)
+        return [b.name for b in owned]
+
+    names = users.meta.write_sync(hand)
+
+    def reown(bucket: str, after: str, tx: Tx) -> tuple[int, str | None]:
+        listed = catalog.list_objects(tx, bucket, start_after=after, max_keys=page)
+        changed = 0
+        for record in listed.objects:
+            if record.owner_id == old_id:
+                record.owner_id = heir_id
+                catalog.put_object(tx, bucket, record)
+                changed += 1
+        return changed, listed.next_marker
+
+    objects = sum(_pages(users.meta, name, reown) for name in names)
+    return Removal(user.access_key, names, heir=to, objects=objects)
+
+
+def _pages(
+    meta: MetaStore, bucket: str, act: Callable[[str, str, Tx], tuple[int, str | None]]
+) -> int:
+    """Run ``act`` on one page after another (a transaction each) until it names no next
+    key; the sum of its counts."""
+    total, after = 0, ""
+    while True:
+        count, marker = meta.write_sync(functools.partial(act, bucket, after))
+        total += count
+        if marker is None:
+            return total
+        after = marker
+
+
+def _delete_buckets(meta: MetaStore, user: UserRecord, page: int) -> Removal:
+    def delete_page(bucket: str, _after: str, tx: Tx) -> tuple[int, str | None]:
+        listed = catalog.list_objects(tx, bucket, max_keys=page)
+        for record in listed.objects:
+            catalog.delete_object(tx, bucket, record.key)
+            catalog.retire_volume(tx, record.volume_id)
+        return len(listed.objects), "" if listed.objects else None  # from the start again
+
+    def finish(tx: Tx) -> list[str] | None:
+        _still(tx, user)
+        owned = _owned(tx, user.canonical_id)
+        if not all(catalog.bucket_is_empty(tx, b.name) for b in owned):
+            return None  # written to meanwhile: another round
+        for bucket in owned:
+            for upload in uploads.uploads_in_bucket(tx, bucket.name):
+                for part in uploads.delete_upload(tx, bucket.name, upload.upload_id):
+                    catalog.retire_volume(tx, part.volume_id)
+            catalog.delete_bucket(tx, bucket.name)
+        catalog.delete_user(tx, user.access_key)
+        return [b.name for b in owned]
+
+    deleted = 0
+    for _round in range(ROUNDS):
+        names = meta.read(lambda tx: [b.name for b in _owned(tx, user.canonical_id)])
+        deleted += sum(_pages(meta, name, delete_page) for name in names)
+        done = meta.write_sync(finish)
+        if done is not None:
+            return Removal(user.access_key, done, objects=deleted)
+    raise RuntimeError(
+        f"user {user.access_key} kept writing to its buckets while they were emptied "
+        f"({deleted} objects deleted so far): try again"
+    )
