@@ -11,7 +11,7 @@ from stratum.meta.store import MetaStore
 
 
 @pytest.fixture
-def meta_store(tmp_path: Path) -> Iterator[MetaStore]:
+def store(tmp_path: Path) -> Iterator[MetaStore]:
     """A real, empty LMDB metadata store in ``tmp_path / "meta"``."""
     store = MetaStore(tmp_path / "meta")
     store.open()

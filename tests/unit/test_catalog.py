@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,6 @@ from hypothesis import strategies as st
 from stratum.meta import catalog
 from stratum.meta.records import BucketRecord, ObjectRecord, RecordError, VolumeRecord
 from stratum.meta.store import MetaStore
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[MetaStore]:
-    s = MetaStore(tmp_path / "meta")
-    s.open()
-    yield s
-    s.close()
 
 
 def _obj(key: str) -> ObjectRecord:

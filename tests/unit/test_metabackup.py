@@ -4,22 +4,11 @@ disk that comes back online gets the copy it missed."""
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from stratum.maintenance.backups import BACKUP_DIR, MetaBackup, find_backups, write_backups
 from stratum.meta.store import MetaStore
 from stratum.util.clock import ManualClock
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[MetaStore]:
-    meta = MetaStore(tmp_path / "meta")
-    meta.open()
-    yield meta
-    meta.close()
 
 
 def _disks(tmp_path: Path, n: int) -> list[Path]:

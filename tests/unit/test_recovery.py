@@ -11,7 +11,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -384,29 +384,19 @@ async def test_refuses_while_a_server_holds_the_disks(env: Env) -> None:
         await _close(node)
 
 
-@pytest.fixture
-def meta_store(tmp_path: Path) -> Iterator[MetaStore]:
-    store = MetaStore(tmp_path / "meta")
-    store.open()
-    yield store
-    store.close()
-
-
-def test_backup_replaces_the_previous_copy_atomically(
-    tmp_path: Path, meta_store: MetaStore
-) -> None:
+def test_backup_replaces_the_previous_copy_atomically(tmp_path: Path, store: MetaStore) -> None:
     disks = [tmp_path / f"d{i}" for i in range(3)]
     for disk in disks[:2]:
         disk.mkdir()
         (disk / "stratum-disk.json").write_text("{}")
-    first = write_backups(meta_store, disks, 100.0, 1)
+    first = write_backups(store, disks, 100.0, 1)
     assert first.written == tuple(disks[:2]) and str(disks[2]) in first.failed
     assert not disks[2].exists(), "a missing disk is never created"
     # A crash between the renames of a later run: the previous copy is put back first.
     os.rename(disks[0] / BACKUP_DIR, disks[0] / PREV_DIR)
     (disks[0] / f"{BACKUP_DIR}.tmp-5").mkdir()  # an incomplete copy: no stamp
     assert [c.created for c in find_backups(disks)] == [100.0, 100.0]
-    second = write_backups(meta_store, disks, 200.0, 2)
+    second = write_backups(store, disks, 200.0, 2)
     assert second.written == tuple(disks[:2])
     for disk in disks[:2]:
         assert sorted(p.name for p in disk.iterdir()) == [BACKUP_DIR, "stratum-disk.json"]
@@ -415,18 +405,18 @@ def test_backup_replaces_the_previous_copy_atomically(
     assert [c.created for c in find_backups(disks)] == [200.0, 200.0]
 
 
-async def test_backups_follow_the_injected_clock(tmp_path: Path, meta_store: MetaStore) -> None:
+async def test_backups_follow_the_injected_clock(tmp_path: Path, store: MetaStore) -> None:
     disk = tmp_path / "disk"
     disk.mkdir()
     (disk / "stratum-disk.json").write_text("{}")
     clock = ManualClock(1000.0)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        backup = MetaBackup(meta_store, [disk], clock, interval=10, executor=pool, first_delay=0)
+        backup = MetaBackup(store, [disk], clock, interval=10, executor=pool, first_delay=0)
         await backup.start()
         try:
             await _until(lambda: backup.last is not None)
             assert backup.last is not None and backup.last.created == 1000.0
-            await meta_store.write(lambda tx: tx.put("info", b"x", b"1"))
+            await store.write(lambda tx: tx.put("info", b"x", b"1"))
             await asyncio.sleep(1.5)  # a tick or more: not due yet on the clock
             assert backup.last.created == 1000.0
             clock.advance(10)

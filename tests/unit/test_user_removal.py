@@ -27,8 +27,8 @@ KEYS = ["a", "b", "c", "d", LONG, LONG + "2"]
 
 
 @pytest.fixture
-def meta(meta_store: MetaStore) -> MetaStore:
-    return meta_store
+def meta(store: MetaStore) -> MetaStore:
+    return store
 
 
 @pytest.fixture

@@ -37,8 +37,8 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def meta(meta_store: MetaStore) -> MetaStore:
-    return meta_store  # in data_dir / "meta"
+def meta(store: MetaStore) -> MetaStore:
+    return store  # in data_dir / "meta"
 
 
 def directory(meta: MetaStore, data_dir: Path) -> UserDirectory:
