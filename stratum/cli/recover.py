@@ -139,7 +139,9 @@ def render(report: RecoveryReport, *, now: float) -> str:
         )
         _listed(lines, [f"owner {o} owns {', '.join(b)}" for o, b in r.lost_owners.items()])
     if r.users_locked:
-        held = f"holds key {r.users_key_held}" if r.users_key_held else "is missing"
+        held = {"": "is missing", "unreadable": "cannot be read"}.get(
+            r.users_key_held, f"holds key {r.users_key_held}"
+        )
         lines.append(
             f"  users who cannot sign in ({len(r.users_locked)}): their secrets are sealed with "
             f"key {r.users_key_needed} and {r.users_key_file} {held}. Put that file back (from a "

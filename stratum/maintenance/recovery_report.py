@@ -61,7 +61,7 @@ class RecoveryReport:
     users_locked: list[str] = field(default_factory=list)
     users_key_needed: str = ""  # the key id(s) they need
     users_key_file: str = ""
-    users_key_held: str = ""  # the id of the key file's key; "" when there is none
+    users_key_held: str = ""  # the id of the key file's key; "" none, "unreadable"
     store: str = ""  # where the new store was written
     moved_aside: str = ""  # where the previous one went
 

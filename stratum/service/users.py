@@ -45,6 +45,7 @@ from stratum.meta.records import UserRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.service.user_secrets import SealedSecretError, UserSecrets, sealed_key_id
 from stratum.util.fsio import fsync_dir, write_file_durably
+from stratum.util.keyfile import KeyFileError
 
 log = logging.getLogger("stratum.users")
 
@@ -277,21 +278,23 @@ class UserDirectory:
     def seal_plaintext(self) -> int:
         """Seal the secrets of records that hold them in plaintext; how many (blocking).
 
-        Not when existing sealed secrets need a key that is missing: it is logged, and the
-        plaintext records wait for the key to be restored."""
+        Not when existing sealed secrets need a key that is missing, nor when the key file
+        cannot be read: it is logged, and the plaintext records wait for the key file."""
         records = self.meta.read(catalog.list_users)
         plain = [r for r in records if r.secret_key]
         if not plain:
             return 0
         try:
             self._refuse_another_key(records)
-        except ValueError as exc:
+            sealed = [
+                replace(
+                    r, secret_key="", sealed_secret=self.secrets.seal(r.access_key, r.secret_key)
+                )
+                for r in plain
+            ]
+        except (ValueError, KeyFileError) as exc:
             log.error("secrets of %d user(s) left unsealed: %s", len(plain), exc)
             return 0
-        sealed = [
-            replace(r, secret_key="", sealed_secret=self.secrets.seal(r.access_key, r.secret_key))
-            for r in plain
-        ]
 
         def seal(tx: Tx) -> int:
             count = 0

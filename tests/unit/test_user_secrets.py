@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import stat
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from stratum.service.users import (
     record_root_in_use,
     root_in_use,
 )
+from stratum.util.keyfile import KeyFileError
 
 SECRET = "alice-secret-0123456789"
 ROOT = User("ROOTKEY", "root-secret-key", "f" * 64, "root")
@@ -165,3 +167,33 @@ def test_commands_show_the_root_key_the_server_took_from_its_environment(
     record_root_in_use(data_dir, own)
     assert not (data_dir / IN_USE_FILE).exists()
     assert root_in_use(data_dir, own) == own.user
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_a_key_file_made_by_root_belongs_to_the_data_directory_owner(data_dir: Path) -> None:
+    """`sudo stratum user add` beside a server running as its own user: the server must be able
+    to read the key the command created."""
+    os.chown(data_dir, 4242, 4243)
+    UserSecrets(data_dir).seal("ALICEKEY", SECRET)
+    key = (data_dir / KEY_FILE).stat()
+    assert (key.st_uid, key.st_gid, stat.S_IMODE(key.st_mode)) == (4242, 4243, 0o600)
+    assert not [p.name for p in data_dir.iterdir() if p.name.startswith(".")], "no temp file left"
+
+
+def test_an_unreadable_key_file_refuses_the_user_and_nothing_else(
+    meta: MetaStore, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory(meta, data_dir).add("ALICEKEY", SECRET, "alice", 1.0)
+    old = UserRecord("OLDKEY", SECRET, canonical_id_for("OLDKEY"), "old", 1.0)
+    meta.write_sync(lambda tx: catalog.put_user(tx, old))
+    key = data_dir / KEY_FILE
+    key.rename(data_dir / "key-aside")
+    key.mkdir()  # what a process that cannot read the file meets too: an OSError
+    users = directory(meta, data_dir)
+    with caplog.at_level(logging.ERROR, "stratum.users"):
+        assert users.lookup("ALICEKEY") is None
+        assert users.seal_plaintext() == 0
+    assert caplog.text.count("cannot read it") == 2
+    assert users.lookup("OLDKEY") == User("OLDKEY", SECRET, old.canonical_id, "old")
+    with pytest.raises(KeyFileError, match="cannot read it"):
+        users.add("CAROLKEY", "carol-secret", "carol", 1.0)
