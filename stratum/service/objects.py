@@ -27,7 +27,15 @@ import functools
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -38,6 +46,7 @@ from stratum.meta.catalog import ListPage
 from stratum.meta.records import RECENT_READS, BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.service import errors
+from stratum.service.gc_retries import DeleteRetries
 from stratum.service.ids import new_volume_id
 from stratum.service.readers import ReadingTable
 from stratum.util.clock import Clock
@@ -164,6 +173,7 @@ class ObjectService:
         self.reading_table: ReadingTable | None = None
         self.flush_peers: Callable[[], Awaitable[None]] | None = None  # the workers' batches
         self._retired_seen: dict[str, float] = {}  # gc key -> clock time first seen
+        self._gc_retries = DeleteRetries(clock)  # garbage whose delete failed, to try again
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -294,12 +304,29 @@ class ObjectService:
 
         return self.meta.read(look)
 
-    async def read_volume(self, volume: VolumeRecord, start: int, end: int) -> AsyncIterator[bytes]:
-        """Stream bytes ``[start, end)`` of a volume; the volume is not freed meanwhile."""
+    @contextlib.contextmanager
+    def reading(self, volume: VolumeRecord) -> Iterator[None]:
+        """Keep ``volume`` from being freed while the block runs: a GET, a copy, a scrub's or
+        the healer's check. The collector skips the volumes counted here; in a worker process
+        the read is also entered in its table, which the primary's collector consults."""
         vid = volume.volume_id
         self._reading[vid] += 1
         slot = self.reading_table.enter(vid) if self.reading_table is not None else -1
         try:
+            yield
+        finally:
+            if self.reading_table is not None:
+                self.reading_table.leave(slot)
+            self._reading[vid] -= 1
+            if not self._reading[vid]:
+                del self._reading[vid]
+                if volume.layout == MULTI:
+                    for part in volume.location["parts"]:
+                        self.parent_of.pop(part["volume_id"], None)
+
+    async def read_volume(self, volume: VolumeRecord, start: int, end: int) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of a volume; the volume is not freed meanwhile."""
+        with self.reading(volume):
             tier = self.storage(volume.tier)
             if volume.layout != MULTI:
                 async for chunk in tier.read(volume.layout, volume.location, start, end):
@@ -308,7 +335,7 @@ class ObjectService:
             # A completed multipart upload: its parts' volumes, end to end.
             offset = 0
             for part in volume.location["parts"]:
-                self.parent_of[part["volume_id"]] = vid
+                self.parent_of[part["volume_id"]] = volume.volume_id
                 size = int(part["size"])
                 lo, hi = max(start, offset), min(end, offset + size)
                 if lo < hi:
@@ -319,15 +346,6 @@ class ObjectService:
                 offset += size
                 if offset >= end:
                     break
-        finally:
-            if self.reading_table is not None:
-                self.reading_table.leave(slot)
-            self._reading[vid] -= 1
-            if not self._reading[vid]:
-                del self._reading[vid]
-                if volume.layout == MULTI:
-                    for part in volume.location["parts"]:
-                        self.parent_of.pop(part["volume_id"], None)
 
     def list_objects(
         self,
@@ -639,23 +657,38 @@ class ObjectService:
         self._collector.wake()
 
     async def free_volume(self, volume: VolumeRecord) -> None:
-        tier = self.storage(volume.tier)
+        """Delete the data of a volume no metadata refers to (a failure is logged)."""
         try:
-            if volume.layout == MULTI:
-                for part in volume.location["parts"]:
-                    await tier.delete(part["layout"], part["location"])
-                if "manifest" in volume.location:
-                    await tier.delete("seg", volume.location["manifest"])
-            else:
-                await tier.delete(volume.layout, volume.location)
+            await self._delete_data(volume)
         except Exception:
             log.exception("could not free volume %s; it will be swept later", volume.volume_id)
+
+    async def _delete_data(self, volume: VolumeRecord) -> None:
+        """Raises the first error after trying every part (deleting again is harmless)."""
+        tier = self.storage(volume.tier)
+        if volume.layout != MULTI:
+            await tier.delete(volume.layout, volume.location)
+            return
+        pieces = [(part["layout"], part["location"]) for part in volume.location["parts"]]
+        if "manifest" in volume.location:
+            pieces.append(("seg", volume.location["manifest"]))
+        first: Exception | None = None
+        for layout, location in pieces:
+            try:
+                await tier.delete(layout, location)
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
 
     async def collect_garbage(self) -> int:
         """Free every retired volume not being read; return how many were freed.
 
         The whole queue, a page at a time: with a grace period (several processes) each
         entry waits from the pass that first saw it, so a long queue drains in one wait.
+        An entry whose data could not be deleted (a cold tier out of reach) stays queued and
+        is tried again later and later, while the entries after it go on being freed
+        (:mod:`stratum.service.gc_retries`).
         """
         freed = 0
         now = self.clock.now()
@@ -672,13 +705,20 @@ class ObjectService:
                 first = seen[gc_key] = self._retired_seen.get(gc_key, now)
                 if now - first < self.gc_grace or self._reading.get(volume.volume_id):
                     continue
+                if not self._gc_retries.may_try(gc_key, volume.tier):
+                    continue
                 if self.peers_reading is not None:
                     if elsewhere is None:
                         loop = asyncio.get_running_loop()
                         elsewhere = await loop.run_in_executor(None, self.peers_reading)
                     if volume.volume_id in elsewhere:
                         continue
-                await self.free_volume(volume)
+                try:
+                    await self._delete_data(volume)
+                except Exception as exc:
+                    self._gc_retries.failed(gc_key, volume.tier, exc)
+                    continue
+                self._gc_retries.succeeded(gc_key, volume.tier)
                 done.append(gc_key)
                 del seen[gc_key]
             if done:
@@ -688,4 +728,5 @@ class ObjectService:
                 await self.meta.write(functools.partial(_forget_all, gc_keys=done))
                 freed += len(done)
         self._retired_seen = seen
+        self._gc_retries.end_pass()
         return freed
