@@ -7,15 +7,21 @@
   ``info`` key ``scrub``, format version 1). ``scrub(throttle=False)`` runs a full pass
   at full speed for an operator; a bucket or key narrows it.
 - **Heal.** A read that had to work around a damaged shard or copy queues its volume;
-  the healer repairs queued volumes promptly, without waiting for the next scrub.
+  the healer repairs queued volumes promptly, without waiting for the next scrub, and
+  retries one it could not repair later and later (:mod:`stratum.maintenance.heal`).
 - **Disks.** Every few seconds each disk is probed. A disk that disappears or fails is
   marked offline: reads go on from the other shards, new shards go to the online disks,
   and new writes stop only when fewer than k+1 disks remain. A disk that comes back
   empty at the same path (a replaced disk) takes its old identity and is refilled by an
-  immediate full-speed scrub, during which it shows as "rebuilding".
+  immediate full-speed scrub, during which it shows as "rebuilding". A scrub asked for
+  probes the disks first, so a disk replaced since the last probe is taken back (its
+  layout recreated) before the pass writes to it.
 
-A repair may move a shard to another disk; the new location is committed only if the
-volume still has the location that was repaired (an overwrite meanwhile wins).
+A check holds its volume like a GET does (``ObjectService.reading``), so the garbage
+collector cannot free it meanwhile, and looks at the volume's record as it is once held: a
+volume deleted, overwritten or moved since the pass listed it is not reported as
+unrepaired. A repair may move a shard to another disk; the new location is committed only
+if the volume still has the location that was repaired (an overwrite meanwhile wins).
 """
 
 from __future__ import annotations
@@ -25,10 +31,9 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from stratum.block.disk import open_disk
@@ -36,6 +41,7 @@ from stratum.block.erasure import ECLocation
 from stratum.block.errors import StorageError
 from stratum.block.segments import SegLocation
 from stratum.block.tierstore import TierStore
+from stratum.maintenance.heal import Healer
 from stratum.meta import catalog
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import Tx
@@ -66,6 +72,12 @@ class ScrubPass:
     failures: list[str] = field(default_factory=list)  # "volume id: why", first ones
     scope: str = ""  # "" = everything, else "bucket" or "bucket/key"
 
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> ScrubPass:
+        """A pass as saved in the state (fields this version does not know are dropped)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
+
     def note_failure(self, volume_id: str, why: str) -> None:
         self.unrepaired += 1
         if len(self.failures) < MAX_LISTED_FAILURES:
@@ -89,10 +101,7 @@ class Maintenance:
         self.rate = rate
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []  # rebuilds under way
-        self._heal_queue: asyncio.Queue[str] = asyncio.Queue()
-        self._healer = Periodic(
-            "heal", self._heal_queued, interval=math.inf, log=log, what="healing"
-        )
+        self.healer = Healer(self.meta, clock, self.check_stored)
         self._prober = Periodic(
             "disks",
             self.probe_disks,
@@ -109,15 +118,15 @@ class Maintenance:
             log=log,
             what="scheduled scrub",
         )
-        self._queued: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._probe_lock = asyncio.Lock()
         self._throttle = True
         self.current: ScrubPass | None = None
         self.disk_states: dict[str, str] = {}
         self.rebuilding: set[str] = set()
         self.disk_errors: dict[str, int] = {}
-        self.healed = 0
         self.scheduled = True  # False in a worker process: see start()
+        self.last_unrepaired = 0  # volumes the last full pass could not repair
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -126,7 +135,9 @@ class Maintenance:
         disks (one process does that when several share the disks)."""
         self._loop = asyncio.get_running_loop()
         self.scheduled = scheduled
-        self._healer.start()
+        last = self._load_state().get("last") or {}
+        self.last_unrepaired = int(last.get("unrepaired", 0))
+        self.healer.start()
         self._prober.start()
         if not scheduled:
             return
@@ -138,7 +149,8 @@ class Maintenance:
             self._tasks.append(asyncio.create_task(self._rebuild(), name="rebuild"))
 
     async def stop(self) -> None:
-        for loop in (self._healer, self._prober, self._scrubber):
+        await self.healer.stop()
+        for loop in (self._prober, self._scrubber):
             await loop.stop()
         for task in self._tasks:
             task.cancel()
@@ -158,32 +170,43 @@ class Maintenance:
 
     def _enqueue(self, volume_id: str, disk_id: str) -> None:
         self.disk_errors[disk_id] = self.disk_errors.get(disk_id, 0) + 1
-        volume_id = self.service.parent_of.get(volume_id, volume_id)
-        if volume_id not in self._queued:
-            self._queued.add(volume_id)
-            self._heal_queue.put_nowait(volume_id)
-            self._healer.wake()
+        self.healer.enqueue(self.service.parent_of.get(volume_id, volume_id))
 
-    async def _heal_queued(self) -> None:
-        """Heal the queued volumes, one at a time; a volume that fails is logged and left."""
-        while not self._heal_queue.empty():
-            volume_id = self._heal_queue.get_nowait()
-            self._queued.discard(volume_id)
-            try:
-                volume = self.meta.read(functools.partial(catalog.get_volume, volume_id=volume_id))
-                if volume is None:
-                    continue
-                outcome, why = await self.check_volume(volume)
-            except Exception:
-                log.exception("healing volume %s failed", volume_id)
-                continue
-            if outcome == "repaired":
-                self.healed += 1
-                log.info("healed volume %s", volume_id)
-            elif outcome == "unrepaired":
-                log.error("volume %s could not be healed: %s", volume_id, why)
+    def degraded(self) -> list[str]:
+        """What is wrong while the node still serves (for ``/health/ready``; never blocks):
+        volumes that could not be repaired, disks offline or being rebuilt."""
+        out = []
+        waiting = len(self.healer.waiting)
+        if waiting:
+            out.append(f"{waiting} volume(s) could not be repaired by the healer (retrying)")
+        if self.last_unrepaired:
+            out.append(f"the last scrub pass could not repair {self.last_unrepaired} volume(s)")
+        for tier in self.tiers.values():
+            for disk in tier.disks:
+                state = self.disk_states.get(disk.disk_id, "online")
+                if state != "online":
+                    out.append(f"disk {disk.path} is {state}")
+                elif disk.disk_id in self.rebuilding:
+                    out.append(f"disk {disk.path} is being rebuilt")
+        return out
 
     # -- checking one volume ----------------------------------------------------------
+
+    async def check_stored(self, volume: VolumeRecord) -> tuple[str, str]:
+        """:meth:`check_volume` on the volume as its record is now, held from the garbage
+        collector meanwhile: ("gone", "") if it was deleted or overwritten since ``volume``
+        was read, or moved before its repair failed (the location checked is no longer its)."""
+        with self.service.reading(volume):
+            get = functools.partial(catalog.get_volume, volume_id=volume.volume_id)
+            current = self.meta.read(get)
+            if current is None:
+                return "gone", ""
+            outcome, why = await self.check_volume(current)
+            if outcome == "unrepaired":
+                now = self.meta.read(get)
+                if now is None or now.location != current.location:
+                    return "gone", ""
+            return outcome, why
 
     async def check_volume(self, volume: VolumeRecord) -> tuple[str, str]:
         """Verify and, if needed, repair a volume: ("clean" | "repaired" | "unrepaired", why)."""
@@ -323,7 +346,7 @@ class Maintenance:
                 "interval_seconds": self.interval,
                 "rate_bytes_per_second": self.rate,
             },
-            "heal": {"queued": self._heal_queue.qsize(), "healed": self.healed},
+            "heal": self.healer.status(),
             "disks": disks,
         }
 
@@ -332,6 +355,7 @@ class Maintenance:
     ) -> ScrubPass:
         """One pass now: everything, a bucket, or one object. Returns its figures."""
         if bucket is not None:
+            await self.probe_disks()  # a disk taken back now is refilled by a pass of its own
             return await self._scrub_scope(bucket, key)
         self._throttle = throttle and self._throttle
         try:
@@ -364,7 +388,11 @@ class Maintenance:
         return figures
 
     async def _scrub_one(self, volume: VolumeRecord, figures: ScrubPass) -> None:
-        outcome, why = await self.check_volume(volume)
+        outcome, why = await self.check_stored(volume)
+        if outcome == "gone":
+            return
+        if volume.volume_id in self.healer.waiting and outcome != "unrepaired":
+            self.healer.settle(volume.volume_id, outcome, why)
         figures.volumes += 1
         figures.bytes += volume.size
         if outcome == "repaired":
@@ -375,11 +403,16 @@ class Maintenance:
             figures.note_failure(volume.volume_id, why)
 
     async def _full_pass(self, *, throttle: bool, resume: bool) -> ScrubPass:
+        # A disk replaced since the last probe is taken back, its layout recreated, before
+        # this pass writes to it; a pass at full speed refills it, a throttled one leaves
+        # that to a pass of its own.
+        await self.probe_disks(refill=throttle)
+        refilling = set(self.rebuilding)
         state = self._load_state()
         cursor: str = ""
         figures = ScrubPass(started=self.clock.now())
         if resume and state.get("current"):
-            figures = ScrubPass(**state["current"])
+            figures = ScrubPass.from_dict(state["current"])
             cursor = state.get("cursor") or ""
         self.current = figures
         last_save = time.monotonic()
@@ -403,6 +436,7 @@ class Maintenance:
             figures.finished = self.clock.now()
             state.update(cursor=None, current=None, last=asdict(figures))
             await self._save_state(state)
+            self.last_unrepaired = figures.unrepaired
             if figures.unrepaired:
                 log.error("scrub pass found %d volume(s) it could not repair", figures.unrepaired)
             else:
@@ -415,6 +449,7 @@ class Maintenance:
             return figures
         finally:
             self.current = None
+            self.rebuilding -= refilling
 
     async def _scheduled_scrub(self) -> None:
         """A pass if one is due (``scrub.interval`` after the last ended) or was cut short."""
@@ -427,36 +462,42 @@ class Maintenance:
 
     async def _rebuild(self) -> None:
         """Refill disks that came back empty: a full pass at full speed."""
-        try:
-            await self.scrub(throttle=False)
-        finally:
-            self.rebuilding.clear()
+        await self.scrub(throttle=False)
 
     # -- disks ------------------------------------------------------------------------
 
-    async def probe_disks(self) -> None:
+    async def probe_disks(self, *, refill: bool = True) -> None:
+        """Find each disk's state; take back a replaced disk (an empty directory at its path)
+        and, with ``refill``, start a full pass at full speed to refill it. A disk coming
+        back online makes the healer retry the volumes it could not repair."""
         loop = asyncio.get_running_loop()
-        for tier in self.tiers.values():
-            states = await loop.run_in_executor(None, tier.probe)
-            offline = {d for d, s in states.items() if s != "online"}
-            for disk in tier.disks:
-                before = self.disk_states.get(disk.disk_id, "online")
-                now = states.get(disk.disk_id, "online")
-                if before != now:
-                    log.warning("disk %s (%s): %s", disk.path, disk.disk_id[:8], now)
-                missing = now == "offline: identity file missing"
-                if missing and self.scheduled and disk.path.is_dir():
-                    # A replaced disk mounted at the same path: give it its identity back
-                    # and refill it.
-                    await loop.run_in_executor(
-                        None, functools.partial(open_disk, disk.path, expected_id=disk.disk_id)
-                    )
-                    offline.discard(disk.disk_id)
-                    now = "online"
-                    self.rebuilding.add(disk.disk_id)
-                    self._tasks.append(asyncio.create_task(self._rebuild(), name="rebuild"))
-                self.disk_states[disk.disk_id] = now
-            tier.set_offline(offline)
+        came_back = False
+        async with self._probe_lock:  # the prober's, and a scrub's before it writes
+            for tier in self.tiers.values():
+                states = await loop.run_in_executor(None, tier.probe)
+                offline = {d for d, s in states.items() if s != "online"}
+                for disk in tier.disks:
+                    before = self.disk_states.get(disk.disk_id, "online")
+                    now = states.get(disk.disk_id, "online")
+                    if before != now:
+                        log.warning("disk %s (%s): %s", disk.path, disk.disk_id[:8], now)
+                    missing = now == "offline: identity file missing"
+                    if missing and self.scheduled and disk.path.is_dir():
+                        # A replaced disk mounted at the same path: give it its identity and
+                        # layout back, and refill it.
+                        await loop.run_in_executor(
+                            None, functools.partial(open_disk, disk.path, expected_id=disk.disk_id)
+                        )
+                        offline.discard(disk.disk_id)
+                        now = "online"
+                        self.rebuilding.add(disk.disk_id)
+                        if refill:
+                            self._tasks.append(asyncio.create_task(self._rebuild(), name="rebuild"))
+                    came_back = came_back or (before != "online" and now == "online")
+                    self.disk_states[disk.disk_id] = now
+                tier.set_offline(offline)
+        if came_back:
+            self.healer.retry_all_now()
 
 
 def _volumes_after(tx: Tx, cursor: str, limit: int = BATCH) -> list[VolumeRecord]:

@@ -9,7 +9,10 @@
   answer too; ``/health/live`` is answered by whichever process gets the connection.
 - ``GET /health/live``: 200 while the process serves HTTP.
 - ``GET /health/ready``: 200 once the node is started and the hot tier has enough disks
-  online for writes; 503 with a JSON reason otherwise (and while shutting down).
+  online for writes; 503 with a JSON reason otherwise (and while shutting down). A node that
+  serves but has volumes it could not repair, or disks offline, stays ready, with a list
+  under ``"degraded"``: on a node that is the only holder of its data, taking it out of a
+  load balancer would make every object unreachable to spare a few (the metrics alert).
 
 These paths are also valid path-style S3 requests (ListObjects of a bucket named "metrics",
 GetObject of "health/live"). They are answered here only when the request carries no S3
@@ -382,6 +385,13 @@ def maintenance_families(status: Mapping[str, Any]) -> list[Family]:
     )
     out.append(
         Family(
+            "stratum_heal_unrepaired_volumes",
+            "gauge",
+            "Volumes the healer could not repair, waiting to be retried.",
+        ).add(heal.get("unrepaired", 0))
+    )
+    out.append(
+        Family(
             "stratum_healed_volumes_total", "counter", "Volumes repaired after a damaged read."
         ).add(heal["healed"])
     )
@@ -459,7 +469,8 @@ class Observer:
             reason = self.not_ready()
             if reason:
                 return _json(503, {"status": "not ready", "reason": reason})
-            return _json(200, {"status": "ready"})
+            degraded = self.maintenance.degraded() if self.maintenance is not None else []
+            return _json(200, {"status": "ready", **({"degraded": degraded} if degraded else {})})
         text = render(await self.families())
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 

@@ -41,6 +41,7 @@ from tests.server.faultload import (
     segment_records,
     shard_files,
     stop_cleanly,
+    wait_for_log,
     write_config,
 )
 
@@ -221,6 +222,63 @@ def _put_some(
         objects[key] = Stored(data, etag)
         acked += 1
     return acked, refused
+
+
+def _stratum(layout: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*stratum_command(), *args, "--config", str(layout.config)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "STRATUM_ACCESS_KEY": ACCESS_KEY, "STRATUM_SECRET_KEY": SECRET_KEY},
+    )
+
+
+@pytest.mark.slow
+def test_scrub_now_refills_disks_replaced_while_running(tmp_path: Path) -> None:
+    seed = fault_seed()
+    rng = random.Random(seed)
+    layout = write_config(tmp_path)
+    # One process: the disk probes this test times itself against are that process's.
+    text = layout.config.read_text().replace("[server]\n", "[server]\nworkers = 1\n", 1)
+    layout.config.write_text(text)
+    server = _start(layout)
+    try:
+        s3 = server.client(**client_config())
+        s3.create_bucket(Bucket=BUCKET)
+        objects = populate(s3, rng)
+        lost = rng.sample(layout.disks, 2)
+        where = f"seed {seed}, replaced {[d.name for d in lost]}"
+        ids = {d: _disk_id(d) for d in lost}
+        shards = {d: len(list(d.glob("ec/*/*.shard"))) for d in lost}
+        for disk in lost:
+            shutil.rmtree(disk)
+        # Swapped right after a probe saw them gone: the next probe is seconds away, and the
+        # scrub must not depend on it to find the new disks.
+        wait_for_log(server, "offline: directory missing", len(lost))
+        for disk in lost:
+            disk.mkdir()
+        done = _stratum(layout, "scrub", "--now")
+        assert done.returncode == 0, f"{where}:\n{done.stdout}{done.stderr}"
+        assert "0 could not be repaired" in done.stdout, done.stdout
+        for disk in lost:
+            assert _disk_id(disk) == ids[disk], f"{where}: {disk} took a new identity"
+            assert len(list(disk.glob("ec/*/*.shard"))) == shards[disk], f"{where}: {disk}"
+        problems = check_all(server, objects, rng)
+        assert not problems, f"{where}:\n" + "\n".join(problems)
+        # Every shard and replica of every object is back (dead replicas of overwritten
+        # objects are not, nor need to be: placement_problems would count them).
+        again = _stratum(layout, "scrub", "--now")
+        assert again.returncode == 0 and ": 0 damaged," in again.stdout, again.stdout
+        status = json.loads(_stratum(layout, "disk", "list", "--json").stdout)
+        assert {d["state"] for d in status} == {"online"}, status
+        print(f"{where}: {done.stdout.strip()}")
+    except BaseException:
+        print_server_log(server)
+        raise
+    finally:
+        if server.process.poll() is None:
+            stop_cleanly(server)
 
 
 # ---- bitrot ---------------------------------------------------------------------------------
