@@ -139,6 +139,7 @@ class Node:
 
             key = load_or_create_key(config.tiers.cold.encryption_key_file)
             cold = ColdStore(config.tiers.cold, cold_credentials(config), key, executor)
+            maintenance.cold = cold
         tiering = TierEngine(service, config.tiering, clock, cold=cold)
         service.on_pinned = tiering.nudge
         return cls(

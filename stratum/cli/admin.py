@@ -111,6 +111,15 @@ def scrub(config: Config, target: str | None, status_only: bool) -> int:
         f"{figures['damaged']} damaged, {figures['repaired']} repaired, "
         f"{figures['unrepaired']} could not be repaired"
     )
+    swept = figures.get("cold_sweep") or {}
+    if "error" in swept:
+        print(f"sweeping the cold bucket failed: {swept['error']}", file=sys.stderr)
+    elif swept:
+        print(
+            f"swept the cold bucket: {swept['listed']} objects, {swept['deleted']} that no "
+            f"volume refers to deleted ({swept['deleted_bytes']} bytes), {swept['recent']} "
+            f"too recent to judge, {swept['foreign']} not this store's"
+        )
     for failure in figures.get("failures", []):
         print(f"  unrepaired: {failure}", file=sys.stderr)
     return 1 if figures["unrepaired"] else 0

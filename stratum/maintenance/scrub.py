@@ -16,6 +16,8 @@
   immediate full-speed scrub, during which it shows as "rebuilding". A scrub asked for
   probes the disks first, so a disk replaced since the last probe is taken back (its
   layout recreated) before the pass writes to it.
+- **Cold bucket.** A full pass ends with a sweep of the cold bucket for objects no volume
+  refers to (:mod:`stratum.maintenance.coldsweep`).
 
 A check holds its volume like a GET does (``ObjectService.reading``), so the garbage
 collector cannot free it meanwhile, and looks at the volume's record as it is once held: a
@@ -34,13 +36,14 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratum.block.disk import open_disk
 from stratum.block.erasure import ECLocation
 from stratum.block.errors import StorageError
 from stratum.block.segments import SegLocation
 from stratum.block.tierstore import TierStore
+from stratum.maintenance.coldsweep import MIN_AGE, sweep_cold
 from stratum.maintenance.heal import Healer
 from stratum.meta import catalog
 from stratum.meta.records import VolumeRecord
@@ -48,6 +51,9 @@ from stratum.meta.store import Tx
 from stratum.service.objects import MULTI, ObjectService
 from stratum.util.clock import Clock
 from stratum.util.periodic import Periodic
+
+if TYPE_CHECKING:  # the cold tier's module imports botocore and cryptography: only when used
+    from stratum.block.cold import ColdStore
 
 log = logging.getLogger("stratum.maintenance")
 
@@ -71,6 +77,8 @@ class ScrubPass:
     unrepaired: int = 0
     failures: list[str] = field(default_factory=list)  # "volume id: why", first ones
     scope: str = ""  # "" = everything, else "bucket" or "bucket/key"
+    # the cold bucket's sweep at the end of a full pass: ColdSweep figures, or {"error": why}
+    cold_sweep: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, saved: Mapping[str, Any]) -> ScrubPass:
@@ -127,6 +135,9 @@ class Maintenance:
         self.disk_errors: dict[str, int] = {}
         self.scheduled = True  # False in a worker process: see start()
         self.last_unrepaired = 0  # volumes the last full pass could not repair
+        # The cold tier, when there is one (set by the node): swept at the end of full passes.
+        self.cold: ColdStore | None = None
+        self.cold_min_age = MIN_AGE
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -433,6 +444,8 @@ class Maintenance:
                     state.update(cursor=cursor, current=asdict(figures))
                     await self._save_state(state)
                     last_save = time.monotonic()
+            if self.cold is not None:
+                figures.cold_sweep = await self._sweep_cold()
             figures.finished = self.clock.now()
             state.update(cursor=None, current=None, last=asdict(figures))
             await self._save_state(state)
@@ -450,6 +463,15 @@ class Maintenance:
         finally:
             self.current = None
             self.rebuilding -= refilling
+
+    async def _sweep_cold(self) -> dict[str, Any]:
+        assert self.cold is not None
+        try:
+            swept = await sweep_cold(self.meta, self.cold, self.clock, min_age=self.cold_min_age)
+        except Exception as exc:  # the cold store out of reach: the next pass sweeps
+            log.error("sweeping the cold bucket failed: %s", exc)
+            return {"error": str(exc)}
+        return swept.to_dict()
 
     async def _scheduled_scrub(self) -> None:
         """A pass if one is due (``scrub.interval`` after the last ended) or was cut short."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import logging
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,13 @@ from stratum.block.cold import (
     load_or_create_key,
 )
 from stratum.block.coldformat import ColdFormatError, decrypt_object
-from stratum.config import ColdTierConfig, Credentials
+from stratum.config import ColdTierConfig, Credentials, load_config
+from stratum.meta import catalog
+from stratum.node import Node
+from stratum.service.ids import new_volume_id
+from stratum.service.objects import PutOptions
+from stratum.tiering.policy import Decision
+from stratum.util.clock import ManualClock
 
 MIB = 1 << 20
 BUCKET = "stratum-cold"
@@ -333,3 +341,176 @@ async def test_a_body_cut_mid_stream_is_resumed_from_the_next_chunk(
         await store.delete(location)
     finally:
         proxy.close()
+
+
+# ---- the cold tier of a node: deletes that fail, and the sweep --------------------------------
+
+
+class SwitchedProxy:
+    """A TCP proxy to the remote that can be taken down (connections refused, those open
+    cut) and brought back up on the same port: a cold endpoint that goes away for a while."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open: list[socket.socket] = []
+        self._serve()
+
+    def _serve(self) -> None:
+        listener = self.listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.open += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def down(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
+        except OSError:
+            pass
+        self.listener.close()
+        for sock in self.open:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self.open.clear()
+
+    def up(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self._serve()
+
+
+SWEEP_PREFIX = "node-test/"
+
+
+@pytest.fixture
+async def cold_node(
+    remote: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Node, SwitchedProxy]]:
+    monkeypatch.setenv("STRATUM_COLD_ACCESS_KEY", CREDENTIALS.access_key)
+    monkeypatch.setenv("STRATUM_COLD_SECRET_KEY", CREDENTIALS.secret_key)
+    proxy = SwitchedProxy(int(remote.rsplit(":", 1)[1]))
+    config = load_config(
+        overrides={
+            "storage.data_dir": tmp_path / "data",
+            "tiers.cold.endpoint": f"http://127.0.0.1:{proxy.port}",
+            "tiers.cold.bucket": BUCKET,
+            "tiers.cold.prefix": SWEEP_PREFIX,
+            "tiers.cold.encryption_key_file": tmp_path / "cold.key",
+        }
+    )
+    # Two days ahead of the remote's clock: what the remote holds is old enough to sweep.
+    node = Node.open(config, ManualClock(time.time() + 2 * 86400))
+    await node.service.start(background=False)  # the test runs the collector itself
+    await node.service.create_bucket("bkt", "owner", "us-east-1")
+    try:
+        yield node, proxy
+    finally:
+        if proxy.listener.fileno() < 0:
+            proxy.up()  # the node's last garbage pass may want the remote
+        await node.stop()
+        node.close()
+        proxy.down()
+
+
+def remote_keys(endpoint: str) -> set[str]:
+    listed = raw_client(endpoint).list_objects_v2(Bucket=BUCKET, Prefix=SWEEP_PREFIX)
+    return {item["Key"] for item in listed.get("Contents", [])}
+
+
+async def _put_cold(node: Node, key: str, data: bytes) -> str:
+    """Put an object and move it to the cold tier; its remote key."""
+    await node.service.put_object("bkt", key, pieces(data), PutOptions(owner_id="owner"))
+    volume = node.service.head_object("bkt", key, "owner").volume
+    assert await node.tiering.mover.move(volume, Decision("cold", "test", {}))
+    moved = node.service.head_object("bkt", key, "owner").volume
+    assert moved.tier == "cold"
+    return str(moved.location["key"])
+
+
+def _garbage(node: Node) -> list[str]:
+    return [key for key, _volume in node.meta.read(catalog.pending_garbage)]
+
+
+async def test_a_failed_cold_delete_is_retried_and_the_sweep_removes_only_orphans(
+    cold_node: tuple[Node, SwitchedProxy],
+    remote: str,
+    tmp_path: Path,
+    executor: concurrent.futures.Executor,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="stratum.objects")
+    node, proxy = cold_node
+    clock = node.clock
+    assert isinstance(clock, ManualClock) and node.tiering.cold is not None
+    kept_data = make_data(40_000)
+    kept = await _put_cold(node, "kept", kept_data)
+    doomed = await _put_cold(node, "doomed", make_data(50_000))
+    await node.service.put_object("bkt", "hot", pieces(b"h" * 5000), PutOptions(owner_id="owner"))
+    await node.service.collect_garbage()  # the moves' hot copies
+    # An orphan: a move that wrote its cold object and died before its metadata commit.
+    moved = {"moved_from": VID}
+    orphan = await node.tiering.cold.put(new_volume_id(), pieces(b"o" * 3000), 3000, moved)
+    # Not this store's: an object encrypted with another key, and one in no cold format.
+    elsewhere = replace(cold_config(remote, tmp_path), prefix=SWEEP_PREFIX)
+    stranger = ColdStore(elsewhere, CREDENTIALS, os.urandom(32), executor)
+    foreign = await stranger.put(new_volume_id(), pieces(b"f" * 100), 100, {})
+    raw_client(remote).put_object(Bucket=BUCKET, Key=f"{SWEEP_PREFIX}notes.txt", Body=b"hi")
+    everything = {kept, doomed, orphan["key"], foreign["key"], f"{SWEEP_PREFIX}notes.txt"}
+    assert remote_keys(remote) == everything
+
+    # The cold endpoint goes away while two objects are deleted.
+    proxy.down()
+    await node.service.delete_object("bkt", "doomed", "owner")
+    await node.service.delete_object("bkt", "hot", "owner")
+    assert await node.service.collect_garbage() == 1, "the hot one is freed all the same"
+    assert len(_garbage(node)) == 1, "the cold delete that failed stays queued"
+    assert any("could not free 1 garbage volume" in r.getMessage() for r in caplog.records)
+    proxy.up()
+    assert await node.service.collect_garbage() == 0, "not retried at once"
+    assert doomed in remote_keys(remote)
+
+    # A sweep spares what a record names, even queued garbage; then what is too recent.
+    assert node.maintenance.cold is node.tiering.cold
+    node.maintenance.cold_min_age = 3 * 86400
+    recent = (await node.maintenance.scrub()).cold_sweep
+    assert recent == {**recent, "listed": 5, "deleted": 0, "recent": 3}, recent
+    node.maintenance.cold_min_age = 86400
+    swept = (await node.maintenance.scrub()).cold_sweep
+    assert swept == {**swept, "listed": 5, "deleted": 1, "recent": 0, "foreign": 2}, swept
+    assert remote_keys(remote) == everything - {orphan["key"]}
+
+    clock.advance(60)  # the failed delete's retry is due
+    assert await node.service.collect_garbage() == 1
+    assert _garbage(node) == []
+    assert remote_keys(remote) == everything - {orphan["key"], doomed}
+    assert any("which could not be freed before" in r.getMessage() for r in caplog.records)
+    view = node.service.head_object("bkt", "kept", "owner")
+    data = b"".join([c async for c in node.service.read_volume(view.volume, 0, view.record.size)])
+    assert data == kept_data
+    for key in remote_keys(remote):
+        raw_client(remote).delete_object(Bucket=BUCKET, Key=key)
