@@ -273,26 +273,33 @@ async def test_probe_repr_and_errors(
         await missing.put(VID, pieces(b"x"), 1, META)
 
 
-class CuttingProxy:
-    """A TCP proxy to the remote that, once armed, breaks the connection carrying the
-    ``cut_after``-th response byte: a body that stops mid-stream."""
+class RemoteProxy:
+    """A TCP proxy to the remote on a port of its own. Once ``armed``, it breaks the connection
+    carrying the ``cut_after``-th response byte: a body that stops mid-stream. :meth:`down`
+    takes it away (connections refused, those open cut) until :meth:`up` brings it back on the
+    same port: an endpoint that is unreachable for a while."""
 
-    def __init__(self, upstream_port: int, cut_after: int) -> None:
+    def __init__(self, upstream_port: int, cut_after: int = 0) -> None:
         self.upstream_port = upstream_port
         self.cut_after = cut_after
         self.armed = False
         self.cuts = 0
+        self.open: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
+        self._serve()
 
-    def accept(self) -> None:
+    def _serve(self) -> None:
+        threading.Thread(target=self.accept, args=(self.listener,), daemon=True).start()
+
+    def accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                client, _ = self.listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.open += [client, upstream]
             threading.Thread(target=self.pump, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self.pump, args=(upstream, client, True), daemon=True).start()
 
@@ -316,14 +323,31 @@ class CuttingProxy:
                 pass
             sock.close()
 
-    def close(self) -> None:
+    def down(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
+        except OSError:
+            pass
         self.listener.close()
+        for sock in self.open:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.open.clear()
+
+    def up(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self._serve()
+
+    def close(self) -> None:
+        self.down()
 
 
 async def test_a_body_cut_mid_stream_is_resumed_from_the_next_chunk(
     remote: str, tmp_path: Path, executor: concurrent.futures.Executor
 ) -> None:
-    proxy = CuttingProxy(int(remote.rsplit(":", 1)[1]), cut_after=MIB + MIB // 2)
+    proxy = RemoteProxy(int(remote.rsplit(":", 1)[1]), cut_after=MIB + MIB // 2)
     try:
         config = cold_config(f"http://127.0.0.1:{proxy.port}", tmp_path)
         key = load_or_create_key(config.encryption_key_file)
@@ -346,74 +370,16 @@ async def test_a_body_cut_mid_stream_is_resumed_from_the_next_chunk(
 # ---- the cold tier of a node: deletes that fail, and the sweep --------------------------------
 
 
-class SwitchedProxy:
-    """A TCP proxy to the remote that can be taken down (connections refused, those open
-    cut) and brought back up on the same port: a cold endpoint that goes away for a while."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.open: list[socket.socket] = []
-        self._serve()
-
-    def _serve(self) -> None:
-        listener = self.listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            self.open += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def down(self) -> None:
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
-        except OSError:
-            pass
-        self.listener.close()
-        for sock in self.open:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-        self.open.clear()
-
-    def up(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        self._serve()
-
-
 SWEEP_PREFIX = "node-test/"
 
 
 @pytest.fixture
 async def cold_node(
     remote: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[tuple[Node, SwitchedProxy]]:
+) -> AsyncIterator[tuple[Node, RemoteProxy]]:
     monkeypatch.setenv("STRATUM_COLD_ACCESS_KEY", CREDENTIALS.access_key)
     monkeypatch.setenv("STRATUM_COLD_SECRET_KEY", CREDENTIALS.secret_key)
-    proxy = SwitchedProxy(int(remote.rsplit(":", 1)[1]))
+    proxy = RemoteProxy(int(remote.rsplit(":", 1)[1]))
     config = load_config(
         overrides={
             "storage.data_dir": tmp_path / "data",
@@ -457,7 +423,7 @@ def _garbage(node: Node) -> list[str]:
 
 
 async def test_a_failed_cold_delete_is_retried_and_the_sweep_removes_only_orphans(
-    cold_node: tuple[Node, SwitchedProxy],
+    cold_node: tuple[Node, RemoteProxy],
     remote: str,
     tmp_path: Path,
     executor: concurrent.futures.Executor,

@@ -31,6 +31,7 @@ from tests.server.faultload import (
     PART_SIZES,
     SMALL_THRESHOLD,
     KiB,
+    Layout,
     MiB,
     client_config,
     fault_seed,
@@ -137,8 +138,29 @@ def _disk_id(disk: Path) -> str | None:
     return json.loads(ident.read_text())["disk_id"] if ident.exists() else None
 
 
-def _start(layout: Any) -> RunningServer:
-    return start_server(layout.data_dir, config=layout.config)
+class _Servers:
+    """The servers a test starts on one layout, one after the other. On the way out the last
+    one is stopped (and must stop cleanly), or, if the test failed, its log is printed."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.last: RunningServer | None = None
+
+    def start(self) -> RunningServer:
+        self.last = start_server(self.layout.data_dir, config=self.layout.config)
+        return self.last
+
+    def __enter__(self) -> _Servers:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self.last is None:
+            return
+        if kind is None:
+            stop_cleanly(self.last)
+            return
+        print_server_log(self.last)
+        self.last.stop()
 
 
 # ---- losing two disks -----------------------------------------------------------------------
@@ -150,8 +172,8 @@ def test_two_lost_disks_lose_no_object(tmp_path: Path, how: str) -> None:
     seed = fault_seed()
     rng = random.Random(seed)
     layout = write_config(tmp_path)
-    server = _start(layout)
-    try:
+    with _Servers(layout) as servers:
+        server = servers.start()
         s3 = server.client(**client_config())
         s3.create_bucket(Bucket=BUCKET)
         objects = populate(s3, rng)
@@ -178,14 +200,14 @@ def test_two_lost_disks_lose_no_object(tmp_path: Path, how: str) -> None:
                 if how == "recreated-empty":
                     disk.mkdir()
         try:
-            server = _start(layout)
+            server = servers.start()
         except RuntimeError as exc:  # refusing to start is fine if it names the path
             assert how != "recreated-empty", f"{where}: {exc}"
             assert any(str(d) in str(exc) for d in lost), f"{where}: {exc}"
             print(f"{where}: the server refuses to start: {exc}")
             for disk in lost:
                 disk.mkdir()
-            server = _start(layout)
+            server = servers.start()
         new_ids = {d.name: _disk_id(d) for d in lost}
         print(f"{where}: started; lost disks now have ids {new_ids} (were {old_ids})")
         s3 = server.client(**client_config())
@@ -195,16 +217,10 @@ def test_two_lost_disks_lose_no_object(tmp_path: Path, how: str) -> None:
         acked, refused = _put_some(s3, rng, objects, "after")
         assert refused == 0, f"{where}: PUTs failed after the restart"
         stop_cleanly(server)
-        server = _start(layout)
+        server = servers.start()
         problems = check_all(server, objects)
         assert not problems, f"{where}, after a second restart:\n" + "\n".join(problems)
         print(f"{where}: {len(objects)} objects read back, none lost")
-    except BaseException:
-        print_server_log(server)
-        raise
-    finally:
-        if server.process.poll() is None:
-            stop_cleanly(server)
 
 
 def _put_some(
@@ -242,8 +258,8 @@ def test_scrub_now_refills_disks_replaced_while_running(tmp_path: Path) -> None:
     # One process: the disk probes this test times itself against are that process's.
     text = layout.config.read_text().replace("[server]\n", "[server]\nworkers = 1\n", 1)
     layout.config.write_text(text)
-    server = _start(layout)
-    try:
+    with _Servers(layout) as servers:
+        server = servers.start()
         s3 = server.client(**client_config())
         s3.create_bucket(Bucket=BUCKET)
         objects = populate(s3, rng)
@@ -273,12 +289,6 @@ def test_scrub_now_refills_disks_replaced_while_running(tmp_path: Path) -> None:
         status = json.loads(_stratum(layout, "disk", "list", "--json").stdout)
         assert {d["state"] for d in status} == {"online"}, status
         print(f"{where}: {done.stdout.strip()}")
-    except BaseException:
-        print_server_log(server)
-        raise
-    finally:
-        if server.process.poll() is None:
-            stop_cleanly(server)
 
 
 # ---- bitrot ---------------------------------------------------------------------------------
@@ -319,8 +329,8 @@ def test_bitrot_in_two_shards_or_replicas_is_survived(tmp_path: Path, when: str)
     seed = fault_seed()
     rng = random.Random(seed)
     layout = write_config(tmp_path)
-    server = _start(layout)
-    try:
+    with _Servers(layout) as servers:
+        server = servers.start()
         s3 = server.client(**client_config())
         s3.create_bucket(Bucket=BUCKET)
         objects = populate(s3, rng)
@@ -328,7 +338,7 @@ def test_bitrot_in_two_shards_or_replicas_is_survived(tmp_path: Path, when: str)
         if when == "stopped":
             stop_cleanly(server)
             counts = inject_bitrot(layout.disks, rng)
-            server = _start(layout)
+            server = servers.start()
         else:
             counts = inject_bitrot(layout.disks, rng)
         where = f"seed {seed}, bitrot while {when}: {counts}"
@@ -338,11 +348,6 @@ def test_bitrot_in_two_shards_or_replicas_is_survived(tmp_path: Path, when: str)
         assert not problems, f"{where}, second read:\n" + "\n".join(problems)
         assert counts["shard files"] >= 19 and counts["segment replicas"] >= 19, counts
         print(f"{where}: {len(objects)} objects read back, none lost")
-    except BaseException:
-        print_server_log(server)
-        raise
-    finally:
-        stop_cleanly(server)
 
 
 # ---- unusable disk paths at start -----------------------------------------------------------
