@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import logging
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from stratum import __version__
 from stratum.block.disk import DiskError
+from stratum.cli import datadir
 from stratum.cli.admin import SERVER_FILE
 from stratum.cli.workers import (
     STOP_TIMEOUT,
@@ -103,12 +105,21 @@ def serve(config: Config, reload: Callable[[], Config] | None = None) -> int:
     """
     setup_logging(config)
     count = worker_count(config.server.workers)
+    data_dir = config.storage.data_dir
     try:
-        run_dir = config.storage.data_dir / RUN_DIR
-        role = spawn(config.server.host, config.server.port, count, run_dir)
+        datadir.make_private(data_dir)
+        datadir.lock(data_dir)  # held until this process and its workers end
+    except datadir.DataDirInUse as exc:
+        print(f"stratum: cannot start: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
-        print(f"stratum: cannot listen on {config.server.listen}: {exc}", file=sys.stderr)
+        print(f"stratum: cannot use the data directory {data_dir}: {exc}", file=sys.stderr)
         return 1
+    try:
+        role = spawn(config.server.host, config.server.port, count, data_dir / RUN_DIR)
+    except OSError as exc:
+        print(f"stratum: cannot listen on {config.server.listen}: {_why(exc)}", file=sys.stderr)
+        return 2
     if not role.primary and not role.wait_for_primary():
         return 1  # the primary could not start; it says why
     try:
@@ -133,6 +144,12 @@ def serve(config: Config, reload: Callable[[], Config] | None = None) -> int:
     finally:
         node.close()
     return code
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "the address is in use (another server listens there)"
+    return exc.strerror or str(exc)
 
 
 def _abandon_workers(role: Role) -> None:
@@ -178,8 +195,6 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
     app = make_app(server, observer, admin)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=30)
     await runner.setup()
-    if not role.primary:
-        role.bind_worker_socket()
     for sock in role.sockets:
         await web.SockSite(runner, sock, backlog=1024).start()
     observer.serving = True
@@ -282,12 +297,17 @@ def _clear_metrics(run_dir: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def _endpoint(role: Role) -> str:
-    host, port = role.address
-    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-    if ":" in shown:
-        shown = f"[{shown}]"
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
+
+
+def _endpoint(role: Role) -> str:
+    """Where a client on this machine reaches the server (``server.json``, for the ``stratum``
+    commands): a wildcard address is reached through loopback."""
+    host, port = role.address
+    local = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return _url(local, port)
 
 
 def _announce(node: Node, role: Role) -> None:
@@ -295,7 +315,7 @@ def _announce(node: Node, role: Role) -> None:
     user = node.root.user
     processes = f" ({role.count} processes)" if role.shared else ""
     print(
-        f"Stratum {__version__} serving S3 at {_endpoint(role)} "
+        f"Stratum {__version__} serving S3 at {_url(*role.address)} "
         f"region {config.server.region} access key {user.access_key}{processes}",
         flush=True,
     )

@@ -6,20 +6,27 @@ the GIL, but the request path does not; more cores need more processes.
 
 How (:func:`spawn` then :func:`serve_role` in :mod:`stratum.cli.serve`):
 
-1. Before any thread starts or LMDB opens, the first process binds the public socket with
-   ``SO_REUSEPORT`` (which also resolves port 0) and a private loopback socket, then forks
-   the workers. Forking that early is what makes ``fork`` safe: nothing exists yet whose
-   lock a child could inherit half-held.
+1. Before any thread starts or LMDB opens, the first process binds the public socket (which
+   also resolves port 0) and a private loopback socket, then forks the workers, which
+   inherit the public one. Forking that early is what makes ``fork`` safe: nothing exists
+   yet whose lock a child could inherit half-held.
 2. The first process is the **primary**: it opens the node as a lone server would (taking
    the disks exclusively and recovering: torn segment tails, orphans), shares the disks,
    starts every background task (see :mod:`stratum.node`), serves, and tells each
    worker to go (one byte on its pipe).
 3. A **worker** waits for that byte (end of file instead: the primary failed; it exits),
-   opens the node shared, binds its own ``SO_REUSEPORT`` socket on the same address (the
-   kernel spreads new connections over the processes' sockets) and serves S3 requests.
+   opens the node shared and serves S3 requests on the inherited socket: every process
+   accepts from the one queue, and whichever is waiting for work takes the next connection.
    Admin API and ``/metrics`` requests it forwards to the primary's private port
    (:mod:`stratum.web.forward`); a write that pins an object nudges the primary's tier
    engine with ``SIGUSR1``.
+
+Why one inherited socket and not a ``SO_REUSEPORT`` socket per process: the kernel lets any
+process of the same user join a ``SO_REUSEPORT`` group, so a second ``stratum serve`` on the
+same address (another data directory, a mistake) would start without error and receive a
+share of the connections meant for the first. A socket bound without it is exclusive: the
+second server's bind fails (``EADDRINUSE``) and it says so, for IPv4, IPv6 and port 0 alike,
+with no window between a probe and the real bind.
 
 Life: SIGTERM, SIGINT and SIGHUP reach the primary, which passes them on. A worker that
 dies unexpectedly makes the primary stop everything and exit 1 (systemd restarts the whole
@@ -60,15 +67,16 @@ def worker_count(configured: int) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS))
 
 
-def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (the first address ``host`` resolves to)."""
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (the first address ``host`` resolves to), for
+    this server alone (no ``SO_REUSEPORT``; see the module docstring)."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _name, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
+        # Linux lets no two sockets listen on one address with this: it only lets a restarted
+        # server bind while connections of the previous one linger in TIME_WAIT.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(1024)
         sock.setblocking(False)
@@ -119,10 +127,6 @@ class Role:
         os.close(fd)
         self.go = []
         return ready
-
-    def bind_worker_socket(self) -> None:
-        """Worker: a socket of its own on the primary's address (``SO_REUSEPORT``)."""
-        self.sockets = [bind(self.address[0], self.address[1], reuse_port=True)]
 
     def signal_children(self, sig: int) -> None:
         for pid in self.children:
@@ -200,11 +204,11 @@ def spawn(host: str, port: int, count: int, run_dir: Path) -> Role:
     Call before any thread starts and before anything opens LMDB or the disks.
     """
     memory.tune()  # before any thread allocates: see stratum.util.memory
-    public = bind(host, port, reuse_port=count > 1)
+    public = bind(host, port)
     address = public.getsockname()[:2]
     if count == 1:
         return Role(0, 1, run_dir, [public], address)
-    private = bind("127.0.0.1", 0, reuse_port=False)
+    private = bind("127.0.0.1", 0)
     private_port = private.getsockname()[1]
     sys.stdout.flush()
     sys.stderr.flush()
@@ -219,14 +223,13 @@ def spawn(host: str, port: int, count: int, run_dir: Path) -> Role:
             os.close(write_end)
             for fd in go:  # the other workers' pipes
                 os.close(fd)
-            public.close()
             private.close()
             _die_with_parent(parent)
             # Until its event loop handles them, what the primary may send must neither kill
             # it nor be lost: remember it (see signals_while_starting).
             for sig in (signal.SIGHUP, signal.SIGUSR2):
                 signal.signal(sig, _remember)
-            return Role(index, count, run_dir, [], address, private_port, [], [read_end])
+            return Role(index, count, run_dir, [public], address, private_port, [], [read_end])
         os.close(read_end)
         children.append(pid)
         go.append(write_end)
