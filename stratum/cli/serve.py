@@ -25,6 +25,7 @@ from stratum import __version__
 from stratum.block.disk import DiskError
 from stratum.cli import datadir
 from stratum.cli.admin import SERVER_FILE
+from stratum.cli.logformat import JsonFormatter, TextFormatter
 from stratum.cli.workers import (
     STOP_TIMEOUT,
     Role,
@@ -50,30 +51,12 @@ from stratum.web.observe import Observer
 log = logging.getLogger("stratum")
 
 
-class JsonFormatter(logging.Formatter):
-    FIELDS = ("method", "endpoint", "status", "bytes_in", "bytes_out", "duration_ms", "request_id")
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for name in self.FIELDS:
-            if hasattr(record, name):
-                out[name] = getattr(record, name)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
 def setup_logging(config: Config) -> None:
     handler = BatchingStreamHandler(sys.stderr)
     if config.server.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     for old in root.handlers:
         old.flush()  # lines a batching handler still holds

@@ -9,11 +9,15 @@ without a namespace. Values are never spliced into templates: all text goes thro
 Characters XML 1.0 cannot carry
     Text is escaped for ``& < >``; ``\\r`` is written ``&#13;`` so parsers do not fold it
     into ``\\n``. Code points XML 1.0 forbids outright (C0 controls other than tab, LF,
-    CR; lone surrogates; U+FFFE/U+FFFF) cannot be written even as character references,
-    so they are replaced by U+FFFD and the document stays well-formed. AWS instead emits
-    ``&#x1;``-style references that strict parsers reject. A client that needs such keys
-    byte-exact must list with ``encoding-type=url`` (boto3 and the AWS CLI always do), in
-    which case keys are percent-encoded first and nothing is lost.
+    CR; U+FFFE/U+FFFF) cannot be written even as character references. Listings
+    (ListObjects, ListObjectsV2, ListObjectVersions, ListMultipartUploads) write them as AWS
+    does, ``&#x1;``-style references (:func:`escape_listed`): exact, but strict parsers
+    (expat, so botocore) reject the document, and AWS's answer is the one this is meant to
+    match; clients that need such keys list with ``encoding-type=url`` (boto3 and the AWS
+    CLI always do), which percent-encodes keys first so that nothing is lost. Other
+    responses only echo a name the client sent and offer no such choice, so there they are
+    replaced by U+FFFD and the document stays well-formed (:func:`escape_text`). Lone
+    surrogates (bytes of a key that were not UTF-8) become U+FFFD everywhere.
 
 ``encoding-type=url``
     :func:`url_encode` encodes like AWS (Java's ``URLEncoder`` with ``/`` kept): letters,
@@ -45,6 +49,8 @@ XSI_NAMESPACE = "http://www.w3.org/2001/XMLSchema-instance"
 PROLOG = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_FORBIDDEN_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _TEXT_SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*")  # no ":": a prefix would need a binding
 
@@ -57,6 +63,22 @@ def escape_text(value: str) -> str:
     return (
         value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
     )
+
+
+def escape_listed(value: str) -> str:
+    """Escape character data of a listing: as :func:`escape_text`, but the characters XML
+    1.0 forbids become ``&#x1;``-style references, as in AWS's listings."""
+    if _TEXT_SPECIAL.search(value) is None:
+        return value
+    value = _SURROGATE.sub("\ufffd", value)
+    value = (
+        value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    )
+    return _FORBIDDEN_CHAR.sub(_char_ref, value)
+
+
+def _char_ref(match: re.Match[str]) -> str:
+    return f"&#x{ord(match.group()):x};"
 
 
 def escape_attr(value: str) -> str:
@@ -105,11 +127,15 @@ class XmlWriter:
     ``finish`` closes whatever is still open.
     """
 
-    __slots__ = ("_open", "_parts")
+    __slots__ = ("_escape", "_open", "_parts")
 
-    def __init__(self, root: str, *, namespace: str | None = S3_NAMESPACE) -> None:
+    def __init__(
+        self, root: str, *, namespace: str | None = S3_NAMESPACE, listing: bool = False
+    ) -> None:
+        """``listing``: text goes through :func:`escape_listed`, else :func:`escape_text`."""
         self._parts: list[str] = [PROLOG]
         self._open: list[str] = []
+        self._escape = escape_listed if listing else escape_text
         self.start(root, {"xmlns": namespace} if namespace else None)
 
     def start(self, tag: str, attrs: Mapping[str, str] | None = None) -> None:
@@ -130,11 +156,11 @@ class XmlWriter:
         elif isinstance(value, int):
             text = str(value)
         else:
-            text = escape_text(value)
+            text = self._escape(value)
         self._parts.append(f"<{tag}>{text}</{tag}>")
 
     def text(self, value: str) -> None:
-        self._parts.append(escape_text(value))
+        self._parts.append(self._escape(value))
 
     def raw(self, markup: str) -> None:
         """Append ready-made markup: every value in it must already be escaped."""
@@ -205,9 +231,10 @@ def _owner(w: XmlWriter, tag: str, owner: Owner) -> None:
 
 
 def _owner_markup(owner: Owner) -> str:
+    """An entry's ``<Owner>``, as a listing's writer gives it."""
     return (
-        f"<Owner><ID>{escape_text(owner.id)}</ID>"
-        f"<DisplayName>{escape_text(owner.display_name)}</DisplayName></Owner>"
+        f"<Owner><ID>{escape_listed(owner.id)}</ID>"
+        f"<DisplayName>{escape_listed(owner.display_name)}</DisplayName></Owner>"
     )
 
 
@@ -334,11 +361,11 @@ def _entries(
     """The markup of a listing's objects, in one pass: every listed key costs this loop.
 
     The same text the writer's ``leaf`` calls would give, without a call per element:
-    values go through :func:`escape_text` only when the one search for a character it
+    values go through :func:`escape_listed` only when the one search for a character it
     would change finds one; the owner's markup is made once per listing."""
     head, mid, close = shape
     enc = None if encoding_type is None else _encoder(encoding_type)
-    special, esc, second = _TEXT_SPECIAL.search, escape_text, _second
+    special, esc, second = _TEXT_SPECIAL.search, escape_listed, _second
     shared_tail = close if owner is None else _owner_markup(owner) + close
     out: list[str] = []
     add = out.append
@@ -364,7 +391,7 @@ def _entries(
 
 def list_objects_v1(result: ListObjectsV1Result) -> bytes:
     enc = _encoder(result.encoding_type)
-    w = XmlWriter("ListBucketResult")
+    w = XmlWriter("ListBucketResult", listing=True)
     w.leaf("Name", result.bucket)
     w.leaf("Prefix", enc(result.prefix))
     w.leaf("Marker", enc(result.marker))
@@ -382,7 +409,7 @@ def list_objects_v1(result: ListObjectsV1Result) -> bytes:
 
 def list_objects_v2(result: ListObjectsV2Result) -> bytes:
     enc = _encoder(result.encoding_type)
-    w = XmlWriter("ListBucketResult")
+    w = XmlWriter("ListBucketResult", listing=True)
     w.leaf("Name", result.bucket)
     w.leaf("Prefix", enc(result.prefix))
     if result.start_after is not None:
@@ -422,7 +449,7 @@ class ListObjectVersionsResult:
 
 def list_object_versions(result: ListObjectVersionsResult) -> bytes:
     enc = _encoder(result.encoding_type)
-    w = XmlWriter("ListVersionsResult")
+    w = XmlWriter("ListVersionsResult", listing=True)
     w.leaf("Name", result.bucket)
     w.leaf("Prefix", enc(result.prefix))
     w.leaf("KeyMarker", enc(result.key_marker))
@@ -632,7 +659,7 @@ class ListMultipartUploadsResult:
 
 def list_multipart_uploads(result: ListMultipartUploadsResult) -> bytes:
     enc = _encoder(result.encoding_type)
-    w = XmlWriter("ListMultipartUploadsResult")
+    w = XmlWriter("ListMultipartUploadsResult", listing=True)
     w.leaf("Bucket", result.bucket)
     w.leaf("KeyMarker", enc(result.key_marker))
     w.leaf("UploadIdMarker", result.upload_id_marker)

@@ -7,6 +7,7 @@ Request parsers are fed the bodies botocore serializes, plus hostile documents.
 
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 from typing import Any
@@ -379,11 +380,25 @@ def test_list_objects_v2_keys_survive(encoding: str | None) -> None:
     assert (parsed["Prefix"], parsed["StartAfter"]) == ("p +&", "p +&")
 
 
-def test_control_characters_need_url_encoding() -> None:
-    result = x.ListObjectsV2Result("bkt", "", 1000, False, entries(["a\x01b"]))
-    assert botocore_parse("ListObjectsV2", x.list_objects_v2(result))["Contents"][0]["Key"] == (
-        "a\ufffdb"
-    )
+def test_control_characters_are_listed_as_aws_lists_them() -> None:
+    keys = ["a\x01b", "nul\x00", "esc\x1b[1m", "cr\r", "\ufffe", "bad\udcff"]
+    result = x.ListObjectsV2Result("bkt", "ctl\x02", 1000, False, entries(keys))
+    body = x.list_objects_v2(result)
+    for listed in (b"a&#x1;b", b"nul&#x0;", b"esc&#x1b;[1m", b"cr&#13;", b"&#xfffe;"):
+        assert b"<Key>" + listed + b"</Key>" in body
+    assert b"<Key>bad\xef\xbf\xbd</Key>" in body  # not a character: a byte that was not UTF-8
+    assert b"<Prefix>ctl&#x2;</Prefix>" in body
+    # Exact, and what strict parsers (botocore's, expat) refuse: hence encoding-type=url.
+    with pytest.raises(Exception, match=r"invalid character|invalid XML"):
+        botocore_parse("ListObjectsV2", body)
+    encoded = x.list_objects_v2(dataclasses.replace(result, encoding_type="url"))
+    parsed = botocore_parse("ListObjectsV2", encoded)
+    assert [unquote_plus(c["Key"]) for c in parsed["Contents"]][:5] == keys[:5]
+
+
+def test_other_responses_stay_well_formed() -> None:
+    body = x.complete_multipart_upload("http://h/b/k", "b", "a\x01b", "etag")
+    assert b"<Key>a\xef\xbf\xbdb</Key>" in body
 
 
 def test_unknown_encoding_type_is_a_bug() -> None:

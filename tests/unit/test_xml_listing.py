@@ -36,7 +36,7 @@ def reference(
     root: str, tag: str, entries: list[x.ObjectEntry], encoding_type: str | None
 ) -> bytes:
     enc = x._encoder(encoding_type)
-    w = x.XmlWriter(root)
+    w = x.XmlWriter(root, listing=True)
     for e in entries:
         w.start(tag)
         w.leaf("Key", enc(e.key))
