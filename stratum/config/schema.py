@@ -78,10 +78,12 @@ class ServerConfig:
 
     listen: str = field(
         metadata=_key(
-            "0.0.0.0:9000",
+            "127.0.0.1:9000",
             STRING,
             "Address the S3 endpoint listens on, HOST:PORT; an IPv6 host goes in brackets"
-            ' ("[::1]:9000"). Port 0 picks a free port.',
+            ' ("[::1]:9000"). The default answers this machine only: "0.0.0.0:9000" (every IPv4'
+            ' address) or "[::]:9000" (every address) serves the network. Port 0 picks a free'
+            " port.",
             checks.listen,
         )
     )

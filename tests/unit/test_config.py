@@ -55,8 +55,8 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     config = load_config()
     data_dir = tmp_path / "stratum-data"
     assert config.source is None
-    assert config.server.listen == "0.0.0.0:9000"
-    assert (config.server.host, config.server.port) == ("0.0.0.0", 9000)
+    assert config.server.listen == "127.0.0.1:9000"  # this machine only, unless told
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 9000)
     assert config.server.region == "us-east-1"
     assert config.server.workers == 0  # one per core, up to 4
     assert config.storage.data_dir == data_dir
