@@ -12,7 +12,9 @@ in short read transactions on the caller's thread; LMDB reads are lock-free memo
 lookups that take microseconds.
 
 The map grows on its own: when a write hits ``MapFullError`` the writer waits
-for in-process readers to finish, doubles the map size and retries the batch.
+for in-process readers to finish, doubles the map size and retries the batch. A batch that
+cannot be written for want of space (the filesystem is full, or the map cannot grow) fails
+every caller of the batch with :class:`MetaFull` (S3 answers ``InsufficientStorage``).
 
 Several server processes may share the environment (``server.workers``): LMDB serialises
 their write transactions with its own lock, and a process whose map another one grew gets
@@ -28,7 +30,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import logging
+import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -57,10 +62,19 @@ DB_NAMES = (
 INITIAL_MAP_SIZE = 256 << 20
 MAX_BATCH = 512
 GATHER_DELAY = 0.0005  # seconds a commit waits for a write that coming() announced
+# A commit that fails with less free space than this on the store's filesystem failed for
+# want of space (the batch it could not write may be larger than what is left).
+FULL_MARGIN = 16 << 20
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class MetaError(Exception):
     """The metadata store could not be opened or written."""
+
+
+class MetaFull(MetaError):
+    """A commit failed for want of space: the metadata store's filesystem is full (or the map
+    could not grow). Nothing of the batch was written."""
 
 
 class _SharedExclusiveLock:
@@ -276,7 +290,7 @@ class MetaStore:
     def _new_batches(self) -> GroupCommit[_Job, _Outcome]:
         return GroupCommit(
             self._commit_batch,
-            _commit_failed,
+            self._commit_failed,
             self._deliver,
             max_items=MAX_BATCH,
             gather=self._gather_delay,
@@ -311,10 +325,34 @@ class MetaStore:
                     except BaseException:
                         txn.abort()
                         raise
-            except lmdb.MapFullError:
-                self._grow()
+            except lmdb.MapFullError as full:
+                try:
+                    self._grow()
+                except lmdb.Error:  # the map cannot grow (address space, a 32-bit system)
+                    raise full from None
                 continue
             return outcomes
+
+    def _commit_failed(self, exc: BaseException) -> _Outcome:
+        """The outcome of every job of a batch whose commit failed (called in the except)."""
+        if self._out_of_space(exc):
+            log.error("metadata commit failed, no space left for %s: %s", self.path, exc)
+            return (False, MetaFull(f"no space left for the metadata store {self.path}"))
+        log.exception("metadata commit failed")
+        return (False, MetaError(f"metadata commit failed: {exc}"))
+
+    def _out_of_space(self, exc: BaseException) -> bool:
+        if isinstance(exc, lmdb.MapFullError):  # only when the map could not grow
+            return True
+        if not isinstance(exc, lmdb.Error | OSError):
+            return False
+        # LMDB reports a write cut short by a full disk as EIO, not ENOSPC: ask the disk.
+        if any(os.strerror(code) in str(exc) for code in _NO_SPACE):
+            return True
+        try:
+            return shutil.disk_usage(self.path).free < FULL_MARGIN
+        except OSError:
+            return False
 
     def _deliver(self, batch: list[_Job], outcomes: Sequence[_Outcome]) -> None:
         self.commits += 1
@@ -331,11 +369,6 @@ class MetaStore:
             self._map_size *= 2
             log.info("growing metadata map to %d MiB", self._map_size >> 20)
             self._env.set_mapsize(self._map_size)
-
-
-def _commit_failed(exc: BaseException) -> _Outcome:
-    log.exception("metadata commit failed")
-    return (False, MetaError(f"metadata commit failed: {exc}"))
 
 
 def _resolve_async(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:

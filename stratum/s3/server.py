@@ -17,6 +17,7 @@ it the same envelope (request id, XML errors, log line, report).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from aiohttp import ClientPayloadError, web
 
 from stratum import auth
 from stratum.block.errors import DiskWriteError, StorageError, StorageFull
+from stratum.meta.store import MetaFull
 from stratum.s3 import bucket_ops, list_ops, multipart_ops, object_ops, xml
 from stratum.s3.context import ApiSettings, Handler, ReqCtx
 from stratum.s3.errors import S3Error, as_s3_error
@@ -90,8 +92,12 @@ def translate(exc: BaseException) -> S3Error | None:
         code = _MODEL_ERRORS.get(type(exc), "InternalError")
         extra = {_DETAIL_ELEMENTS[k]: v for k, v in exc.details.items() if k in _DETAIL_ELEMENTS}
         return S3Error(code, extra=extra)
-    if isinstance(exc, StorageFull):
+    if isinstance(exc, StorageFull | MetaFull):
         return S3Error("InsufficientStorage")
+    if _cold_unreachable(exc):
+        # Reaching the cold store failed (a network or provider error): transient as far as
+        # a client can tell, and SDKs retry a 503.
+        return S3Error("ServiceUnavailable", "The cold tier could not be reached; retry")
     if isinstance(exc, DiskWriteError):
         # A disk failed under the write; it is taken out of placement within seconds, so a
         # retry (which SDKs do for 503) lands on the disks that work.
@@ -101,7 +107,22 @@ def translate(exc: BaseException) -> S3Error | None:
     return None
 
 
+def _cold_unreachable(exc: BaseException) -> bool:
+    # The cold store's module is imported only by a node with a cold tier (it brings botocore
+    # along); without it in this process, no exception can come from it.
+    cold = sys.modules.get("stratum.block.cold")
+    return (
+        cold is not None
+        and isinstance(exc, cold.ColdStoreError)
+        and not isinstance(exc, cold.ColdObjectMissing)  # data lost, not a passing failure
+    )
+
+
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The status logged and counted for a response the client stopped reading (nginx's code
+# for it): the client got the status line of the real response, and part of its body.
+CLIENT_CLOSED = 499
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,11 +280,8 @@ class S3Server:
                 return response
         except Exception as exc:  # every failure becomes S3 XML, here
             if state.ctx is not None and state.ctx.streaming:
-                # Headers are gone already: the only honest signal left is a cut connection.
-                log.error(
-                    "request %s (%s) failed mid-response: %s", request_id, state.endpoint, exc
-                )
-                raise
+                response = _cut_short(request, request_id, state.endpoint, exc)
+                return self._finish(request, state, response, started, request_id)
             error = translate(exc)
             if error is None:
                 log.exception("request %s (%s) failed", request_id, state.endpoint)
@@ -279,6 +297,17 @@ class S3Server:
             response.headers["x-amz-request-id"] = request_id
             response.headers["x-amz-id-2"] = request_id
             response.headers.setdefault("Server", "Stratum")
+        return self._finish(request, state, response, started, request_id)
+
+    def _finish(
+        self,
+        request: web.Request,
+        state: _RequestState,
+        response: web.StreamResponse,
+        started: float,
+        request_id: str,
+    ) -> web.StreamResponse:
+        """Log and count the request; return its response."""
         finished = _finished(state, response, started)
         if self.settings.access_log:
             _log_request(request, finished, request_id)
@@ -294,6 +323,26 @@ _request_ids = process_random()
 
 def _new_request_id() -> str:
     return f"{_request_ids.getrandbits(64):016X}"
+
+
+def _cut_short(
+    request: web.Request, request_id: str, endpoint: str, exc: Exception
+) -> web.StreamResponse:
+    """A response whose headers (and part of its body) are sent failed: the only honest
+    signal left is a cut connection. Returns what stands for it in the log line and the
+    metrics: status :data:`CLIENT_CLOSED` when the client went away (it closed the
+    connection early, which clients do; the access log line says so), 500 when we failed.
+    aiohttp, finding the connection closed, sends nothing more."""
+    transport = request.transport
+    gone = isinstance(exc, ConnectionError) or transport is None or transport.is_closing()
+    if not gone:
+        if isinstance(exc, StorageError):
+            log.error("request %s (%s) failed mid-response: %s", request_id, endpoint, exc)
+        else:
+            log.exception("request %s (%s) failed mid-response", request_id, endpoint)
+    if transport is not None:
+        transport.abort()
+    return web.Response(status=CLIENT_CLOSED if gone else 500)
 
 
 def _expects_continue(request: web.Request) -> bool:

@@ -13,10 +13,15 @@ envelope (request id, error rendering, access log line, request metrics).
 - ``GET  /_stratum/tier/log[?bucket=B[&key=K]][&limit=N]`` the decision log, newest first
 - ``POST /_stratum/tier/run``                 a tiering pass now; answers with its moves
 - ``PUT  /_stratum/tier/pin?bucket=B&tier=T``  pin a bucket to hot/warm/cold ("" = automatic)
+
+A parameter out of its range (``limit`` is 1 to 10,000, 100 if absent; ``tier``; a missing
+``bucket``) is refused with 400 ``InvalidArgument`` naming it; pinning a bucket that does not
+exist with 404 ``NoSuchBucket``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qsl
@@ -33,6 +38,7 @@ from stratum.tiering.engine import TierEngine
 from stratum.util.clock import Clock
 
 PREFIX = "/_stratum/"
+MAX_LOG_LIMIT = 10_000  # decisions per answer
 
 
 class AdminApi:
@@ -71,7 +77,9 @@ class AdminApi:
         params = dict(query)
         route = (request.method, request.path[len(PREFIX) :])
         if route == ("GET", "status"):
-            return _json(self.maintenance.status())
+            # Reads LMDB and asks every disk's filesystem for its usage: not on the loop.
+            loop = asyncio.get_running_loop()
+            return _json(await loop.run_in_executor(None, self.maintenance.status))
         if route == ("POST", "scrub"):
             figures = await self.maintenance.scrub(
                 bucket=params.get("bucket") or None, key=params.get("key") or None
@@ -89,12 +97,13 @@ class AdminApi:
         if route == ("GET", "explain"):
             return _json(engine.explain(params.get("bucket", ""), params.get("key", "")))
         if route == ("GET", "tier/log"):
+            limit = _whole_number(params, "limit", 100, MAX_LOG_LIMIT)
             records = engine.meta.read(
                 lambda tx: read_decisions(
                     tx,
                     bucket=params.get("bucket") or None,
                     key=params.get("key") or None,
-                    limit=int(params.get("limit", "100")),
+                    limit=limit,
                 )
             )
             return _json(records)
@@ -105,9 +114,34 @@ class AdminApi:
             tier = params.get("tier", "")
             if tier not in ("", "hot", "warm", "cold"):
                 raise S3Error("InvalidArgument", "tier must be hot, warm, cold or empty")
-            await engine.pin_bucket(params.get("bucket", ""), tier)
-            return _json({"bucket": params.get("bucket"), "pin": tier or None})
+            bucket = params.get("bucket", "")
+            if not bucket:
+                raise S3Error(
+                    "InvalidArgument", "bucket is required", extra=_argument("bucket", "")
+                )
+            try:
+                await engine.pin_bucket(bucket, tier)
+            except KeyError:  # what the engine raises for a bucket that does not exist
+                raise S3Error("NoSuchBucket", extra={"BucketName": bucket}) from None
+            return _json({"bucket": bucket, "pin": tier or None})
         return None
+
+
+def _whole_number(params: dict[str, str], name: str, default: int, most: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise S3Error(
+            "InvalidArgument",
+            f"{name} must be a whole number from 1 to {most}",
+            extra=_argument(name, raw),
+        )
+    return int(raw)
+
+
+def _argument(name: str, value: str) -> dict[str, str]:
+    return {"ArgumentName": name, "ArgumentValue": value}
 
 
 def _json(value: Any) -> web.Response:
