@@ -153,6 +153,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         domain=config.server.domain,
         access_log=config.server.access_log,
         sigv2=config.server.sigv2,
+        body_timeout=config.server.body_timeout,
     )
     observer = Observer(node.meta, node.tiers, node.maintenance, domain=config.server.domain)
     admin: AdminApi | PrimaryForwarder
@@ -170,13 +171,19 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
 
             observer.peers = peer_metrics
     else:
-        admin = forwarder = PrimaryForwarder(role.private_port)
+        admin = forwarder = PrimaryForwarder(role.private_port, config.server.body_timeout)
         observer.forward = forwarder.handle
         parent = os.getppid()
         node.service.on_pinned = functools.partial(os.kill, parent, signal.SIGUSR1)
     server = S3Server(node.service, node.multipart, node.users, settings, node.clock)
     app = make_app(server, observer, admin)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=30)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=30,
+        keepalive_timeout=config.server.idle_timeout,
+    )
     await runner.setup()
     for sock in role.sockets:
         await web.SockSite(runner, sock, backlog=1024).start()
@@ -315,6 +322,7 @@ def _announce(node: Node, role: Role) -> None:
 LIVE_KEYS = frozenset(
     {
         "server.access_log",
+        "server.body_timeout",
         "server.log_format",
         "server.access_key",
         "server.secret_key",
@@ -354,7 +362,11 @@ def _reload(node: Node, server: S3Server, load: Callable[[], Config]) -> None:
     restart = [k for k in changed if k not in LIVE_KEYS]
     if new.server.log_format != old.server.log_format:
         setup_logging(new)
-    server.settings = dataclasses.replace(server.settings, access_log=new.server.access_log)
+    server.settings = dataclasses.replace(
+        server.settings,
+        access_log=new.server.access_log,
+        body_timeout=new.server.body_timeout,
+    )
     if "server.access_key" in changed or "server.secret_key" in changed:
         node.root = load_root_credentials(
             new.storage.data_dir, new.server.access_key, new.server.secret_key

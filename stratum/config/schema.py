@@ -161,6 +161,27 @@ class ServerConfig:
             checks.between(0, 1024),
         )
     )
+    idle_timeout: float = field(
+        metadata=_key(
+            "30s",
+            DURATION,
+            "A connection waiting for a request (just opened, or kept open after a response) is"
+            " closed if no request has arrived in full, headers and all, within this time: idle"
+            " keep-alive connections and clients that send headers slowly alike. Clients reopen"
+            " connections as they need them.",
+            checks.positive,
+        )
+    )
+    body_timeout: float = field(
+        metadata=_key(
+            "30s",
+            DURATION,
+            "A request body from which nothing arrives for this long is refused with 400"
+            " RequestTimeout, as S3 does, and its connection closed. It bounds each pause"
+            " between two reads, not the whole body: a slow but steady upload is never cut.",
+            checks.positive,
+        )
+    )
 
     @property
     def host(self) -> str:

@@ -4,16 +4,18 @@ A PUT body reaches the object service as an async iterator of byte chunks plus
 the digests to compute along the way and a ``verify`` callback. The object service
 calls ``verify`` after the data is durable and before it becomes visible, so a body
 that fails its x-amz-content-sha256, Content-MD5 or x-amz-checksum-* check stores
-nothing.
+nothing. Each read of the body waits at most ``[server] body_timeout`` for data; a client
+that stops sending gets 400 ``RequestTimeout``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from stratum.auth.request import UNSIGNED_PAYLOAD
 from stratum.auth.streaming import ChunkSignatureChain
@@ -24,6 +26,7 @@ from stratum.s3.context import ReqCtx
 from stratum.s3.errors import S3Error
 
 READ_CHUNK = 256 * 1024
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,11 +45,28 @@ class Body:
             check()
 
 
+async def _within(ctx: ReqCtx, read: Awaitable[T]) -> T:
+    """One read of the body, which waits at most ``body_timeout`` for data to arrive.
+
+    The limit is per read, not per body: a slow but steady upload is never cut, a stalled
+    one is refused as S3 refuses it. (A read waits only when nothing the client sent is
+    left unread: data that arrived while the server was busy is there at once.)
+    """
+    try:
+        async with asyncio.timeout(ctx.settings.body_timeout):
+            return await read
+    except TimeoutError:
+        # Nothing more is expected: aiohttp would otherwise linger (up to 10 s) reading the
+        # rest of the body before it closes the connection after the refusal.
+        ctx.request.content.feed_eof()
+        raise S3Error("RequestTimeout") from None
+
+
 async def _raw_chunks(ctx: ReqCtx) -> AsyncIterator[bytes]:
     await ctx.want_body()
     content = ctx.request.content
     while True:
-        chunk = await content.read(READ_CHUNK)
+        chunk = await _within(ctx, content.read(READ_CHUNK))
         if not chunk:
             return
         ctx.bytes_in += len(chunk)
@@ -137,19 +157,19 @@ class _Counted:
 
     async def readline(self) -> bytes:
         await self._ctx.want_body()
-        line = await self._content.readline()
+        line = await _within(self._ctx, self._content.readline())
         self._ctx.bytes_in += len(line)
         return line
 
     async def readexactly(self, n: int) -> bytes:
         await self._ctx.want_body()
-        data = await self._content.readexactly(n)
+        data = await _within(self._ctx, self._content.readexactly(n))
         self._ctx.bytes_in += len(data)
         return data
 
     async def read(self, n: int = -1) -> bytes:
         await self._ctx.want_body()
-        data = await self._content.read(n)
+        data = await _within(self._ctx, self._content.read(n))
         self._ctx.bytes_in += len(data)
         return data
 

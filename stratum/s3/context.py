@@ -33,6 +33,7 @@ class ApiSettings:
     domain: str
     access_log: bool = True
     sigv2: bool = True  # accept Signature Version 2 ([server] sigv2)
+    body_timeout: float = 30.0  # seconds a body read may wait for data ([server] body_timeout)
 
 
 @dataclass

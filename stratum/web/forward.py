@@ -17,6 +17,7 @@ adds them to its own (:func:`read_peer_metrics`). Format version 1::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -25,6 +26,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from stratum.s3.errors import S3Error
 
 log = logging.getLogger("stratum.forward")
 
@@ -51,8 +54,9 @@ class PrimaryForwarder:
     The primary logs and counts the requests it answers; the worker that forwards does not.
     """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, body_timeout: float = 30.0) -> None:
         self.base = f"http://127.0.0.1:{port}"
+        self.body_timeout = body_timeout  # as [server] body_timeout bounds an S3 body's reads
         self._session: aiohttp.ClientSession | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -61,7 +65,13 @@ class PrimaryForwarder:
                 auto_decompress=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
-        body = await request.read() if request.can_read_body else None
+        body = None
+        if request.can_read_body:
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    body = await request.read()
+            except TimeoutError:
+                raise S3Error("RequestTimeout") from None
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROP]
         async with self._session.request(
             request.method,
