@@ -43,10 +43,17 @@ from stratum.s3.server import S3Server
 from stratum.service.users import ROOT_FILE, load_root_credentials
 from stratum.util import memory
 from stratum.util.loglines import BatchingStreamHandler
+from stratum.util.periodic import Periodic
 from stratum.web.admin import AdminApi
 from stratum.web.app import make_app
-from stratum.web.forward import PrimaryForwarder, metrics_file, read_peer_metrics, write_metrics
-from stratum.web.observe import Observer
+from stratum.web.forward import (
+    PUBLISH_INTERVAL,
+    MetricsPublisher,
+    PrimaryForwarder,
+    metrics_file,
+    read_peer_metrics,
+)
+from stratum.web.observe import MetricsAccess, Observer
 
 log = logging.getLogger("stratum")
 
@@ -155,9 +162,16 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         sigv2=config.server.sigv2,
         body_timeout=config.server.body_timeout,
     )
-    observer = Observer(node.meta, node.tiers, node.maintenance, domain=config.server.domain)
+    observer = Observer(
+        node.meta,
+        node.tiers,
+        node.maintenance,
+        domain=config.server.domain,
+        access=_metrics_access(config),
+    )
     admin: AdminApi | PrimaryForwarder
     forwarder: PrimaryForwarder | None = None
+    publishing: Periodic | None = None  # a worker's request metrics, for the primary
     if role.primary:
         admin = AdminApi(
             node.maintenance, node.users, config.server.region, node.clock, tiering=node.tiering
@@ -165,8 +179,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         if role.shared:
             _clear_metrics(role.run_dir)
 
-            async def peer_metrics() -> list[dict[str, Any]]:
-                await flush_workers(role)  # they publish their counters as they flush
+            async def peer_metrics() -> list[dict[str, Any]]:  # as the workers last wrote them
                 return await loop.run_in_executor(None, read_peer_metrics, role.run_dir)
 
             observer.peers = peer_metrics
@@ -197,7 +210,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, reload_config, node, server, reload, role)
+        loop.add_signal_handler(signal.SIGHUP, reload_config, node, server, reload, role, observer)
     if role.primary:
         _announce(node, role)
         server_file.write_text(json.dumps({"endpoint": _endpoint(role), "pid": os.getpid()}))
@@ -220,13 +233,16 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         node.service.flush_peers = functools.partial(flush_workers, role)
         role.release_workers()
     else:
-
-        async def flush_and_publish() -> None:
-            await node.service.flush_access()
-            path = metrics_file(role.run_dir, role.index)
-            await loop.run_in_executor(None, write_metrics, path, observer.requests.snapshot())
-
-        flush = functools.partial(answer_flush, role, flush_and_publish)
+        flush = functools.partial(answer_flush, role, node.service.flush_access)
+        publisher = MetricsPublisher(observer.requests, metrics_file(role.run_dir, role.index))
+        publishing = Periodic(
+            "metrics",
+            publisher.publish,
+            interval=PUBLISH_INTERVAL,
+            log=log,
+            what="publishing the request metrics",
+        )
+        publishing.start()
 
         def flush_now() -> None:
             task = loop.create_task(flush())
@@ -237,7 +253,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
     if not role.primary:
         early = signals_while_starting()
         if signal.SIGHUP in early and reload is not None:
-            reload_config(node, server, reload, role)
+            reload_config(node, server, reload, role, observer)
         if signal.SIGUSR2 in early:
             flush_now()
     if role.primary:
@@ -252,6 +268,8 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
     await runner.cleanup()
     if role.primary and role.children:
         await _reap(role, watchers)
+    if publishing is not None:
+        await publishing.stop()
     if forwarder is not None:
         await forwarder.close()
     await node.stop()
@@ -324,6 +342,8 @@ LIVE_KEYS = frozenset(
         "server.access_log",
         "server.body_timeout",
         "server.log_format",
+        "server.metrics_loopback_only",
+        "server.metrics_token",
         "server.access_key",
         "server.secret_key",
         "scrub.interval",
@@ -333,23 +353,29 @@ LIVE_KEYS = frozenset(
 
 
 def reload_config(
-    node: Node, server: S3Server, load: Callable[[], Config], role: Role | None = None
+    node: Node,
+    server: S3Server,
+    load: Callable[[], Config],
+    role: Role | None = None,
+    observer: Observer | None = None,
 ) -> None:
     """Re-read the configuration and apply what can change live (in every process)."""
     if role is not None and not role.primary:
-        _reload(node, server, load)
+        _reload(node, server, load, observer)
         return
     now_us = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     sd_notify(f"RELOADING=1\nMONOTONIC_USEC={now_us}\nSTATUS=reloading")
     try:
         if role is not None:
             role.signal_children(signal.SIGHUP)
-        _reload(node, server, load)
+        _reload(node, server, load, observer)
     finally:
         sd_notify("READY=1\nSTATUS=serving")
 
 
-def _reload(node: Node, server: S3Server, load: Callable[[], Config]) -> None:
+def _reload(
+    node: Node, server: S3Server, load: Callable[[], Config], observer: Observer | None
+) -> None:
     try:
         new = load()
     except ConfigError as exc:
@@ -372,6 +398,8 @@ def _reload(node: Node, server: S3Server, load: Callable[[], Config]) -> None:
             new.storage.data_dir, new.server.access_key, new.server.secret_key
         )
         node.users.root = node.root.user
+    if observer is not None:
+        observer.access = _metrics_access(new)
     node.maintenance.interval = new.scrub.interval
     node.maintenance.rate = new.scrub.rate
     live_server = {k.partition(".")[2] for k in LIVE_KEYS if k.startswith("server.")}
@@ -383,6 +411,10 @@ def _reload(node: Node, server: S3Server, load: Callable[[], Config]) -> None:
     log.info("configuration reloaded: %s", ", ".join(live) or "nothing to apply")
     if restart:
         log.warning("changed, applied only after a restart: %s", ", ".join(restart))
+
+
+def _metrics_access(config: Config) -> MetricsAccess:
+    return MetricsAccess(config.server.metrics_token, config.server.metrics_loopback_only)
 
 
 def _flat(config: Config) -> dict[str, Any]:

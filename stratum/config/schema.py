@@ -161,6 +161,27 @@ class ServerConfig:
             checks.between(0, 1024),
         )
     )
+    metrics_token: str = field(
+        repr=False,
+        metadata=_key(
+            "",
+            STRING,
+            "When set, GET /metrics answers only requests carrying Authorization: Bearer <this"
+            " token> (Prometheus: authorization: {credentials: ...}), others get 401, and only"
+            " they see the disks' paths (label disk; every scrape gets each disk's id). Empty:"
+            " anyone who reaches the port may scrape. /health/* stays open.",
+            checks.secret_key,
+            secret=True,
+        ),
+    )
+    metrics_loopback_only: bool = field(
+        metadata=_key(
+            False,
+            BOOL,
+            "Answer GET /metrics only to clients on this machine (127.0.0.1, ::1); others get"
+            " 403. With metrics_token set too, a scrape needs both.",
+        )
+    )
     idle_timeout: float = field(
         metadata=_key(
             "30s",

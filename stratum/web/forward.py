@@ -7,10 +7,11 @@ background tasks run in the primary only, so a worker forwards them, unchanged (
 path, query, headers including ``Host`` and the signature, body), to the primary's private
 loopback port and returns its answer. The primary checks the signature as usual.
 
-Request metrics are per process. When scraped, the primary asks every worker to write its
-own to a small JSON file in the server's run directory (``SIGUSR2``, the signal that also
-has them record their access signals; see :mod:`stratum.cli.workers`), waits for them, and
-adds them to its own (:func:`read_peer_metrics`). Format version 1::
+Request metrics are per process. Every worker writes its own to a small JSON file in the
+server's run directory every :data:`PUBLISH_INTERVAL` seconds while they change
+(:class:`MetricsPublisher`; nothing while idle), and the primary, when it makes an answer to
+``/metrics``, reads them and adds them to its own (:func:`read_peer_metrics`): a scrape
+makes no process write anything. Format version 1::
 
     {"v": 1, "pid": <worker pid>, "metrics": <RequestMetrics.snapshot()>}
 """
@@ -28,10 +29,12 @@ import aiohttp
 from aiohttp import web
 
 from stratum.s3.errors import S3Error
+from stratum.web.observe import RequestMetrics
 
 log = logging.getLogger("stratum.forward")
 
 METRICS_FORMAT = 1
+PUBLISH_INTERVAL = 2.0  # seconds between a worker's publications while its counts change
 MAX_FORWARDED_BODY = 8 << 20  # admin requests carry no object data
 # Hop-by-hop headers (RFC 9110 7.6.1) and what aiohttp recomputes for the new message.
 _DROP = frozenset(
@@ -92,6 +95,24 @@ class PrimaryForwarder:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class MetricsPublisher:
+    """A worker's request metrics, written to ``path`` when they changed since last time
+    (called every :data:`PUBLISH_INTERVAL` seconds)."""
+
+    def __init__(self, metrics: RequestMetrics, path: Path) -> None:
+        self.metrics = metrics
+        self.path = path
+        self._published = 0  # metrics.observed when last written
+
+    async def publish(self) -> None:
+        observed = self.metrics.observed
+        if observed == self._published:
+            return
+        snapshot = self.metrics.snapshot()
+        await asyncio.get_running_loop().run_in_executor(None, write_metrics, self.path, snapshot)
+        self._published = observed
 
 
 def metrics_file(run_dir: Path, index: int) -> Path:

@@ -3,10 +3,13 @@
 - ``GET /metrics``: Prometheus text format 0.0.4 (:func:`render`). Requests by operation and
   status, latency histograms by operation and bytes in and out are counted as requests end;
   objects and bytes per tier, scrub and heal progress, disk states and process figures are
-  read when scraped. With several server processes the primary answers every scrape and adds
-  the workers' request counts, collected at that moment (:mod:`stratum.web.forward`); process
-  figures (memory, file descriptors) are the primary's own. ``/health/ready`` is the primary's
-  answer too; ``/health/live`` is answered by whichever process gets the connection.
+  read when the answer is made. An answer is made at most every :data:`METRICS_MAX_AGE`
+  seconds and served from memory meanwhile: a scrape writes nothing, and a flood of scrapes
+  costs no more than one. With several server processes the primary answers every scrape and
+  adds the workers' request counts as they last published them (every few seconds while they
+  change: :mod:`stratum.web.forward`); process figures (memory, file descriptors) are the
+  primary's own. ``/health/ready`` is the primary's answer too; ``/health/live`` is answered
+  by whichever process gets the connection.
 - ``GET /health/live``: 200 while the process serves HTTP.
 - ``GET /health/ready``: 200 once the node is started and the hot tier has enough disks
   online for writes; 503 with a JSON reason otherwise (and while shutting down). A node that
@@ -14,13 +17,19 @@
   under ``"degraded"``: on a node that is the only holder of its data, taking it out of a
   load balancer would make every object unreachable to spare a few (the metrics alert).
 
+Who may scrape (:class:`MetricsAccess`, ``[server] metrics_token`` and
+``metrics_loopback_only``): anyone by default; with a token, only requests carrying
+``Authorization: Bearer <token>`` (others get 401); loopback-only, only connections from this
+machine (others get 403). Disk paths are shown (label ``disk``) only to a scrape that carried
+the token; every scrape gets each disk's id (label ``id``). The health checks stay open.
+
 These paths are also valid path-style S3 requests (ListObjects of a bucket named "metrics",
 GetObject of "health/live"). They are answered here only when the request carries no S3
-authentication at all (no ``Authorization`` header; no ``X-Amz-Signature``,
-``X-Amz-Credential``, ``Signature`` or ``AWSAccessKeyId`` query parameter of a presigned URL),
-for GET and HEAD, on the service host (not on a bucket's virtual host). Anything signed stays
-S3, so a bucket named "metrics" keeps working for its owner; an anonymous S3 request for it
-would be refused anyway.
+authentication at all (no ``Authorization`` header other than a metrics ``Bearer`` token; no
+``X-Amz-Signature``, ``X-Amz-Credential``, ``Signature`` or ``AWSAccessKeyId`` query parameter
+of a presigned URL), for GET and HEAD, on the service host (not on a bucket's virtual host).
+Anything signed stays S3, so a bucket named "metrics" keeps working for its owner; an
+anonymous S3 request for it would be refused anyway.
 
 Objects and bytes per tier are counted from the metadata store's volumes (objects, and parts
 of multipart uploads in progress) in an executor, in pages, at most every
@@ -31,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import hmac
+import ipaddress
 import json
 import logging
 import math
@@ -67,6 +78,7 @@ LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0
 )  # fmt: skip
 TIER_COUNT_INTERVAL = 30.0
+METRICS_MAX_AGE = 5.0  # seconds an answer to /metrics is served again before a new one is made
 TIER_COUNT_PAGE = 5000  # volumes per read transaction: short ones, so the map can still grow
 
 Labels = tuple[tuple[str, str], ...]
@@ -177,6 +189,7 @@ class RequestMetrics:
     """Counted as each S3 request ends (cheap: dictionary updates on the event loop)."""
 
     def __init__(self) -> None:
+        self.observed = 0  # requests counted: whether the figures changed since some time
         self.requests = Counter(
             "stratum_s3_requests_total",
             "S3 requests by operation and HTTP status.",
@@ -202,6 +215,7 @@ class RequestMetrics:
     def observe(
         self, operation: str, status: int, seconds: float, bytes_in: int, bytes_out: int
     ) -> None:
+        self.observed += 1
         self.requests.inc(operation, str(status))
         self.latency.observe(seconds, operation)
         if bytes_in:
@@ -353,8 +367,9 @@ DISK_STATES = ("online", "offline", "rebuilding")
 _SCRUB_FIGURES = ("volumes", "bytes", "damaged", "repaired", "unrepaired")
 
 
-def maintenance_families(status: Mapping[str, Any]) -> list[Family]:
-    """Families from :meth:`Maintenance.status`."""
+def maintenance_families(status: Mapping[str, Any], *, show_paths: bool = False) -> list[Family]:
+    """Families from :meth:`Maintenance.status`; a disk's path is a label with ``show_paths``
+    only (see the module docstring), its id always."""
     scrub = status["scrub"]
     out = [
         Family("stratum_scrub_running", "gauge", "1 while a scrub pass runs.").add(
@@ -404,7 +419,9 @@ def maintenance_families(status: Mapping[str, Any]) -> list[Family]:
     free = Family("stratum_disk_free_bytes", "gauge", "Bytes free on the disk's filesystem.")
     errors = Family("stratum_disk_errors_total", "counter", "Damaged reads met on the disk.")
     for disk in status["disks"]:
-        labels = {"tier": disk["tier"], "disk": disk["path"], "id": disk["id"][:8]}
+        labels = {"tier": disk["tier"], "id": disk["id"][:8]}
+        if show_paths:
+            labels["disk"] = disk["path"]
         now = str(disk["state"]).split(":")[0]
         for name in DISK_STATES:
             state.add(1 if now == name else 0, **labels, state=name)
@@ -417,11 +434,50 @@ def maintenance_families(status: Mapping[str, Any]) -> list[Family]:
 # -- the endpoints ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class MetricsAccess:
+    """Who may read ``/metrics`` (``[server] metrics_token``, ``metrics_loopback_only``)."""
+
+    token: str = ""
+    loopback_only: bool = False
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The answer for a scrape that may not read the metrics; None if it may."""
+        if self.loopback_only and not _from_loopback(request):
+            return _json(403, {"status": "forbidden", "reason": "metrics are for this machine"})
+        if self.token and not self.carries_token(request):
+            refused = _json(401, {"status": "unauthorized", "reason": "a bearer token is needed"})
+            refused.headers["WWW-Authenticate"] = 'Bearer realm="stratum-metrics"'
+            return refused
+        return None
+
+    def carries_token(self, request: web.Request) -> bool:
+        offered = _bearer(request)
+        return (
+            bool(self.token)
+            and offered is not None
+            and hmac.compare_digest(offered.encode(), self.token.encode())
+        )
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+def _from_loopback(request: web.Request) -> bool:
+    try:
+        return ipaddress.ip_address((request.remote or "").partition("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 class Observer:
     """Metrics and health for one node.
 
     The web layer hands it unsigned requests for :data:`PATHS`; the S3 server reports each
-    request it finished to :meth:`count`.
+    request it finished to :meth:`count`. ``clock`` (monotonic seconds) dates the answers
+    to ``/metrics`` that are served again.
     """
 
     def __init__(
@@ -431,11 +487,18 @@ class Observer:
         maintenance: Maintenance | None,
         *,
         domain: str = "",
+        access: MetricsAccess | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.meta = meta
         self.tiers = tiers
         self.maintenance = maintenance
         self.domain = domain
+        self.access = access or MetricsAccess()
+        self._clock = clock
+        # show_paths -> (made at, text); the answer being made, shared by scrapes meanwhile
+        self._answers: dict[bool, tuple[float, bytes]] = {}
+        self._making: dict[bool, asyncio.Task[bytes]] = {}
         self.requests = RequestMetrics()
         self.tier_totals = TierTotals(meta)
         self.started_at = time.time()
@@ -451,7 +514,9 @@ class Observer:
         """Whether this is a metrics or health request rather than an S3 one."""
         if request.method not in ("GET", "HEAD") or request.path not in PATHS:
             return False
-        if "Authorization" in request.headers:
+        if "Authorization" in request.headers and not (
+            request.path == METRICS_PATH and _bearer(request) is not None  # never S3's
+        ):
             return False
         query = request.raw_path.partition("?")[2]
         if any(k.lower() in SIGNED_QUERY for k, _ in parse_qsl(query, keep_blank_values=True)):
@@ -461,6 +526,10 @@ class Observer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == LIVE_PATH:
             return _json(200, {"status": "live"})
+        if request.path == METRICS_PATH:
+            refused = self.access.refusal(request)  # here: a worker sees the real client
+            if refused is not None:
+                return refused
         if self.forward is not None:
             # A worker: readiness (disk states) and metrics are the whole server's, and the
             # primary's answer keeps them consistent with each other.
@@ -471,8 +540,27 @@ class Observer:
                 return _json(503, {"status": "not ready", "reason": reason})
             degraded = self.maintenance.degraded() if self.maintenance is not None else []
             return _json(200, {"status": "ready", **({"degraded": degraded} if degraded else {})})
-        text = render(await self.families())
-        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+        body = await self._metrics(show_paths=self.access.carries_token(request))
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def _metrics(self, *, show_paths: bool) -> bytes:
+        """The text of ``/metrics``, made at most every :data:`METRICS_MAX_AGE` seconds."""
+        answer = self._answers.get(show_paths)
+        if answer is not None and self._clock() - answer[0] < METRICS_MAX_AGE:
+            return answer[1]
+        task = self._making.get(show_paths)
+        if task is None:
+            task = self._making[show_paths] = asyncio.create_task(self._make(show_paths))
+        return await asyncio.shield(task)
+
+    async def _make(self, show_paths: bool) -> bytes:
+        started = self._clock()
+        try:
+            text = render(await self.families(show_paths=show_paths)).encode()
+            self._answers[show_paths] = (started, text)
+            return text
+        finally:
+            del self._making[show_paths]
 
     # -- health
 
@@ -496,7 +584,7 @@ class Observer:
             done.operation, done.status, done.seconds, done.bytes_in, done.bytes_out
         )
 
-    async def families(self) -> list[Family]:
+    async def families(self, *, show_paths: bool = False) -> list[Family]:
         loop = asyncio.get_running_loop()
         status: Mapping[str, Any] | None = None
         if self.maintenance is not None:
@@ -523,7 +611,7 @@ class Observer:
             ),
         ]
         if status is not None:
-            out += maintenance_families(status)
+            out += maintenance_families(status, show_paths=show_paths)
         out += process_families(self.started_at)
         return out
 

@@ -37,6 +37,16 @@ def scrape(server: RunningServer) -> Parsed:
     return parse_text(body.decode())
 
 
+def scrape_until(server: RunningServer, ready: Callable[[Parsed], bool]) -> Parsed:
+    """Scrape until ``ready`` holds: an answer to /metrics is up to a few seconds old, and a
+    worker publishes its requests every few seconds."""
+    deadline = time.monotonic() + 20
+    while not ready(parsed := scrape(server)):
+        assert time.monotonic() < deadline, "the metrics never caught up"
+        time.sleep(0.5)
+    return parsed
+
+
 def value(parsed: Parsed, name: str, **labels: str) -> float:
     return parsed.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
 
@@ -65,9 +75,13 @@ def test_metrics_move_with_s3_requests(observed: RunningServer) -> None:
     with pytest.raises(ClientError):
         s3.head_object(Bucket="observed", Key="missing")
 
-    first = scrape(observed)  # the first scrape of this server: it counts the volumes now
     requests = "stratum_s3_requests_total"
     latency = "stratum_s3_request_duration_seconds"
+    # The first scrape of this server counts the volumes now; the other processes' requests
+    # show once they published them (within seconds).
+    first = scrape_until(
+        observed, lambda p: value(p, requests, operation="HeadObject", status="404") == 1
+    )
     assert sample(first, requests, operation="CreateBucket", status="200") == 1
     assert sample(first, requests, operation="PutObject", status="200") == 3
     assert sample(first, requests, operation="GetObject", status="200") == 1
@@ -88,7 +102,9 @@ def test_metrics_move_with_s3_requests(observed: RunningServer) -> None:
 
     s3.put_object(Bucket="observed", Key="more", Body=b"x" * 1000)
     s3.list_objects_v2(Bucket="observed")
-    second = scrape(observed)
+    second = scrape_until(
+        observed, lambda p: value(p, requests, operation="ListObjectsV2", status="200") == 1
+    )
     # Scrapes themselves are not S3 requests: only these two moved the counters.
     assert sample(second, requests, operation="PutObject", status="200") == 4
     assert sample(second, requests, operation="ListObjectsV2", status="200") == 1

@@ -197,7 +197,7 @@ def test_maintenance_families() -> None:
             },
         ],
     }
-    parsed = parse_text(render(maintenance_families(status)))
+    parsed = parse_text(render(maintenance_families(status, show_paths=True)))
     assert sample(parsed, "stratum_scrub_running") == 1
     assert sample(parsed, "stratum_scrub_pass", **{"pass": "current", "figure": "bytes"}) == 4096
     assert sample(parsed, "stratum_scrub_pass", **{"pass": "last", "figure": "volumes"}) == 7
@@ -211,6 +211,11 @@ def test_maintenance_families() -> None:
     d1 = {"tier": "hot", "disk": "/srv/d1", "id": "01234567"}
     assert sample(parsed, "stratum_disk_state", **d1, state="online") == 1
     assert sample(parsed, "stratum_disk_free_bytes", **d1) == 90
+    # Without show_paths (a scrape without the metrics token): the ids, never a path.
+    text = render(maintenance_families(status))
+    assert "/srv/" not in text
+    parsed = parse_text(text)
+    assert sample(parsed, "stratum_disk_errors_total", tier="hot", id="fedcba98") == 3
 
 
 @pytest.mark.parametrize("page", [1, 3, 5000])
