@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,19 +16,16 @@ import pytest
 
 from tests.server.conftest import RunningServer, start_server
 from tests.server.faultload import stop_cleanly
+from tests.server.test_observe import fetch as observe_fetch
 from tests.unit.test_metrics import parse_text, sample
 
 TOKEN = "metrics-token-0123456789"
 
 
 def fetch(url: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+    return observe_fetch(
+        url, headers=None if token is None else {"Authorization": f"Bearer {token}"}
+    )
 
 
 def _start(tmp_path: Path, name: str, *extra: str, server_keys: str = "") -> RunningServer:
