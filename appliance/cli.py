@@ -22,6 +22,7 @@ from appliance.system import BOOT, CONFIG, ENV_FILE, CommandError, say
 SETTINGS_FILE = BOOT / "stratum-appliance.toml"
 CREDENTIALS_FILE = BOOT / "stratum-credentials.txt"
 REPORT_FILE = BOOT / "stratum-report.txt"
+CERT_FILE = BOOT / "stratum-cert.pem"
 MARKER = Path("/var/lib/stratum-appliance/firstboot-done")
 ISSUE = Path("/etc/issue.d/stratum.issue")
 DROPIN = Path("/etc/systemd/system/stratum.service.d/pools.conf")
@@ -137,11 +138,33 @@ def write_fstab(pools: list[Pool]) -> None:
 
 
 def write_config(pools: list[Pool], settings: Settings, keys: tuple[str, str]) -> None:
-    config = render.stratum_config(pools, settings, keys)
+    tls = None
+    if system.TLS_CERT.exists() and system.TLS_KEY.exists():
+        tls = (str(system.TLS_CERT), str(system.TLS_KEY))
+    config = render.stratum_config(pools, settings, keys, tls)
     system.write_file(CONFIG, render.dump_toml(config, render.CONFIG_HEADER), 0o640, "stratum")
     checked = system.stratum("config", "check", str(CONFIG), check=False)
     if checked.returncode != 0:
         raise Failed(f"{CONFIG} is not valid: {(checked.stderr or checked.stdout).strip()}")
+
+
+def certificate(settings: Settings) -> str | None:
+    """The fingerprint of the appliance's TLS certificate, made on the first boot (for its
+    name and the addresses it has then) and kept; None, and plain HTTP, if it cannot be."""
+    try:
+        if not (system.TLS_CERT.exists() and system.TLS_KEY.exists()):
+            command = render.certificate_command(
+                settings.hostname, system.addresses(), str(system.TLS_CERT), str(system.TLS_KEY)
+            )
+            system.make_certificate(command)
+            say(f"made a TLS certificate for {settings.hostname}.local: {system.TLS_CERT}")
+        text = system.TLS_CERT.read_text()
+        fingerprint = render.fingerprint(text)
+    except (CommandError, OSError, ValueError) as exc:
+        say(f"no TLS certificate ({exc}): Stratum serves plain HTTP")
+        return None
+    _write_boot_file(CERT_FILE, text)
+    return fingerprint
 
 
 def s3_keys() -> tuple[str, str]:
@@ -209,6 +232,7 @@ def cmd_firstboot() -> int:
     system.set_hostname(settings.hostname)
     system.ssh_setup(settings.ssh_authorized_keys)
     system.ensure_hostid()
+    fingerprint = certificate(settings)
     keys = s3_keys()
     cold_keys(settings)
     try:
@@ -221,12 +245,16 @@ def cmd_firstboot() -> int:
     server = render.stratum_config(pools, settings, keys)["server"]
     access, secret = server["access_key"], server["secret_key"]
     port, region = render.listen_port({"server": server}), server.get("region", "us-east-1")
-    note = render.credentials_note(settings.hostname, access, secret, port=port, region=region)
+    note = render.credentials_note(
+        settings.hostname, access, secret, port=port, region=region, fingerprint=fingerprint
+    )
     _write_boot_file(CREDENTIALS_FILE, note)
+    scheme = "http" if fingerprint is None else "https"
+    certified = "" if fingerprint is None else f"certificate SHA-256 {fingerprint}\n"
     system.write_file(
         ISSUE,
-        f"Stratum S3: http://\\n.local:{port} or http://\\4:{port}  access key {access}\n"
-        f"(secret key: {CREDENTIALS_FILE} or {CONFIG})\n\n",
+        f"Stratum S3: {scheme}://\\n.local:{port} or {scheme}://\\4:{port}  access key {access}\n"
+        f"{certified}(secret key: {CREDENTIALS_FILE} or {CONFIG})\n\n",
     )
     start_service()
     MARKER.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import re
@@ -16,6 +18,7 @@ from appliance.settings import Settings
 
 DATA_DIR = "/var/lib/stratum"
 DEFAULT_LISTEN = "0.0.0.0:9000"
+CERT_DAYS = 3650  # a self-signed certificate, trusted by pinning: renewing it would only break
 CONFIG_HEADER = """\
 # /etc/stratum/stratum.toml, written by stratum-appliance from the pools it built and
 # /boot/firmware/stratum-appliance.toml. It is written again by `stratum-appliance provision`
@@ -65,22 +68,91 @@ def render_env(values: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def credentials_note(hostname: str, access: str, secret: str, *, port: int, region: str) -> str:
-    """The text shown on the console and left on the boot partition at first boot."""
-    url = f"http://{hostname}.local:{port}"
+def credentials_note(
+    hostname: str,
+    access: str,
+    secret: str,
+    *,
+    port: int,
+    region: str,
+    fingerprint: str | None = None,
+) -> str:
+    """The text shown on the console and left on the boot partition at first boot;
+    ``fingerprint``: the server's certificate (HTTPS), None for plain HTTP."""
+    scheme = "http" if fingerprint is None else "https"
+    url = f"{scheme}://{hostname}.local:{port}"
+    trust = "" if fingerprint is None else " --ca-bundle stratum-cert.pem"
+    certificate = (
+        ""
+        if fingerprint is None
+        else f"""
+The Pi made its own certificate (self-signed): stratum-cert.pem, on this partition too.
+Give it to your clients (aws --ca-bundle, rclone --ca-cert, restic --cacert, boto3 verify=)
+after checking that its SHA-256 fingerprint is this one:
+
+sha256_fingerprint = {fingerprint}
+
+  (openssl x509 -noout -fingerprint -sha256 -in stratum-cert.pem)
+"""
+    )
     return f"""\
 Stratum S3 is ready at {url}
-(or http://<the Pi's IP address>:{port}), region {region}.
+(or {scheme}://<the Pi's IP address>:{port}), region {region}.
 
 access_key = {access}
 secret_key = {secret}
-
+{certificate}
   export AWS_ACCESS_KEY_ID={access} AWS_SECRET_ACCESS_KEY={secret}
-  aws --endpoint-url {url} --region {region} s3 mb s3://photos
+  aws --endpoint-url {url}{trust} --region {region} s3 mb s3://photos
 
 Keep the secret key somewhere safe, then delete this file from the boot partition: anyone
 who reads the card can read it. The keys stay in /etc/stratum/stratum.toml on the Pi.
 """
+
+
+def parse_fingerprint(text: str) -> str | None:
+    """The certificate's fingerprint back from :func:`credentials_note`'s text (or a console
+    log), None if it has none (plain HTTP)."""
+    found = re.findall(r"\bsha256_fingerprint = ([0-9A-F:]+)[ \t]*$", text, re.M)
+    return found[-1] if found else None
+
+
+# --- the TLS certificate ------------------------------------------------------------------
+
+
+def certificate_names(hostname: str, addresses: Iterable[str]) -> list[str]:
+    """The subjectAltName entries of the appliance's certificate: its mDNS name, its bare
+    host name, localhost, and its addresses (those it has at first boot; a later DHCP lease
+    may differ, so the note gives the .local name)."""
+    names = [f"DNS:{hostname}.local", f"DNS:{hostname}", "DNS:localhost"]
+    seen = {"127.0.0.1", "::1"}
+    ips = ["127.0.0.1", "::1"]
+    for address in addresses:
+        address = address.partition("%")[0]  # a link-local address's zone
+        if address and address not in seen and re.fullmatch(r"[0-9a-fA-F.:]+", address):
+            seen.add(address)
+            ips.append(address)
+    return names + [f"IP:{ip}" for ip in ips]
+
+
+def certificate_command(hostname: str, addresses: Iterable[str], cert: str, key: str) -> list[str]:
+    """``openssl req`` making the self-signed certificate (ECDSA P-256) and its key."""
+    return [
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-sha256", "-days", str(CERT_DAYS), "-subj", f"/CN={hostname}.local",
+        "-addext", "subjectAltName=" + ",".join(certificate_names(hostname, addresses)),
+        "-keyout", key, "-out", cert,
+    ]  # fmt: skip
+
+
+def fingerprint(pem: str) -> str:
+    """SHA-256 of the first certificate in ``pem``, as ``openssl x509 -fingerprint`` shows it
+    (``AB:CD:...``). Raises ValueError if there is none."""
+    found = re.search(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", pem, re.S)
+    if found is None:
+        raise ValueError("no PEM certificate")
+    digest = hashlib.sha256(base64.b64decode("".join(found.group(1).split()))).hexdigest()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2)).upper()
 
 
 def parse_credentials_note(text: str) -> tuple[str, str]:
@@ -94,14 +166,20 @@ def parse_credentials_note(text: str) -> tuple[str, str]:
 
 
 def stratum_config(
-    pools: Iterable[Pool], settings: Settings, keys: tuple[str, str] | None = None
+    pools: Iterable[Pool],
+    settings: Settings,
+    keys: tuple[str, str] | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The configuration as a dict: the S3 root keys, pools as tiers, the cold tier, then
-    ``[stratum]`` over it. The file is readable by root and the service only (0640)."""
+    """The configuration as a dict: the S3 root keys, HTTPS with ``tls`` (certificate, key),
+    pools as tiers, the cold tier, then ``[stratum]`` over it. The file is readable by root and
+    the service only (0640)."""
     pools = list(pools)
     server: dict[str, Any] = {"listen": DEFAULT_LISTEN}
     if keys is not None:
         server["access_key"], server["secret_key"] = keys
+    if tls is not None:
+        server["tls_cert"], server["tls_key"] = tls
     config: dict[str, Any] = {
         "server": server,
         "storage": {"data_dir": DATA_DIR},

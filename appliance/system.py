@@ -22,6 +22,9 @@ ETC = Path("/etc/stratum")
 CONFIG = ETC / "stratum.toml"
 ENV_FILE = ETC / "stratum.env"
 STATE = ETC / "appliance.json"
+TLS_DIR = ETC / "tls"
+TLS_CERT = TLS_DIR / "cert.pem"
+TLS_KEY = TLS_DIR / "key.pem"
 PYZ = Path("/usr/local/bin/stratum.pyz")
 LOG = Path("/var/log/stratum-appliance.log")
 USER = "stratum"
@@ -172,6 +175,30 @@ def ssh_setup(keys: Sequence[str]) -> None:
         ssh = Path("/root/.ssh")
         ssh.mkdir(mode=0o700, exist_ok=True)
         write_file(ssh / "authorized_keys", "".join(k.strip() + "\n" for k in keys), 0o600)
+
+
+def addresses() -> list[str]:
+    """The machine's addresses now (``hostname -I``; none if the network is not up yet)."""
+    return run(["hostname", "-I"], check=False, quiet=True).stdout.split()
+
+
+def make_certificate(command: Sequence[str]) -> None:
+    """Run the ``openssl req`` that writes :data:`TLS_CERT` and :data:`TLS_KEY`; the key
+    readable by root and the service (group), the certificate by anyone."""
+    TLS_DIR.mkdir(parents=True, exist_ok=True)
+    os.chmod(TLS_DIR, 0o750)
+    old = os.umask(0o077)  # the key is never readable by others, not even for a moment
+    try:
+        run(command)
+    finally:
+        os.umask(old)
+    os.chmod(TLS_KEY, 0o640)
+    os.chmod(TLS_CERT, 0o644)
+    for path in (TLS_DIR, TLS_KEY):
+        try:
+            shutil.chown(path, "root", USER)
+        except (LookupError, OSError):
+            pass
 
 
 # --- ZFS ----------------------------------------------------------------------------------

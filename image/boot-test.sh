@@ -100,7 +100,7 @@ for n in $(seq "$BOOTS"); do
   phase=again; [ "$n" = 1 ] && phase=first
   # the keys: printed on the console by the first boot; from the boot partition's copy after
   keys=$C; [ "$n" = 1 ] || keys=$B/stratum-credentials.txt
-  if ! "$PY" "$IMAGE_DIR/s3check.py" "$phase" --endpoint "http://127.0.0.1:$PORT" \
+  if ! "$PY" "$IMAGE_DIR/s3check.py" "$phase" --endpoint "https://127.0.0.1:$PORT" \
        --keys-from "$keys" --timeout "$TIMEOUT" --hot 1 --warm 2; then
     fail "boot $n: no signed S3 answer with the provisioned disks"
   fi
@@ -112,6 +112,9 @@ for n in $(seq "$BOOTS"); do
     mcopy -o -i "$FAT" ::/stratum-credentials.txt "$B/stratum-credentials.txt" \
       || fail "no stratum-credentials.txt on the boot partition"
     mcopy -o -i "$FAT" ::/stratum-report.txt "$B/stratum-report.txt" || fail "no stratum-report.txt"
+    mcopy -o -i "$FAT" ::/stratum-cert.pem "$B/stratum-cert.pem" || fail "no stratum-cert.pem"
+    [ "$("$PY" -c "import sys; sys.path.insert(0, '$ROOT'); from appliance.render import fingerprint, parse_fingerprint as p; print(fingerprint(open('$B/stratum-cert.pem').read()) == p(open('$B/stratum-credentials.txt').read()))")" = True ] \
+      || fail "stratum-cert.pem is not the certificate the credentials name"
     sed 's/^/  stratum-report.txt| /' "$B/stratum-report.txt" >&2
     [ "$("$PY" -c "import sys; sys.path.insert(0, '$ROOT'); from appliance.render import parse_credentials_note as p; print(p(open('$B/stratum-credentials.txt').read())[0])")" \
       = "$(grep -a -o -m1 'access_key = [A-Z0-9]*' "$C" | cut -d' ' -f3)" ] || fail "the keys on the boot partition differ from the console's"

@@ -19,7 +19,7 @@ rm -rf "$ROOTFS" "$WORK/bootfs"
 PACKAGES=(
   systemd-sysv udev kmod dbus systemd-resolved systemd-timesyncd
   linux-image-arm64 raspi-firmware initramfs-tools zstd
-  e2fsprogs dosfstools fdisk util-linux cloud-guest-utils iproute2 netbase ca-certificates
+  e2fsprogs dosfstools fdisk util-linux cloud-guest-utils iproute2 netbase ca-certificates openssl
   python3 avahi-daemon libnss-mdns openssh-server less nano procps
   zfsutils-linux python3-pyzfs zfs-dkms dkms linux-headers-arm64
 )

@@ -2,9 +2,12 @@
 
     python image/s3check.py --endpoint URL --keys-from FILE first|again [--hot N --warm N]
 
-``FILE`` is the serial console log (the first boot prints the keys) or the credentials file
-from the boot partition. ``first`` waits until Stratum answers a signed ListBuckets, then writes
-a small and an erasure-coded object and reads them back; ``again`` (a later boot) reads them.
+``FILE`` is the serial console log (the first boot prints the keys and the fingerprint of the
+server's certificate) or the credentials file from the boot partition. With a fingerprint
+(``https://`` endpoint), the certificate the server presents is fetched and used only if its
+SHA-256 is that one, as a user is told to check it. ``first`` waits until Stratum answers a
+signed ListBuckets, then writes a small and an erasure-coded object and reads them back;
+``again`` (a later boot) reads them.
 Both then ask the admin API (signed, root keys) for the disks and check every one is online,
 under /srv/stratum, with the expected number in each tier. Exit 0 only if all of it holds.
 """
@@ -15,11 +18,14 @@ import argparse
 import hashlib
 import json
 import random
+import ssl
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.auth import S3SigV4Auth
@@ -29,7 +35,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from appliance.render import parse_credentials_note
+from appliance.render import fingerprint, parse_credentials_note, parse_fingerprint
 
 BUCKET = "ci-pi"
 BIG = random.Random(4).randbytes(3 * 1024 * 1024 + 17)  # > small_object_threshold: erasure
@@ -40,17 +46,29 @@ def log(message: str) -> None:
     print(f"[s3check] {message}", flush=True)
 
 
-def keys_from(path: Path) -> tuple[str, str]:
+def keys_from(path: Path) -> tuple[str, str, str | None]:
     text = path.read_text(errors="replace").replace("\r", "")
-    return parse_credentials_note(text)
+    return (*parse_credentials_note(text), parse_fingerprint(text))
 
 
-def admin_status(endpoint: str, access: str, secret: str, region: str) -> Any:
+def pinned_certificate(endpoint: str, expected: str) -> str:
+    """The server's certificate saved to a file, if its fingerprint is ``expected``."""
+    url = urlsplit(endpoint)
+    pem = ssl.get_server_certificate((url.hostname or "", url.port or 443), timeout=10)
+    if fingerprint(pem) != expected:
+        raise SystemExit(f"the server presents {fingerprint(pem)}, the console said {expected}")
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as out:
+        out.write(pem)
+    return out.name
+
+
+def admin_status(endpoint: str, access: str, secret: str, region: str, ca: str | None) -> Any:
     request = AWSRequest(method="GET", url=f"{endpoint}/_stratum/status", data=b"")
     S3SigV4Auth(Credentials(access, secret), "s3", region).add_auth(request)
     prepared = request.prepare()
     http = urllib.request.Request(prepared.url, headers=dict(prepared.headers))
-    with urllib.request.urlopen(http, timeout=30) as response:
+    context = ssl.create_default_context(cafile=ca) if ca else None
+    with urllib.request.urlopen(http, timeout=30, context=context) as response:
         return json.loads(response.read())
 
 
@@ -65,7 +83,7 @@ def main() -> int:
     parser.add_argument("--warm", type=int, default=None, help="expected warm disks")
     args = parser.parse_args()
     deadline = time.monotonic() + args.timeout
-    keys: tuple[str, str] | None = None
+    keys: tuple[str, str, str | None] | None = None
     while keys is None:
         try:
             keys = keys_from(args.keys_from)
@@ -74,8 +92,19 @@ def main() -> int:
                 log(f"no keys in {args.keys_from}")
                 return 1
             time.sleep(2)
-    access, secret = keys
+    access, secret, expected = keys
     log(f"access key {access} (from {args.keys_from.name})")
+    ca: str | None = None
+    while expected is not None and ca is None:  # the server may not be up yet
+        try:
+            ca = pinned_certificate(args.endpoint, expected)
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                log(f"no certificate from {args.endpoint}: {exc}")
+                return 1
+            time.sleep(3)
+    if ca is not None:
+        log(f"the server's certificate has the fingerprint the console showed: {expected}")
     s3 = boto3.client(
         "s3",
         endpoint_url=args.endpoint,
@@ -83,6 +112,7 @@ def main() -> int:
         aws_access_key_id=access,
         aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60),
+        verify=ca if ca is not None else True,
     )
     started = time.monotonic()
     while True:
@@ -106,7 +136,7 @@ def main() -> int:
             log(f"GET {key}: wrong bytes")
             return 1
     log("GET small.txt and big.bin: same bytes")
-    status = admin_status(args.endpoint, access, secret, args.region)
+    status = admin_status(args.endpoint, access, secret, args.region, ca)
     disks = status["disks"]
     for d in disks:
         log(f"disk {d['tier']:<4} {d['state']:<8} {d['path']}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -26,12 +27,25 @@ def server_endpoint(config: Config) -> str | None:
     try:
         info = json.loads(path.read_text())
         endpoint = str(info["endpoint"])
-        urllib.request.urlopen(f"{endpoint}/_stratum/ping", timeout=2).close()
+        urllib.request.urlopen(
+            f"{endpoint}/_stratum/ping", timeout=2, context=own_certificate(config)
+        ).close()
     except urllib.error.HTTPError:
         return endpoint  # it answered (with an auth error): it is running
     except (OSError, ValueError, KeyError):
         return None
     return endpoint
+
+
+def own_certificate(config: Config) -> ssl.SSLContext | None:
+    """For a server with ``[server] tls_cert``: trust that certificate, and only it (with its
+    chain), whatever name the local address it is reached at has."""
+    if config.server.tls_cert is None:
+        return None
+    context = ssl.create_default_context(cafile=str(config.server.tls_cert))
+    context.check_hostname = False  # 127.0.0.1 need not be in it; the certificate is pinned
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the server's own, not a CA's
+    return context
 
 
 def admin_call(config: Config, endpoint: str, method: str, path: str, timeout: float) -> Any:
@@ -51,8 +65,8 @@ def admin_call(config: Config, endpoint: str, method: str, path: str, timeout: f
     )
     prepared = request.prepare()
     http = urllib.request.Request(prepared.url, method=method, headers=dict(prepared.headers))
-    with urllib.request.urlopen(http, timeout=timeout) as response:
-        return json.loads(response.read())
+    with urllib.request.urlopen(http, timeout=timeout, context=own_certificate(config)) as answer:
+        return json.loads(answer.read())
 
 
 def _offline(config: Config, action: str, target: tuple[str | None, str | None]) -> Any:

@@ -12,10 +12,12 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ from stratum.web.forward import (
     read_peer_metrics,
 )
 from stratum.web.observe import MetricsAccess, Observer
+from stratum.web.tls import ServerTls
 
 log = logging.getLogger("stratum")
 
@@ -198,8 +201,15 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         keepalive_timeout=config.server.idle_timeout,
     )
     await runner.setup()
-    for sock in role.sockets:
-        await web.SockSite(runner, sock, backlog=1024).start()
+    tls = None
+    if config.server.tls_cert is not None and config.server.tls_key is not None:
+        tls = ServerTls(config.server.tls_cert, config.server.tls_key)
+    parts = LiveParts(server, observer, tls)
+    for index, sock in enumerate(role.sockets):
+        # The public socket (first) speaks TLS if configured; the primary's private one, which
+        # its workers relay admin and metrics requests to over loopback, stays plain HTTP.
+        context = tls.listening if tls is not None and index == 0 else None
+        await web.SockSite(runner, sock, backlog=1024, ssl_context=context).start()
     observer.serving = True
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -210,10 +220,11 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, reload_config, node, server, reload, role, observer)
+        loop.add_signal_handler(signal.SIGHUP, reload_config, node, parts, reload, role)
     if role.primary:
-        _announce(node, role)
-        server_file.write_text(json.dumps({"endpoint": _endpoint(role), "pid": os.getpid()}))
+        _announce(node, role, tls is not None)
+        endpoint = _endpoint(role, tls is not None)
+        server_file.write_text(json.dumps({"endpoint": endpoint, "pid": os.getpid()}))
 
         def worker_ended(pid: int, status: int) -> None:
             nonlocal exit_code
@@ -253,7 +264,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
     if not role.primary:
         early = signals_while_starting()
         if signal.SIGHUP in early and reload is not None:
-            reload_config(node, server, reload, role, observer)
+            reload_config(node, parts, reload, role)
         if signal.SIGUSR2 in early:
             flush_now()
     if role.primary:
@@ -305,25 +316,25 @@ def _clear_metrics(run_dir: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, port: int, tls: bool) -> str:
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
-def _endpoint(role: Role) -> str:
+def _endpoint(role: Role, tls: bool) -> str:
     """Where a client on this machine reaches the server (``server.json``, for the ``stratum``
     commands): a wildcard address is reached through loopback."""
     host, port = role.address
     local = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-    return _url(local, port)
+    return _url(local, port, tls)
 
 
-def _announce(node: Node, role: Role) -> None:
+def _announce(node: Node, role: Role, tls: bool) -> None:
     config = node.config
     user = node.root.user
     processes = f" ({role.count} processes)" if role.shared else ""
     print(
-        f"Stratum {__version__} serving S3 at {_url(*role.address)} "
+        f"Stratum {__version__} serving S3 at {_url(*role.address, tls)} "
         f"region {config.server.region} access key {user.access_key}{processes}",
         flush=True,
     )
@@ -335,6 +346,8 @@ def _announce(node: Node, role: Role) -> None:
         )
 
 
+TLS_KEYS = frozenset({"server.tls_cert", "server.tls_key"})
+
 # What SIGHUP applies to a running server; any other change is logged as needing a restart.
 # (Users added with ``stratum user`` need neither: they are looked up per request.)
 LIVE_KEYS = frozenset(
@@ -344,6 +357,8 @@ LIVE_KEYS = frozenset(
         "server.log_format",
         "server.metrics_loopback_only",
         "server.metrics_token",
+        "server.tls_cert",
+        "server.tls_key",
         "server.access_key",
         "server.secret_key",
         "scrub.interval",
@@ -352,30 +367,33 @@ LIVE_KEYS = frozenset(
 )
 
 
+@dataclass
+class LiveParts:
+    """What SIGHUP changes in a process, besides its node's configuration."""
+
+    server: S3Server
+    observer: Observer
+    tls: ServerTls | None  # None: plain HTTP (switching needs a restart)
+
+
 def reload_config(
-    node: Node,
-    server: S3Server,
-    load: Callable[[], Config],
-    role: Role | None = None,
-    observer: Observer | None = None,
+    node: Node, parts: LiveParts, load: Callable[[], Config], role: Role | None = None
 ) -> None:
     """Re-read the configuration and apply what can change live (in every process)."""
     if role is not None and not role.primary:
-        _reload(node, server, load, observer)
+        _reload(node, parts, load)
         return
     now_us = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     sd_notify(f"RELOADING=1\nMONOTONIC_USEC={now_us}\nSTATUS=reloading")
     try:
         if role is not None:
             role.signal_children(signal.SIGHUP)
-        _reload(node, server, load, observer)
+        _reload(node, parts, load)
     finally:
         sd_notify("READY=1\nSTATUS=serving")
 
 
-def _reload(
-    node: Node, server: S3Server, load: Callable[[], Config], observer: Observer | None
-) -> None:
+def _reload(node: Node, parts: LiveParts, load: Callable[[], Config]) -> None:
     try:
         new = load()
     except ConfigError as exc:
@@ -384,10 +402,16 @@ def _reload(
     old = node.config
     before, after = _flat(old), _flat(new)
     changed = sorted(k for k in after if after[k] != before.get(k))
-    live = [k for k in changed if k in LIVE_KEYS]
-    restart = [k for k in changed if k not in LIVE_KEYS]
+    live_keys = LIVE_KEYS
+    if (parts.tls is None) != (new.server.tls_cert is None):
+        live_keys -= TLS_KEYS  # HTTP <-> HTTPS: the sockets must be made again
+    live = [k for k in changed if k in live_keys]
+    restart = [k for k in changed if k not in live_keys]
     if new.server.log_format != old.server.log_format:
         setup_logging(new)
+    if parts.tls is not None and new.server.tls_cert is not None and new.server.tls_key:
+        _reload_certificate(parts.tls, new.server.tls_cert, new.server.tls_key)
+    server = parts.server
     server.settings = dataclasses.replace(
         server.settings,
         access_log=new.server.access_log,
@@ -398,11 +422,10 @@ def _reload(
             new.storage.data_dir, new.server.access_key, new.server.secret_key
         )
         node.users.root = node.root.user
-    if observer is not None:
-        observer.access = _metrics_access(new)
+    parts.observer.access = _metrics_access(new)
     node.maintenance.interval = new.scrub.interval
     node.maintenance.rate = new.scrub.rate
-    live_server = {k.partition(".")[2] for k in LIVE_KEYS if k.startswith("server.")}
+    live_server = {k.partition(".")[2] for k in live_keys if k.startswith("server.")}
     node.config = dataclasses.replace(
         old,
         server=dataclasses.replace(old.server, **{k: getattr(new.server, k) for k in live_server}),
@@ -411,6 +434,16 @@ def _reload(
     log.info("configuration reloaded: %s", ", ".join(live) or "nothing to apply")
     if restart:
         log.warning("changed, applied only after a restart: %s", ", ".join(restart))
+
+
+def _reload_certificate(tls: ServerTls, cert: Path, key: Path) -> None:
+    """Every SIGHUP: a certificate renewed in place has the same paths."""
+    try:
+        tls.reload(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        log.error("TLS certificate not reloaded, the one in use stays: %s", exc)
+    else:
+        log.info("TLS certificate loaded from %s", cert)
 
 
 def _metrics_access(config: Config) -> MetricsAccess:

@@ -93,7 +93,8 @@ class Role:
     index: int
     count: int
     run_dir: Path
-    sockets: list[socket.socket] = field(default_factory=list)  # where it serves now
+    # Where it serves: the public socket first, then (primary) its private loopback one.
+    sockets: list[socket.socket] = field(default_factory=list)
     address: tuple[str, int] = ("", 0)  # the public address, as bound
     private_port: int = 0  # the primary's loopback port (0: only one process)
     children: list[int] = field(default_factory=list)  # primary: the workers' pids

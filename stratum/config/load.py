@@ -151,8 +151,36 @@ class _Loader:
             if values["server.secret_key"]:
                 unset, other = other, unset
             raise self.error(f"server.{unset}", f"must be set too when server.{other} is set")
+        self.check_tls()
         if values["tiers.cold.endpoint"] and not values["tiers.cold.bucket"]:
             raise self.error("tiers.cold.bucket", "is required when tiers.cold.endpoint is set")
+
+    def check_tls(self) -> None:
+        """Both files or neither, and they load as a certificate and its key."""
+        cert, key = self.values["server.tls_cert"], self.values["server.tls_key"]
+        if cert is None and key is None:
+            return
+        if cert is None or key is None:
+            unset, other = ("tls_cert", "tls_key") if cert is None else ("tls_key", "tls_cert")
+            raise self.error(f"server.{unset}", f"must be set too when server.{other} is set")
+        import ssl  # only for a server that speaks TLS
+
+        from stratum.util.tls import server_context
+
+        for name, path in (("tls_cert", cert), ("tls_key", key)):
+            try:
+                path.open("rb").close()
+            except OSError as exc:
+                raise self.error(f"server.{name}", f"cannot read {path}: {exc.strerror}") from None
+        try:
+            server_context(cert, key)
+        except ssl.SSLError as exc:
+            why = (
+                "the key does not match the certificate"
+                if exc.reason == "KEY_VALUES_MISMATCH"
+                else f"not a PEM certificate and its unencrypted PEM key ({exc.reason or exc})"
+            )
+            raise self.error("server.tls_key", f"{cert} and {key}: {why}") from None
 
     def check_shards(self, prefix: str) -> None:
         data, parity = self.values[f"{prefix}data_shards"], self.values[f"{prefix}parity_shards"]

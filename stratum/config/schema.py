@@ -87,6 +87,24 @@ class ServerConfig:
             checks.listen,
         )
     )
+    tls_cert: Path | None = field(
+        metadata=_key(
+            "",
+            OPTIONAL_PATH,
+            "PEM file of the certificate (followed by its chain) the server presents: with"
+            " tls_key, the port speaks HTTPS only. Set both or neither. SIGHUP loads the files"
+            " again (a renewed certificate) without dropping a connection; a file that does"
+            " not load leaves the certificate in use serving.",
+        )
+    )
+    tls_key: Path | None = field(
+        metadata=_key(
+            "",
+            OPTIONAL_PATH,
+            "PEM file of the certificate's private key, not encrypted; readable by the service"
+            " user only.",
+        )
+    )
     region: str = field(
         metadata=_key(
             "us-east-1",

@@ -25,7 +25,7 @@ from botocore.config import Config as BotoConfig
 
 ACCESS_KEY = "STRATUMTESTKEY000001"
 SECRET_KEY = "stratum-test-secret-key-0000000000000001"
-READY = re.compile(r"serving S3 at (http://\S+)")
+READY = re.compile(r"serving S3 at (https?://\S+)")
 
 
 def stratum_command() -> list[str]:
