@@ -8,9 +8,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 
 from appliance import cli, render, system
 from appliance.settings import Settings
@@ -81,15 +79,7 @@ def test_a_server_with_it_answers_boto3(made: tuple[Path, Path], tmp_path: Path)
     )
     server = start_server(tmp_path / "data", config=config)
     try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint,  # https://127.0.0.1:<port>: in the certificate
-            aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key,
-            region_name="us-east-1",
-            verify=str(cert),
-            config=BotoConfig(s3={"addressing_style": "path"}),
-        )
+        s3 = server.client(verify=str(cert))  # https://127.0.0.1:<port>: in the certificate
         s3.create_bucket(Bucket="pi-photos")
         assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["pi-photos"]
     finally:

@@ -44,13 +44,15 @@ class RunningServer:
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
 
-    def client(self, **config: Any) -> Any:
+    def client(self, verify: str | bool = True, **config: Any) -> Any:
+        """A boto3 client; ``verify``: the certificate file an HTTPS server is trusted by."""
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
             region_name="us-east-1",
+            verify=verify,
             config=BotoConfig(
                 s3={"addressing_style": "path"},
                 retries={"max_attempts": 1, "mode": "standard"},

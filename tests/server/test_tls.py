@@ -12,12 +12,9 @@ import ssl
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import SSLError
 
 from tests.server.conftest import RunningServer, start_server
@@ -38,18 +35,6 @@ def _start(tmp_path: Path) -> tuple[RunningServer, Path, Path, str]:
     server = start_server(tmp_path / "data", config=config)
     server.config = config  # type: ignore[attr-defined]
     return server, cert, key, fingerprint
-
-
-def _client(server: RunningServer, verify: str | bool) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=server.endpoint,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        region_name="us-east-1",
-        verify=verify,
-        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
 
 
 def _presented(server: RunningServer, trusted: Path) -> tuple[http.client.HTTPSConnection, str]:
@@ -75,7 +60,7 @@ def test_boto3_and_the_stratum_commands_over_https(tmp_path: Path) -> None:
     server, cert, _, _ = _start(tmp_path)
     try:
         assert server.endpoint.startswith("https://127.0.0.1:")
-        s3 = _client(server, str(cert))
+        s3 = server.client(verify=str(cert))
         s3.create_bucket(Bucket="secure")
         big = os.urandom(9 << 20)  # boto3 uploads it in parts
         s3.upload_fileobj(io.BytesIO(big), "secure", "big")
@@ -85,7 +70,7 @@ def test_boto3_and_the_stratum_commands_over_https(tmp_path: Path) -> None:
         assert s3.list_objects_v2(Bucket="secure")["KeyCount"] == 2
         # A client that does not trust the certificate gets nowhere.
         with pytest.raises(SSLError):
-            _client(server, True).list_buckets()
+            server.client().list_buckets()
         # Plain HTTP on the port gets no answer.
         url = urlsplit(server.endpoint)
         plain = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
