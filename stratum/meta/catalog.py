@@ -65,11 +65,13 @@ def list_buckets(tx: Tx) -> list[BucketRecord]:
 
 
 def bucket_is_empty(tx: Tx, name: str) -> bool:
+    """No object and no version (noncurrent versions and delete markers count, as in S3)."""
     base = _utf8(name) + SEP
-    cur = tx.cursor("objects")
-    if not cur.set_range(base):
-        return True
-    return not bytes(cur.key()).startswith(base)
+    for db in ("objects", "versions"):
+        cur = tx.cursor(db)
+        if cur.set_range(base) and bytes(cur.key()).startswith(base):
+            return False
+    return True
 
 
 # -- objects ---------------------------------------------------------------------------

@@ -12,14 +12,22 @@ newer version than this code knows is refused rather than misread.
 
 Records:
 
-- :class:`BucketRecord` (``buckets``: bucket name -> record)
-- :class:`ObjectRecord` (``objects``: bucket NUL key -> record): the S3 view of an object
-  and the id of the volume holding its bytes. A key never moves; tiering changes only
-  where its volume lives.
+- :class:`BucketRecord` (``buckets``: bucket name -> record), with its versioning state
+  (``""`` never versioned, ``Enabled``, ``Suspended``) and the Object Lock fields.
+- :class:`ObjectRecord` (``objects``: bucket NUL key -> record): the S3 view of the key's
+  current version when it is an object, and the id of the volume holding its bytes. A key
+  never moves; tiering changes only where its volume lives. The same record describes every
+  version in ``versions`` (see :mod:`stratum.meta.versions`), delete markers included
+  (``delete_marker``, the volume then being the marker's zero-byte record on disk).
 - :class:`VolumeRecord` (``volumes``: volume id -> record): tier, storage layout and
   location, size, checksums and the access signals the tier engine reads.
 - :class:`UserRecord` (``users``: access key -> record).
 - ``gc``: volume id -> VolumeRecord of a volume no key points at any more, to be freed.
+
+Fields added later decode with their defaults from older records: an object record without
+``version_id`` is the null version, without ``order`` it takes its order from its
+``last_modified`` (:func:`stratum.meta.versions.order_of`); a bucket record without
+``versioning`` was never versioned.
 """
 
 from __future__ import annotations
@@ -109,6 +117,15 @@ class BucketRecord(Record):
     region: str = "us-east-1"
     # tier pin for new and existing objects of this bucket ("" = automatic)
     pin: str = ""
+    # "" (never versioned), "Enabled" or "Suspended": once set, never "" again
+    versioning: str = ""
+    # Object Lock: enabled at creation for good; the default retention applied to new
+    # versions ({"mode": "GOVERNANCE" | "COMPLIANCE", "days": n} or {..., "years": n})
+    object_lock: bool = False
+    lock_default: dict[str, Any] = field(default_factory=dict)
+    # where the newest on-disk record of this configuration is (a segment location and its
+    # volume id, see stratum.service.versioning), so that the next change can free it
+    config_record: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,6 +145,18 @@ class ObjectRecord(Record):
     parts: int = 0  # number of parts for multipart objects
     owner_id: str = ""
     upload_id: str = ""  # the multipart upload that made this object, if any
+    # "null" for the null version (every object of a never-versioned bucket), else the
+    # version id (stratum.meta.versions: the hex of ``order``)
+    version_id: str = "null"
+    # 32 hex: the version's place in its key's history (greatest = current); "" in records
+    # written before versioning (then derived from last_modified)
+    order: str = ""
+    delete_marker: bool = False  # a delete marker (in ``versions`` only, never ``objects``)
+    # Object Lock on this version: "" | "GOVERNANCE" | "COMPLIANCE", retain until (epoch
+    # seconds, 0 = none), legal hold. Consulted by stratum.service.versioning.removal_refused.
+    lock_mode: str = ""
+    lock_until: float = 0.0
+    legal_hold: bool = False
 
 
 @dataclass
@@ -151,6 +180,10 @@ class VolumeRecord(Record):
     recent: list[float] = field(default_factory=list)
     # the tier engine's last decision on this volume: rule, time, inputs
     placed: dict[str, Any] = field(default_factory=dict)
+    # the order (32 hex) of the version whose bytes this is ("" for parts and older records)
+    order: str = ""
+    # "" for object data, "marker" for a delete marker's zero-byte record
+    kind: str = ""
 
 
 @dataclass

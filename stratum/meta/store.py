@@ -22,7 +22,8 @@ their write transactions with its own lock, and a process whose map another one 
 (``set_mapsize(0)``, with no transaction of its own open) and begins again.
 
 Sub-databases (all values are versioned records, see :mod:`stratum.meta.records`):
-``buckets``, ``objects``, ``volumes``, ``users``, ``gc``, ``uploads``, ``parts``, ``info``.
+``buckets``, ``objects``, ``volumes``, ``users``, ``gc``, ``uploads``, ``parts``, ``info``,
+``decisions``, ``versions`` and ``nullver`` (:mod:`stratum.meta.versions`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ DB_NAMES = (
     "parts",
     "info",
     "decisions",
+    "versions",
+    "nullver",
 )
 INITIAL_MAP_SIZE = 256 << 20
 MAX_BATCH = 512
