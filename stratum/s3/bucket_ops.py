@@ -6,11 +6,16 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from stratum.meta.records import BucketRecord
 from stratum.s3 import xml
 from stratum.s3.body import open_body
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
-from stratum.s3.xml_requests import parse_create_bucket_configuration
+from stratum.s3.lookup import view_object
+from stratum.s3.xml_requests import (
+    parse_create_bucket_configuration,
+    parse_versioning_configuration,
+)
 
 XML = "application/xml"
 
@@ -118,8 +123,32 @@ async def get_bucket_location(ctx: ReqCtx) -> web.StreamResponse:
 
 
 async def get_bucket_versioning(ctx: ReqCtx) -> web.StreamResponse:
+    bucket = ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    return xml_response(xml.versioning_configuration(bucket.versioning or None))
+
+
+async def put_bucket_versioning(ctx: ReqCtx) -> web.StreamResponse:
+    """Enabled or Suspended; once set, a bucket's versioning is never unset again (S3).
+
+    MFA delete is refused, never ignored: without ``x-amz-mfa`` as AWS refuses it
+    (AccessDenied), and with one as a feature Stratum lacks (no MFA device to check the code
+    against). Asking for it ``Disabled`` is what every bucket already is."""
+    config = parse_versioning_configuration(await read_document(ctx))
     ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
-    return xml_response(xml.versioning_configuration(None))
+    if config.mfa_delete == "Enabled":
+        if ctx.header("x-amz-mfa") is None:
+            raise S3Error("AccessDenied", "Mfa Authentication must be used for this request")
+        raise S3Error("NotImplemented", "MFA delete is not supported: there is no MFA device")
+    status = config.status
+    if status is not None:
+
+        def change(record: BucketRecord) -> bool:
+            changed = record.versioning != status
+            record.versioning = status
+            return changed
+
+        await ctx.service.configure_bucket(ctx.bucket, ctx.user.canonical_id, change)
+    return web.Response(status=200)
 
 
 async def get_acl(ctx: ReqCtx) -> web.StreamResponse:
@@ -127,8 +156,13 @@ async def get_acl(ctx: ReqCtx) -> web.StreamResponse:
     if ctx.endpoint.key is None:
         ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
     else:
-        ctx.service.head_object(ctx.bucket, ctx.key, ctx.user.canonical_id)
+        _object_or_version(ctx)
     return xml_response(xml.access_control_policy(ctx.owner))
+
+
+def _object_or_version(ctx: ReqCtx) -> None:
+    """The object (or the version ``versionId`` names) exists: else S3's error for it."""
+    view_object(ctx, ctx.bucket, ctx.key, ctx.endpoint.version_id, ctx.request.method)
 
 
 def _not_configured(code: str) -> Handler:
@@ -142,8 +176,11 @@ def _not_configured(code: str) -> Handler:
 
 
 async def get_object_tagging(ctx: ReqCtx) -> web.StreamResponse:
-    ctx.service.head_object(ctx.bucket, ctx.key, ctx.user.canonical_id)
-    return xml_response(xml.tagging(()))
+    _object_or_version(ctx)
+    response = xml_response(xml.tagging(()))
+    if ctx.endpoint.version_id is not None:
+        response.headers["x-amz-version-id"] = ctx.endpoint.version_id
+    return response
 
 
 HANDLERS: Mapping[str, Handler] = {
@@ -153,6 +190,7 @@ HANDLERS: Mapping[str, Handler] = {
     "HeadBucket": head_bucket,
     "GetBucketLocation": get_bucket_location,
     "GetBucketVersioning": get_bucket_versioning,
+    "PutBucketVersioning": put_bucket_versioning,
     "GetBucketAcl": get_acl,
     "GetObjectAcl": get_acl,
     "GetBucketCors": _not_configured("NoSuchCORSConfiguration"),

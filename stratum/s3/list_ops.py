@@ -1,4 +1,4 @@
-"""Listing: ListObjects (v1), ListObjectsV2 and ListObjectVersions (unversioned buckets).
+"""Listing: ListObjects (v1), ListObjectsV2 and ListObjectVersions.
 
 The metadata layer walks its cursor in S3 byte order and returns a page; this module
 only reads parameters, maps continuation tokens and renders the XML.
@@ -17,6 +17,7 @@ from stratum.s3 import xml
 from stratum.s3.bucket_ops import xml_response
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
+from stratum.s3.router import check_version_id
 
 MAX_KEYS = 1000
 STORAGE_CLASS_OF_TIER = {"hot": "STANDARD", "warm": "STANDARD_IA", "cold": "GLACIER_IR"}
@@ -145,7 +146,8 @@ async def list_objects_v2(ctx: ReqCtx) -> web.StreamResponse:
 
 
 async def list_object_versions(ctx: ReqCtx) -> web.StreamResponse:
-    """Unversioned buckets: each object is its only version, VersionId ``null``."""
+    """Every version of every key, newest first per key, delete markers among them; a key
+    never written since its bucket's versioning was set shows its object as version null."""
     enc = encoding_type(ctx)
     limit = max_keys(ctx)
     key_marker = ctx.params.get("key-marker", "")
@@ -156,7 +158,30 @@ async def list_object_versions(ctx: ReqCtx) -> web.StreamResponse:
             "A version-id marker cannot be specified without a key marker.",
             extra={"ArgumentName": "version-id-marker", "ArgumentValue": version_marker},
         )
-    page = _page(ctx, key_marker, limit)
+    if version_marker:
+        check_version_id("version-id-marker", version_marker)
+    page = ctx.service.list_versions(
+        ctx.bucket,
+        ctx.user.canonical_id,
+        prefix=ctx.params.get("prefix", ""),
+        delimiter=ctx.params.get("delimiter", ""),
+        key_marker=key_marker,
+        version_marker=version_marker,
+        max_keys=limit,
+    )
+    entries = [
+        xml.VersionEntry(
+            key=r.key,
+            version_id=r.version_id,
+            is_latest=latest,
+            last_modified=r.last_modified,
+            etag=r.etag,
+            size=r.size,
+            storage_class=r.storage_class or "STANDARD",
+            delete_marker=r.delete_marker,
+        )
+        for r, latest in page.entries
+    ]
     result = xml.ListObjectVersionsResult(
         bucket=ctx.bucket,
         prefix=ctx.params.get("prefix", ""),
@@ -164,12 +189,12 @@ async def list_object_versions(ctx: ReqCtx) -> web.StreamResponse:
         version_id_marker=version_marker,
         max_keys=limit,
         is_truncated=page.is_truncated,
-        versions=page.listed(),
+        versions=entries,
         owner=ctx.owner,
         common_prefixes=page.common_prefixes,
         delimiter=ctx.params.get("delimiter") or None,
-        next_key_marker=page.next_marker if page.is_truncated else None,
-        next_version_id_marker="null" if page.is_truncated and page.next_marker else None,
+        next_key_marker=page.next_key_marker,
+        next_version_id_marker=page.next_version_id_marker,
         encoding_type=enc,
     )
     return xml_response(xml.list_object_versions(result))

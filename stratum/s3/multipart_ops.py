@@ -19,6 +19,7 @@ from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
 from stratum.s3.list_ops import encoding_type
+from stratum.s3.lookup import copy_source_view, written_version
 from stratum.s3.object_ops import put_options_from_request, write_condition
 from stratum.s3.xml_requests import MAX_COMPLETE_MULTIPART_BODY, parse_complete_multipart
 from stratum.service.multipart import CompletedPart
@@ -141,9 +142,7 @@ async def upload_part_copy(ctx: ReqCtx) -> web.StreamResponse:
     part_number = ctx.endpoint.part_number
     source = ctx.endpoint.copy_source
     assert part_number is not None and source is not None
-    if source.version_id not in (None, "null"):
-        raise S3Error("NoSuchVersion", extra={"VersionId": source.version_id or ""})
-    view = ctx.service.head_object(source.bucket, source.key, ctx.user.canonical_id)
+    view = copy_source_view(ctx, source)
     httpsem.evaluate_copy_source_conditions(
         ctx.request.headers, view.record.etag, view.record.last_modified, ctx.clock.now()
     )
@@ -155,7 +154,10 @@ async def upload_part_copy(ctx: ReqCtx) -> web.StreamResponse:
     part = await ctx.multipart.upload_part(
         ctx.bucket, ctx.key, upload_id, part_number, chunks, opts
     )
-    return xml_response(xml.copy_part_result(part.etag, part.last_modified))
+    response = xml_response(xml.copy_part_result(part.etag, part.last_modified))
+    if view.versioned:
+        response.headers["x-amz-copy-source-version-id"] = view.record.version_id
+    return response
 
 
 def _object_checksums(upload: UploadRecord, parts: list[PartRecord]) -> dict[str, str]:
@@ -206,6 +208,7 @@ async def complete_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
     )
     for alg, value in record.checksums.items():
         response.headers[f"x-amz-checksum-{alg}"] = value
+    response.headers.update(written_version(record))
     return response
 
 

@@ -1,4 +1,11 @@
-"""Object operations: PUT, GET, HEAD, DELETE, DeleteObjects and CopyObject."""
+"""Object operations: PUT, GET, HEAD, DELETE, DeleteObjects and CopyObject.
+
+In a bucket whose versioning was ever set, responses name versions as S3 does: a write
+answers ``x-amz-version-id`` (a null version: none), GET and HEAD show the version read,
+and a delete marker in the way is ``x-amz-delete-marker: true`` on a 404 (the current
+version) or a 405 (asked for by its id). The object service decides what a write or a
+delete does to the key's versions (:mod:`stratum.service.versioning`).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,22 @@ from collections.abc import Callable, Mapping
 from aiohttp import web
 
 from stratum.meta.records import ObjectRecord
+from stratum.meta.versions import InvalidVersionId, parse_version_id
 from stratum.s3 import httpsem, xml
 from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
 from stratum.s3.list_ops import STORAGE_CLASS_OF_TIER
+from stratum.s3.lookup import (
+    MARKER_HEADER,
+    VERSION_HEADER,
+    copy_source_view,
+    view_object,
+    written_version,
+)
 from stratum.s3.xml_requests import MAX_DELETE_OBJECTS_BODY, parse_delete_objects
+from stratum.service.deletes import DeleteOutcome
 from stratum.service.objects import ObjectView, PutOptions
 
 MAX_SINGLE_PUT = 5 << 30
@@ -91,7 +107,7 @@ async def put_object(ctx: ReqCtx) -> web.StreamResponse:
         checksums=body.checksums,  # filled by verify() before the commit reads it
     )
     record = await ctx.service.put_object(ctx.bucket, ctx.key, body.chunks, opts)
-    out = {"ETag": record.etag}
+    out = {"ETag": record.etag, **written_version(record)}
     out.update(_checksum_headers(record.checksums))
     return web.Response(status=200, headers=out)
 
@@ -126,6 +142,8 @@ def object_headers(view: ObjectView, ctx: ReqCtx) -> dict[str, str]:
         out[name] = _header_value(value)
     for name, value in record.user_meta.items():
         out[f"x-amz-meta-{name}"] = _header_value(value)
+    if view.versioned:
+        out[VERSION_HEADER] = record.version_id
     if record.parts:
         out["x-amz-mp-parts-count"] = str(record.parts)
     if ctx.header("x-amz-checksum-mode") == "ENABLED":
@@ -169,7 +187,8 @@ async def head_object(ctx: ReqCtx) -> web.StreamResponse:
 
 
 async def _serve(ctx: ReqCtx, *, send_body: bool) -> web.StreamResponse:
-    view = ctx.service.head_object(ctx.bucket, ctx.key, ctx.user.canonical_id)
+    method = "GET" if send_body else "HEAD"
+    view = view_object(ctx, ctx.bucket, ctx.key, ctx.endpoint.version_id, method)
     record = view.record
     httpsem.evaluate_read_conditions(
         ctx.request.headers, record.etag, record.last_modified, ctx.clock.now()
@@ -211,8 +230,19 @@ async def _serve(ctx: ReqCtx, *, send_body: bool) -> web.StreamResponse:
 
 
 async def delete_object(ctx: ReqCtx) -> web.StreamResponse:
-    await ctx.service.delete_object(ctx.bucket, ctx.key, ctx.user.canonical_id)
-    return web.Response(status=204)
+    version_id = ctx.endpoint.version_id
+    outcome = await ctx.service.delete_object(
+        ctx.bucket, ctx.key, ctx.user.canonical_id, version_id
+    )
+    headers: dict[str, str] = {}
+    if version_id is not None:
+        headers[VERSION_HEADER] = version_id
+        if outcome.removed is not None and outcome.removed.delete_marker:
+            headers[MARKER_HEADER] = "true"
+    elif outcome.marker is not None:
+        headers[MARKER_HEADER] = "true"
+        headers.update(written_version(outcome.marker))
+    return web.Response(status=204, headers=headers)
 
 
 async def delete_objects(ctx: ReqCtx) -> web.StreamResponse:
@@ -220,33 +250,47 @@ async def delete_objects(ctx: ReqCtx) -> web.StreamResponse:
     md5 = ctx.header("Content-MD5")
     if md5 is not None and httpsem.parse_content_md5(md5) != hashlib.md5(document).digest():
         raise S3Error("BadDigest")
-    quiet, targets = parse_delete_objects(document)
-    deleted: list[xml.DeletedEntry] = []
+    quiet, requested = parse_delete_objects(document)
     failed: list[xml.DeleteError] = []
-    keys: list[str] = []
-    for key, version in targets:
-        if version not in (None, "null"):
+    targets: list[tuple[str, str | None]] = []
+    for key, version in requested:
+        try:
+            if version is not None:
+                parse_version_id(version)
+        except InvalidVersionId:
             failed.append(
                 xml.DeleteError(
                     key, "NoSuchVersion", "The specified version does not exist.", version
                 )
             )
             continue
-        keys.append(key)
-    for key, error in await ctx.service.delete_objects(ctx.bucket, keys, ctx.user.canonical_id):
-        if error is None:
-            deleted.append(xml.DeletedEntry(key))
+        targets.append((key, version))
+    outcomes = await ctx.service.delete_objects(ctx.bucket, targets, ctx.user.canonical_id)
+    deleted: list[xml.DeletedEntry] = []
+    for outcome in outcomes:
+        if outcome.error is None:
+            deleted.append(_deleted_entry(outcome))
         else:
-            failed.append(xml.DeleteError(key, "InternalError", str(error)))
+            failed.append(
+                xml.DeleteError(outcome.key, "AccessDenied", str(outcome.error), outcome.version_id)
+            )
     return xml_response(xml.delete_result(deleted, failed, quiet))
+
+
+def _deleted_entry(outcome: DeleteOutcome) -> xml.DeletedEntry:
+    """DeleteObjects' ``Deleted``: a delete marker made, or one removed by its id, is named."""
+    if outcome.marker is not None:
+        return xml.DeletedEntry(outcome.key, None, True, outcome.marker.version_id)
+    removed = outcome.removed
+    if removed is not None and removed.delete_marker:
+        return xml.DeletedEntry(outcome.key, outcome.version_id, True, removed.version_id)
+    return xml.DeletedEntry(outcome.key, outcome.version_id)
 
 
 async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
     source = ctx.endpoint.copy_source
     assert source is not None, "router sets copy_source for CopyObject"
-    if source.version_id not in (None, "null"):
-        raise S3Error("NoSuchVersion", extra={"VersionId": source.version_id or ""})
-    view = ctx.service.head_object(source.bucket, source.key, ctx.user.canonical_id)
+    view = copy_source_view(ctx, source)
     src = view.record
     httpsem.evaluate_copy_source_conditions(
         ctx.request.headers, src.etag, src.last_modified, ctx.clock.now()
@@ -266,18 +310,19 @@ async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
             storage_class=storage_class or src.storage_class,
         )
     same = (source.bucket, source.key) == (ctx.bucket, ctx.key)
-    if same:
-        if directive == "COPY" and not storage_class:
-            raise S3Error(
-                "InvalidRequest",
-                "This copy request is illegal because it is trying to copy an object to itself "
-                "without changing the object's metadata, storage class, website redirect "
-                "location or encryption attributes.",
-            )
+    restoring = source.version_id is not None and view.versioned  # an old version copied back
+    if same and directive == "COPY" and not storage_class and not restoring:
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to itself "
+            "without changing the object's metadata, storage class, website redirect "
+            "location or encryption attributes.",
+        )
+    if same and not view.versioned:  # one version only: the data stays where it is
         record = await ctx.service.replace_metadata(
             ctx.bucket, ctx.key, opts, expect_volume=src.volume_id
         )
-    else:
+    else:  # a version of its own, a volume of its own
         opts = PutOptions(
             owner_id=opts.owner_id,
             content_type=opts.content_type,
@@ -291,7 +336,11 @@ async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
         ctx.service.record_access(view.volume.volume_id)
         chunks = ctx.service.read_volume(view.volume, 0, src.size)
         record = await ctx.service.put_object(ctx.bucket, ctx.key, chunks, opts)
-    return xml_response(xml.copy_object_result(record.etag, record.last_modified))
+    response = xml_response(xml.copy_object_result(record.etag, record.last_modified))
+    if view.versioned:
+        response.headers["x-amz-copy-source-version-id"] = src.version_id
+    response.headers.update(written_version(record))
+    return response
 
 
 HANDLERS: Mapping[str, Handler] = {

@@ -35,8 +35,9 @@ Dispatch
 
 Validation done here, so no handler can forget it: bucket names (:func:`validate_bucket_name`,
 for every operation, path- or host-addressed, and for copy sources), key length
-(:func:`validate_key`), ``partNumber`` (1..10000), an empty ``versionId``, ``list-type``
-(only ``2``), and the copy-source header syntax.
+(:func:`validate_key`), ``partNumber`` (1..10000), ``versionId`` (``null`` or the shape of the
+ids this store gives, :func:`check_version_id`), ``list-type`` (only ``2``), and the
+copy-source header syntax.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 
+from stratum.meta.versions import InvalidVersionId, parse_version_id
 from stratum.s3.errors import S3Error
 
 MAX_KEY_BYTES = 1024
@@ -435,7 +437,18 @@ def _version_id(params: Mapping[str, str]) -> str | None:
     value = params.get("versionId")
     if value == "":
         raise _argument_error("versionId", "", "Version id cannot be the empty string")
+    if value is not None:
+        check_version_id("versionId", value)
     return value
+
+
+def check_version_id(name: str, value: str) -> None:
+    """``InvalidArgument`` unless ``value`` is ``null`` or an id this store gives (AWS answers
+    an id of a shape it never gives so, and NoSuchVersion only for one it could have)."""
+    try:
+        parse_version_id(value)
+    except InvalidVersionId:
+        raise _argument_error(name, value, "Invalid version id specified") from None
 
 
 def _part_number(params: Mapping[str, str]) -> int | None:
@@ -476,6 +489,7 @@ def parse_copy_source(header: str) -> CopySource:
             raise _argument_error(
                 COPY_SOURCE_HEADER, header, "Version id cannot be the empty string"
             )
+        check_version_id(COPY_SOURCE_HEADER, version_id)
     path = _decode(raw)
     bucket, _, key = path.removeprefix("/").partition("/")
     if not bucket or not key:

@@ -41,6 +41,7 @@ from stratum.s3.router import (
 from stratum.s3.router import unsupported_error as router_unsupported
 from stratum.service import errors as model_errors
 from stratum.service import multipart as model_multipart
+from stratum.service import versioning as model_versioning
 from stratum.service.multipart import MultipartService
 from stratum.service.objects import ObjectService
 from stratum.service.users import UserDirectory
@@ -74,6 +75,7 @@ _MODEL_ERRORS: Mapping[type[model_errors.ObjectServiceError], str] = {
     model_multipart.NoSuchUpload: "NoSuchUpload",
     model_multipart.InvalidPart: "InvalidPart",
     model_multipart.EntityTooSmall: "EntityTooSmall",
+    model_versioning.NoSuchVersion: "NoSuchVersion",
 }
 _DETAIL_ELEMENTS = {
     "bucket": "BucketName",
@@ -81,6 +83,7 @@ _DETAIL_ELEMENTS = {
     "upload_id": "UploadId",
     "part": "PartNumber",
     "size": "ProposedSize",
+    "version_id": "VersionId",
 }
 
 

@@ -345,11 +345,6 @@ class ListObjectsV2Result:
 
 
 _CONTENTS = ("<Contents><Key>", "</Key><LastModified>", "</Contents>")
-_VERSION = (
-    "<Version><Key>",
-    "</Key><VersionId>null</VersionId><IsLatest>true</IsLatest><LastModified>",
-    "</Version>",
-)
 
 
 def _entries(
@@ -428,17 +423,29 @@ def list_objects_v2(result: ListObjectsV2Result) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class ListObjectVersionsResult:
-    """Without versioning every object is one ``Version`` with VersionId ``null``,
-    IsLatest ``true``; there are no delete markers."""
+class VersionEntry:
+    """One version of a ListObjectVersions page: an object version or a delete marker
+    (which has no ETag, size or storage class)."""
 
+    key: str
+    version_id: str
+    is_latest: bool
+    last_modified: float
+    etag: str = ""
+    size: int = 0
+    storage_class: str = "STANDARD"
+    delete_marker: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListObjectVersionsResult:
     bucket: str
     prefix: str
     key_marker: str
     version_id_marker: str
     max_keys: int
     is_truncated: bool
-    versions: Sequence[Listed]
+    versions: Sequence[VersionEntry]
     common_prefixes: Sequence[str] = ()
     delimiter: str | None = None
     next_key_marker: str | None = None
@@ -462,9 +469,36 @@ def list_object_versions(result: ListObjectVersionsResult) -> bytes:
         w.leaf("Delimiter", enc(result.delimiter))
     w.optional("EncodingType", result.encoding_type)
     w.leaf("IsTruncated", result.is_truncated)
-    w.raw(_entries(result.versions, result.encoding_type, result.owner, _VERSION))
+    w.raw(_version_entries(result.versions, enc, result.owner))
     _common_prefixes(w, result.common_prefixes, enc)
     return w.finish()
+
+
+def _version_entries(
+    entries: Sequence[VersionEntry], enc: Callable[[str], str], owner: Owner | None
+) -> str:
+    """``Version`` and ``DeleteMarker`` elements in the page's order, as AWS interleaves them
+    (elements in the order of AWS's example response)."""
+    owner_markup = "" if owner is None else _owner_markup(owner)
+    out: list[str] = []
+    add = out.append
+    for e in entries:
+        head = (
+            f"<Key>{escape_text(enc(e.key))}</Key>"
+            f"<VersionId>{escape_text(e.version_id)}</VersionId>"
+            f"<IsLatest>{'true' if e.is_latest else 'false'}</IsLatest>"
+            f"<LastModified>{timestamp(e.last_modified)}</LastModified>"
+        )
+        if e.delete_marker:
+            add(f"<DeleteMarker>{head}{owner_markup}</DeleteMarker>")
+            continue
+        add(
+            f"<Version>{head}<ETag>{escape_text(quote_etag(e.etag))}</ETag>"
+            f"<Size>{int(e.size)}</Size>"
+            f"<StorageClass>{escape_text(e.storage_class or 'STANDARD')}</StorageClass>"
+            f"{owner_markup}</Version>"
+        )
+    return "".join(out)
 
 
 # --- bucket configuration ---------------------------------------------------------------
@@ -533,6 +567,8 @@ def _copy_result(root: str, etag: str, last_modified: float) -> bytes:
 class DeletedEntry:
     key: str
     version_id: str | None = None
+    delete_marker: bool = False  # a delete marker was made, or removed by its version id
+    delete_marker_version_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,6 +589,9 @@ def delete_result(
             w.start("Deleted")
             w.leaf("Key", d.key)
             w.optional("VersionId", d.version_id)
+            if d.delete_marker:
+                w.leaf("DeleteMarker", True)
+                w.optional("DeleteMarkerVersionId", d.delete_marker_version_id)
             w.end()
     for e in errors:
         w.start("Error")

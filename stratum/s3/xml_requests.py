@@ -30,6 +30,7 @@ MAX_CREATE_BUCKET_BODY = 64 * 1024
 MAX_DELETE_OBJECTS_BODY = 2 * 1024 * 1024  # 1000 keys of 1024 bytes, escaped and wrapped
 MAX_COMPLETE_MULTIPART_BODY = 4 * 1024 * 1024  # 10,000 parts with checksums
 MAX_TAGGING_BODY = 64 * 1024
+MAX_VERSIONING_BODY = 64 * 1024
 
 MAX_DELETE_KEYS = 1000
 MAX_PARTS = 10_000
@@ -163,6 +164,31 @@ def parse_delete_objects(body: bytes) -> tuple[bool, list[tuple[str, str | None]
     if not objects:
         raise _malformed("no Object to delete")
     return quiet, objects
+
+
+@dataclass(frozen=True, slots=True)
+class VersioningConfiguration:
+    """PutBucketVersioning's document: ``status`` Enabled / Suspended, or None to leave it;
+    ``mfa_delete`` Enabled / Disabled, or None when absent."""
+
+    status: str | None
+    mfa_delete: str | None
+
+
+def parse_versioning_configuration(body: bytes) -> VersioningConfiguration:
+    """PutBucketVersioning: ``Status`` and ``MfaDelete``, each optional; any value but the
+    two S3 defines for each is ``MalformedXML``, as AWS answers."""
+    root = _root(body, MAX_VERSIONING_BODY, "VersioningConfiguration")
+    status = _optional_text(root, "Status")
+    mfa = _optional_text(root, "MfaDelete")
+    if status is not None and status.strip() not in ("Enabled", "Suspended"):
+        raise _malformed("Status must be Enabled or Suspended")
+    if mfa is not None and mfa.strip() not in ("Enabled", "Disabled"):
+        raise _malformed("MfaDelete must be Enabled or Disabled")
+    return VersioningConfiguration(
+        status.strip() if status is not None else None,
+        mfa.strip() if mfa is not None else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stratum.meta import catalog, uploads
-from stratum.meta.records import ObjectRecord, PartRecord, UploadRecord, VolumeRecord
+from stratum.meta.records import (
+    BucketRecord,
+    ObjectRecord,
+    PartRecord,
+    UploadRecord,
+    VolumeRecord,
+)
 from stratum.meta.store import Tx
-from stratum.service import errors
+from stratum.service import errors, versioning
 from stratum.service.ids import new_volume_id
 from stratum.service.objects import MULTI, ObjectService, PutOptions
 from stratum.util.periodic import Periodic
@@ -135,11 +141,17 @@ class MultipartService:
         return self.meta.read(look)
 
     def _upload(self, tx: Tx, bucket: str, key: str, upload_id: str, owner_id: str) -> UploadRecord:
-        self.objects._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
+        return self._upload_in(tx, bucket, key, upload_id, owner_id)[0]
+
+    def _upload_in(
+        self, tx: Tx, bucket: str, key: str, upload_id: str, owner_id: str
+    ) -> tuple[UploadRecord, BucketRecord]:
+        """The upload in progress for ``key``, and its bucket."""
+        found = self.objects._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
         upload = uploads.get_upload(tx, bucket, upload_id)
         if upload is None or upload.key != key:
             raise NoSuchUpload(upload_id=upload_id)
-        return upload
+        return upload, found
 
     async def upload_part(
         self,
@@ -276,6 +288,7 @@ class MultipartService:
             condition(self.meta.read(lambda tx: catalog.get_object(tx, bucket, key)))
         checksums = checksum_of(upload, chosen) if checksum_of is not None else {}
         etag = multipart_etag([p.etag for p in chosen], len(chosen))
+        plan = self.objects.plan_write(bucket, key, owner_id, now)
         record = ObjectRecord(
             key=key,
             volume_id=volume_id,
@@ -291,6 +304,7 @@ class MultipartService:
             owner_id=owner_id,
             upload_id=upload_id,
         )
+        plan.stamp(record)
         manifest = {
             "kind": "manifest",
             "bucket": bucket,
@@ -304,7 +318,7 @@ class MultipartService:
         manifest_location = await hot.put_small(
             volume_id,
             json.dumps(manifest, separators=(",", ":")).encode(),
-            {"kind": "manifest", "bucket": bucket, "key": key, "created": now},
+            {"kind": "manifest", "bucket": bucket, "key": key, "created": now, **plan.header()},
         )
         volume = VolumeRecord(
             volume_id=volume_id,
@@ -318,10 +332,11 @@ class MultipartService:
             part_sizes=[p.size for p in chosen],
             bucket=bucket,
             key=key,
+            order=record.order,
         )
 
         def commit(tx: Tx) -> None:
-            self._upload(tx, bucket, key, upload_id, owner_id)
+            _upload, found = self._upload_in(tx, bucket, key, upload_id, owner_id)
             if condition is not None:
                 condition(catalog.get_object(tx, bucket, key))
             current = {p.part_number: p.volume_id for p in uploads.list_parts(tx, upload_id)}
@@ -335,9 +350,7 @@ class MultipartService:
                 else:
                     catalog.retire_volume(tx, part.volume_id)
             catalog.put_volume(tx, volume)
-            previous = catalog.put_object(tx, bucket, record)
-            if previous is not None:
-                catalog.retire_volume(tx, previous.volume_id)
+            versioning.retire(tx, versioning.write_version(tx, found, record, self.clock.now()))
 
         await self.objects.commit_or_free(
             commit, functools.partial(hot.delete, "seg"), manifest_location

@@ -11,8 +11,10 @@ Write path of a PUT (crash-safe at every step):
    erasure writer, stripe by stripe. The data is durable (fsynced) but no key
    points at it.
 2. Digests the client declared are checked; a mismatch deletes the data.
-3. One metadata transaction checks conditions, records the volume and points the key
-   at it, and moves the volume it replaced (if any) to the garbage queue.
+3. One metadata transaction checks conditions, records the volume and makes it a version
+   of the key (:mod:`stratum.service.versioning`: in a never-versioned bucket the key's
+   one object), and moves the volumes of the versions it replaced (if any) to the garbage
+   queue.
 4. A background collector frees garbage volumes once no read in flight uses them.
 
 A crash before 3 leaves only unreferenced data, swept at the next start; a crash
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -41,11 +44,13 @@ from typing import Any, Protocol, TypeVar
 
 from stratum.block.errors import StorageFull
 from stratum.block.tierstore import Hasher, TierStore
-from stratum.meta import catalog, uploads
+from stratum.meta import catalog, uploads, versions
 from stratum.meta.catalog import ListPage
 from stratum.meta.records import RECENT_READS, BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
-from stratum.service import errors
+from stratum.meta.version_listing import VersionPage, list_versions
+from stratum.service import deletes, errors, versioning
+from stratum.service.deletes import DeleteOutcome
 from stratum.service.gc_retries import DeleteRetries
 from stratum.service.ids import new_volume_id
 from stratum.service.readers import ReadingTable
@@ -90,6 +95,7 @@ class ObjectView:
 
     record: ObjectRecord
     volume: VolumeRecord
+    versioned: bool = False  # its bucket's versioning was ever set: its version id is shown
 
 
 def decayed_rate(rate: float, since: float, now: float) -> float:
@@ -174,6 +180,7 @@ class ObjectService:
         self.flush_peers: Callable[[], Awaitable[None]] | None = None  # the workers' batches
         self._retired_seen: dict[str, float] = {}  # gc key -> clock time first seen
         self._gc_retries = DeleteRetries(clock)  # garbage whose delete failed, to try again
+        self.orders = versions.OrderClock()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -275,11 +282,18 @@ class ObjectService:
 
         return await self.meta.write(create)
 
+    async def configure_bucket(
+        self, name: str, owner_id: str, change: Callable[[BucketRecord], bool]
+    ) -> BucketRecord:
+        """Change a bucket's configuration: see :func:`stratum.service.versioning.configure`."""
+        return await versioning.configure(self, name, owner_id, change)
+
     async def delete_bucket(self, name: str, owner_id: str) -> None:
         def delete(tx: Tx) -> None:
-            self._owned(catalog.get_bucket(tx, name), name, owner_id)
+            record = self._owned(catalog.get_bucket(tx, name), name, owner_id)
             if not catalog.bucket_is_empty(tx, name):
                 raise errors.BucketNotEmpty(bucket=name)
+            versioning.retire_config_record(tx, record)
             # Unfinished multipart uploads don't keep a bucket alive (as AWS): abort them.
             for upload in uploads.uploads_in_bucket(tx, name):
                 for part in uploads.delete_upload(tx, name, upload.upload_id):
@@ -291,16 +305,21 @@ class ObjectService:
 
     # -- reading ----------------------------------------------------------------------
 
-    def head_object(self, bucket: str, key: str, owner_id: str) -> ObjectView:
+    def head_object(
+        self, bucket: str, key: str, owner_id: str, version_id: str | None = None
+    ) -> ObjectView:
+        """The current object of ``key``, or the version ``version_id`` (or ``null``) of it.
+
+        Raises NoSuchKey, :class:`~stratum.service.versioning.NoSuchVersion` or
+        :class:`~stratum.service.versioning.DeleteMarkerFound`."""
+
         def look(tx: Tx) -> ObjectView:
-            self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
-            record = catalog.get_object(tx, bucket, key)
-            if record is None:
-                raise errors.NoSuchKey(bucket=bucket, key=key)
-            volume = catalog.get_volume(tx, record.volume_id)
+            record = self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
+            found = versioning.lookup(tx, record, key, version_id)
+            volume = catalog.get_volume(tx, found.volume_id)
             if volume is None:  # a record always has its volume; guard anyway
                 raise errors.NoSuchKey(bucket=bucket, key=key)
-            return ObjectView(record, volume)
+            return ObjectView(found, volume, bool(record.versioning))
 
         return self.meta.read(look)
 
@@ -370,31 +389,87 @@ class ObjectService:
 
         return self.meta.read(walk)
 
+    def list_versions(
+        self,
+        bucket: str,
+        owner_id: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        version_marker: str = "",
+        max_keys: int = 1000,
+    ) -> VersionPage:
+        def walk(tx: Tx) -> VersionPage:
+            self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
+            return list_versions(
+                tx,
+                bucket,
+                prefix=prefix,
+                delimiter=delimiter,
+                key_marker=key_marker,
+                version_marker=version_marker,
+                max_keys=max_keys,
+            )
+
+        return self.meta.read(walk)
+
     # -- writing ----------------------------------------------------------------------
+
+    def new_version(
+        self, bucket: BucketRecord, key: str, tx: Tx, now: float
+    ) -> versioning.NewVersion:
+        """The version a write of ``key`` now makes: in a bucket that was ever versioned its
+        order is above the key's newest version, whatever the clock says."""
+        above = versions.newest_order(tx, bucket.name, key) if bucket.versioning else None
+        order = self.orders.next(now, above)
+        return versioning.NewVersion(
+            order, versioning.version_id_for(bucket.versioning, order), bucket.versioning
+        )
+
+    def plan_write(
+        self,
+        bucket: str,
+        key: str,
+        owner_id: str,
+        now: float,
+        condition: Callable[[ObjectRecord | None], None] | None = None,
+    ) -> versioning.NewVersion:
+        """Check the bucket (and fail fast on a write condition) before a body is stored."""
+
+        def look(tx: Tx) -> versioning.NewVersion:
+            record = self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
+            if condition is not None:  # checked again at commit
+                condition(catalog.get_object(tx, bucket, key))
+            return self.new_version(record, key, tx, now)
+
+        return self.meta.read(look)
 
     async def put_object(
         self, bucket: str, key: str, body: AsyncIterable[bytes], opts: PutOptions
     ) -> ObjectRecord:
-        self.get_bucket(bucket, opts.owner_id)
         if opts.size_hint is not None and opts.size_hint > self.max_object_size:
+            self.get_bucket(bucket, opts.owner_id)
             raise errors.EntityTooLarge()
-        if opts.condition is not None:  # fail fast; checked again at commit
-            current = self.meta.read(lambda tx: catalog.get_object(tx, bucket, key))
-            opts.condition(current)
         now = self.clock.now()
+        plan = self.plan_write(bucket, key, opts.owner_id, now, opts.condition)
+        opts = dataclasses.replace(opts, header_meta={**opts.header_meta, **plan.header()})
         volume = await self.store_body(bucket, key, body, opts, now)
-        record = ObjectRecord(
-            key=key,
-            volume_id=volume.volume_id,
-            size=volume.size,
-            etag=f'"{volume.md5}"',
-            last_modified=now,
-            content_type=opts.content_type,
-            user_meta=dict(opts.user_meta),
-            headers=dict(opts.headers),
-            storage_class=opts.storage_class,
-            checksums=dict(opts.checksums),
-            owner_id=opts.owner_id,
+        volume.order = plan.order.hex()
+        record = plan.stamp(
+            ObjectRecord(
+                key=key,
+                volume_id=volume.volume_id,
+                size=volume.size,
+                etag=f'"{volume.md5}"',
+                last_modified=now,
+                content_type=opts.content_type,
+                user_meta=dict(opts.user_meta),
+                headers=dict(opts.headers),
+                storage_class=opts.storage_class,
+                checksums=dict(opts.checksums),
+                owner_id=opts.owner_id,
+            )
         )
         await self.commit_or_free(
             self._commit_fn(bucket, record, volume, opts), self.free_volume, volume
@@ -430,13 +505,11 @@ class ObjectService:
         self, bucket: str, record: ObjectRecord, volume: VolumeRecord, opts: PutOptions
     ) -> Callable[[Tx], None]:
         def commit(tx: Tx) -> None:
-            self._owned(catalog.get_bucket(tx, bucket), bucket, opts.owner_id)
+            found = self._owned(catalog.get_bucket(tx, bucket), bucket, opts.owner_id)
             if opts.condition is not None:
                 opts.condition(catalog.get_object(tx, bucket, record.key))
             catalog.put_volume(tx, volume)
-            previous = catalog.put_object(tx, bucket, record)
-            if previous is not None and previous.volume_id != volume.volume_id:
-                catalog.retire_volume(tx, previous.volume_id)
+            versioning.retire(tx, versioning.write_version(tx, found, record, self.clock.now()))
 
         return commit
 
@@ -546,37 +619,35 @@ class ObjectService:
         if opts.size_hint is not None and size != opts.size_hint:
             raise errors.IncompleteBody(f"expected {opts.size_hint} bytes, got {size}")
 
-    async def delete_object(self, bucket: str, key: str, owner_id: str) -> ObjectRecord | None:
-        def delete(tx: Tx) -> ObjectRecord | None:
-            self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
-            previous = catalog.delete_object(tx, bucket, key)
-            if previous is not None:
-                catalog.retire_volume(tx, previous.volume_id)
-            return previous
-
-        previous = await self.meta.write(delete)
-        if previous is not None:
-            self._collector.wake()
-        return previous
+    async def delete_object(
+        self,
+        bucket: str,
+        key: str,
+        owner_id: str,
+        version_id: str | None = None,
+        *,
+        bypass_governance: bool = False,
+    ) -> DeleteOutcome:
+        """Delete the key (a delete marker in a versioned bucket) or one version of it."""
+        [outcome] = await deletes.delete(
+            self, bucket, [(key, version_id)], owner_id, bypass_governance=bypass_governance
+        )
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome
 
     async def delete_objects(
-        self, bucket: str, keys: Sequence[str], owner_id: str
-    ) -> list[tuple[str, Exception | None]]:
-        """Delete many keys in one transaction; per-key outcome (None = deleted or absent)."""
-
-        def delete(tx: Tx) -> list[tuple[str, Exception | None]]:
-            self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
-            out: list[tuple[str, Exception | None]] = []
-            for key in keys:
-                previous = catalog.delete_object(tx, bucket, key)
-                if previous is not None:
-                    catalog.retire_volume(tx, previous.volume_id)
-                out.append((key, None))
-            return out
-
-        result = await self.meta.write(delete)
-        self._collector.wake()
-        return result
+        self,
+        bucket: str,
+        targets: Sequence[tuple[str, str | None]],
+        owner_id: str,
+        *,
+        bypass_governance: bool = False,
+    ) -> list[DeleteOutcome]:
+        """Delete many keys or versions in one transaction; each target's outcome."""
+        return await deletes.delete(
+            self, bucket, targets, owner_id, bypass_governance=bypass_governance
+        )
 
     async def replace_metadata(
         self, bucket: str, key: str, opts: PutOptions, expect_volume: str
@@ -584,7 +655,9 @@ class ObjectService:
         """Copy an object onto itself with new metadata: the data stays where it is."""
 
         def replace(tx: Tx) -> ObjectRecord:
-            self._owned(catalog.get_bucket(tx, bucket), bucket, opts.owner_id)
+            found = self._owned(catalog.get_bucket(tx, bucket), bucket, opts.owner_id)
+            if found.versioning:  # there every version has a volume of its own: copy instead
+                raise errors.ObjectServiceError("metadata replaced in place in a versioned bucket")
             current = catalog.get_object(tx, bucket, key)
             if current is None or current.volume_id != expect_volume:
                 raise errors.NoSuchKey(bucket=bucket, key=key)
@@ -603,6 +676,7 @@ class ObjectService:
                 checksums=dict(current.checksums),
                 parts=current.parts,
                 owner_id=opts.owner_id,
+                order=self.orders.next(self.clock.now()).hex(),
             )
             catalog.put_object(tx, bucket, record)
             return record

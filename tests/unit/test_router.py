@@ -29,7 +29,9 @@ from stratum.s3.router import (
 DOMAIN = "s3.example.com"
 HOST = "localhost:9000"
 COPY = {"x-amz-copy-source": "/src/dir/a%20b.txt"}
-COPY_V = {"x-amz-copy-source": "src/k?versionId=v1"}
+V1 = "0006a1b2c3d4e5f6" + "0" * 8 + "0a0b0c0d"  # the shape of the version ids Stratum gives
+V2 = "0006a1b2c3d4e5f7" + "0" * 8 + "01020304"
+COPY_V = {"x-amz-copy-source": f"src/k?versionId={V1}"}
 FORM = {"Content-Type": "multipart/form-data; boundary=xyz"}
 FORMURL = {"content-type": "application/x-www-form-urlencoded"}
 
@@ -108,30 +110,30 @@ CASES: list[tuple[str, str, str, dict[str, str], str, str | None, str | None, di
     (
         "GET",
         "/bkt/k",
-        "versionId=v2&partNumber=3",
+        f"versionId={V2}&partNumber=3",
         {},
         "GetObject",
         "bkt",
         "k",
         {
-            "version_id": "v2",
+            "version_id": V2,
             "part_number": 3,
         },
     ),
     ("HEAD", "/bkt/k", "versionId=null", {}, "HeadObject", "bkt", "k", {"version_id": "null"}),
-    ("DELETE", "/bkt/k", "versionId=v1", {}, "DeleteObject", "bkt", "k", {"version_id": "v1"}),
+    ("DELETE", "/bkt/k", f"versionId={V1}", {}, "DeleteObject", "bkt", "k", {"version_id": V1}),
     ("GET", "/bkt/k", "acl", {}, "GetObjectAcl", "bkt", "k", {}),
     ("PUT", "/bkt/k", "acl", {}, "PutObjectAcl", "bkt", "k", {}),
     ("GET", "/bkt/k", "tagging", {}, "GetObjectTagging", "bkt", "k", {}),
     (
         "PUT",
         "/bkt/k",
-        "tagging&versionId=v",
+        "tagging&versionId=null",
         {},
         "PutObjectTagging",
         "bkt",
         "k",
-        {"version_id": "v"},
+        {"version_id": "null"},
     ),
     ("DELETE", "/bkt/k", "tagging", {}, "DeleteObjectTagging", "bkt", "k", {}),
     ("GET", "/bkt/k", "attributes", {}, "GetObjectAttributes", "bkt", "k", {}),
@@ -160,7 +162,7 @@ CASES: list[tuple[str, str, str, dict[str, str], str, str | None, str | None, di
         {
             "part_number": 10000,
             "upload_id": "u1",
-            "copy_source": CopySource("src", "k", "v1"),
+            "copy_source": CopySource("src", "k", V1),
         },
     ),
     (
@@ -417,10 +419,15 @@ def test_part_number_bounds() -> None:
     assert r("HEAD", "/bkt/k", "partNumber=10000").part_number == 10000
 
 
-def test_empty_version_id() -> None:
+@pytest.mark.parametrize(
+    "version_id", ["", "v1", V1.upper(), V1[:-1], V1 + "0", "NULL", "3HL4kqCxf3vjVBH40Nrjfkd"]
+)
+def test_malformed_version_id(version_id: str) -> None:
+    """AWS answers a version id of a shape it never gives with InvalidArgument."""
     with pytest.raises(S3Error) as e:
-        r("GET", "/bkt/k", "versionId=")
+        r("GET", "/bkt/k", f"versionId={version_id}")
     assert e.value.code == "InvalidArgument"
+    assert e.value.extra["ArgumentName"] == "versionId"
 
 
 def test_invalid_list_type() -> None:
@@ -512,7 +519,7 @@ def test_dispatch_is_independent_of_table_order() -> None:
         ("src/k", CopySource("src", "k")),
         ("src/dir/sub/k.txt", CopySource("src", "dir/sub/k.txt")),
         ("src/a%20b%2Bc+d", CopySource("src", "a b+c+d")),
-        ("src/%3Fq%3Fr?versionId=abc", CopySource("src", "?q?r", "abc")),
+        (f"src/%3Fq%3Fr?versionId={V1}", CopySource("src", "?q?r", V1)),
         ("src/k?versionId=null", CopySource("src", "k", "null")),
         ("src%2Fk", CopySource("src", "k")),
         ("src/caf%C3%A9", CopySource("src", "café")),
@@ -531,6 +538,7 @@ def test_copy_source(header: str, expected: CopySource) -> None:
         ("src/", "InvalidArgument"),
         ("/", "InvalidArgument"),
         ("src/k?versionId=", "InvalidArgument"),
+        ("src/k?versionId=abc", "InvalidArgument"),
         ("Bad_Bucket/k", "InvalidBucketName"),
         ("src/" + "a" * 1025, "KeyTooLongError"),
         ("src/%zz", "InvalidURI"),

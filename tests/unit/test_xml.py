@@ -407,19 +407,24 @@ def test_unknown_encoding_type_is_a_bug() -> None:
 
 
 def test_list_object_versions() -> None:
+    vid = "0006a1b2c3d4e5f6000000000a0b0c0d"
     result = x.ListObjectVersionsResult(
         bucket="bkt",
         prefix="",
         key_marker="k +",
         version_id_marker="",
-        max_keys=1,
+        max_keys=2,
         is_truncated=True,
-        versions=entries(["a b+c"], OWNER),
+        versions=[
+            x.VersionEntry("a b+c", vid, True, 0.0, delete_marker=True),
+            x.VersionEntry("a b+c", "null", False, 0.0, '"e"', 3),
+        ],
         common_prefixes=["d +/"],
         delimiter="/",
         next_key_marker="a b+c",
         next_version_id_marker="null",
         encoding_type="url",
+        owner=OWNER,
     )
     body = x.list_object_versions(result)
     root = tree(body, "ListVersionsResult")
@@ -434,6 +439,7 @@ def test_list_object_versions() -> None:
         "Delimiter",
         "EncodingType",
         "IsTruncated",
+        "DeleteMarker",
         "Version",
         "CommonPrefixes",
     ]
@@ -447,11 +453,20 @@ def test_list_object_versions() -> None:
         "StorageClass",
         "Owner",
     ]
+    assert names(child(root, "DeleteMarker")) == [
+        "Key",
+        "VersionId",
+        "IsLatest",
+        "LastModified",
+        "Owner",
+    ]
     parsed = botocore_parse("ListObjectVersions", body)
     (version,) = parsed["Versions"]
-    assert (version["Key"], version["VersionId"], version["IsLatest"]) == ("a b+c", "null", True)
-    assert "DeleteMarkers" not in parsed
+    assert (version["Key"], version["VersionId"], version["IsLatest"]) == ("a b+c", "null", False)
+    (marker,) = parsed["DeleteMarkers"]
+    assert (marker["Key"], marker["VersionId"], marker["IsLatest"]) == ("a b+c", vid, True)
     assert (parsed["KeyMarker"], parsed["NextKeyMarker"]) == ("k +", "a b+c")
+    assert parsed["NextVersionIdMarker"] == "null"
     assert parsed["CommonPrefixes"] == [{"Prefix": "d +/"}]
 
 

@@ -3,7 +3,8 @@
 The reference below writes each entry element by element, as the writer does for every
 other response; the listing functions must produce the same bytes, for ObjectEntry
 (with its own owner), for the records a listing reads (ListedObject, with the result's
-owner) and with either encoding type.
+owner) and with either encoding type; and ListObjectVersions' versions and delete markers,
+interleaved, likewise.
 """
 
 from __future__ import annotations
@@ -40,9 +41,6 @@ def reference(
     for e in entries:
         w.start(tag)
         w.leaf("Key", enc(e.key))
-        if tag == "Version":
-            w.leaf("VersionId", "null")
-            w.leaf("IsLatest", True)
         w.leaf("LastModified", x.timestamp(e.last_modified))
         w.leaf("ETag", x.quote_etag(e.etag))
         w.leaf("Size", e.size)
@@ -94,16 +92,66 @@ def test_entries_render_as_the_writer_would(
             "b", "", 1000, False, contents, encoding_type=encoding_type, owner=common
         )
     )
-    versions = x.list_object_versions(
-        x.ListObjectVersionsResult(
-            "b", "", "", "", 1000, False, contents, encoding_type=encoding_type, owner=common
-        )
-    )
     want = _body(reference("R", "Contents", entries, encoding_type), b"<Contents>", b"</Contents>")
     assert _body(v1, b"<Contents>", b"</Contents>") == want
     assert _body(v2, b"<Contents>", b"</Contents>") == want
-    want = _body(reference("R", "Version", entries, encoding_type), b"<Version>", b"</Version>")
-    assert _body(versions, b"<Version>", b"</Version>") == want
+
+
+@st.composite
+def version_entries(draw: st.DrawFn) -> x.VersionEntry:
+    item = draw(listed())
+    return x.VersionEntry(
+        key=item.key,
+        version_id=draw(st.one_of(st.just("null"), st.from_regex(r"[0-9a-f]{32}", fullmatch=True))),
+        is_latest=draw(st.booleans()),
+        last_modified=item.last_modified,
+        etag=item.etag,
+        size=item.size,
+        storage_class=item.storage_class or "STANDARD",
+        delete_marker=draw(st.booleans()),
+    )
+
+
+def version_reference(
+    entries: list[x.VersionEntry], owner: x.Owner | None, encoding_type: str | None
+) -> bytes:
+    enc = x._encoder(encoding_type)
+    w = x.XmlWriter("R")
+    for e in entries:
+        w.start("DeleteMarker" if e.delete_marker else "Version")
+        w.leaf("Key", enc(e.key))
+        w.leaf("VersionId", e.version_id)
+        w.leaf("IsLatest", e.is_latest)
+        w.leaf("LastModified", x.timestamp(e.last_modified))
+        if not e.delete_marker:
+            w.leaf("ETag", x.quote_etag(e.etag))
+            w.leaf("Size", e.size)
+            w.leaf("StorageClass", e.storage_class)
+        if owner is not None:
+            x._owner(w, "Owner", owner)
+        w.end()
+    return w.finish()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    entries=st.lists(version_entries(), max_size=6),
+    owner=OWNERS,
+    encoding_type=st.sampled_from([None, "url"]),
+)
+def test_version_entries_render_as_the_writer_would(
+    entries: list[x.VersionEntry], owner: x.Owner | None, encoding_type: str | None
+) -> None:
+    body = x.list_object_versions(
+        x.ListObjectVersionsResult(
+            "b", "", "", "", 1000, False, entries, encoding_type=encoding_type, owner=owner
+        )
+    )
+    want = version_reference(entries, owner, encoding_type)
+    start = want.find(b"<R xmlns")
+    inner = want[want.index(b">", start) + 1 : want.rindex(b"</R>")]
+    assert inner in body
+    assert body.count(b"<Version>") + body.count(b"<DeleteMarker>") == len(entries)
 
 
 def test_an_entrys_own_owner_wins() -> None:

@@ -1,0 +1,62 @@
+"""Finding the object (or version) a request names, with S3's answers about delete markers.
+
+GET, HEAD, the object ACL and tagging reads, and the sources of CopyObject and UploadPartCopy
+all name an object by key and optional version id; this module turns what the object service
+says about it into what S3 answers (``x-amz-delete-marker``, 404, 405 or 400).
+"""
+
+from __future__ import annotations
+
+from stratum.meta.records import ObjectRecord
+from stratum.meta.versions import NULL
+from stratum.s3 import httpsem
+from stratum.s3.context import ReqCtx
+from stratum.s3.errors import S3Error
+from stratum.s3.router import CopySource
+from stratum.service import errors
+from stratum.service.objects import ObjectView
+from stratum.service.versioning import DeleteMarkerFound
+
+VERSION_HEADER = "x-amz-version-id"
+MARKER_HEADER = "x-amz-delete-marker"
+
+
+def written_version(record: ObjectRecord) -> dict[str, str]:
+    """A write's answer names the version it made, unless that is a null version."""
+    return {} if record.version_id == NULL else {VERSION_HEADER: record.version_id}
+
+
+def view_object(
+    ctx: ReqCtx, bucket: str, key: str, version_id: str | None, method: str
+) -> ObjectView:
+    """The object (or version) a GET or HEAD and what reads like them names, with the answers
+    S3 gives about delete markers and missing keys."""
+    try:
+        return ctx.service.head_object(bucket, key, ctx.user.canonical_id, version_id)
+    except DeleteMarkerFound as found:
+        marker = found.marker
+        headers = {MARKER_HEADER: "true", VERSION_HEADER: marker.version_id}
+        if not found.by_version:
+            raise S3Error("NoSuchKey", extra={"Key": key}, headers=headers) from None
+        headers["Last-Modified"] = httpsem.http_date(marker.last_modified)
+        headers["Allow"] = "DELETE"
+        extra = {"Method": method, "ResourceType": "DeleteMarker"}
+        raise S3Error("MethodNotAllowed", extra=extra, headers=headers) from None
+    except errors.NoSuchKey:
+        raise S3Error("NoSuchKey", extra={"Key": key}, headers={MARKER_HEADER: "false"}) from None
+
+
+def copy_source_view(ctx: ReqCtx, source: CopySource) -> ObjectView:
+    """The object a copy reads: a delete marker is no source (404 if current, else 400)."""
+    try:
+        return ctx.service.head_object(
+            source.bucket, source.key, ctx.user.canonical_id, source.version_id
+        )
+    except DeleteMarkerFound as found:
+        if not found.by_version:
+            raise errors.NoSuchKey(bucket=source.bucket, key=source.key) from None
+        raise S3Error(
+            "InvalidRequest",
+            "The source of a copy request may not specifically refer to a delete marker "
+            "by version id.",
+        ) from None
