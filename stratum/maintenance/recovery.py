@@ -82,7 +82,7 @@ from stratum.maintenance.recovery_disks import RecoveryError, find_disks, known_
 from stratum.maintenance.recovery_plan import Plan, plan_recovery
 from stratum.maintenance.recovery_report import RecoveryReport
 from stratum.maintenance.recovery_scan import FirstSeen, assemble, scan_disk
-from stratum.meta import catalog
+from stratum.meta import catalog, versions
 from stratum.meta.records import UserRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.service.user_secrets import UserSecrets, sealed_key_id
@@ -124,6 +124,7 @@ def write_store(plan: Plan, data_dir: Path, suffix: str) -> tuple[Path, Path | N
     ops += [functools.partial(catalog.put_bucket, record=b) for b in plan.buckets]
     ops += [functools.partial(catalog.put_user, record=u) for u in plan.users]
     ops += [functools.partial(catalog.put_volume, record=v) for v in plan.volumes]
+    ops += [functools.partial(versions.add, bucket=b, record=r) for b, r in plan.versions]
     ops += [functools.partial(catalog.put_object, bucket=b, record=r) for b, r in plan.objects]
     ops += [functools.partial(_put_gc, gc_key=k, record=v) for k, v in plan.garbage]
     ops += [functools.partial(_put_info, key=k, value=v) for k, v in plan.info.items()]

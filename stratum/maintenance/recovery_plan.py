@@ -1,8 +1,9 @@
 """Deciding every record of the recovered store from what the disks and a backup hold.
 
-The rules are those of :mod:`stratum.maintenance.recovery` (steps 2 to 4): the newest
-volume of each key wins, a backup says what was replaced or deleted before it was taken,
-what nothing uses goes to the garbage queue.
+The rules are those of :mod:`stratum.maintenance.recovery` (steps 2 to 4): a key gets back
+its versions (:mod:`stratum.maintenance.recovery_versions`: in a never-versioned bucket, its
+newest volume), a backup says what was replaced or deleted before it was taken, what nothing
+uses goes to the garbage queue.
 """
 
 from __future__ import annotations
@@ -18,17 +19,31 @@ from stratum.maintenance.backups import BackupView
 from stratum.maintenance.recovery_disks import PoolDisk
 from stratum.maintenance.recovery_report import DroppedUpload, Lost, RecoveryReport
 from stratum.maintenance.recovery_scan import (
+    BUCKET,
     MANIFEST,
+    MARKER,
     OBJECT,
     PART,
     FoundVolume,
     carry_access,
     volume_time,
 )
+from stratum.maintenance.recovery_versions import (
+    SMALL_PUT_MARGIN,
+    Candidate,
+    apply_config,
+    backup_key,
+    identify,
+    keep,
+    marker_version,
+    newest_configs,
+)
 from stratum.meta.records import BucketRecord, ObjectRecord, UserRecord, VolumeRecord
+from stratum.meta.versions import order_of
 from stratum.service.objects import MULTI
 
-SMALL_PUT_MARGIN = 600.0  # seconds a small PUT may take from its volume id to its commit
+__all__ = ["SMALL_PUT_MARGIN", "Plan", "plan_recovery"]
+
 RECOVERED_KEY = b"recovered"  # info: {"version": 1, "at": ..., "backup_created": ...}
 
 
@@ -40,6 +55,8 @@ class Plan:
     buckets: list[BucketRecord] = field(default_factory=list)
     users: list[UserRecord] = field(default_factory=list)
     objects: list[tuple[str, ObjectRecord]] = field(default_factory=list)
+    # every version of the keys of buckets ever versioned (current ones included)
+    versions: list[tuple[str, ObjectRecord]] = field(default_factory=list)
     volumes: list[VolumeRecord] = field(default_factory=list)
     garbage: list[tuple[str, VolumeRecord]] = field(default_factory=list)  # (gc key, record)
     info: dict[bytes, bytes] = field(default_factory=dict)
@@ -79,51 +96,108 @@ class _Planner:
         self.restored: set[str] = set()  # logical volume ids (keys of ``volumes``)
         self.parts: dict[str, FoundVolume] = {}
         self._manifests: dict[str, tuple[dict[str, Any] | None, str]] = {}
+        self.configs: dict[str, list[FoundVolume]] = {}  # bucket -> config records, newest first
+        self.states: dict[str, str] = {}  # bucket -> versioning state
+        self.versioned_buckets: set[str] = set()  # with a key restored as versions
+        self.written_states: dict[str, str] = {}  # bucket -> state its newest write recorded
 
     def run(self) -> Plan:
         by_key: dict[tuple[str, str], dict[str, list[FoundVolume]]] = {}
         for volume in self.found.values():
             kind = volume.kind
-            if kind in (OBJECT, MANIFEST) and volume.bucket and volume.key:
+            if kind in (OBJECT, MANIFEST, MARKER) and volume.bucket and volume.key:
                 logical = by_key.setdefault((volume.bucket, volume.key), {})
                 logical.setdefault(volume.logical_id, []).append(volume)
             elif kind == PART and volume.bucket:
                 self.parts[volume.volume_id] = volume
-            else:
+            elif kind != BUCKET:
                 self.report.unnamed += 1
+        self.configs = newest_configs(self.found)
+        newest: dict[str, FoundVolume] = {}
+        for volume in self.found.values():
+            if volume.kind != BUCKET and volume.bucket and "versioning" in volume.meta:
+                other = newest.get(volume.bucket)
+                if other is None or volume.created > other.created:
+                    newest[volume.bucket] = volume
+        self.written_states = {name: _written_in(v) for name, v in newest.items()}
+        states = {b.name: b.versioning for b in self.backup.buckets()} if self.backup else {}
+        for name, records in self.configs.items():
+            state = records[0].meta.get("versioning")
+            states[name] = state if state in ("Enabled", "Suspended") else ""
+        self.states = states
         for (bucket, key), logical in sorted(by_key.items()):
-            current = self.backup.object(bucket, key) if self.backup is not None else None
-            kept = [
-                lid for lid, copies in logical.items() if not self._superseded(lid, copies, current)
-            ]
-            if kept:
-                winner = max(kept)
-                self._restore(bucket, key, winner, logical[winner], current)
+            self._restore_key(bucket, key, logical)
         self._since_backup()
         dropped = self._dropped_uploads()
         self._buckets_and_users(dropped)
         self._garbage()
         return self.plan
 
-    def _superseded(
-        self, logical_id: str, copies: list[FoundVolume], current: ObjectRecord | None
-    ) -> bool:
-        """Whether the backup shows a volume was replaced or deleted before it was taken."""
-        backup = self.backup
-        if backup is None:
-            return False
-        if backup.in_gc(logical_id):
-            return True
-        if current is not None:
-            if current.volume_id == logical_id:
-                return False
-            if logical_id < current.volume_id:
-                return True
-        # Deleted small volumes linger in their segments; deleted large ones are gone. A
-        # large one still here that the backup lacks may be a slow upload that committed
-        # after the copy was taken: keep it.
-        lingering = all(c.layout == "seg" for c in copies)
-        return lingering and volume_time(logical_id) < backup.created - SMALL_PUT_MARGIN
+    def _restore_key(self, bucket: str, key: str, logical: dict[str, list[FoundVolume]]) -> None:
+        """Restore the key's versions (or, never versioned, its newest volume)."""
+        known = backup_key(self.backup, bucket, key)
+        candidates = [
+            identify(lid, copies, self._manifest_record(copies)) for lid, copies in logical.items()
+        ]
+        versioned = bool(self.states.get(bucket)) or any(
+            c.version_id != "null" or c.marker for c in candidates
+        )
+        if versioned:
+            self.versioned_buckets.add(bucket)
+        restored: list[tuple[Candidate, ObjectRecord, VolumeRecord]] = []
+        for cand in keep(candidates, known, self.backup, versioned):
+            if cand.marker:
+                if any(c.location is not None for c in cand.copies):
+                    restored.append((cand, *marker_version(bucket, key, cand)))
+                    self.live |= {c.volume_id for c in cand.copies if c.location is not None}
+                    self.report.markers += 1
+                continue
+            from_backup = known.by_volume.get(cand.logical_id)
+            rebuilt = self._restore(bucket, key, cand.logical_id, cand.copies, from_backup)
+            if rebuilt is not None:
+                record, volume = rebuilt
+                if from_backup is None:  # as the disks say (a manifest's record may be older)
+                    record.version_id, record.order = cand.version_id, cand.order.hex()
+                    volume.order = record.order
+                restored.append((cand, record, volume))
+        if versioned or not restored:
+            restored += self._remote_versions(bucket, known, {c.logical_id for c in candidates})
+        if not restored:
+            return
+        current = max(restored, key=lambda r: r[0].rank)
+        for _cand, record, volume in restored:
+            self.plan.volumes.append(volume)
+            self.restored.add(volume.volume_id)
+            if versioned:
+                self.plan.versions.append((bucket, record))
+        if not current[0].marker:
+            self.plan.objects.append((bucket, current[1]))
+            self.report.objects += 1
+        self.report.versions += len(restored) - 1 if versioned else 0
+
+    def _remote_versions(
+        self, bucket: str, known: Any, on_disks: set[str]
+    ) -> list[tuple[Candidate, ObjectRecord, VolumeRecord]]:
+        """Versions the backup has in a tier without local disks (cold), as it has them."""
+        out = []
+        for record in known.history:
+            if record.volume_id in on_disks or record.delete_marker:
+                continue
+            volume = self._previous(record.volume_id)
+            if volume is not None and volume.tier not in self.local_tiers:
+                cand = Candidate(record.volume_id, [], record.version_id, order_of(record), False)
+                out.append((cand, record, volume))
+                self.report.remote += 1
+        return out
+
+    def _manifest_record(self, copies: list[FoundVolume]) -> ObjectRecord | None:
+        for copy in copies:
+            if copy.kind == MANIFEST:
+                manifest, _why = self._manifest(copy)
+                if manifest is not None:
+                    record: ObjectRecord = manifest["record"]
+                    return record
+        return None
 
     def _previous(self, volume_id: str) -> VolumeRecord | None:
         return self.backup.volume(volume_id) if self.backup is not None else None
@@ -213,9 +287,10 @@ class _Planner:
         logical_id: str,
         copies: list[FoundVolume],
         current: ObjectRecord | None,
-    ) -> None:
-        """Restore a key from the copies of its newest volume (the original, a manifest
-        and its parts, copies a tier move made), newest usable copy first."""
+    ) -> tuple[ObjectRecord, VolumeRecord] | None:
+        """A version of a key, rebuilt from the copies of its volume (the original, a manifest
+        and its parts, copies a tier move made), newest usable copy first; ``current`` is the
+        backup's record of it. None (reported) when no copy can serve it."""
         report, name = self.report, f"{bucket}/{key}"
         copies = sorted(copies, key=lambda c: c.volume_id, reverse=True)
         if current is not None and current.volume_id == logical_id:
@@ -225,9 +300,8 @@ class _Planner:
                 if not any(c.volume_id > remote_copy for c in copies):
                     # In a tier without local disks when the backup was taken, and not
                     # moved back since: what lingers here is older than that copy.
-                    self._add(bucket, current, previous)
                     report.remote += 1
-                    return
+                    return current, previous
         built = [self._build(c, logical_id) for c in copies]
         usable = [b for b in built if b.volume is not None]
         chosen = next((b for b in usable if not b.problems), usable[0] if usable else None)
@@ -236,7 +310,7 @@ class _Planner:
         if chosen is None or chosen.volume is None:
             if all(b.deleted for b in built if b.problems) and any(b.deleted for b in built):
                 report.deleted_multipart += 1  # the collector freed its parts, not its manifest
-                return
+                return None
             why = "; ".join(p for b in built for p in b.problems)
             lost = Lost(name, logical_id, why)
             if manifest is not None or any(c.kind == MANIFEST for c in copies):
@@ -245,7 +319,7 @@ class _Planner:
                 report.unreadable.append(lost)
             else:
                 report.damaged.append(lost)
-            return
+            return None
         volume = chosen.volume
         if chosen.problems:
             lost = Lost(name, logical_id, "; ".join(chosen.problems), restored=True)
@@ -260,7 +334,6 @@ class _Planner:
             volume.md5 = record.etag.strip().strip('"')
             volume.part_sizes = [size for _id, size, _md5 in manifest["parts"]]
         carry_access(volume, self._previous(logical_id))
-        self._add(bucket, record, volume)
         self.live |= chosen.uses
         if manifest is not None or record.parts:
             report.multipart += 1
@@ -268,6 +341,7 @@ class _Planner:
             report.small += 1
         else:
             report.large += 1
+        return record, volume
 
     def _record_from_headers(
         self, name: str, logical_id: str, copies: list[FoundVolume], volume: VolumeRecord
@@ -294,12 +368,6 @@ class _Planner:
             storage_class=str(meta.get("storage_class") or ""),
             owner_id=str(meta.get("owner_id") or ""),  # "" : the bucket's owner, set later
         )
-
-    def _add(self, bucket: str, record: ObjectRecord, volume: VolumeRecord) -> None:
-        self.plan.objects.append((bucket, record))
-        self.plan.volumes.append(volume)
-        self.restored.add(volume.volume_id)
-        self.report.objects += 1
 
     def _dropped_uploads(self) -> list[DroppedUpload]:
         """Uploads none of whose parts a manifest lists: in progress, or aborted."""
@@ -346,11 +414,13 @@ class _Planner:
             buckets = {b.name: b for b in self.backup.buckets()}
             plan.users = self.backup.users()
         report.buckets_from_backup = len(buckets)
-        needed = {bucket for bucket, _record in plan.objects} | {u.bucket for u in dropped}
+        needed = {bucket for bucket, _record in plan.objects + plan.versions}
+        needed |= {u.bucket for u in dropped} | set(self.configs)
         seen: dict[str, list[FoundVolume]] = {}
         for volume in self.found.values():
             if volume.bucket in needed and volume.bucket not in buckets:
                 seen.setdefault(volume.bucket, []).append(volume)
+        rebuilt = set(seen)
         for name, volumes in sorted(seen.items()):
             owned = [v for v in volumes if v.meta.get("owner_id")] or volumes
             newest = max(owned, key=lambda v: v.volume_id)
@@ -359,9 +429,18 @@ class _Planner:
                 owner_id=str(newest.meta.get("owner_id") or self.root_id),
                 created=min(v.created for v in volumes),
                 region=self.region,
+                versioning=_written_in(newest),
             )
             report.buckets_rebuilt += 1
-        for bucket_name, record in plan.objects:
+        for name, records in self.configs.items():
+            bucket = buckets.get(name)
+            if bucket is not None and apply_config(bucket, records, name in rebuilt):
+                self.live.add(bucket.config_record["volume_id"])
+                report.bucket_configs += 1
+        for name in self.versioned_buckets:
+            if not buckets[name].versioning:  # versions on the disks, their record lost
+                buckets[name].versioning = self.written_states.get(name) or "Enabled"
+        for bucket_name, record in plan.objects + plan.versions:
             if not record.owner_id:
                 record.owner_id = buckets[bucket_name].owner_id
         plan.buckets = sorted(buckets.values(), key=lambda b: b.name)
@@ -380,26 +459,36 @@ class _Planner:
     def _since_backup(self) -> None:
         """Keys of the backup that the disks do not give back, nor are reported as lost.
 
-        An object in a tier without local disks (cold) is restored as the backup has it:
-        nothing on the local disks can say it moved or went. Others were deleted or
+        An object (or version) in a tier without local disks (cold) is restored as the backup
+        has it: nothing on the local disks can say it moved or went. Others were deleted or
         replaced since the backup.
         """
-        if self.backup is None:
+        backup = self.backup
+        if backup is None:
             return
-        restored = {(bucket, record.key) for bucket, record in self.plan.objects}
+        restored = {(bucket, r.key) for bucket, r in self.plan.objects + self.plan.versions}
         reported = {lost.name for lost in self._losses()}
-        for bucket, record in self.backup.objects():
-            if (bucket, record.key) in restored or f"{bucket}/{record.key}" in reported:
+        keys = {(bucket, record.key) for bucket, record in backup.objects()}
+        if "versions" in backup.tx.dbs:
+            for dbkey, raw in backup.items("versions"):
+                name = dbkey.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+                keys.add((name, ObjectRecord.decode(raw).key))
+        for bucket, key in sorted(keys - restored):
+            if f"{bucket}/{key}" in reported:
                 continue
-            volume = self.backup.volume(record.volume_id)
-            if volume is not None and volume.tier not in self.local_tiers:
-                self._add(bucket, record, volume)
-                self.report.remote += 1
-            else:
+            before = len(self.plan.objects) + len(self.plan.versions)
+            self._restore_key(bucket, key, {})
+            if len(self.plan.objects) + len(self.plan.versions) == before:
                 self.report.gone_since_backup += 1
 
     def _losses(self) -> list[Lost]:
         return self.report.unreadable + self.report.damaged + self.report.missing_parts
+
+
+def _written_in(volume: FoundVolume) -> str:
+    """The versioning state its header says its bucket was in when it was written."""
+    state = volume.meta.get("versioning")
+    return state if state in ("Enabled", "Suspended") else ""
 
 
 def plan_recovery(

@@ -35,7 +35,10 @@ class RecoveryReport:
     backup: str = ""  # the copy used, if any
     backup_created: float | None = None
     backups_unusable: list[str] = field(default_factory=list)
-    objects: int = 0
+    objects: int = 0  # keys whose current version is an object
+    versions: int = 0  # other versions of keys of versioned buckets (delete markers included)
+    markers: int = 0  # delete markers
+    bucket_configs: int = 0  # buckets whose configuration (versioning...) came from its record
     small: int = 0
     large: int = 0
     multipart: int = 0

@@ -35,9 +35,11 @@ from stratum.block.shardfile import (
     read_shard_info,
 )
 from stratum.maintenance.recovery_disks import PoolDisk
+from stratum.meta import versions
 from stratum.meta.records import VolumeRecord
 
 OBJECT, PART, MANIFEST = "object", "part", "manifest"
+MARKER, BUCKET = "marker", "bucket"  # a delete marker's record, a bucket configuration record
 
 
 def volume_time(volume_id: str) -> float:
@@ -81,6 +83,19 @@ class FoundVolume:
         its own and names the volume in ``moved_from``."""
         moved = self.meta.get("moved_from")
         return moved if isinstance(moved, str) and is_volume_id(moved) else self.volume_id
+
+    @property
+    def version(self) -> tuple[str, bytes] | None:
+        """(version id, order) the header gives, if it is that of a versioning writer."""
+        version_id, order = self.meta.get("version_id"), self.meta.get("order")
+        if not isinstance(version_id, str) or not isinstance(order, str):
+            return None
+        try:
+            raw = bytes.fromhex(order)
+            versions.parse_version_id(version_id)
+        except (ValueError, versions.InvalidVersionId):
+            return None
+        return (version_id, raw) if len(raw) == versions.ORDER_BYTES else None
 
     @property
     def created(self) -> float:
