@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = sub.add_parser("explain", help="why an object is in its tier, and what's next")
     explain.add_argument("target", metavar="BUCKET/KEY")
+    explain.add_argument("--version-id", help="a version of the key other than the current one")
     _common(explain)
 
     tier = sub.add_parser("tier", help="tiering: decision log, passes, pins, simulation")

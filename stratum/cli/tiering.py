@@ -26,7 +26,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return 1
     if args.command == "explain":
         bucket, _, key = args.target.partition("/")
-        query = urlencode({"bucket": bucket, "key": key})
+        query = urlencode({"bucket": bucket, "key": key, "version": args.version_id or ""})
         answer = admin_call(config, endpoint, "GET", f"/_stratum/explain?{query}", 30)
         if "error" in answer:
             print(f"stratum: {answer['error']}", file=sys.stderr)
@@ -64,6 +64,7 @@ def render_explanation(e: dict[str, Any]) -> str:
         f"{e['bucket']}/{e['key']}",
         f"  tier        {e['tier']} ({e['storage_class']}), {e['location']['layout']}",
         f"  size        {e['size']} bytes",
+        *_version_lines(e.get("version")),
         f"  signals     last read {_ago(s['idle_seconds'])} ago, {s['access_count']} reads, "
         f"{s['access_rate_per_day']}/day, {s['reads_in_window']} in the promotion window",
     ]
@@ -80,6 +81,18 @@ def render_explanation(e: dict[str, Any]) -> str:
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(nxt["at"])) if nxt["at"] else "-"
         lines.append(f"  next move   -> {nxt['to']} by {nxt['rule']}, {when} if not read")
     return "\n".join(lines)
+
+
+def _version_lines(version: dict[str, Any] | None) -> list[str]:
+    if not version or (version["id"] == "null" and version["current"]):
+        return []
+    if version["current"]:
+        return [f"  version     {version['id']} (current)"]
+    since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(version["noncurrent_since"]))
+    line = f"  version     {version['id']}, noncurrent since {since}"
+    if version["never_read"]:
+        line += ", never read: an old version kept for recovery, a strong signal to move it down"
+    return [line]
 
 
 def _ago(seconds: float) -> str:

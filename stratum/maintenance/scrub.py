@@ -45,9 +45,10 @@ from stratum.block.segments import SegLocation
 from stratum.block.tierstore import TierStore
 from stratum.maintenance.coldsweep import MIN_AGE, sweep_cold
 from stratum.maintenance.heal import Healer
-from stratum.meta import catalog
+from stratum.meta import catalog, versions
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import Tx
+from stratum.meta.version_listing import every_version
 from stratum.service.objects import MULTI, ObjectService
 from stratum.util.clock import Clock
 from stratum.util.periodic import Periodic
@@ -379,17 +380,11 @@ class Maintenance:
         figures = ScrubPass(started=self.clock.now(), scope=bucket + (f"/{key}" if key else ""))
 
         def volumes(tx: Tx) -> list[VolumeRecord]:
+            # every version: noncurrent ones and delete markers' records are data to keep too
             if key is not None:
-                records = [r for r in [catalog.get_object(tx, bucket, key)] if r is not None]
+                records = list(versions.history(tx, bucket, key))
             else:
-                records = []
-                marker = ""
-                while True:
-                    page = catalog.list_objects(tx, bucket, start_after=marker, max_keys=1000)
-                    records += page.objects
-                    if not page.is_truncated or page.next_marker is None:
-                        break
-                    marker = page.next_marker
+                records = list(every_version(tx, bucket))
             found = [catalog.get_volume(tx, r.volume_id) for r in records]
             return [v for v in found if v is not None]
 

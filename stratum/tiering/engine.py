@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stratum.config import TieringConfig
-from stratum.meta import catalog
-from stratum.meta.records import VolumeRecord
+from stratum.meta import catalog, versions
+from stratum.meta.records import ObjectRecord, VolumeRecord
 from stratum.meta.store import Tx
 from stratum.service.objects import ObjectService
 from stratum.tiering.decisions import prune_decisions
@@ -156,9 +156,9 @@ class TierEngine:
         for k, raw in cur:
             last = bytes(k).decode()
             volume = VolumeRecord.decode(bytes(raw))
-            record = catalog.get_object(tx, volume.bucket, volume.key) if volume.key else None
-            if volume.key and (record is None or record.volume_id != volume.volume_id):
-                continue  # a multipart part, or not committed yet: not the engine's to move
+            record = versions.version_of_volume(tx, volume) if volume.key else None
+            if volume.key and record is None:
+                continue  # a part, a delete marker, or not committed yet: not the engine's
             bucket = catalog.get_bucket(tx, volume.bucket) if volume.bucket else None
             out.append((volume, pinned_tier(record, bucket)))
             if len(out) >= BATCH:
@@ -186,11 +186,17 @@ class TierEngine:
 
     # -- explanations -----------------------------------------------------------------
 
-    def explain(self, bucket: str, key: str) -> dict[str, Any]:
+    def explain(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
         def look(tx: Tx) -> dict[str, Any]:
-            record = catalog.get_object(tx, bucket, key)
-            if record is None:
-                return {"error": f"no object {bucket}/{key}"}
+            current = catalog.get_object(tx, bucket, key)
+            try:
+                found = versions.find(tx, bucket, key, version_id) if version_id else current
+            except versions.InvalidVersionId:
+                return {"error": f"no version id of this store looks like {version_id!r}"}
+            record = found
+            if record is None or record.delete_marker:
+                what = f" version {version_id}" if version_id else ""
+                return {"error": f"no object {bucket}/{key}{what}"}
             volume = catalog.get_volume(tx, record.volume_id)
             assert volume is not None
             pin = pinned_tier(record, catalog.get_bucket(tx, bucket))
@@ -200,6 +206,7 @@ class TierEngine:
             return {
                 "bucket": bucket,
                 "key": key,
+                "version": _version_summary(tx, bucket, record, volume, current),
                 "volume_id": volume.volume_id,
                 "tier": volume.tier,
                 "storage_class": TIER_CLASS[volume.tier],
@@ -215,6 +222,25 @@ class TierEngine:
             }
 
         return self.meta.read(look)
+
+
+def _version_summary(
+    tx: Tx, bucket: str, record: ObjectRecord, volume: VolumeRecord, current: ObjectRecord | None
+) -> dict[str, Any]:
+    """Which version this is and, if an older one no client reads, that it is the kind of
+    data that belongs in a colder tier: kept for recovery, not for reading."""
+    is_current = current is not None and current.volume_id == record.volume_id
+    since = None
+    if not is_current:
+        since = versions.superseded_at(tx, bucket, record.key, versions.order_of(record))
+        if since is None:  # its newest successor is gone or it was never in versions
+            since = record.last_modified
+    return {
+        "id": record.version_id,
+        "current": is_current,
+        "noncurrent_since": since,
+        "never_read": volume.access_count == 0,
+    }
 
 
 def _location_summary(volume: VolumeRecord) -> dict[str, Any]:

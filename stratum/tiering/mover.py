@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from stratum.meta import catalog
+from stratum.meta import catalog, versions
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import Tx
 from stratum.service.ids import new_volume_id
@@ -61,7 +62,7 @@ class Mover:
         target = decision.target
         source_tier = volume.tier
         storage_id = new_volume_id(self.clock.now())
-        record = self.meta.read(lambda tx: catalog.get_object(tx, volume.bucket, volume.key))
+        record = self.meta.read(functools.partial(versions.version_of_volume, volume=volume))
         # The moved copy's header carries the object's metadata like a fresh PUT's does, so a
         # store rebuilt from the disks alone (recover-metadata) gets it back.
         meta: dict[str, Any] = {
@@ -71,13 +72,15 @@ class Mover:
             "created": volume.created,
             "moved_from": volume.volume_id,
         }
-        if record is not None and record.volume_id == volume.volume_id:
+        if record is not None:
             meta.update(
                 owner_id=record.owner_id,
                 content_type=record.content_type,
                 user_meta=record.user_meta,
                 headers=record.headers,
                 storage_class=record.storage_class,
+                version_id=record.version_id,
+                order=record.order,
             )
         md5 = hashlib.md5()
         sha_needed = volume.layout != MULTI

@@ -9,7 +9,8 @@ envelope (request id, error rendering, access log line, request metrics).
 - ``GET  /_stratum/status``                 scrub, heal and disk status
 - ``POST /_stratum/scrub[?bucket=B[&key=K]]`` run a scrub pass now, at full speed; answers
   with the pass's figures when it is complete
-- ``GET  /_stratum/explain?bucket=B&key=K``   why an object is in its tier, and what's next
+- ``GET  /_stratum/explain?bucket=B&key=K[&version=V]``   why an object (or one version of it)
+  is in its tier, and what's next
 - ``GET  /_stratum/tier/log[?bucket=B[&key=K]][&limit=N]`` the decision log, newest first
 - ``POST /_stratum/tier/run``                 a tiering pass now; answers with its moves
 - ``PUT  /_stratum/tier/pin?bucket=B&tier=T``  pin a bucket to hot/warm/cold ("" = automatic)
@@ -95,7 +96,11 @@ class AdminApi:
         engine = self.tiering
         assert engine is not None
         if route == ("GET", "explain"):
-            return _json(engine.explain(params.get("bucket", ""), params.get("key", "")))
+            return _json(
+                engine.explain(
+                    params.get("bucket", ""), params.get("key", ""), params.get("version") or None
+                )
+            )
         if route == ("GET", "tier/log"):
             limit = _whole_number(params, "limit", 100, MAX_LOG_LIMIT)
             records = engine.meta.read(
