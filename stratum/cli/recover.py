@@ -93,6 +93,11 @@ def render(report: RecoveryReport, *, now: float) -> str:
         f"  objects  {r.objects:>8}  ({r.small} small, {r.large} large, {r.multipart} multipart;"
         f" {r.from_headers} rebuilt from disk headers alone)"
     )
+    if r.versions:
+        lines.append(
+            f"  versions {r.versions:>8}  noncurrent versions of versioned buckets' keys "
+            f"({r.markers} delete markers in all)"
+        )
     lines.append(
         f"  buckets  {r.buckets:>8}  ({r.buckets_from_backup} from the backup, "
         f"{r.buckets_rebuilt} rebuilt from the disks)"

@@ -12,7 +12,13 @@ Every volume carries on disk what its metadata said (see ``ObjectService.store_b
   object's volume id: ``{"object": <ObjectRecord>, "parts": [{volume_id, size, md5}...]}``;
   its parts are volumes of kind ``part`` (with their upload id and part number);
 - a volume a tier move copied, under a storage id of its own, with ``moved_from`` naming
-  the volume (its header carries bucket, key and created only).
+  the volume (its header carries bucket, key and created only, and the version's S3
+  metadata when the move knew it);
+- every version's data, in each of the above: its ``version_id``, ``order`` (hex) and the
+  bucket's ``versioning`` state when it was written (none before versioning: a null version);
+- a delete marker, as a zero-byte segment record of kind ``marker`` with the same fields;
+- a bucket configuration change (versioning state, Object Lock), as a zero-byte segment
+  record of kind ``bucket``; the newest of a bucket is its configuration.
 
 The rebuild:
 
@@ -22,29 +28,31 @@ The rebuild:
    placed where the writer would have put them (``place_shards`` over the tier's disks):
    reads degrade and a scrub rebuilds them there. A small volume is readable when one copy
    is intact; its location lists every intact copy.
-2. For each (bucket, key) the volume with the greatest id wins: ids are time-ordered
-   (:mod:`stratum.service.ids`); a moved copy counts as the volume it copies. Of the
-   winner's copies (the original, its manifest and parts, copies moves made) the newest
-   readable one holds the data; the object record comes from the backup, else the
-   manifest, else the richest header (a move's copy alone lacks the S3 metadata:
-   reported). Other volumes and copies, parts no manifest lists and volumes naming no
-   object are queued in ``gc``, so the collector frees them.
-   A winner that cannot be read keeps its key when a location can be built (reads fail
-   until the missing shards come back, and the start-up sweep leaves its shards alone);
-   otherwise its key is reported lost. Older versions never stand in for it.
+2. For each (bucket, key) of a bucket never versioned, the volume with the greatest order
+   (its id: ids are time-ordered, :mod:`stratum.service.ids`) wins; a key of a versioned
+   bucket gets back all its versions and delete markers, its newest null version only, the
+   greatest order being current (:mod:`stratum.maintenance.recovery_versions`). A moved copy
+   counts as the volume it copies. Of each version's copies (the original, its manifest and
+   parts, copies moves made) the newest readable one holds the data; the object record comes
+   from the backup, else the manifest, else the richest header (a move's copy alone lacks
+   the S3 metadata: reported). Other volumes and copies, parts no manifest lists and volumes
+   naming no object are queued in ``gc``, so the collector frees them. A winner that cannot
+   be read keeps its key when a location can be built (reads fail until the missing shards
+   come back, and the start-up sweep leaves its shards alone); otherwise its key is reported
+   lost. Older versions never stand in for it.
 3. With a backup (:mod:`stratum.maintenance.backups`, the newest copy on any disk), users
    (their secrets sealed with ``<data_dir>/user-secrets.key``, which stays: the report names
    the users whose secrets need a key the data directory does not hold), buckets,
    in-flight state (``info``) and the object records of unchanged keys come from it; a
-   volume the backup had retired, or older than the backup's version of its key, is
-   garbage. A *small* volume older than the backup (less :data:`SMALL_PUT_MARGIN`, the
-   time such a PUT may take to commit) that the backup does not know was deleted before
-   it. Large volumes are never judged by age: a slow upload started before the backup may
-   have committed after it, and deleted large volumes are gone from the disks anyway.
-   Objects the backup has in a tier without local disks (cold) are restored as it has them.
-   Without a backup, buckets are rebuilt (owner from the newest volume's header, created
-   at its oldest volume's time) and users other than root (``root-credentials.json``
-   stays) are lost: their owner ids are reported.
+   volume the backup had retired, or older than the backup's newest version of its key and
+   not one of its versions, is garbage. A *small* volume older than the backup (less
+   :data:`SMALL_PUT_MARGIN`, the time such a PUT may take to commit) that the backup does
+   not know was deleted before it. Large volumes are never judged by age: a slow upload
+   started before the backup may have committed after it, and deleted large volumes are gone
+   from the disks anyway. Objects the backup has in a tier without local disks (cold) are
+   restored as it has them. Without a backup, buckets are rebuilt (owner from the newest
+   volume's header, created at its oldest volume's time) and users other than root
+   (``root-credentials.json`` stays) are lost: their owner ids are reported.
 4. A multipart object whose erasure-coded parts are all gone (and no part is damaged) was
    deleted: the collector freed its parts but not its manifest, which stays until segment
    compaction. Uploads not completed are not recovered; their parts become garbage.
@@ -52,9 +60,11 @@ The rebuild:
    any) becomes ``meta.broken-<ts>`` and the new one takes its place.
 
 Limits (the report repeats those that apply): segment deletes leave the record in place
-(no tombstones yet), so small objects deleted after the newest backup -- or ever, without
-one -- come back, as does the body of a small PUT or a completion refused after its data
-was stored. Of PUTs of one key that overlapped, the one *started* last wins. Objects
+(no tombstones yet), so small objects (small versions, delete markers) deleted after the
+newest backup -- or ever, without one -- come back, as does the body of a small PUT, a
+delete marker or a completion refused after its data was stored. Without a backup, the
+configuration record a deleted bucket left may stand for a new bucket of the same name that
+never had one. Of PUTs of one key that overlapped, the one *started* last wins. Objects
 rebuilt from headers lack additional checksums (x-amz-checksum-*) and metadata replaced
 later by a copy onto themselves: neither is in the headers.
 

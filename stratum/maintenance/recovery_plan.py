@@ -414,8 +414,10 @@ class _Planner:
             buckets = {b.name: b for b in self.backup.buckets()}
             plan.users = self.backup.users()
         report.buckets_from_backup = len(buckets)
+        # A bucket is rebuilt for what it holds: a configuration record alone may be what a
+        # deleted bucket left (segment deletes leave records in place).
         needed = {bucket for bucket, _record in plan.objects + plan.versions}
-        needed |= {u.bucket for u in dropped} | set(self.configs)
+        needed |= {u.bucket for u in dropped}
         seen: dict[str, list[FoundVolume]] = {}
         for volume in self.found.values():
             if volume.bucket in needed and volume.bucket not in buckets:
