@@ -376,18 +376,15 @@ class ObjectService:
         start_after: str = "",
         max_keys: int = 1000,
     ) -> ListPage:
-        def walk(tx: Tx) -> ListPage:
-            self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
-            return catalog.list_objects(
-                tx,
-                bucket,
-                prefix=prefix,
-                delimiter=delimiter,
-                start_after=start_after,
-                max_keys=max_keys,
-            )
-
-        return self.meta.read(walk)
+        walk = functools.partial(
+            catalog.list_objects,
+            bucket=bucket,
+            prefix=prefix,
+            delimiter=delimiter,
+            start_after=start_after,
+            max_keys=max_keys,
+        )
+        return self._read_owned(bucket, owner_id, walk)
 
     def list_versions(
         self,
@@ -400,19 +397,25 @@ class ObjectService:
         version_marker: str = "",
         max_keys: int = 1000,
     ) -> VersionPage:
-        def walk(tx: Tx) -> VersionPage:
-            self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
-            return list_versions(
-                tx,
-                bucket,
-                prefix=prefix,
-                delimiter=delimiter,
-                key_marker=key_marker,
-                version_marker=version_marker,
-                max_keys=max_keys,
-            )
+        walk = functools.partial(
+            list_versions,
+            bucket=bucket,
+            prefix=prefix,
+            delimiter=delimiter,
+            key_marker=key_marker,
+            version_marker=version_marker,
+            max_keys=max_keys,
+        )
+        return self._read_owned(bucket, owner_id, walk)
 
-        return self.meta.read(walk)
+    def _read_owned(self, bucket: str, owner_id: str, fn: Callable[[Tx], T]) -> T:
+        """``fn`` in a read transaction, once the bucket is known to be the owner's."""
+
+        def read(tx: Tx) -> T:
+            self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
+            return fn(tx)
+
+        return self.meta.read(read)
 
     # -- writing ----------------------------------------------------------------------
 

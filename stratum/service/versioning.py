@@ -158,11 +158,14 @@ def remove_version(
     The next newest version, if any, becomes current. ``version_id`` must be well formed
     (see :func:`stratum.meta.versions.parse_version_id`)."""
     name = bucket.name
-    target = versions.find(tx, name, key, version_id)
+    if not bucket.versioning:  # the key's one object is its null version
+        target = catalog.get_object(tx, name, key) if version_id == NULL else None
+    else:
+        target = versions.find(tx, name, key, version_id)
     if target is None:
         return None
     _guard(target, now, bypass)
-    if versions.has_versions(tx, name, key):
+    if bucket.versioning and versions.has_versions(tx, name, key):
         versions.remove(tx, name, target)
         versions.settle_current(tx, name, key)
     else:
