@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
@@ -85,6 +85,30 @@ def kill_hard(server: RunningServer) -> None:
     except ProcessLookupError:
         pass
     server.process.wait(30)
+
+
+class KilledLoad(Protocol):
+    """A load that runs until the server is killed (``Load``, ``versionload.VersionLoad``)."""
+
+    killed: threading.Event
+
+    def start(self) -> None: ...
+
+    def join(self) -> None: ...
+
+
+def kill_during(server: RunningServer, load: KilledLoad, delay: float) -> int | None:
+    """Run ``load`` for ``delay`` seconds, then SIGKILL the server; return the server's exit
+    code if it had exited by itself before the kill (None: it was running)."""
+    load.start()
+    try:
+        time.sleep(delay)
+        exited = server.process.poll()
+        load.killed.set()
+        kill_hard(server)
+    finally:
+        load.join()
+    return exited
 
 
 def stop_cleanly(server: RunningServer) -> None:
@@ -151,7 +175,33 @@ def describe(version: Version | None) -> str:
     return f"{version.label or 'object'} ({version.size} B, md5 {version.md5[:8]})"
 
 
-class Ledger:
+class Tally:
+    """What a load counts: operations acknowledged (by kind), outcomes unknown, failures."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.acked = 0
+        self.unknown = 0  # operations in flight at the kill, or failed
+        self.counts: dict[str, int] = {}
+        self.errors: list[str] = []  # failures while the server was supposed to be up
+
+    def _count(self, op: str) -> None:
+        """One more acknowledged; the caller holds ``lock``."""
+        self.acked += 1
+        self.counts[op] = self.counts.get(op, 0) + 1
+
+    def unknown_outcome(self, key: str, op: str, exc: BaseException, expected: bool) -> None:
+        with self.lock:
+            self.unknown += 1
+            if not expected:
+                self.errors.append(f"{op} {key}: {exc!r}")
+                self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        """A failed operation's outcome, for a ledger that tracks it (the lock is held)."""
+
+
+class Ledger(Tally):
     """Per key: the states the server may be in, from what it acknowledged.
 
     ``possible[key]`` holds the version after the last acknowledged operation and the new
@@ -159,16 +209,12 @@ class Ledger:
     """
 
     def __init__(self, keys: Sequence[str]) -> None:
+        super().__init__()
         self.keys = list(keys)
         self.possible: dict[str, set[Version | None]] = {k: {None} for k in keys}
         self.history: dict[str, list[Version | None]] = {k: [None] for k in keys}
         self.last_acked: dict[str, Version | None] = dict.fromkeys(keys)
-        self.lock = threading.Lock()
-        self.acked = 0
-        self.unknown = 0  # operations in flight at the kill, or failed
         self.reads = 0  # GETs racing with the writes, checked whole and written
-        self.counts: dict[str, int] = {}
-        self.errors: list[str] = []  # failures while the server was supposed to be up
 
     def begin(self, key: str, version: Version | None) -> None:
         with self.lock:
@@ -179,14 +225,7 @@ class Ledger:
         with self.lock:
             self.possible[key] = {version}
             self.last_acked[key] = version
-            self.acked += 1
-            self.counts[op] = self.counts.get(op, 0) + 1
-
-    def unknown_outcome(self, key: str, op: str, exc: BaseException, expected: bool) -> None:
-        with self.lock:
-            self.unknown += 1
-            if not expected:
-                self.errors.append(f"{op} {key}: {exc!r}")
+            self._count(op)
 
     def settle(self, key: str, found: Version | None) -> None:
         """After a check: the key is what was read back."""
@@ -301,13 +340,7 @@ class Load:
     def _multipart(self, client: Any, rng: random.Random, key: str) -> None:
         parts = [rng.randbytes(size) for size in PART_SIZES]
         version = multipart_version(parts, "multipart upload")
-        upload = client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
-        done = []
-        for number, part in enumerate(parts, start=1):
-            resp = client.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=number, Body=part
-            )
-            done.append({"PartNumber": number, "ETag": resp["ETag"]})
+        upload, done = upload_parts(client, self.bucket, key, parts)
         self.ledger.begin(key, version)  # only the completion can change the key
         resp = client.complete_multipart_upload(
             Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": done}
@@ -315,6 +348,20 @@ class Load:
         if resp["ETag"].strip('"') != version.etag:
             self.ledger.errors.append(f"complete {key}: ETag {resp['ETag']} != {version.etag}")
         self.ledger.ack(key, version, "multipart")
+
+
+def upload_parts(
+    client: Any, bucket: str, key: str, parts: Sequence[bytes]
+) -> tuple[str, list[dict[str, Any]]]:
+    """Start a multipart upload and upload ``parts``: its id and the parts to complete it."""
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    done = []
+    for number, part in enumerate(parts, start=1):
+        resp = client.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=part
+        )
+        done.append({"PartNumber": number, "ETag": resp["ETag"]})
+    return upload, done
 
 
 # ---- reading everything back ----------------------------------------------------------------

@@ -27,6 +27,7 @@ from tests.server.faultload import (
     client_config,
     content_md5,
     fault_seed,
+    kill_during,
     kill_hard,
     print_server_log,
     raw_request,
@@ -58,14 +59,7 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
             delay = rng.uniform(0.5, 3.0)
             load = Load(server, BUCKET, ledger, seed=seed + cycle)
             acked_before = ledger.acked
-            load.start()
-            try:
-                time.sleep(delay)
-                exited = server.process.poll()
-                load.killed.set()
-                kill_hard(server)
-            finally:
-                load.join()
+            exited = kill_during(server, load, delay)
             assert exited is None, (
                 f"seed {seed} cycle {cycle}: the server exited by itself (code {exited}) "
                 "before the kill:\n" + "".join(server.output[-40:])

@@ -10,7 +10,6 @@ server acknowledged (``versionload``). ``STRATUM_FAULT_SEED`` replays a run.
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from tests.server.conftest import start_server
 from tests.server.faultload import (
     client_config,
     fault_seed,
+    kill_during,
     kill_hard,
     print_server_log,
     stop_cleanly,
@@ -48,14 +48,7 @@ def test_acknowledged_versions_survive_kill_9(tmp_path: Path) -> None:
             delay = rng.uniform(0.5, 3.0)
             load = VersionLoad(server, BUCKET, ledger, seed=seed + cycle)
             acked_before = ledger.acked
-            load.start()
-            try:
-                time.sleep(delay)
-                exited = server.process.poll()
-                load.killed.set()
-                kill_hard(server)
-            finally:
-                load.join()
+            exited = kill_during(server, load, delay)
             assert exited is None, f"seed {seed} cycle {cycle}: the server exited by itself"
             assert not ledger.errors, f"seed {seed} cycle {cycle}: {ledger.errors}"
             server = start_server(layout.data_dir, config=layout.config)

@@ -32,13 +32,18 @@ def nuke(s3: Any, bucket: str) -> None:
     s3.delete_bucket(Bucket=bucket)
 
 
+def _new_bucket(s3: Any, stem: str) -> str:
+    global _count
+    _count += 1
+    name = f"{stem}-{_count}-{id(s3) % 10000}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
 @pytest.fixture
 def vbucket(s3: Any) -> Iterator[str]:
     """A fresh bucket with versioning enabled, emptied of every version afterwards."""
-    global _count
-    _count += 1
-    name = f"ver-{_count}-{id(s3) % 10000}"
-    s3.create_bucket(Bucket=name)
+    name = _new_bucket(s3, "ver")
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     yield name
     nuke(s3, name)
@@ -46,10 +51,8 @@ def vbucket(s3: Any) -> Iterator[str]:
 
 @pytest.fixture
 def plain(s3: Any) -> Iterator[str]:
-    global _count
-    _count += 1
-    name = f"plain-{_count}-{id(s3) % 10000}"
-    s3.create_bucket(Bucket=name)
+    """A fresh bucket never versioned (the tests may set it), emptied afterwards."""
+    name = _new_bucket(s3, "plain")
     yield name
     nuke(s3, name)
 

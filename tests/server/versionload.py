@@ -14,7 +14,7 @@ import random
 import threading
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -25,11 +25,13 @@ from tests.server.faultload import (
     PART_SIZES,
     KiB,
     MiB,
+    Tally,
     Version,
     client_config,
     describe,
     multipart_version,
     read_key,
+    upload_parts,
     version_of,
 )
 from tests.server.test_s3_objects import signed
@@ -53,20 +55,14 @@ class Pending:
     removes: str | None = None
 
 
-@dataclass
-class VersionLedger:
-    keys: list[str]
-    chains: dict[str, list[Entry]] = field(default_factory=dict)  # oldest first
-    pending: dict[str, Pending] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    acked: int = 0
-    unknown: int = 0
-    reads: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+class VersionLedger(Tally):
+    """Per key: the chain of acknowledged versions and the operation in doubt, if any."""
 
-    def __post_init__(self) -> None:
-        self.chains = {k: [] for k in self.keys}
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__()
+        self.keys = keys
+        self.chains: dict[str, list[Entry]] = {k: [] for k in keys}  # oldest first
+        self.pending: dict[str, Pending] = {}
 
     def begin(self, key: str, pending: Pending) -> None:
         with self.lock:
@@ -84,16 +80,8 @@ class VersionLedger:
             self.chains[key] = [e for e in self.chains[key] if e.version_id != version_id]
             self._count("remove")
 
-    def _count(self, op: str) -> None:
-        self.acked += 1
-        self.counts[op] = self.counts.get(op, 0) + 1
-
-    def unknown_outcome(self, key: str, op: str, exc: BaseException, expected: bool) -> None:
-        with self.lock:
-            self.unknown += 1
-            if not expected:
-                self.errors.append(f"{op} {key}: {exc!r}")
-                self.pending.pop(key, None)
+    def _forget(self, key: str) -> None:
+        self.pending.pop(key, None)
 
 
 class VersionLoad:
@@ -172,13 +160,7 @@ class VersionLoad:
     def _multipart(self, client: Any, rng: random.Random, key: str) -> None:
         parts = [rng.randbytes(size) for size in PART_SIZES]
         version = multipart_version(parts, "multipart upload")
-        upload = client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
-        done = []
-        for number, part in enumerate(parts, start=1):
-            response = client.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=number, Body=part
-            )
-            done.append({"PartNumber": number, "ETag": response["ETag"]})
+        upload, done = upload_parts(client, self.bucket, key, parts)
         self.ledger.begin(key, Pending(adds=version))
         response = client.complete_multipart_upload(
             Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": done}
