@@ -1,4 +1,5 @@
-"""Metadata: put/get rates and LIST of 1,000 keys from a bucket of 1,000,000.
+"""Metadata: put/get rates, LIST of 1,000 keys from a bucket of 1,000,000, and a page of
+ListObjectVersions from a key of 100,000 versions (time, and memory bounded by the page).
 
 The million-key store is built once per machine under ``STRATUM_BENCH_DIR`` (default
 ``/tmp/stratum-bench``) and reused, since filling it takes a while.
@@ -9,15 +10,19 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stratum.meta import catalog
-from stratum.meta.records import ObjectRecord
+from stratum.meta import catalog, versions
+from stratum.meta.records import BucketRecord, ObjectRecord
 from stratum.meta.store import MetaStore, Tx
+from stratum.meta.version_listing import list_versions
+from stratum.meta.versions import OrderClock
+from stratum.service import versioning
 
 BENCH_DIR = Path(os.environ.get("STRATUM_BENCH_DIR", "/tmp/stratum-bench"))
 MILLION = 1_000_000
@@ -117,3 +122,78 @@ def test_put_batched_1000(benchmark: Any, tmp_path: Path) -> None:
         benchmark.pedantic(put_batch, rounds=10, iterations=1)
     finally:
         store.close()
+
+
+HISTORY = 100_000
+
+
+@pytest.fixture(scope="module")
+def history() -> Iterator[tuple[MetaStore, list[str]]]:
+    """One key with 100,000 versions (and a key of 2,000 beside it), built once per machine."""
+    path = BENCH_DIR / "meta-versions-100k"
+    marker = path / "filled"
+    store = MetaStore(path)
+    store.open()
+    bucket = BucketRecord("hist", "owner", 0.0, versioning="Enabled")
+    if not marker.exists():
+        clock = OrderClock()
+        store.write_sync(lambda tx: catalog.put_bucket(tx, bucket))
+        for key, count in (("one-key", HISTORY), ("small-key", 2000)):
+            for start in range(0, count, 10_000):
+
+                def fill(tx: Tx, start: int = start, key: str = key, count: int = count) -> None:
+                    for n in range(start, min(start + 10_000, count)):
+                        order = clock.next(1_700_000_000.0 + n)
+                        record = _record(key)
+                        record.order = record.version_id = order.hex()
+                        versioning.write_version(tx, bucket, record, 0.0)
+
+                store.write_sync(fill)
+        marker.write_text("1")
+    ids = store.read(lambda tx: [r.version_id for r in versions.history(tx, "hist", "one-key")])
+    yield store, ids
+    store.close()
+
+
+def test_list_versions_page_of_a_100k_key(benchmark: Any, history: Any) -> None:
+    """A page of 1,000 versions from a random one of 100,000: one seek, then the page."""
+    store, ids = history
+    markers = itertools.cycle(random.Random(3).sample(ids[: HISTORY - 1000], 64))
+
+    def page() -> int:
+        marker = next(markers)
+        found = store.read(
+            lambda tx: list_versions(
+                tx, "hist", key_marker="one-key", version_marker=marker, max_keys=1000
+            )
+        )
+        return len(found.entries)
+
+    assert benchmark(page) == 1000
+
+
+def test_list_versions_memory_is_the_pages(history: Any) -> None:
+    """Peak memory of a page is the page's, whatever the history behind it: the same for a
+    key of 100,000 versions as for one of 2,000."""
+    store, ids = history
+
+    def peak(key: str, marker: str) -> int:
+        tracemalloc.start()
+        try:
+            store.read(
+                lambda tx: list_versions(
+                    tx,
+                    "hist",
+                    key_marker=key if marker else "",
+                    version_marker=marker,
+                    max_keys=1000,
+                )
+            )
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    big = max(peak("one-key", ids[50_000]), peak("", ""))
+    small = peak("small-key", "")
+    print(f"peak of a 1,000-version page: {big / 1024:.0f} KiB (2,000: {small / 1024:.0f} KiB)")
+    assert big < 2 * small + (256 << 10)
