@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from stratum.meta import catalog, versions
-from stratum.meta.records import BucketRecord, ObjectRecord
+from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.meta.version_listing import list_versions
 from stratum.meta.versions import OrderClock
@@ -197,3 +197,47 @@ def test_list_versions_memory_is_the_pages(history: Any) -> None:
     small = peak("small-key", "")
     print(f"peak of a 1,000-version page: {big / 1024:.0f} KiB (2,000: {small / 1024:.0f} KiB)")
     assert big < 2 * small + (256 << 10)
+
+
+@pytest.mark.parametrize("state", ["", "Enabled"])
+def test_put_commit_1000(benchmark: Any, tmp_path: Path, state: str) -> None:
+    """What a PUT's commit does to the metadata, 1,000 in one transaction, into a bucket never
+    versioned and one versioned: its volume, its version and the key's current object."""
+    store = MetaStore(tmp_path / "meta")
+    store.open()
+    bucket = BucketRecord("b", "owner", 0.0, versioning=state)
+    store.write_sync(lambda tx: catalog.put_bucket(tx, bucket))
+    clock = OrderClock()
+    counter = itertools.count()
+    try:
+
+        def put_batch() -> None:
+            base = next(counter) * 1000
+
+            def commit(tx: Tx) -> None:
+                for i in range(base, base + 1000):
+                    order = clock.next(1_700_000_000.0 + i)
+                    record = _record(_key(i))
+                    record.order = order.hex()
+                    record.version_id = versioning.version_id_for(state, order)
+                    catalog.put_volume(tx, _volume(record))
+                    versioning.retire(tx, versioning.write_version(tx, bucket, record, 0.0))
+
+            store.write_sync(commit)
+
+        benchmark.pedantic(put_batch, rounds=10, iterations=1)
+    finally:
+        store.close()
+
+
+def _volume(record: ObjectRecord) -> VolumeRecord:
+    return VolumeRecord(
+        record.volume_id + record.order[:8],
+        "hot",
+        "seg",
+        {"v": 1, "replicas": [["a" * 32, 1, 48], ["b" * 32, 1, 48], ["c" * 32, 1, 48]]},
+        4096,
+        "d41d8cd98f00b204e9800998ecf8427e",
+        1_700_000_000.0,
+        order=record.order,
+    )

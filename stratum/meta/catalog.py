@@ -103,6 +103,14 @@ def put_object(tx: Tx, bucket: str, record: ObjectRecord) -> ObjectRecord | None
     return previous
 
 
+def set_object(tx: Tx, bucket: str, record: ObjectRecord, encoded: bytes) -> None:
+    """:func:`put_object` for a caller that has the record encoded and wants no previous."""
+    if len(_utf8(record.key)) < LONG_KEY:
+        tx.put("objects", object_db_key(bucket, record.key), encoded)
+    else:
+        put_object(tx, bucket, record)
+
+
 def delete_object(tx: Tx, bucket: str, key: str) -> ObjectRecord | None:
     """Remove the key; return the record removed, if any."""
     dbkey = object_db_key(bucket, key)

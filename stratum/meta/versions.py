@@ -28,7 +28,7 @@ Databases (format 1)::
 
 A key of a bucket whose versioning was never set has no entries here: its one object, in
 ``objects``, is its null version. A key of a bucket whose versioning was ever set enters
-``versions`` with its first write or delete since (:func:`enter`): its pre-versioning object
+``versions`` with its first write or delete since (:func:`write`): its pre-versioning object
 is copied in first. From then on, ``versions`` holds every version of the key, the current
 one included, and (:func:`settle_current`) ``objects`` holds the newest version when it is
 an object and nothing when it is a delete marker; ``nullver`` holds the null version's order
@@ -255,16 +255,44 @@ def remove(tx: Tx, bucket: str, record: ObjectRecord) -> bool:
     return gone
 
 
-def enter(tx: Tx, bucket: str, key: str) -> None:
+def _enter(tx: Tx, bucket: str, current: ObjectRecord) -> None:
     """Before the first versioned write or delete of a key: its pre-versioning object (the
     null version, in ``objects`` only) becomes its first entry in ``versions``."""
-    if has_versions(tx, bucket, key):
-        return
-    current = catalog.get_object(tx, bucket, key)
-    if current is not None:
-        current.order = order_of(current).hex()
-        current.version_id = NULL
-        add(tx, bucket, current)
+    current.order = order_of(current).hex()
+    current.version_id = NULL
+    add(tx, bucket, current)
+
+
+def write(tx: Tx, bucket: str, record: ObjectRecord, replaces: ObjectRecord | None) -> None:
+    """Add a new version (an object or a delete marker, its ``order`` set), first removing
+    ``replaces`` (the null version a null one replaces, older than it), and make it current
+    if it is the newest: what every versioned PUT and DELETE does, with one lookup of the
+    key's newest version and one encoding of the record for both databases."""
+    key = record.key
+    prefix = group(bucket, key)
+    cur = tx.cursor("versions")
+    newest: bytes | None = None
+    if cur.set_range(prefix) and cur.key().startswith(prefix):
+        newest = invert(cur.key()[len(prefix) :])
+    else:  # the key's first versioned write: its pre-versioning object comes in first
+        current = catalog.get_object(tx, bucket, key)
+        if current is not None:
+            _enter(tx, bucket, current)
+            newest = order_of(current)
+    if replaces is not None:
+        remove(tx, bucket, replaces)
+    order = bytes.fromhex(record.order)
+    encoded = record.encode()
+    tx.put("versions", prefix + invert(order), encoded)
+    if record.version_id == NULL:
+        tx.put("nullver", prefix[:-1], bytes([RECORD_VERSION]) + order)
+    # Nothing older than the newest can change which version is current: a replaced null
+    # version is older than the one replacing it.
+    if newest is None or order > newest:
+        if record.delete_marker:
+            catalog.delete_object(tx, bucket, key)
+        else:
+            catalog.set_object(tx, bucket, record, encoded)
 
 
 def settle_current(tx: Tx, bucket: str, key: str, written: ObjectRecord | None = None) -> None:

@@ -135,19 +135,13 @@ def write_version(
             return []
         _guard(previous, now, bypass)  # refused: the transaction's changes are rolled back
         return [previous]
-    versions.enter(tx, name, key)
-    removed: list[ObjectRecord] = []
-    if record.version_id == NULL:
-        old = versions.null_version(tx, name, key)
-        if old is not None and old.volume_id != record.volume_id:
-            if order_of(old) > order_of(record):
-                return [record]
-            _guard(old, now, bypass)
-            versions.remove(tx, name, old)
-            removed.append(old)
-    versions.add(tx, name, record)
-    versions.settle_current(tx, name, key, written=record)
-    return removed
+    old = versions.null_version(tx, name, key) if record.version_id == NULL else None
+    if old is not None:
+        if order_of(old) > order_of(record):
+            return [record]
+        _guard(old, now, bypass)
+    versions.write(tx, name, record, old)
+    return [] if old is None else [old]
 
 
 def remove_version(
