@@ -478,14 +478,14 @@ def _version_entries(
     entries: Sequence[VersionEntry], enc: Callable[[str], str], owner: Owner | None
 ) -> str:
     """``Version`` and ``DeleteMarker`` elements in the page's order, as AWS interleaves them
-    (elements in the order of AWS's example response)."""
+    (elements in the order of AWS's example response), escaped as a listing's text."""
     owner_markup = "" if owner is None else _owner_markup(owner)
     out: list[str] = []
     add = out.append
     for e in entries:
         head = (
-            f"<Key>{escape_text(enc(e.key))}</Key>"
-            f"<VersionId>{escape_text(e.version_id)}</VersionId>"
+            f"<Key>{escape_listed(enc(e.key))}</Key>"
+            f"<VersionId>{escape_listed(e.version_id)}</VersionId>"
             f"<IsLatest>{'true' if e.is_latest else 'false'}</IsLatest>"
             f"<LastModified>{timestamp(e.last_modified)}</LastModified>"
         )
@@ -493,9 +493,9 @@ def _version_entries(
             add(f"<DeleteMarker>{head}{owner_markup}</DeleteMarker>")
             continue
         add(
-            f"<Version>{head}<ETag>{escape_text(quote_etag(e.etag))}</ETag>"
+            f"<Version>{head}<ETag>{escape_listed(quote_etag(e.etag))}</ETag>"
             f"<Size>{int(e.size)}</Size>"
-            f"<StorageClass>{escape_text(e.storage_class or 'STANDARD')}</StorageClass>"
+            f"<StorageClass>{escape_listed(e.storage_class or 'STANDARD')}</StorageClass>"
             f"{owner_markup}</Version>"
         )
     return "".join(out)

@@ -116,7 +116,7 @@ def version_reference(
     entries: list[x.VersionEntry], owner: x.Owner | None, encoding_type: str | None
 ) -> bytes:
     enc = x._encoder(encoding_type)
-    w = x.XmlWriter("R")
+    w = x.XmlWriter("R", listing=True)
     for e in entries:
         w.start("DeleteMarker" if e.delete_marker else "Version")
         w.leaf("Key", enc(e.key))
