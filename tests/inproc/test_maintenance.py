@@ -335,7 +335,7 @@ async def test_volumes_freed_after_a_scrub_listed_them_are_not_unrepaired(node: 
         # The pass has listed every volume (its first page, read as it starts) and is
         # checking the first when the rest go.
         await _until(lambda: node.maintenance.current is not None, "the pass starts")
-        await node.service.delete_objects("bkt", [key for _vid, key in by_id[1:]], "owner")
+        await node.service.delete_objects("bkt", [(key, None) for _vid, key in by_id[1:]], "owner")
         collect = asyncio.create_task(node.service.collect_garbage())
         await asyncio.sleep(0.05)  # its deletes wait for the disks too, ahead of the next check
     finally:
