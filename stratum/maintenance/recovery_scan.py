@@ -39,7 +39,10 @@ from stratum.meta import versions
 from stratum.meta.records import VolumeRecord
 
 OBJECT, PART, MANIFEST = "object", "part", "manifest"
+# records whose body recovery reads: manifests, and bucket configurations (their settings)
 MARKER, BUCKET = "marker", "bucket"  # a delete marker's record, a bucket configuration record
+# records whose body recovery keeps: manifests, and bucket configurations (their settings)
+KEEP_PAYLOAD = (MANIFEST, BUCKET)
 
 
 def volume_time(volume_id: str) -> float:
@@ -60,7 +63,7 @@ class FoundVolume:
     location: dict[str, Any] | None = None
     readable: bool = False
     problem: str = ""  # why it is not readable
-    payload: bytes | None = None  # a manifest's JSON
+    payload: bytes | None = None  # a manifest's or a bucket configuration's JSON
 
     @property
     def kind(self) -> str:
@@ -235,7 +238,7 @@ def scan_disk(disk: PoolDisk, seen: FirstSeen | None = None) -> DiskScan:
         try:
             for record in scan_segment(path):
                 header, meta = record.header, record.meta
-                manifest = record.intact and meta is not None and meta.get("kind") == MANIFEST
+                manifest = record.intact and meta is not None and meta.get("kind") in KEEP_PAYLOAD
                 if meta is not None and not seen.first(header.volume_id):
                     meta = None
                 scan.copies.append(

@@ -32,6 +32,7 @@ from stratum.maintenance.recovery_scan import BUCKET, MARKER, FoundVolume, volum
 from stratum.meta import versions
 from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.versions import NULL, order_of
+from stratum.service.versioning import payload_settings
 
 SMALL_PUT_MARGIN = 600.0  # seconds a small PUT may take from its volume id to its commit
 
@@ -142,6 +143,11 @@ def marker_version(bucket: str, key: str, cand: Candidate) -> tuple[ObjectRecord
 # -- bucket configurations ---------------------------------------------------------------------
 
 
+def _config_order(volume: FoundVolume) -> tuple[float, int, str]:
+    seq = volume.meta.get("seq")
+    return volume.created, seq if isinstance(seq, int) else 0, volume.volume_id
+
+
 def newest_configs(found: Mapping[str, FoundVolume]) -> dict[str, list[FoundVolume]]:
     """Each bucket's configuration records that can be read, newest first."""
     out: dict[str, list[FoundVolume]] = {}
@@ -149,7 +155,7 @@ def newest_configs(found: Mapping[str, FoundVolume]) -> dict[str, list[FoundVolu
         if volume.kind == BUCKET and volume.bucket and volume.location is not None:
             out.setdefault(volume.bucket, []).append(volume)
     for records in out.values():
-        records.sort(key=lambda v: (v.created, v.volume_id), reverse=True)
+        records.sort(key=_config_order, reverse=True)
     return out
 
 
@@ -171,12 +177,15 @@ def apply_config(bucket: BucketRecord, records: Sequence[FoundVolume], rebuilt: 
         bucket.object_lock = bool(meta.get("object_lock"))
         lock_default = meta.get("lock_default")
         bucket.lock_default = dict(lock_default) if isinstance(lock_default, dict) else {}
+        bucket.settings = payload_settings(record.payload)
         assert record.location is not None
+        seq = meta.get("seq")
         bucket.config_record = {
             "volume_id": record.volume_id,
             "tier": record.tier,
             "location": record.location,
             "at": record.created,
+            "seq": seq if isinstance(seq, int) else 0,
         }
         return record.volume_id
     return ""

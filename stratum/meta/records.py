@@ -126,6 +126,11 @@ class BucketRecord(Record):
     # where the newest on-disk record of this configuration is (a segment location and its
     # volume id, see stratum.service.versioning), so that the next change can free it
     config_record: dict[str, Any] = field(default_factory=dict)
+    # the bucket's sub-resource configurations by name ("policy", "cors", "lifecycle",
+    # "tagging", "acl", "public_access_block", "ownership", "replication", ...), each as its
+    # owner module stores it (JSON-able); absent = not configured. Read with the record, so a
+    # request needs no other metadata read to know them; written to disk with the record.
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,6 +162,10 @@ class ObjectRecord(Record):
     lock_mode: str = ""
     lock_until: float = 0.0
     legal_hold: bool = False
+    # the version's tag set (x-amz-tagging, PutObjectTagging) and its access control list
+    # (owner and grants, as stratum.s3 stores them; empty = the canned "private")
+    tags: dict[str, str] = field(default_factory=dict)
+    acl: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

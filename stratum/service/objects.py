@@ -288,6 +288,24 @@ class ObjectService:
         """Change a bucket's configuration: see :func:`stratum.service.versioning.configure`."""
         return await versioning.configure(self, name, owner_id, change)
 
+    async def set_bucket_setting(
+        self, name: str, owner_id: str, setting: str, value: Any | None
+    ) -> BucketRecord:
+        """Store one of a bucket's sub-resource configurations (``None`` removes it)."""
+
+        def change(record: BucketRecord) -> bool:
+            if record.settings.get(setting) == value:
+                return False
+            settings = dict(record.settings)  # a new dict: the record may be shared
+            if value is None:
+                settings.pop(setting, None)
+            else:
+                settings[setting] = value
+            record.settings = settings
+            return True
+
+        return await self.configure_bucket(name, owner_id, change)
+
     async def delete_bucket(self, name: str, owner_id: str) -> None:
         def delete(tx: Tx) -> None:
             record = self._owned(catalog.get_bucket(tx, name), name, owner_id)

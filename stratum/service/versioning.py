@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -256,7 +257,29 @@ def bucket_header(bucket: BucketRecord, now: float) -> dict[str, Any]:
         "versioning": bucket.versioning,
         "object_lock": bucket.object_lock,
         "lock_default": bucket.lock_default,
+        # changes made within one tick of the clock are told apart by this count
+        "seq": int(bucket.config_record.get("seq", 0)) + 1,
     }
+
+
+def settings_payload(bucket: BucketRecord) -> bytes:
+    """The body of a bucket configuration record: its sub-resource settings as JSON (in the
+    body, not the header, whose size is capped while a policy or a lifecycle configuration
+    may run to hundreds of KB). A record with an empty body has no settings."""
+    if not bucket.settings:
+        return b""
+    return json.dumps({"settings": bucket.settings}, sort_keys=True).encode()
+
+
+def payload_settings(payload: bytes | None) -> dict[str, Any]:
+    """The settings a bucket configuration record's body holds (see :func:`settings_payload`)."""
+    if not payload:
+        return {}
+    try:
+        settings = json.loads(payload).get("settings")
+    except (ValueError, AttributeError):
+        return {}
+    return dict(settings) if isinstance(settings, dict) else {}
 
 
 def retire_config_record(tx: Tx, bucket: BucketRecord) -> None:
@@ -291,8 +314,15 @@ async def configure(
         return wanted
     volume_id = new_volume_id(now)
     hot = service.hot
-    location = await hot.put_small(volume_id, b"", bucket_header(wanted, now))
-    held = {"volume_id": volume_id, "tier": hot.layout.name, "location": location, "at": now}
+    header = bucket_header(wanted, now)
+    location = await hot.put_small(volume_id, settings_payload(wanted), header)
+    held = {
+        "volume_id": volume_id,
+        "tier": hot.layout.name,
+        "location": location,
+        "at": now,
+        "seq": header["seq"],
+    }
 
     def commit(tx: Tx) -> BucketRecord:
         record = service._owned(catalog.get_bucket(tx, name), name, owner_id)
