@@ -9,7 +9,7 @@ Rules, in order (all durations and thresholds from ``[tiering]``):
 1. **pin**: an object's storage class (STANDARD hot, STANDARD_IA warm, GLACIER_IR cold)
    or its bucket's pin puts it there, whatever its access pattern.
 2. **promote**: ``promote_reads`` reads within ``promote_window`` bring a warm or cold
-   volume back to hot, if hot is below its high watermark.
+   volume back to hot, if hot is below its high watermark (``promote_reads = 0``: never).
 3. **idle**: hot volumes unread for ``hot_idle_before_warm`` go to warm; volumes unread
    for ``warm_idle_before_cold`` and at least ``cold_min_size`` go to cold.
 4. **watermark**: when a pool passes its high watermark, its least recently read
@@ -119,6 +119,7 @@ class HeuristicPolicy:
         hot = usage.get("hot")
         if (
             tier != "hot"
+            and c.promote_reads > 0  # 0 means never (reads >= 0 would hold for every volume)
             and inputs["reads_in_window"] >= c.promote_reads
             and (hot is None or hot.fraction < c.hot_high_watermark)
         ):
@@ -190,7 +191,7 @@ class HeuristicPolicy:
             return {"to": "warm", "at": seen + c.hot_idle_before_warm, "rule": "idle"}
         if volume.tier in ("hot", "warm") and cold_ok:
             return {"to": "cold", "at": seen + c.warm_idle_before_cold, "rule": "idle"}
-        if volume.tier != "hot":
+        if volume.tier != "hot" and c.promote_reads > 0:
             return {
                 "to": "hot",
                 "at": None,

@@ -184,6 +184,26 @@ def test_the_simulator_asks_the_engines_own_rules() -> None:
     assert moves_of(report.move_log, "small") == [(7 * DAY, "hot", "warm")]  # never cold
 
 
+def test_promote_reads_zero_never_promotes() -> None:
+    """``promote_reads = 0`` is documented as "never": reads, however many, bring nothing
+    back to hot (``reads >= 0`` would hold for every volume, read or not)."""
+    overrides = {"storage.data_dir": Path("/nonexistent"), "tiering.promote_reads": 0}
+    config = load_config(overrides=overrides).tiering
+    policy = SimulatedStratumPolicy(config, {"hot", "warm", "cold"})
+    trace = [
+        put(0, "read", 4 * MIB),
+        put(0, "unread", 4 * MIB),
+        *[get(10 * DAY + i, "read") for i in range(20)],
+        *[get(35 * DAY + i, "read") for i in range(20)],
+    ]
+    report = simulate(trace, policy, end=50 * DAY)
+    assert moves_of(report.move_log, "read") == [(7 * DAY, "hot", "warm")]
+    assert moves_of(report.move_log, "unread") == [
+        (7 * DAY, "hot", "warm"),
+        (30 * DAY, "warm", "cold"),
+    ]
+
+
 # --- costs ----------------------------------------------------------------------------------
 
 
