@@ -43,7 +43,7 @@ from stratum.node import RUN_DIR, Node
 from stratum.s3.context import ApiSettings
 from stratum.s3.server import S3Server
 from stratum.service.users import ROOT_FILE, load_root_credentials
-from stratum.util import memory
+from stratum.util import loopwatch, memory
 from stratum.util.loglines import BatchingStreamHandler
 from stratum.util.periodic import Periodic
 from stratum.web.admin import AdminApi
@@ -156,6 +156,7 @@ def _abandon_workers(role: Role) -> None:
 
 
 async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) -> int:
+    loopwatch.watch_from_env()  # STRATUM_LOOP_WATCHDOG_MS: log event-loop stalls (debugging)
     config = node.config
     await node.start(background=role.primary)
     settings = ApiSettings(

@@ -23,6 +23,9 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
+from stratum.util import loopwatch
+from tests import loopcheck
+
 ACCESS_KEY = "STRATUMTESTKEY000001"
 SECRET_KEY = "stratum-test-secret-key-0000000000000001"
 READY = re.compile(r"serving S3 at (https?://\S+)")
@@ -94,6 +97,8 @@ def start_server(
     cmd += list(extra)
     proc_env = dict(os.environ)
     proc_env.update(STRATUM_ACCESS_KEY=ACCESS_KEY, STRATUM_SECRET_KEY=SECRET_KEY)
+    limit = loopcheck.threshold()  # the server logs its event-loop stalls (see below)
+    proc_env[loopwatch.ENV] = f"{limit * 1000:.0f}" if limit else "0"
     proc_env.update(env or {})
     process = subprocess.Popen(
         cmd,
@@ -126,7 +131,30 @@ def start_server(
         output.extend(process.stdout)
 
     threading.Thread(target=drain, daemon=True).start()
+    _started.append(server)
     return server
+
+
+_started: list[RunningServer] = []
+
+
+@pytest.fixture(autouse=True)
+def server_loop_watchdog(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which a server logged an event-loop stall (its
+    STRATUM_LOOP_WATCHDOG_MS watchdog, as tests/conftest.py runs in process)."""
+    seen = {id(server): len(server.output) for server in _started}
+    yield
+    if request.node.get_closest_marker("blocks_loop") is not None:
+        return
+    blocked = []
+    for server in list(_started):
+        lines = server.output[seen.get(id(server), 0) :]
+        blocked += [ln.strip() for ln in lines if loopcheck.BLOCKED in ln]
+        if server.process.poll() is not None and id(server) in seen:
+            _started.remove(server)  # ended before this test's check: nothing more to come
+    blocked = [line for line in blocked if not loopcheck.forgiven(line)]
+    if blocked:
+        pytest.fail("the server's event loop was blocked:\n" + "\n".join(blocked), pytrace=False)
 
 
 @pytest.fixture(scope="session")
