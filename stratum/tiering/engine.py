@@ -9,6 +9,10 @@ moves the volume, at most ``tiering.move_rate`` bytes per second so that client 
 is not starved. Every move is kept in the decision log (:mod:`stratum.tiering.decisions`)
 and the last decision on the volume record, so ``stratum explain`` can say why an object
 is where it is and when it will move next.
+
+A pass never holds the loop nor every record: it reads the volume records a page at a time
+off the event loop, decides a slice of a page per loop step, and keeps for the watermark
+rule only the candidates it can need (:class:`~stratum.tiering.policy.WatermarkCandidates`).
 """
 
 from __future__ import annotations
@@ -18,18 +22,25 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stratum.config import TieringConfig
 from stratum.meta import catalog, versions
-from stratum.meta.records import ObjectRecord, VolumeRecord
+from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import Tx
 from stratum.service.objects import ObjectService
-from stratum.tiering.decisions import prune_decisions
+from stratum.tiering.decisions import decisions_indexed, index_decisions, prune_decisions
 from stratum.tiering.mover import ColdTierStorage, Mover
-from stratum.tiering.policy import TIER_CLASS, Decision, HeuristicPolicy, Usage, pinned_tier
+from stratum.tiering.policy import (
+    TIER_CLASS,
+    Decision,
+    HeuristicPolicy,
+    Usage,
+    WatermarkCandidates,
+    pinned_tier,
+)
 from stratum.util.clock import Clock
 from stratum.util.periodic import Periodic
 
@@ -38,16 +49,25 @@ if TYPE_CHECKING:  # the cold tier's module imports botocore and cryptography: o
 
 log = logging.getLogger("stratum.tiering")
 
-BATCH = 256
+# Volume records read per transaction, in an executor (copied out raw: about a millisecond).
+PAGE = 1000
+# Records decided per step of the event loop: decoding them, their objects' point reads and
+# the rules take about a millisecond (several on a slow ARM board), then requests run.
+SLICE = 50
+# Watermark candidates kept per pool (rule 4; see WatermarkCandidates): a few hundred bytes each.
+WATERMARK_CANDIDATES = 10_000
+# Moves listed in a pass's report (all are counted, and all are in the decision log).
+LISTED_MOVES = 1000
 
 
 @dataclass
 class PassReport:
+    volumes: int = 0  # volume records looked at
     decided: int = 0
     moved: int = 0
     failed: int = 0
     bytes_moved: int = 0
-    moves: list[dict[str, Any]] = field(default_factory=list)
+    moves: list[dict[str, Any]] = field(default_factory=list)  # the first LISTED_MOVES
 
 
 class TierEngine:
@@ -73,6 +93,7 @@ class TierEngine:
             "tiering", self.run_pass, interval=config.interval, log=log, what="tiering pass"
         )
         self._lock = asyncio.Lock()
+        self._log_indexed = False
         if cold is not None:
             service.remote["cold"] = ColdTierStorage(cold)
 
@@ -109,65 +130,107 @@ class TierEngine:
             return await self._pass()
 
     async def _pass(self) -> PassReport:
+        """Walk every volume: pages of raw records read off the event loop, decided a slice
+        per loop step, what rules 1 to 3 decide moved as the walk goes, then what rule 4
+        picked. Memory: a page, the watermark candidates and a slice's moves, whatever the
+        number of volumes. Deciding runs on the loop rather than in a thread: a thread
+        decoding in Python would hold the GIL the loop needs after each of its system calls.
+        """
+        loop = asyncio.get_running_loop()
         now = self.clock.now()
-        usage = await asyncio.get_running_loop().run_in_executor(None, self.usage)
+        usage = await loop.run_in_executor(None, self.usage)
+        await self._index_log()
         report = PassReport()
-        planned: list[tuple[VolumeRecord, Decision]] = []
-        by_tier: dict[str, list[VolumeRecord]] = {t: [] for t in self.service.tiers}
-        cursor = ""
+        candidates = WatermarkCandidates(self.policy, usage, WATERMARK_CANDIDATES)
+        after = ""
         while True:
-            batch, last = self.meta.read(functools.partial(self._batch, cursor=cursor))
-            if last == cursor:
+            read = functools.partial(catalog.volume_page, after=after, limit=PAGE)
+            page = await loop.run_in_executor(None, self.meta.read, read)
+            if not page:
                 break
-            cursor = last
-            for volume, pin in batch:
-                decision = self.policy.decide(volume, pin, now, usage)
-                if decision is not None:
-                    planned.append((volume, decision))
-                elif not pin[0] and volume.tier in by_tier:
-                    by_tier[volume.tier].append(volume)
-        planned += self.policy.watermark_moves(by_tier, usage, planned, self.clock.now())
-        report.decided = len(planned)
-        for volume, decision in planned:
-            started = time.monotonic()
-            ok = await self.mover.move(volume, decision)
-            if ok:
-                report.moved += 1
-                report.bytes_moved += volume.size
-            else:
-                report.failed += 1
-            report.moves.append(
-                {"volume_id": volume.volume_id, "to": decision.target, "rule": decision.rule}
-            )
-            if self.config.move_rate > 0:  # don't starve client traffic
-                budget = volume.size / self.config.move_rate - (time.monotonic() - started)
-                if budget > 0:
-                    await asyncio.sleep(budget)
+            after = page[-1][0]
+            report.volumes += len(page)
+            for start in range(0, len(page), SLICE):
+                await asyncio.sleep(0)  # requests are served between two slices
+                records = page[start : start + SLICE]
+                decide = functools.partial(self._decide, records, now, usage, candidates)
+                for volume, decision in self.meta.read(decide):
+                    await self._move(volume, decision, report)
+        picked_at = self.clock.now()
+        for pick in candidates.picks():
+            lookup = functools.partial(catalog.get_volume, volume_id=pick.volume_id)
+            current = self.meta.read(lookup)
+            if current is None or current.tier != pick.tier:
+                continue  # deleted or moved since it was offered
+            decision = self.policy.watermark_decision(current, pick, picked_at)
+            await self._move(current, decision, report)
         await self._prune_log(now)
         return report
 
-    def _batch(self, tx: Tx, cursor: str) -> tuple[list[tuple[VolumeRecord, tuple[str, str]]], str]:
-        """Up to BATCH movable volumes after ``cursor``, and the last volume id walked."""
-        cur = tx.cursor("volumes")
-        out: list[tuple[VolumeRecord, tuple[str, str]]] = []
-        last = cursor
-        if not cur.set_range(cursor.encode() + b"\x00" if cursor else b""):
-            return out, last
-        for k, raw in cur:
-            last = bytes(k).decode()
-            volume = VolumeRecord.decode(bytes(raw))
+    def _decide(
+        self,
+        records: list[tuple[str, bytes]],
+        now: float,
+        usage: Mapping[str, Usage],
+        candidates: WatermarkCandidates,
+        tx: Tx,
+    ) -> list[tuple[VolumeRecord, Decision]]:
+        """Rules 1 to 3 on a slice of a page (a few milliseconds on the loop: decoding and
+        point reads); the volumes they leave in place are offered to rule 4."""
+        buckets: dict[str, BucketRecord | None] = {}
+        planned: list[tuple[VolumeRecord, Decision]] = []
+        for _volume_id, raw in records:
+            volume = VolumeRecord.decode(raw)
             record = versions.version_of_volume(tx, volume) if volume.key else None
             if volume.key and record is None:
                 continue  # a part, a delete marker, or not committed yet: not the engine's
-            bucket = catalog.get_bucket(tx, volume.bucket) if volume.bucket else None
-            out.append((volume, pinned_tier(record, bucket)))
-            if len(out) >= BATCH:
-                break
-        return out, last
+            if volume.bucket not in buckets:
+                buckets[volume.bucket] = (
+                    catalog.get_bucket(tx, volume.bucket) if volume.bucket else None
+                )
+            pin = pinned_tier(record, buckets[volume.bucket])
+            decision = self.policy.decide(volume, pin, now, usage)
+            if decision is not None:
+                planned.append((volume, decision))
+                candidates.leaving(volume)
+            elif not pin[0]:
+                candidates.offer(volume)
+        return planned
+
+    async def _move(self, volume: VolumeRecord, decision: Decision, report: PassReport) -> None:
+        started = time.monotonic()
+        report.decided += 1
+        if await self.mover.move(volume, decision):
+            report.moved += 1
+            report.bytes_moved += volume.size
+        else:
+            report.failed += 1
+        if len(report.moves) < LISTED_MOVES:
+            report.moves.append(
+                {"volume_id": volume.volume_id, "to": decision.target, "rule": decision.rule}
+            )
+        if self.config.move_rate > 0:  # don't starve client traffic
+            budget = volume.size / self.config.move_rate - (time.monotonic() - started)
+            if budget > 0:
+                await asyncio.sleep(budget)
 
     async def _prune_log(self, now: float) -> None:
+        """Forget decisions older than ``decision_log_keep``, a page per transaction: the
+        writer thread, shared with every PUT, is never held long."""
         before = now - self.config.decision_log_keep
-        await self.meta.write(functools.partial(prune_decisions, before=before))
+        prune = functools.partial(prune_decisions, before=before, limit=PAGE)
+        while await self.meta.write(prune) == PAGE:
+            pass
+
+    async def _index_log(self) -> None:
+        """Index a decision log written before it had an index, a page per transaction."""
+        if self._log_indexed or self.meta.read(decisions_indexed):
+            self._log_indexed = True
+            return
+        index = functools.partial(index_decisions, limit=PAGE)
+        while not await self.meta.write(index):
+            pass
+        self._log_indexed = True
 
     # -- pins -------------------------------------------------------------------------
 

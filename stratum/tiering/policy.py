@@ -21,7 +21,8 @@ that decided, which the decision log keeps (:mod:`stratum.tiering.decisions`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -132,53 +133,26 @@ class HeuristicPolicy:
             return Decision("warm", "idle", {**inputs, "threshold": c.hot_idle_before_warm})
         return None
 
-    def watermark_moves(
-        self,
-        by_tier: Mapping[str, Sequence[VolumeRecord]],
-        usage: Mapping[str, Usage],
-        planned: Sequence[tuple[VolumeRecord, Decision]],
-        now: float,
-    ) -> list[tuple[VolumeRecord, Decision]]:
-        """Rule 4: what leaves each pool above its high watermark, least recently read
-        first, until it would be under its low one.
-
-        ``by_tier``: the unpinned volumes no other rule moves, per tier; ``planned``: the
-        moves rules 1 to 3 already chose (their bytes leave too).
-        """
+    def watermarks(self) -> dict[str, tuple[float, float]]:
+        """{tier: (high, low)} for the pools rule 4 watches."""
         c = self.config
-        marks = {
+        return {
             "hot": (c.hot_high_watermark, c.hot_low_watermark),
             "warm": (c.warm_high_watermark, c.warm_low_watermark),
         }
-        leaving = {v.volume_id for v, _ in planned}
-        moves: list[tuple[VolumeRecord, Decision]] = []
-        for tier, (high, low) in marks.items():
-            u = usage.get(tier)
-            if u is None or not u.capacity or u.fraction <= high:
-                continue
-            below = [t for t in ORDER[ORDER.index(tier) + 1 :] if t in self.tiers]
-            if not below:
-                continue
-            used = u.used - sum(v.size for v, _ in planned if v.tier == tier)
-            coldest = sorted(by_tier.get(tier, []), key=lambda v: max(v.last_access, v.created))
-            for volume in coldest:
-                if used / u.capacity <= low:
-                    break
-                if volume.volume_id in leaving:
-                    continue
-                target = below[0]
-                if target == "cold" and volume.size < c.cold_min_size and len(below) > 1:
-                    target = below[1]
-                inputs = {
-                    **self.signals(volume, now),
-                    "pool_used": u.used,
-                    "pool_capacity": u.capacity,
-                    "high_watermark": high,
-                    "low_watermark": low,
-                }
-                moves.append((volume, Decision(target, "watermark", inputs)))
-                used -= volume.size
-        return moves
+
+    def demotion_target(self, tier: str, size: int) -> str | None:
+        """Where rule 4 sends a volume of ``size`` bytes out of ``tier`` (None: no tier below)."""
+        below = [t for t in ORDER[ORDER.index(tier) + 1 :] if t in self.tiers]
+        if not below:
+            return None
+        if below[0] == "cold" and size < self.config.cold_min_size and len(below) > 1:
+            return below[1]
+        return below[0]
+
+    def watermark_decision(self, volume: VolumeRecord, pick: Demotion, now: float) -> Decision:
+        """Rule 4's decision on a volume it picked, with the values that decided."""
+        return Decision(pick.target, "watermark", {**self.signals(volume, now), **pick.inputs})
 
     def next_move(self, volume: VolumeRecord, pin: tuple[str, str]) -> dict[str, Any] | None:
         """The next move the idle rules will make if the volume is not read again."""
@@ -198,6 +172,98 @@ class HeuristicPolicy:
                 "rule": f"promote after {c.promote_reads} reads within {c.promote_window:.0f} s",
             }
         return None
+
+
+@dataclass(frozen=True)
+class Demotion:
+    """A volume rule 4 picked: it leaves ``tier`` for ``target``; ``inputs`` are the pool's
+    figures that decided (fill, capacity, watermarks)."""
+
+    volume_id: str
+    tier: str
+    target: str
+    inputs: dict[str, Any]
+
+
+class WatermarkCandidates:
+    """Rule 4 over one pass, in memory bounded by ``limit`` per tier, not by the store.
+
+    The engine tells it of every move rules 1 to 3 chose (:meth:`leaving`: those bytes leave
+    the pool too) and offers every unpinned volume they leave in place (:meth:`offer`). Of
+    each pool above its high watermark it keeps only the least recently read volumes that
+    can be needed to bring the pool under its low watermark (a max-heap on the last read:
+    the most recently read goes as soon as the colder ones cover the excess), and at most
+    ``limit`` of them: a pool that needs more gets the rest at the next pass. Each entry is
+    (last read, walk order, size, id), a few hundred bytes, never the volume record.
+
+    :meth:`picks` then applies rule 4 to what was kept, exactly as to the whole pool: least
+    recently read first (walk order among equals), until the pool would be under its low
+    watermark.
+    """
+
+    def __init__(self, policy: HeuristicPolicy, usage: Mapping[str, Usage], limit: int) -> None:
+        self._limit = limit
+        self._pools: dict[str, tuple[Usage, float, float]] = {}
+        self._leaving: dict[str, int] = {}
+        self._heaps: dict[str, list[tuple[float, int, int, str]]] = {}
+        self._held: dict[str, int] = {}
+        self._policy = policy
+        self._offered = 0
+        for tier, (high, low) in policy.watermarks().items():
+            u = usage.get(tier)
+            if u is None or not u.capacity or u.fraction <= high:
+                continue
+            if policy.demotion_target(tier, 0) is None:
+                continue
+            self._pools[tier] = (u, high, low)
+            self._leaving[tier] = 0
+            self._heaps[tier] = []
+            self._held[tier] = 0
+
+    def leaving(self, volume: VolumeRecord) -> None:
+        """Rules 1 to 3 move this volume out of its tier."""
+        if volume.tier in self._leaving:
+            self._leaving[volume.tier] += volume.size
+
+    def offer(self, volume: VolumeRecord) -> None:
+        """An unpinned volume that no other rule moves."""
+        heap = self._heaps.get(volume.tier)
+        if heap is None:
+            return
+        u, _high, low = self._pools[volume.tier]
+        excess = u.used - self._leaving[volume.tier] - low * u.capacity
+        if excess <= 0:
+            return  # the moves already chosen bring the pool down
+        self._offered += 1
+        seen = max(volume.last_access, volume.created)
+        heapq.heappush(heap, (-seen, -self._offered, volume.size, volume.volume_id))
+        held = self._held[volume.tier] + volume.size
+        # Drop the most recently read while the others cover the excess (a byte of margin
+        # for the float arithmetic of picks()), or while there are too many.
+        while heap and (len(heap) > self._limit or held - heap[0][2] >= excess + 1):
+            held -= heapq.heappop(heap)[2]
+        self._held[volume.tier] = held
+
+    def picks(self) -> list[Demotion]:
+        """What leaves each pool, least recently read first, until it would be under its low
+        watermark."""
+        out: list[Demotion] = []
+        for tier, (u, high, low) in self._pools.items():
+            used = u.used - self._leaving[tier]
+            for _seen, _order, size, volume_id in sorted(self._heaps[tier], reverse=True):
+                if used / u.capacity <= low:
+                    break
+                target = self._policy.demotion_target(tier, size)
+                assert target is not None
+                inputs = {
+                    "pool_used": u.used,
+                    "pool_capacity": u.capacity,
+                    "high_watermark": high,
+                    "low_watermark": low,
+                }
+                out.append(Demotion(volume_id, tier, target, inputs))
+                used -= size
+        return out
 
 
 class SimulatedStratumPolicy:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import os
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,11 +14,14 @@ import pytest
 
 from stratum.config import load_config
 from stratum.meta import catalog
+from stratum.meta.records import ObjectRecord, VolumeRecord
+from stratum.meta.store import Tx
 from stratum.node import Node
 from stratum.service.objects import PutOptions
 from stratum.tiering.decisions import read_decisions
 from stratum.tiering.policy import Decision, Usage
 from stratum.util.clock import ManualClock
+from stratum.util.loopwatch import LoopWatchdog, Stall
 
 DAY = 86400.0
 
@@ -175,3 +181,72 @@ async def test_explain_names_the_next_move(node: Node) -> None:
 def test_records_keep_new_fields_optional() -> None:
     volume = catalog.VolumeRecord("v", "hot", "seg", {}, 1, "00", 1.0)
     assert dataclasses.replace(volume).placed == {}
+
+
+RECORDS = 100_000
+# What a pass may hold at once: a page of raw volume records (PAGE of them, a few hundred
+# bytes each), a slice of them decoded with their object records, the watermark candidates
+# (a few hundred bytes each; here only 3 can be needed) and the buffers of a move. Whatever
+# the number of volumes: about 1 MiB here. A pass that kept every record, decoded with its
+# object record, would need over 200 MiB here (about 2 KiB a volume, even for these).
+PASS_MEMORY_BOUND = 16 << 20
+# A step of the pass decides a slice of 50 volumes: about a millisecond, a few under
+# tracemalloc (which this test runs it under); the bound leaves room for a loaded machine.
+LOOP_STEP_BOUND = 0.05
+
+
+async def _fill_metadata(node: Node, count: int, *, read_at: float) -> None:
+    """``count`` objects of 10 bytes on the hot tier, straight into the metadata store (no
+    data: the pass only reads records), all read at ``read_at``."""
+
+    def write(start: int, tx: Tx) -> None:
+        for i in range(start, min(start + 10_000, count)):
+            volume_id = f"fill{i:012d}"
+            volume = VolumeRecord(
+                volume_id, "hot", "seg", {"segment": "none"}, 10, "0" * 32, read_at,
+                last_access=read_at, access_count=1, bucket="bkt", key=f"fill/{i:06d}",
+            )  # fmt: skip
+            catalog.put_volume(tx, volume)
+            record = ObjectRecord(volume.key, volume_id, 10, '"etag"', read_at)
+            catalog.put_object(tx, "bkt", record)
+
+    for start in range(0, count, 10_000):
+        await node.meta.write(functools.partial(write, start))
+
+
+async def test_a_pass_over_100000_volumes_holds_neither_the_records_nor_the_loop(
+    node: Node,
+) -> None:
+    """A pass walks the volumes a page at a time, off the event loop, keeping only the
+    watermark candidates it can need: memory does not grow with the store, no loop step
+    takes more than a few tens of milliseconds, and rule 4 still finds the least recently
+    read volumes among all of them."""
+    for i in range(3):
+        await _put(node, f"coldest{i}", os.urandom(200_000))
+    _clock(node).advance(60)
+    await _fill_metadata(node, RECORDS, read_at=_clock(node).now())
+    # Hot over its high watermark by exactly the three coldest: 1.6 MB used of 1.6 MB, and
+    # 0.6 MB must leave to be under the low watermark (70 %).
+    used = 3 * 200_000 + RECORDS * 10
+    node.tiering._capacity = lambda tier: (
+        Usage(used, 1_600_000) if tier == "hot" else Usage(1, 100_000_000)
+    )
+
+    stalls: list[Stall] = []
+    watchdog = LoopWatchdog(LOOP_STEP_BOUND, stalls.append)
+    watchdog.start(asyncio.get_running_loop())
+    await asyncio.to_thread(tracemalloc.start)  # (stopping frees every trace: in a thread)
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        report = await node.tiering.run_pass()
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        watchdog.stop()
+        await asyncio.to_thread(tracemalloc.stop)
+    assert stalls == [], f"steps of the pass held the event loop: {stalls}"
+    assert report.volumes == RECORDS + 3
+    assert sorted(m["volume_id"] for m in report.moves) == sorted(
+        node.service.head_object("bkt", f"coldest{i}", "owner").volume.volume_id for i in range(3)
+    )
+    assert all(m["rule"] == "watermark" and m["to"] == "warm" for m in report.moves)
+    assert peak < PASS_MEMORY_BOUND, f"a pass over {RECORDS} volumes peaked at {peak >> 20} MiB"
