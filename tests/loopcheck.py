@@ -19,7 +19,16 @@ from stratum.util.loopwatch import threshold_from_env
 DEFAULT_MS = 50.0
 
 # (source path, qualified function name) -> what blocks the loop there.
-ALLOWED: dict[tuple[str, str], str] = {}
+ALLOWED: dict[tuple[str, str], str] = {
+    # Each pass of the garbage collector reads a page of 256 garbage records and decodes them
+    # on the loop (MetaStore.read of catalog.pending_garbage): tens of ms of CPU per page.
+    ("stratum/service/objects.py", "ObjectService.collect_garbage"): "a page decoded on the loop",
+    # Starting a thread waits until the new thread runs: tens of ms on a loaded machine. The
+    # loop starts threads: the executors start theirs on demand (starting them up front would
+    # avoid it), the batching log handler starts a threading.Timer per batch of lines
+    # (stratum/util/loglines.py), asyncio's shutdown_default_executor one to join the executor.
+    ("threading.py", "Thread.start"): "waits for the new thread to be scheduled",
+}
 
 BLOCKED = "event loop blocked"
 

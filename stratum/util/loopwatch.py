@@ -187,9 +187,12 @@ class LoopWatchdog:
     def _queued(self) -> float:
         """Seconds the loop's thread has waited for a CPU since it started (Linux's
         schedstat; 0 where there is none)."""
-        try:
-            with open(self._schedstat, "rb") as f:
-                return int(f.read().split()[1]) / 1e9
+        try:  # (os-level: no 8 KiB buffer allocated each time, under a test's tracemalloc)
+            fd = os.open(self._schedstat, os.O_RDONLY)
+            try:
+                return int(os.read(fd, 128).split()[1]) / 1e9
+            finally:
+                os.close(fd)
         except (OSError, IndexError, ValueError):
             return 0.0
 

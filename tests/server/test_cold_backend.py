@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
-import hashlib
 import logging
 import os
 import socket
@@ -80,7 +80,8 @@ def remote() -> Iterator[str]:
 
 
 def raw_client(endpoint: str) -> Any:
-    """A plain client of the remote, to look at what the provider stores."""
+    """A plain client of the remote, to look at what the provider stores (it blocks: tests
+    call it and its methods through ``asyncio.to_thread``)."""
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -89,6 +90,10 @@ def raw_client(endpoint: str) -> Any:
         aws_secret_access_key=CREDENTIALS.secret_key,
         config=BotoConfig(s3={"addressing_style": "path"}),
     )
+
+
+def remote_bytes(endpoint: str, key: str) -> bytes:
+    return bytes(raw_client(endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
 @pytest.fixture
@@ -150,7 +155,7 @@ async def test_small_object_round_trip_ranges_and_delete(
     assert location["key"] == f"stratum/{VID}" and location["size"] == len(data)
     assert location["chunk_size"] == MIB and location["v"] == 1
 
-    stored = raw_client(remote).get_object(Bucket=BUCKET, Key=location["key"])["Body"].read()
+    stored = await asyncio.to_thread(remote_bytes, remote, location["key"])
     assert len(stored) == location["stored_size"] == (await store.head(location)).stored_size
     for secret in (MARKER, b"very-secret-name", b"family-photos", META["md5"].encode()):
         assert secret not in stored
@@ -184,7 +189,7 @@ async def test_large_object_streams_as_multipart(
 ) -> None:
     config = cold_config(remote, tmp_path)
     key = load_or_create_key(config.encryption_key_file)
-    store = ColdStore(config, CREDENTIALS, key, executor, get_span=3 * MIB)
+    store = await asyncio.to_thread(ColdStore, config, CREDENTIALS, key, executor, get_span=3 * MIB)
     data = make_data(21 * MIB + 4321)
     vid = "0191f0c2a3b4c5d6e7f8091a2b3c4d5f"
     calls: list[str] = []
@@ -196,9 +201,7 @@ async def test_large_object_streams_as_multipart(
     assert "PutObject" not in calls
 
     calls.clear()
-    assert hashlib.sha256(await read_all(store, location, 0, len(data))).digest() == (
-        hashlib.sha256(data).digest()
-    )
+    assert await read_all(store, location, 0, len(data)) == data, "the round trip differs"
     assert calls.count("GetObject") == 11  # 22 chunks, 2 per 3 MiB span
     calls.clear()
     start, end = 10 * MIB - 3, 10 * MIB + 3
@@ -221,9 +224,11 @@ async def test_failed_upload_leaves_nothing(store: ColdStore, remote: str) -> No
         await store.put(vid, pieces(data), len(data) - 1, META)
     with pytest.raises(ValueError):
         await store.put(vid, pieces(b"abc"), 2, META)
-    client = raw_client(remote)
-    assert not client.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
-    assert "Contents" not in client.list_objects_v2(Bucket=BUCKET, Prefix=f"stratum/{vid}")
+    client = await asyncio.to_thread(raw_client, remote)
+    uploads = await asyncio.to_thread(client.list_multipart_uploads, Bucket=BUCKET)
+    assert not uploads.get("Uploads")
+    listed = await asyncio.to_thread(client.list_objects_v2, Bucket=BUCKET, Prefix=f"stratum/{vid}")
+    assert "Contents" not in listed
 
 
 async def test_wrong_key_and_tampering_are_detected(
@@ -233,20 +238,24 @@ async def test_wrong_key_and_tampering_are_detected(
     data = make_data(2 * MIB + 10)
     location = await store.put(vid, pieces(data), len(data), META)
 
-    other = ColdStore(cold_config(remote, tmp_path), CREDENTIALS, os.urandom(32), executor)
+    config = cold_config(remote, tmp_path)
+    other = await asyncio.to_thread(ColdStore, config, CREDENTIALS, os.urandom(32), executor)
     with pytest.raises(WrongColdKey):
         await read_all(other, location, 0, 10)
     with pytest.raises(WrongColdKey):
         await other.describe(vid)
 
-    client = raw_client(remote)
-    stored = bytearray(client.get_object(Bucket=BUCKET, Key=location["key"])["Body"].read())
+    client = await asyncio.to_thread(raw_client, remote)
+    stored = bytearray(await asyncio.to_thread(remote_bytes, remote, location["key"]))
     stored[-10] ^= 0x40  # in the last chunk (10 bytes + tag)
-    client.put_object(Bucket=BUCKET, Key=location["key"], Body=bytes(stored))
+    await asyncio.to_thread(
+        client.put_object, Bucket=BUCKET, Key=location["key"], Body=bytes(stored)
+    )
     assert await read_all(store, location, 0, MIB) == data[:MIB]  # untouched chunks still read
     with pytest.raises(ColdFormatError, match="chunk 2 fails authentication"):
         await read_all(store, location, 0, len(data))
-    client.put_object(Bucket=BUCKET, Key=location["key"], Body=bytes(stored[: 2 * MIB + 100]))
+    cut = bytes(stored[: 2 * MIB + 100])
+    await asyncio.to_thread(client.put_object, Bucket=BUCKET, Key=location["key"], Body=cut)
     with pytest.raises(ColdFormatError, match="truncated"):
         await read_all(store, location, MIB, 2 * MIB)  # chunk 1 cut short
     with pytest.raises(ColdFormatError, match="truncated"):
@@ -260,7 +269,8 @@ async def test_probe_repr_and_errors(
     await store.probe()
     assert CREDENTIALS.secret_key not in repr(store)
     assert "cold.key" not in repr(store)
-    missing = ColdStore(
+    missing = await asyncio.to_thread(
+        ColdStore,
         cold_config(remote, tmp_path, bucket="no-such-bucket"),
         CREDENTIALS,
         os.urandom(32),
@@ -351,7 +361,9 @@ async def test_a_body_cut_mid_stream_is_resumed_from_the_next_chunk(
     try:
         config = cold_config(f"http://127.0.0.1:{proxy.port}", tmp_path)
         key = load_or_create_key(config.encryption_key_file)
-        store = ColdStore(config, CREDENTIALS, key, executor, get_span=4 * MIB)
+        store = await asyncio.to_thread(
+            ColdStore, config, CREDENTIALS, key, executor, get_span=4 * MIB
+        )
         vid = "0191f0c2a3b4c5d6e7f8091a2b3c4d62"
         data = make_data(3 * MIB + 99)
         location = await store.put(vid, pieces(data), len(data), META)
@@ -390,7 +402,7 @@ async def cold_node(
         }
     )
     # Two days ahead of the remote's clock: what the remote holds is old enough to sweep.
-    node = Node.open(config, ManualClock(time.time() + 2 * 86400))
+    node = await asyncio.to_thread(Node.open, config, ManualClock(time.time() + 2 * 86400))
     await node.service.start(background=False)  # the test runs the collector itself
     await node.service.create_bucket("bkt", "owner", "us-east-1")
     try:
@@ -443,11 +455,13 @@ async def test_a_failed_cold_delete_is_retried_and_the_sweep_removes_only_orphan
     orphan = await node.tiering.cold.put(new_volume_id(), pieces(b"o" * 3000), 3000, moved)
     # Not this store's: an object encrypted with another key, and one in no cold format.
     elsewhere = replace(cold_config(remote, tmp_path), prefix=SWEEP_PREFIX)
-    stranger = ColdStore(elsewhere, CREDENTIALS, os.urandom(32), executor)
+    stranger = await asyncio.to_thread(ColdStore, elsewhere, CREDENTIALS, os.urandom(32), executor)
     foreign = await stranger.put(new_volume_id(), pieces(b"f" * 100), 100, {})
-    raw_client(remote).put_object(Bucket=BUCKET, Key=f"{SWEEP_PREFIX}notes.txt", Body=b"hi")
-    everything = {kept, doomed, orphan["key"], foreign["key"], f"{SWEEP_PREFIX}notes.txt"}
-    assert remote_keys(remote) == everything
+    notes = f"{SWEEP_PREFIX}notes.txt"
+    client = await asyncio.to_thread(raw_client, remote)
+    await asyncio.to_thread(client.put_object, Bucket=BUCKET, Key=notes, Body=b"hi")
+    everything = {kept, doomed, orphan["key"], foreign["key"], notes}
+    assert await asyncio.to_thread(remote_keys, remote) == everything
 
     # The cold endpoint goes away while two objects are deleted.
     proxy.down()
@@ -458,7 +472,7 @@ async def test_a_failed_cold_delete_is_retried_and_the_sweep_removes_only_orphan
     assert any("could not free 1 garbage volume" in r.getMessage() for r in caplog.records)
     proxy.up()
     assert await node.service.collect_garbage() == 0, "not retried at once"
-    assert doomed in remote_keys(remote)
+    assert doomed in await asyncio.to_thread(remote_keys, remote)
 
     # A sweep spares what a record names, even queued garbage; then what is too recent.
     assert node.maintenance.cold is node.tiering.cold
@@ -468,15 +482,15 @@ async def test_a_failed_cold_delete_is_retried_and_the_sweep_removes_only_orphan
     node.maintenance.cold_min_age = 86400
     swept = (await node.maintenance.scrub()).cold_sweep
     assert swept == {**swept, "listed": 5, "deleted": 1, "recent": 0, "foreign": 2}, swept
-    assert remote_keys(remote) == everything - {orphan["key"]}
+    assert await asyncio.to_thread(remote_keys, remote) == everything - {orphan["key"]}
 
     clock.advance(60)  # the failed delete's retry is due
     assert await node.service.collect_garbage() == 1
     assert _garbage(node) == []
-    assert remote_keys(remote) == everything - {orphan["key"], doomed}
+    assert await asyncio.to_thread(remote_keys, remote) == everything - {orphan["key"], doomed}
     assert any("which could not be freed before" in r.getMessage() for r in caplog.records)
     view = node.service.head_object("bkt", "kept", "owner")
     data = b"".join([c async for c in node.service.read_volume(view.volume, 0, view.record.size)])
     assert data == kept_data
-    for key in remote_keys(remote):
-        raw_client(remote).delete_object(Bucket=BUCKET, Key=key)
+    for key in await asyncio.to_thread(remote_keys, remote):
+        await asyncio.to_thread(client.delete_object, Bucket=BUCKET, Key=key)

@@ -65,7 +65,7 @@ async def running(
         (lambda loc, rep, why: damage.append((loc, rep, why))) if damage is not None else None
     )
     store = SegmentStore(disks, copies, executor, on_damage=on_damage, **kw)
-    store.start()
+    await asyncio.to_thread(store.start)  # blocking (locks and scans the disks): not on the loop
     try:
         yield store
     finally:
@@ -279,7 +279,7 @@ async def test_cached_record_is_read_on_the_loop_and_damage_still_found(tmp_path
     store = SegmentStore(
         disks, 3, executor, on_damage=lambda loc, r, why: damage.append((loc, r, why))
     )
-    store.start()
+    await asyncio.to_thread(store.start)  # blocking: not on the loop
     try:
         data = blob(7, 4096)
         loc = await store.put(vid(), data, {"key": "k"})
@@ -397,7 +397,7 @@ async def test_second_store_on_same_disks_is_refused(tmp_path: Path) -> None:
     async with running(disks, 1):
         other = SegmentStore(disks, 1, ThreadPoolExecutor(1))
         with pytest.raises(DiskWriteError, match="locked"):
-            other.start()
+            await asyncio.to_thread(other.start)  # waits for the lock: not on the loop
 
 
 # --- torn tails and scanning ----------------------------------------------------------------
@@ -628,5 +628,9 @@ async def test_sigkill_never_loses_an_acknowledged_put(tmp_path: Path) -> None:
                 assert data == n.to_bytes(8, "little") * (n % 3000), f"seed {seed}"
             assert await store.get(await store.put(vid(), b"alive", {})) == b"alive"
     assert len(acked) > 10 * 8
-    volumes = {rec.volume_id for d in disks for _n, rec in scan_disk(d) if rec.intact}
+
+    def scanned() -> set[str]:  # reads every segment: in a thread, not on the loop
+        return {rec.volume_id for d in disks for _n, rec in scan_disk(d) if rec.intact}
+
+    volumes = await asyncio.to_thread(scanned)
     assert {f"{a['n']:032x}" for a in acked} <= volumes
