@@ -9,12 +9,14 @@ line ``event loop blocked N ms in <code>`` for each stall.
 How it tells: a heartbeat callback on the loop every ``INTERVAL`` notes when it ran and the
 loop thread's CPU time. A sampler thread looks at the loop thread's Python stack
 (``sys._current_frames``) every few milliseconds while the heartbeat is overdue. When the
-heartbeat comes more than ``threshold`` late, the loop was held up; that is a stall only if
-the loop's own thread was busy all along: it used CPU for at least half the threshold (a
-computation), or the sampler saw it running code, not waiting for events, over at least half
-the threshold (a blocking call: sleep, fsync, a lock). A process that the operating system
-did not schedule for a while (a loaded machine) shows neither, so a tight threshold holds
-on a busy two-core CI runner.
+heartbeat comes more than ``threshold`` late, not counting garbage collections and the time
+the loop's thread waited for a CPU (Linux's schedstat), the loop was held up; that is a stall
+only if its own thread was busy: on the CPU for the threshold (a computation), or found by
+the samples at one place for the threshold, again not counting waits for a CPU (a blocking
+call: sleep, fsync, a lock). A loaded machine that runs the process late, or a thread that
+holds the GIL elsewhere, shows neither, so a tight threshold holds on a busy two-core CI
+runner. Time is per heartbeat, not per callback: a stall is one step, or a few short ones
+run back to back before the heartbeat's turn (the samples name the code either way).
 
 The heartbeat works on any loop (asyncio's, uvloop); :meth:`LoopWatchdog.pause` and
 :meth:`~LoopWatchdog.resume` let a caller that runs one loop in several stretches
