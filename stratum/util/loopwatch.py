@@ -304,5 +304,4 @@ def watch_from_env() -> LoopWatchdog | None:
         return None
     watchdog = LoopWatchdog(threshold, lambda stall: log.error("%s", stall))
     watchdog.start(asyncio.get_running_loop())
-    log.info("event loop watchdog on: stalls over %.0f ms are logged", threshold * 1000)
     return watchdog

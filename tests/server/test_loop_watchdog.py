@@ -1,6 +1,7 @@
 """The server's event-loop watchdog (STRATUM_LOOP_WATCHDOG_MS): on in every real-server test
-(tests/server/conftest.py fails a test whose server logs a stall), quiet when the operating
-system, not the server, holds the process up."""
+(tests/server/conftest.py fails a test whose server logs a stall), logging what held the loop
+(with a threshold low enough that ordinary steps count), quiet when the operating system, not
+the server, holds the process up."""
 
 from __future__ import annotations
 
@@ -29,9 +30,7 @@ def test_a_server_the_system_stops_for_a_while_is_not_blocked(tmp_path: Path) ->
             assert s3.get_object(Bucket="bucket-a", Key="k")["Body"].read() == b"x" * 100_000
     finally:
         assert server.stop() == 0
-    log = "".join(server.output)
-    assert "event loop watchdog on: stalls over 50 ms are logged" in log
-    assert "event loop blocked" not in log
+    assert not [line for line in server.output if "event loop blocked" in line]
 
 
 @pytest.mark.blocks_loop

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import MetaStore, Tx
@@ -24,14 +20,6 @@ from stratum.tiering.decisions import (
 from stratum.tiering.policy import Decision
 
 T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[MetaStore]:
-    s = MetaStore(tmp_path / "meta")
-    s.open()
-    yield s
-    s.close()
 
 
 class CountingTx(Tx):
