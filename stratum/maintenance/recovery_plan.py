@@ -367,6 +367,7 @@ class _Planner:
             headers=_str_map(meta.get("headers")),
             storage_class=str(meta.get("storage_class") or ""),
             owner_id=str(meta.get("owner_id") or ""),  # "" : the bucket's owner, set later
+            tags=_str_map(meta.get("tags")),
         )
 
     def _dropped_uploads(self) -> list[DroppedUpload]:

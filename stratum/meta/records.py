@@ -305,6 +305,7 @@ class UploadRecord(Record):
     storage_class: str = ""
     checksum_algorithm: str = ""  # "" or crc32 / crc32c / crc64nvme / sha1 / sha256
     checksum_type: str = ""  # "" / COMPOSITE / FULL_OBJECT
+    tags: dict[str, str] = field(default_factory=dict)  # the completed object's (x-amz-tagging)
 
 
 @dataclass

@@ -175,14 +175,6 @@ def _not_configured(code: str) -> Handler:
     return handler
 
 
-async def get_object_tagging(ctx: ReqCtx) -> web.StreamResponse:
-    _object_or_version(ctx)
-    response = xml_response(xml.tagging(()))
-    if ctx.endpoint.version_id is not None:
-        response.headers["x-amz-version-id"] = ctx.endpoint.version_id
-    return response
-
-
 HANDLERS: Mapping[str, Handler] = {
     "ListBuckets": list_buckets,
     "CreateBucket": create_bucket,
@@ -195,9 +187,7 @@ HANDLERS: Mapping[str, Handler] = {
     "GetObjectAcl": get_acl,
     "GetBucketCors": _not_configured("NoSuchCORSConfiguration"),
     "GetBucketPolicy": _not_configured("NoSuchBucketPolicy"),
-    "GetBucketTagging": _not_configured("NoSuchTagSet"),
     "GetBucketLifecycleConfiguration": _not_configured("NoSuchLifecycleConfiguration"),
     "GetBucketEncryption": _not_configured("ServerSideEncryptionConfigurationNotFoundError"),
     "GetBucketWebsite": _not_configured("NoSuchWebsiteConfiguration"),
-    "GetObjectTagging": get_object_tagging,
 }

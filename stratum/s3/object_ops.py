@@ -10,6 +10,7 @@ delete does to the key's versions (:mod:`stratum.service.versioning`).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from collections.abc import Callable, Mapping
 
@@ -30,6 +31,7 @@ from stratum.s3.lookup import (
     view_object,
     written_version,
 )
+from stratum.s3.tagging_ops import TAGGING_HEADER, copy_tags, tag_count_headers, tags_from_header
 from stratum.s3.xml_requests import MAX_DELETE_OBJECTS_BODY, parse_delete_objects
 from stratum.service.deletes import DeleteOutcome
 from stratum.service.objects import ObjectView, PutOptions
@@ -79,6 +81,7 @@ def put_options_from_request(ctx: ReqCtx) -> PutOptions:
         user_meta=httpsem.extract_user_metadata(headers),
         headers=httpsem.stored_standard_headers(headers),
         storage_class=_storage_class(ctx),
+        tags=tags_from_header(headers.get(TAGGING_HEADER)),
     )
 
 
@@ -99,6 +102,7 @@ async def put_object(ctx: ReqCtx) -> web.StreamResponse:
         user_meta=base.user_meta,
         headers=base.headers,
         storage_class=base.storage_class,
+        tags=base.tags,
         size_hint=body.size,
         expected_md5=httpsem.parse_content_md5(md5) if md5 is not None else None,
         hashers=body.hashers,
@@ -146,6 +150,7 @@ def object_headers(view: ObjectView, ctx: ReqCtx) -> dict[str, str]:
         out[VERSION_HEADER] = record.version_id
     if record.parts:
         out["x-amz-mp-parts-count"] = str(record.parts)
+    out.update(tag_count_headers(record.tags))
     if ctx.header("x-amz-checksum-mode") == "ENABLED":
         out.update(_checksum_headers(record.checksums))
     return out
@@ -299,6 +304,7 @@ async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "Unknown metadata directive.")
     storage_class = _storage_class(ctx)
+    tags = copy_tags(ctx, src.tags)
     if directive == "REPLACE":
         opts = put_options_from_request(ctx)
     else:
@@ -309,6 +315,7 @@ async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
             headers=src.headers,
             storage_class=storage_class or src.storage_class,
         )
+    opts = dataclasses.replace(opts, tags=tags)
     same = (source.bucket, source.key) == (ctx.bucket, ctx.key)
     restoring = source.version_id is not None and view.versioned  # an old version copied back
     if same and directive == "COPY" and not storage_class and not restoring:
@@ -329,6 +336,7 @@ async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
             user_meta=opts.user_meta,
             headers=opts.headers,
             storage_class=opts.storage_class,
+            tags=opts.tags,
             size_hint=src.size,
             checksums=src.checksums,
             condition=write_condition(ctx),

@@ -240,27 +240,33 @@ def parse_complete_multipart(body: bytes) -> list[CompletedPart]:
 def parse_tagging(body: bytes, *, max_tags: int = MAX_OBJECT_TAGS) -> list[tuple[str, str]]:
     """PutObjectTagging / PutBucketTagging: ``[(key, value), ...]`` in request order.
 
-    Pass ``max_tags=MAX_BUCKET_TAGS`` for buckets. Too many tags, a duplicate key, an empty
-    or too long key, or a too long value raise ``InvalidArgument`` (AWS says ``InvalidTag``,
-    which :data:`~stratum.s3.errors.ERROR_CODES` does not list yet).
+    Pass ``max_tags=MAX_BUCKET_TAGS`` for buckets; the tags are checked by :func:`check_tags`.
     """
     root = _root(body, MAX_TAGGING_BODY, "Tagging")
     tag_set = _one_container(root, "TagSet")
-    tags: list[tuple[str, str]] = []
+    tags = [
+        (_text(tag, "Key"), _optional_text(tag, "Value") or "") for tag in _children(tag_set, "Tag")
+    ]
+    return check_tags(tags, max_tags=max_tags)
+
+
+def check_tags(tags: list[tuple[str, str]], *, max_tags: int) -> list[tuple[str, str]]:
+    """AWS's limits on a tag set, whichever way it came (a document, ``x-amz-tagging``, a
+    form): at most ``max_tags`` tags, keys of 1-128 characters not beginning with ``aws:``
+    (reserved for AWS's own tags), values of at most 256, no key twice; else ``InvalidTag``."""
+    if len(tags) > max_tags:
+        raise _invalid_tag(f"Object tags cannot be greater than {max_tags}")
     seen: set[str] = set()
-    for tag in _children(tag_set, "Tag"):
-        key = _text(tag, "Key")
-        value = _optional_text(tag, "Value") or ""
-        if len(tags) == max_tags:
-            raise _invalid_tag(f"Object tags cannot be greater than {max_tags}")
+    for key, value in tags:
         if not key or len(key) > MAX_TAG_KEY_CHARS:
             raise _invalid_tag("The TagKey you have provided is invalid")
+        if key.startswith("aws:"):
+            raise _invalid_tag("Your TagKey cannot be prefixed with aws:")
         if len(value) > MAX_TAG_VALUE_CHARS:
             raise _invalid_tag("The TagValue you have provided is invalid")
         if key in seen:
             raise _invalid_tag("Cannot provide multiple Tags with the same key")
         seen.add(key)
-        tags.append((key, value))
     return tags
 
 
@@ -272,4 +278,4 @@ def _one_container(element: ET.Element, name: str) -> ET.Element:
 
 
 def _invalid_tag(message: str) -> S3Error:
-    return S3Error("InvalidArgument", message)
+    return S3Error("InvalidTag", message)

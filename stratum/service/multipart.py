@@ -125,6 +125,7 @@ class MultipartService:
             storage_class=opts.storage_class,
             checksum_algorithm=checksum,
             checksum_type=checksum_type,
+            tags=dict(opts.tags),
         )
 
         def create(tx: Tx) -> None:
@@ -303,6 +304,7 @@ class MultipartService:
             parts=len(chosen),
             owner_id=owner_id,
             upload_id=upload_id,
+            tags=upload.tags,
         )
         plan.stamp(record)
         manifest = {

@@ -87,6 +87,7 @@ class PutOptions:
     checksums: Mapping[str, str] = field(default_factory=dict)
     # extra fields for the on-disk header (multipart parts say which upload they belong to)
     header_meta: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)  # the new version's tag set
 
 
 @dataclass(frozen=True)
@@ -490,6 +491,7 @@ class ObjectService:
                 storage_class=opts.storage_class,
                 checksums=dict(opts.checksums),
                 owner_id=opts.owner_id,
+                tags=dict(opts.tags),
             )
         )
         await self.commit_or_free(
@@ -567,6 +569,7 @@ class ObjectService:
             "user_meta": dict(opts.user_meta),
             "headers": dict(opts.headers),
             "storage_class": opts.storage_class,
+            **({"tags": dict(opts.tags)} if opts.tags else {}),
             **opts.header_meta,
         }
         buffered: list[bytes] = []
@@ -698,6 +701,7 @@ class ObjectService:
                 parts=current.parts,
                 owner_id=opts.owner_id,
                 order=self.orders.next(self.clock.now()).hex(),
+                tags=dict(opts.tags),
             )
             catalog.put_object(tx, bucket, record)
             return record

@@ -891,13 +891,14 @@ def tagging_body(tags: list[tuple[str, str]]) -> bytes:
 def test_tagging_limits() -> None:
     ten = [(f"k{i}", "v") for i in range(10)]
     assert len(parse_tagging(tagging_body(ten))) == 10
-    malformed(parse_tagging, tagging_body([*ten, ("k10", "v")]), code="InvalidArgument")
+    malformed(parse_tagging, tagging_body([*ten, ("k10", "v")]), code="InvalidTag")
     fifty = [(f"k{i}", "v") for i in range(MAX_BUCKET_TAGS)]
     assert len(parse_tagging(tagging_body(fifty), max_tags=MAX_BUCKET_TAGS)) == 50
-    malformed(parse_tagging, tagging_body([("a", "1"), ("a", "2")]), code="InvalidArgument")
-    malformed(parse_tagging, tagging_body([("", "1")]), code="InvalidArgument")
-    malformed(parse_tagging, tagging_body([("k" * 129, "1")]), code="InvalidArgument")
-    malformed(parse_tagging, tagging_body([("k", "v" * 257)]), code="InvalidArgument")
+    malformed(parse_tagging, tagging_body([("a", "1"), ("a", "2")]), code="InvalidTag")
+    malformed(parse_tagging, tagging_body([("", "1")]), code="InvalidTag")
+    malformed(parse_tagging, tagging_body([("k" * 129, "1")]), code="InvalidTag")
+    malformed(parse_tagging, tagging_body([("k", "v" * 257)]), code="InvalidTag")
+    malformed(parse_tagging, tagging_body([("aws:x", "1")]), code="InvalidTag")
     assert parse_tagging(tagging_body([("k" * 128, "v" * 256)])) == [("k" * 128, "v" * 256)]
 
 
