@@ -193,6 +193,9 @@ class VolumeRecord(Record):
     order: str = ""
     # "" for object data, "marker" for a delete marker's zero-byte record
     kind: str = ""
+    # multipart objects uploaded with a checksum: each part's value of it, in part order
+    # (GetObjectAttributes' parts, GET and HEAD with partNumber)
+    part_checksums: list[str] = field(default_factory=list)
 
 
 @dataclass

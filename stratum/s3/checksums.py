@@ -51,6 +51,7 @@ FULL_OBJECT = "FULL_OBJECT"
 HEADER_PREFIX = "x-amz-checksum-"
 SDK_ALGORITHM_HEADER = "x-amz-sdk-checksum-algorithm"
 TRAILER_HEADER = "x-amz-trailer"
+TYPE_HEADER = "x-amz-checksum-type"
 # x-amz-checksum-* headers that name no checksum value (CreateMultipartUpload, GetObject).
 _NOT_VALUES = frozenset({"x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode"})
 
@@ -256,6 +257,16 @@ def algorithm_of_header(name: str) -> Algorithm | None:
     return parse_algorithm(key.removeprefix(HEADER_PREFIX))
 
 
+def element_of(algorithm: Algorithm) -> str:
+    """The XML element of the algorithm's value: ``ChecksumCRC32``, ``ChecksumCRC64NVME``..."""
+    return "Checksum" + algorithm.upper()
+
+
+def algorithm_of_element(name: str) -> Algorithm | None:
+    """``ChecksumSHA256`` -> ``"sha256"``; ``None`` for any other name."""
+    return parse_algorithm(name.removeprefix("Checksum")) if name.startswith("Checksum") else None
+
+
 def display_name(algorithm: Algorithm) -> str:
     """How S3 writes the algorithm in XML, ``x-amz-checksum-algorithm`` and messages."""
     return algorithm.upper()
@@ -270,11 +281,15 @@ def decode_checksum(algorithm: Algorithm, value: str) -> bytes | None:
     return digest if len(digest) == DIGEST_SIZES[algorithm] else None
 
 
-def requested_checksums(headers: Mapping[str, str]) -> dict[Algorithm, str]:
+def requested_checksums(
+    headers: Mapping[str, str], *, composite: bool = False
+) -> dict[Algorithm, str]:
     """The checksum values sent as ``x-amz-checksum-<algorithm>`` headers, validated.
 
-    At most one entry comes back. ``headers`` may be any mapping (names in any case); a
-    multi-valued one such as aiohttp's ``CIMultiDictProxy`` yields each occurrence.
+    At most one entry comes back. ``composite``: a value may end in ``-<part count>``
+    (CompleteMultipartUpload's, of a COMPOSITE checksum). ``headers`` may be any mapping
+    (names in any case); a multi-valued one such as aiohttp's ``CIMultiDictProxy`` yields
+    each occurrence.
     """
     found: dict[Algorithm, str] = {}
     count = 0
@@ -293,10 +308,11 @@ def requested_checksums(headers: Mapping[str, str]) -> dict[Algorithm, str]:
     if count > 1:
         raise S3Error("InvalidRequest", _MULTIPLE)
     for algorithm, value in found.items():
-        if decode_checksum(algorithm, value) is None:
-            raise S3Error(
-                "InvalidRequest", f"Value for {header_of_algorithm(algorithm)} header is invalid."
-            )
+        digest, dash, parts = value.partition("-") if composite else (value, "", "")
+        if dash and not (parts.isascii() and parts.isdigit()):
+            raise mismatch_error(algorithm)
+        if decode_checksum(algorithm, digest) is None:
+            raise mismatch_error(algorithm)  # no body has it: as AWS, the digest is bad
     return found
 
 
@@ -350,7 +366,7 @@ class ChecksumRequest:
             # The decoder already refuses a body lacking an expected trailer.
             raise S3Error("InvalidRequest", f"The {self.trailer} trailer was not found.")
         if decode_checksum(self.algorithm, value) is None:
-            raise S3Error("InvalidRequest", f"Value for {self.trailer} trailing header is invalid.")
+            raise mismatch_error(self.algorithm)
         return value.strip()
 
     def verify(self, computed: Checksummer, trailers: Mapping[str, str] | None = None) -> str:
@@ -414,6 +430,20 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 # --- Multipart -------------------------------------------------------------------------------
+
+
+def checksum_type_of(value: str) -> str:
+    """The ChecksumType S3 shows with a stored checksum: COMPOSITE for a multipart composite
+    (its value ends in ``-<part count>``), FULL_OBJECT for a checksum of the whole object."""
+    return COMPOSITE if "-" in value else FULL_OBJECT
+
+
+def response_headers(checksums: Mapping[str, str]) -> dict[str, str]:
+    """``x-amz-checksum-<algorithm>`` and ``x-amz-checksum-type`` for stored checksums."""
+    out = {header_of_algorithm(cast(Algorithm, alg)): value for alg, value in checksums.items()}
+    for value in checksums.values():
+        out[TYPE_HEADER] = checksum_type_of(value)
+    return out
 
 
 def multipart_checksum_type(algorithm: Algorithm, requested: str | None) -> str:

@@ -7,15 +7,16 @@ the XML.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import cast
 
 from aiohttp import web
 
-from stratum.meta.records import PartRecord, UploadRecord
+from stratum.meta.records import UploadRecord
 from stratum.s3 import checksums, httpsem, xml
 from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
+from stratum.s3.checksum_ops import completion_checksums
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
 from stratum.s3.list_ops import encoding_type
@@ -160,34 +161,6 @@ async def upload_part_copy(ctx: ReqCtx) -> web.StreamResponse:
     return response
 
 
-def _object_checksums(upload: UploadRecord, parts: list[PartRecord]) -> dict[str, str]:
-    """The checksum of a completed upload, as its CreateMultipartUpload asked."""
-    alg = upload.checksum_algorithm
-    if not alg:
-        return {}
-    algorithm = cast(checksums.Algorithm, alg)
-    values = [p.checksums.get(alg) for p in parts]
-    if any(v is None for v in values):
-        raise S3Error(
-            "InvalidRequest",
-            f"The upload was created using a {alg} checksum. The complete request must include "
-            f"the checksum for each part. It was missing for part {_first_missing(parts, alg)} "
-            f"in the request.",
-        )
-    present = [v for v in values if v is not None]
-    if upload.checksum_type == checksums.FULL_OBJECT:
-        value = checksums.full_object_checksum(
-            algorithm, [(v, p.size) for v, p in zip(present, parts, strict=True)]
-        )
-    else:
-        value = checksums.composite_checksum(algorithm, present)
-    return {alg: value}
-
-
-def _first_missing(parts: Sequence[PartRecord], alg: str) -> int:
-    return next((p.part_number for p in parts if alg not in p.checksums), 0)
-
-
 async def complete_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
     upload_id = _upload_id(ctx)
     document = await read_document(ctx, MAX_COMPLETE_MULTIPART_BODY)
@@ -199,15 +172,19 @@ async def complete_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
         upload_id,
         wanted,
         ctx.user.canonical_id,
-        checksum_of=_object_checksums,
+        checksum_of=completion_checksums(ctx, requested),
         condition=write_condition(ctx),
     )
     location = f"/{ctx.bucket}/{ctx.key}"
+    elements = {
+        checksums.element_of(cast(checksums.Algorithm, alg)): value
+        for alg, value in record.checksums.items()
+    }
+    for value in record.checksums.values():
+        elements["ChecksumType"] = checksums.checksum_type_of(value)
     response = xml_response(
-        xml.complete_multipart_upload(location, ctx.bucket, ctx.key, record.etag)
+        xml.complete_multipart_upload(location, ctx.bucket, ctx.key, record.etag, elements)
     )
-    for alg, value in record.checksums.items():
-        response.headers[f"x-amz-checksum-{alg}"] = value
     response.headers.update(written_version(record))
     return response
 

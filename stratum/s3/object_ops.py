@@ -18,7 +18,7 @@ from aiohttp import web
 
 from stratum.meta.records import ObjectRecord
 from stratum.meta.versions import InvalidVersionId, parse_version_id
-from stratum.s3 import httpsem, xml
+from stratum.s3 import checksum_ops, checksums, httpsem, xml
 from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.context import Handler, ReqCtx
@@ -112,12 +112,8 @@ async def put_object(ctx: ReqCtx) -> web.StreamResponse:
     )
     record = await ctx.service.put_object(ctx.bucket, ctx.key, body.chunks, opts)
     out = {"ETag": record.etag, **written_version(record)}
-    out.update(_checksum_headers(record.checksums))
+    out.update(checksums.response_headers(record.checksums))
     return web.Response(status=200, headers=out)
-
-
-def _checksum_headers(checksums: Mapping[str, str]) -> dict[str, str]:
-    return {f"x-amz-checksum-{alg}": value for alg, value in checksums.items()}
 
 
 def _header_value(value: str) -> str:
@@ -151,8 +147,7 @@ def object_headers(view: ObjectView, ctx: ReqCtx) -> dict[str, str]:
     if record.parts:
         out["x-amz-mp-parts-count"] = str(record.parts)
     out.update(tag_count_headers(record.tags))
-    if ctx.header("x-amz-checksum-mode") == "ENABLED":
-        out.update(_checksum_headers(record.checksums))
+    out.update(checksum_ops.read_headers(ctx, record, view.volume, ctx.endpoint.part_number))
     return out
 
 

@@ -28,7 +28,15 @@ from aiohttp import ClientPayloadError, web
 from stratum import auth
 from stratum.block.errors import DiskWriteError, StorageError, StorageFull
 from stratum.meta.store import MetaFull
-from stratum.s3 import bucket_ops, list_ops, multipart_ops, object_ops, tagging_ops, xml
+from stratum.s3 import (
+    attributes_ops,
+    bucket_ops,
+    list_ops,
+    multipart_ops,
+    object_ops,
+    tagging_ops,
+    xml,
+)
 from stratum.s3.context import ApiSettings, Handler, ReqCtx
 from stratum.s3.errors import S3Error, as_s3_error
 from stratum.s3.router import (
@@ -57,6 +65,7 @@ HANDLERS: Mapping[str, Handler] = {
     **object_ops.HANDLERS,
     **multipart_ops.HANDLERS,
     **tagging_ops.HANDLERS,
+    **attributes_ops.HANDLERS,
 }
 
 # The object service's conditions, as S3 names them.

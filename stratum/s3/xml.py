@@ -614,12 +614,17 @@ def initiate_multipart_upload(bucket: str, key: str, upload_id: str) -> bytes:
     return w.finish()
 
 
-def complete_multipart_upload(location: str, bucket: str, key: str, etag: str) -> bytes:
+def complete_multipart_upload(
+    location: str, bucket: str, key: str, etag: str, checksums: Mapping[str, str] | None = None
+) -> bytes:
+    """``checksums``: element name (``ChecksumSHA256``, ``ChecksumType``) -> value."""
     w = XmlWriter("CompleteMultipartUploadResult")
     w.leaf("Location", location)
     w.leaf("Bucket", bucket)
     w.leaf("Key", key)
     w.leaf("ETag", quote_etag(etag))
+    for name, value in (checksums or {}).items():
+        w.leaf(check_name(name), value)
     return w.finish()
 
 

@@ -75,6 +75,13 @@ def _unquote(etag: str) -> str:
     return etag.strip().strip('"')
 
 
+def _part_checksums(upload: UploadRecord, parts: Sequence[PartRecord]) -> list[str]:
+    """Each part's value of the upload's checksum, when it has one and every part has it."""
+    alg = upload.checksum_algorithm
+    values = [p.checksums.get(alg, "") for p in parts] if alg else []
+    return values if all(values) else []
+
+
 def multipart_etag(part_etags: Sequence[str], count: int) -> str:
     digest = hashlib.md5(b"".join(bytes.fromhex(_unquote(e)) for e in part_etags))
     return f'"{digest.hexdigest()}-{count}"'
@@ -332,6 +339,7 @@ class MultipartService:
             created=now,
             last_access=now,
             part_sizes=[p.size for p in chosen],
+            part_checksums=_part_checksums(upload, chosen),
             bucket=bucket,
             key=key,
             order=record.order,

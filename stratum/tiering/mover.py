@@ -81,6 +81,7 @@ class Mover:
                 storage_class=record.storage_class,
                 version_id=record.version_id,
                 order=record.order,
+                tags=record.tags,
             )
         md5 = hashlib.md5()
         sha_needed = volume.layout != MULTI
