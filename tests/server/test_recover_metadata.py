@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from tests.server.conftest import RunningServer, start_server, stratum_command
-from tests.server.faultload import KiB, MiB, client_config, list_all, stop_cleanly, write_config
+from tests.server.faultload import (
+    KiB,
+    Layout,
+    MiB,
+    client_config,
+    list_all,
+    stop_cleanly,
+    write_config,
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,15 @@ class Stored:
     parts: int = 0
 
 
-def _run_recover(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def lose_metadata(layout: Layout) -> None:
+    """Remove the metadata store and every backup of it: only the disks are left."""
+    shutil.rmtree(layout.data_dir / "meta")
+    for disk in layout.disks:
+        for backup in disk.glob("meta-backup*"):
+            shutil.rmtree(backup)
+
+
+def run_recover(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*stratum_command(), "recover-metadata", "--config", str(config), *extra],
         capture_output=True,
@@ -110,17 +126,14 @@ def test_recover_metadata_from_the_disks_alone(tmp_path: Path) -> None:
     try:
         s3 = server.client(**client_config())
         stored, gone = _populate(s3, rng)
-        refused = _run_recover(layout.config, "--dry-run")
+        refused = run_recover(layout.config, "--dry-run")
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "seg/.lock" in refused.stderr and "Stop the server" in refused.stderr
     finally:
         stop_cleanly(server)
 
-    shutil.rmtree(layout.data_dir / "meta")
-    for disk in layout.disks:
-        for backup in disk.glob("meta-backup*"):
-            shutil.rmtree(backup)
-    result = _run_recover(layout.config)
+    lose_metadata(layout)
+    result = run_recover(layout.config)
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No metadata backup found" in result.stdout

@@ -4,16 +4,15 @@ bucket tag sets, AWS's limits and errors, and tags brought back by recover-metad
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.server.conftest import start_server, stratum_command
+from tests.server.conftest import start_server
 from tests.server.faultload import client_config, stop_cleanly, write_config
+from tests.server.test_recover_metadata import lose_metadata, run_recover
 from tests.server.test_s3_objects import error_of
 
 MIB = 1024 * 1024
@@ -159,16 +158,8 @@ def test_tags_survive_recover_metadata(tmp_path: Path) -> None:
         )
     finally:
         stop_cleanly(server)
-    shutil.rmtree(layout.data_dir / "meta")
-    for disk in layout.disks:
-        for backup in disk.glob("meta-backup*"):
-            shutil.rmtree(backup)
-    result = subprocess.run(
-        [*stratum_command(), "recover-metadata", "--config", str(layout.config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    lose_metadata(layout)
+    result = run_recover(layout.config)
     assert result.returncode == 0, result.stdout + result.stderr
     server = start_server(layout.data_dir, config=layout.config)
     try:
