@@ -17,15 +17,21 @@ Placement: replicas of one put go to distinct disks, round-robin; a disk whose l
 failed is tried last (except on every 64th put, so that it is used again once it recovers).
 If a replica cannot be written (ENOSPC, I/O error, directory gone) it is retried on another
 disk that keeps the replicas on distinct disks; if none is left the put fails naming the path,
-and the replicas it did write are counted as dead bytes.
+and the replicas it did write are freed.
 
 Reads check every byte against the location and fall back to the next replica, reporting
 damage; records in the page cache are read on the event loop
 (:mod:`stratum.block.segments_reader`).
 
-Deletes only count dead bytes per segment (:meth:`SegmentStore.dead_bytes`); space comes back
-when a segment is compacted: copy its live records elsewhere, commit the new locations, unlink
-the file (not implemented yet: the metadata layer must say which records are live).
+Deletes free the records in place: a hole is punched over each replica, so the space comes
+back at once (:mod:`stratum.block.segments_space`). What holes cannot give back (blocks a freed
+record shares with live ones, records on a filesystem without hole punching) compaction does
+(:mod:`stratum.maintenance.compaction`, which knows from the metadata which records are live):
+it moves a sealed segment's live records with :meth:`SegmentStore.relocate`, commits their new
+locations, and once the garbage collector has freed the old copies removes the file
+(:meth:`SegmentStore.remove_segment`). :meth:`SegmentStore.usage` says, per segment file, what
+it takes on the disk and how much of it is live, as of the figures compaction last gave
+(:meth:`SegmentStore.set_live`) less what was freed since.
 
 Processes: normally one process owns a data directory: :meth:`SegmentStore.start` takes an
 exclusive ``flock`` on ``<disk>/seg/.lock`` and fails if another process holds it. Several
@@ -43,11 +49,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from stratum.block.disk import Disk
@@ -56,6 +63,7 @@ from stratum.block.segments_format import (
     MAX_PAYLOAD_SIZE,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
+    RecordHeader,
     Replica,
     SegLocation,
     SegmentRecord,
@@ -66,9 +74,20 @@ from stratum.block.segments_format import (
     segment_name,
 )
 from stratum.block.segments_reader import DamageCallback, SegmentReader, unreadable
+from stratum.block.segments_space import SegmentFile, free_record, measure
 from stratum.block.segments_writer import DiskWriter, ReplicaWrite
+from stratum.util.fsio import fsync_dir
 
-__all__ = ["DamageCallback", "Replica", "SegLocation", "SegmentStore", "scan_disk"]
+__all__ = [
+    "DamageCallback",
+    "Replica",
+    "SegLocation",
+    "SegmentStore",
+    "SegmentUsage",
+    "scan_disk",
+]
+
+SegmentKey = tuple[str, int]  # (disk id, segment number)
 
 log = logging.getLogger("stratum.block.segments")
 
@@ -76,6 +95,32 @@ DEFAULT_SEGMENT_SIZE = 64 << 20
 PROBE_EVERY = 64  # puts between attempts on a disk whose last write failed
 LOCK_WAIT = 5.0  # seconds start() waits for another process to let go of a disk
 GATHER_DELAY = 0.0005  # seconds a writer waits for sibling puts' records (see above)
+
+
+@dataclass(frozen=True)
+class SegmentUsage:
+    """One segment file's space, as :meth:`SegmentStore.usage` measured it.
+
+    ``live``: bytes of the records the metadata points at (as compaction last counted, less
+    what was freed since), None before it counted this segment. ``sealed``: no process
+    appends to it any more. ``written_before``: the records below this offset were written
+    before this process started, so no put still under way can come to point at them.
+    """
+
+    disk_id: str
+    file: SegmentFile
+    live: int | None
+    sealed: bool
+    written_before: int
+
+    @property
+    def key(self) -> SegmentKey:
+        return (self.disk_id, self.file.number)
+
+    @property
+    def reclaimable(self) -> int:
+        """Bytes the file takes beyond its live records (0 while ``live`` is not known)."""
+        return 0 if self.live is None else max(0, self.file.allocated - self.live)
 
 
 class SegmentStore:
@@ -123,7 +168,10 @@ class SegmentStore:
             for d in disks
         ]
         self._by_id = {w.disk.disk_id: w for w in self._writers}
-        self._dead: Counter[tuple[str, int]] = Counter()
+        self._executor = executor
+        self._freed: Counter[SegmentKey] = Counter()  # bytes freed since start
+        self._live: dict[SegmentKey, int] = {}  # see set_live()
+        self._freeing: set[asyncio.Task[Any]] = set()  # frees of orphaned records under way
         self._rr = 0
         self._state = "new"
         self._reader = SegmentReader({d.disk_id: d.seg_dir for d in disks}, executor, on_damage)
@@ -162,6 +210,8 @@ class SegmentStore:
         if self._state != "running":
             self._state = "closed"
             return
+        while self._freeing:
+            await asyncio.gather(*self._freeing, return_exceptions=True)
         self._state = "closed"
         for writer in self._writers:
             writer.stop()
@@ -198,18 +248,51 @@ class SegmentStore:
         self._check_running()
         return await self._reader.get(loc)
 
-    async def delete(self, loc: SegLocation) -> dict[tuple[str, int], int]:
-        """Count the replicas of ``loc`` as dead bytes (an append-only file frees nothing).
+    async def delete(self, loc: SegLocation) -> dict[SegmentKey, int]:
+        """Free the replicas of ``loc``: punch their holes (see the module docstring).
 
-        Returns the bytes now dead per (disk id, segment number), for the caller to keep
-        with its garbage counts. Call it once per location: deletes are not deduplicated.
+        Returns the bytes freed per (disk id, segment number). A replica that is not there any
+        more (freed already, its segment removed) frees nothing, so deleting twice is harmless.
         """
-        freed: Counter[tuple[str, int]] = Counter()
+        loop = asyncio.get_running_loop()
+        freed = await loop.run_in_executor(self._executor, self._free_replicas, loc)
+        for key, size in freed.items():
+            self._freed[key] += size
+            if key in self._live:
+                self._live[key] = max(0, self._live[key] - size)
+        return freed
+
+    def _free_replicas(self, loc: SegLocation) -> dict[SegmentKey, int]:
+        def expected(header: RecordHeader) -> bool:
+            found = (header.volume_id, header.payload_size, header.payload_crc32)
+            return found == (loc.volume_id, loc.size, loc.crc32) and (
+                header.meta_size == loc.meta_size
+            )
+
+        freed: dict[SegmentKey, int] = {}
         for replica in loc.replicas:
-            if replica.disk_id in self._by_id:
-                freed[(replica.disk_id, replica.segment)] += loc.record_size
-        self._dead.update(freed)
-        return dict(freed)
+            writer = self._by_id.get(replica.disk_id)
+            if writer is None:
+                continue
+            path = writer.seg_dir / segment_name(replica.segment)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("cannot free a record of %s: %s", path, exc)
+                continue
+            try:
+                size = free_record(fd, replica.offset, expected)
+            except OSError as exc:
+                log.warning("cannot free the record at %d of %s: %s", replica.offset, path, exc)
+                size = 0
+            finally:
+                os.close(fd)
+            if size:
+                key = (replica.disk_id, replica.segment)
+                freed[key] = freed.get(key, 0) + size
+        return freed
 
     async def repair(self, loc: SegLocation) -> SegLocation:
         """Check every replica; rewrite missing or corrupt ones and return the new location.
@@ -233,15 +316,92 @@ class SegmentStore:
             fresh = await self._write_replicas(
                 id_bytes(loc.volume_id, "volume id"), meta_raw, data, loc.crc32, good, need
             )
-        for replica, _reason in damage:
-            if replica.disk_id in self._by_id:
-                self._dead[(replica.disk_id, replica.segment)] += loc.record_size
         return replace(loc, replicas=(*good, *fresh))
 
-    def dead_bytes(self) -> dict[tuple[str, int], int]:
-        """Bytes known dead per (disk id, segment number) since start: deletes, replaced
-        replicas, replicas of failed or cancelled puts. In memory only, for now."""
-        return dict(self._dead)
+    async def read_intact(self, loc: SegLocation) -> tuple[bytes, bytes] | None:
+        """(meta bytes, payload) of an intact replica of ``loc``, or None; damage found is
+        reported as for reads."""
+        self._check_running()
+        return (await self._reader.read_all(loc))[1]
+
+    def freed_bytes(self) -> dict[SegmentKey, int]:
+        """Bytes freed per (disk id, segment number) since start: deletes, and the records
+        of failed or cancelled puts."""
+        return dict(self._freed)
+
+    # --- space and compaction -------------------------------------------------------------
+
+    def set_live(self, live: Mapping[SegmentKey, int]) -> None:
+        """Bytes of the records the metadata points at, per segment, as counted now (call on
+        the event loop); a segment with none is named with 0. Frees from now on are taken
+        off; a segment not named counts as not known (:attr:`SegmentUsage.live` None)."""
+        self._live = dict(live)
+
+    def usage(self) -> list[SegmentUsage]:
+        """Every segment file of every disk with its space (blocking: stats every file)."""
+        live = self._live.copy()
+        out: list[SegmentUsage] = []
+        for writer in self._writers:
+            disk_id = writer.disk.disk_id
+            try:
+                files = measure(writer.seg_dir)
+            except OSError:
+                continue
+            open_now = writer.open_segments
+            for file in files:
+                sealed = file.sealed or (
+                    file.number in writer.at_start and file.number not in open_now
+                )
+                out.append(
+                    SegmentUsage(
+                        disk_id,
+                        file,
+                        live.get((disk_id, file.number)),
+                        sealed,
+                        writer.at_start.get(file.number, 0),
+                    )
+                )
+        return out
+
+    async def relocate(
+        self, loc: SegLocation, old: Replica, meta_raw: bytes, data: bytes
+    ) -> Replica:
+        """Write a new copy of replica ``old`` of ``loc`` for compaction: in the compaction
+        lane of the same disk when that keeps the replicas apart, else where a repair would
+        put it. ``meta_raw`` and ``data`` must be the record's own (checked by the caller)."""
+        self._check_running()
+        volume_raw = id_bytes(loc.volume_id, "volume id")
+        others = [r for r in loc.replicas if r != old]
+        writer = self._by_id.get(old.disk_id)
+        lane = writer.compaction_lane if writer is not None else -1
+        taken = {r.segment for r in others if r.disk_id == old.disk_id}
+        if writer is None or writer.failures or writer.lane_segment(lane) in taken:
+            replicas = await self._write_replicas(volume_raw, meta_raw, data, loc.crc32, others, 1)
+            return replicas[0]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Replica] = loop.create_future()
+        writer.submit(ReplicaWrite(lane, volume_raw, meta_raw, data, loc.crc32, loop, future))
+        return await future
+
+    async def remove_segment(self, disk_id: str, number: int) -> None:
+        """Delete a segment file compaction has emptied (and sync its directory)."""
+        writer = self._by_id[disk_id]
+        if number in writer.open_segments:
+            raise ValueError(f"segment {number} of disk {disk_id} is still being written")
+        self._reader.forget((disk_id, number))
+        path = writer.seg_dir / segment_name(number)
+
+        def unlink() -> None:
+            os.unlink(path)
+            fsync_dir(writer.seg_dir)
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, unlink)
+        self._live.pop((disk_id, number), None)
+
+    def close_removed_reads(self) -> None:
+        """Close the files kept open for reads that another process removed (on the loop):
+        an open file keeps its blocks allocated."""
+        self._reader.close_unlinked()
 
     # --- writing --------------------------------------------------------------------------
 
@@ -249,8 +409,17 @@ class SegmentStore:
         if self._state != "running":
             raise RuntimeError(f"the segment store is {self._state}, not running")
 
-    def _orphan(self, replica: Replica, size: int) -> None:
-        self._dead[(replica.disk_id, replica.segment)] += size
+    def _orphan(self, write: ReplicaWrite, replica: Replica) -> None:
+        loc = SegLocation(
+            write.volume_raw.hex(), len(write.data), write.crc, len(write.meta), (replica,)
+        )
+        self._free_later(loc)
+
+    def _free_later(self, loc: SegLocation) -> None:
+        """Free the record of a put that failed or was cancelled (on the loop)."""
+        task = asyncio.ensure_future(self.delete(loc))
+        self._freeing.add(task)
+        task.add_done_callback(self._freeing.discard)
 
     def _targets(self, existing: Sequence[Replica]) -> list[tuple[DiskWriter, int]]:
         """(writer, lane) pairs for new replicas, best first, that keep the replicas spread.
@@ -302,7 +471,12 @@ class SegmentStore:
         errors: list[StorageError] = []
         written: list[Replica] = []
         futures: list[asyncio.Future[Replica]] = []
-        record_size = RECORD_HEADER_SIZE + len(meta_raw) + len(data)
+
+        def orphan(replica: Replica) -> None:
+            self._free_later(
+                SegLocation(volume_raw.hex(), len(data), crc, len(meta_raw), (replica,))
+            )
+
         try:
             while attempt:
                 futures = []
@@ -332,13 +506,13 @@ class SegmentStore:
                 attempt = retry
         except BaseException:
             for future in futures:
-                future.cancel()  # the writer counts what it still writes as dead
+                future.cancel()  # the writer frees what it still writes
             for replica in written:
-                self._orphan(replica, record_size)
+                orphan(replica)
             raise
         if len(written) < need:
             for replica in written:
-                self._orphan(replica, record_size)
+                orphan(replica)
             if not errors:
                 raise DiskWriteError("no disk is available for a replica")
             detail = "; ".join(str(e) for e in errors)

@@ -14,7 +14,9 @@ Segment file header, format version 1 (48 bytes)::
      0      8    magic  b"STRATSEG"
      8      2    u16  format version (1)
     10      2    u16  header size in bytes (48): where the first record starts
-    12      4    u32  flags, 0 (reserved)
+    12      4    u32  flags: bit 0 SEALED (no process appends to the segment any more),
+                          bit 1 COMPACTED (written by compaction: records moved out of other
+                          segments); other bits 0. Code that predates the flags ignores them.
     16     16    disk id, the 32 hex characters of ``stratum-disk.json`` as 16 raw bytes
     32      8    u64  segment number (same as the file name)
     40      4    u32  reserved, 0
@@ -53,6 +55,13 @@ legitimately contain such bytes (someone uploads a segment file as an object); r
 stored offset to equal the position found makes a record embedded in a payload fail the check
 unless it was crafted for that exact spot.
 
+Freed records: when the garbage collector frees a record, its bytes are deallocated in place
+(``fallocate(PUNCH_HOLE)``, see :mod:`stratum.block.segments_space`) and read back as zeros;
+on a filesystem that cannot punch holes only its header is zeroed. Either way the record's
+header no longer decodes, so scans (recovery, compaction) skip it like any damage: a deleted
+object is not brought back by a rebuild from the disks. Compaction moves a segment's live
+records elsewhere and then deletes the file.
+
 Crash safety: records are only ever appended, and the writer acknowledges a record after an
 ``fdatasync`` of the segment (and a directory fsync when the segment is new). A record cut
 short by a crash fails its header CRC or runs past the end of the file: a scan stops there (or
@@ -82,6 +91,8 @@ SEGMENT_VERSION = 1
 RECORD_MAGIC = b"SREC"
 RECORD_VERSION = 1
 KIND_DATA = 0
+FLAG_SEALED = 1
+FLAG_COMPACTED = 2
 
 _SEG_HEAD = struct.Struct("<8sHHI16sQI")  # everything but the trailing CRC
 SEGMENT_HEADER_SIZE = _SEG_HEAD.size + 4  # 48
@@ -243,14 +254,15 @@ class SegmentHeader:
     header_size: int
     disk_id: str
     segment_no: int
+    flags: int = 0
 
 
-def encode_segment_header(disk_id: str, segment_no: int) -> bytes:
+def encode_segment_header(disk_id: str, segment_no: int, flags: int = 0) -> bytes:
     body = _SEG_HEAD.pack(
         SEGMENT_MAGIC,
         SEGMENT_VERSION,
         SEGMENT_HEADER_SIZE,
-        0,
+        flags,
         id_bytes(disk_id, "disk id"),
         segment_no,
         0,
@@ -264,14 +276,23 @@ def decode_segment_header(raw: bytes, where: object) -> SegmentHeader:
         raise SegmentFormatError(f"{where}: segment header truncated ({len(raw)} bytes)")
     body = raw[: _SEG_HEAD.size]
     (crc,) = _CRC.unpack_from(raw, _SEG_HEAD.size)
-    magic, version, header_size, _flags, disk, segment_no, _res = _SEG_HEAD.unpack(body)
+    magic, version, header_size, flags, disk, segment_no, _res = _SEG_HEAD.unpack(body)
     if magic != SEGMENT_MAGIC:
         raise SegmentFormatError(f"{where}: not a Stratum segment file (bad magic)")
     if zlib.crc32(body) != crc:
         raise SegmentFormatError(f"{where}: segment header fails its CRC")
     if version != SEGMENT_VERSION:
         raise SegmentFormatError(f"{where}: segment format version {version} is not supported")
-    return SegmentHeader(version, header_size, disk.hex(), segment_no)
+    return SegmentHeader(version, header_size, disk.hex(), segment_no, flags)
+
+
+def read_segment_header(path: Path) -> SegmentHeader:
+    """The header of the segment file at ``path`` (blocking); OSError or SegmentFormatError."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return decode_segment_header(read_full(fd, SEGMENT_HEADER_SIZE, 0), path)
+    finally:
+        os.close(fd)
 
 
 # --- records --------------------------------------------------------------------------------
@@ -342,12 +363,16 @@ class SegmentRecord:
 
     ``intact`` is false when the payload or meta fails its CRC (the header was good, so the
     record's extent is known); ``meta`` is None when the meta bytes are damaged or not JSON.
+    ``freed`` (never with ``intact``): the record's body reads as zeros where a freed record's
+    would (:func:`looks_freed`), so it is garbage whose header outlived the hole punched over
+    it (a crash in between), not damage.
     """
 
     header: RecordHeader
     meta: dict[str, Any] | None
     payload: bytes
     intact: bool
+    freed: bool = False
 
     @property
     def offset(self) -> int:
@@ -356,6 +381,26 @@ class SegmentRecord:
     @property
     def volume_id(self) -> str:
         return self.header.volume_id
+
+
+FREE_BLOCK = 4096  # the smallest block a filesystem deallocates when a hole is punched
+_ZERO_BLOCK = bytes(FREE_BLOCK)
+
+
+def looks_freed(body: bytes | memoryview, at: int) -> bool:
+    """Whether a record body (meta + payload) read at file offset ``at``, which fails its CRC,
+    is one whose hole was punched: all zeros, or an aligned block of zeros inside it (a punch
+    deallocates whole blocks; a crash may keep the zeroing of the partial blocks around them
+    from reaching the disk). A payload that held such zeros and was then damaged elsewhere is
+    taken for freed too: either way no intact copy is left here."""
+    view = memoryview(body)
+    if not bytes(view).strip(b"\0"):
+        return True
+    first = -at % FREE_BLOCK
+    for start in range(first, len(view) - FREE_BLOCK + 1, FREE_BLOCK):
+        if view[start : start + FREE_BLOCK] == _ZERO_BLOCK:
+            return True
+    return False
 
 
 def _resync(fd: int, start: int, file_size: int) -> RecordHeader | None:
@@ -449,7 +494,8 @@ def scan_segment(path: Path) -> Iterator[SegmentRecord]:
                 except ValueError:
                     meta = None
             intact = meta_ok and zlib.crc32(payload) == header.payload_crc32
-            yield SegmentRecord(header, meta, payload, intact)
+            freed = not intact and looks_freed(body, header.offset + RECORD_HEADER_SIZE)
+            yield SegmentRecord(header, meta, payload, intact, freed)
     finally:
         os.close(fd)
 

@@ -70,6 +70,23 @@ class SegmentReader:
         while self._read_fds:
             os.close(self._read_fds.popitem()[1])
 
+    def forget(self, key: tuple[str, int]) -> None:
+        """Close the file kept open for a segment about to be removed (on the loop's thread)."""
+        fd = self._read_fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close_unlinked(self) -> None:
+        """Close the kept files another process removed (on the loop's thread): an open file
+        keeps its blocks allocated."""
+        for key, fd in list(self._read_fds.items()):
+            try:
+                gone = os.fstat(fd).st_nlink == 0
+            except OSError:
+                gone = True
+            if gone:
+                self.forget(key)
+
     async def get(self, loc: SegLocation) -> bytes:
         """The payload from the first intact replica; damage is reported, not raised.
 

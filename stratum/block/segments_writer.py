@@ -14,7 +14,16 @@ A record is durable once its future resolves; a crash before that leaves at most
 which readers never see (nothing points at it) and scans skip (CRC).
 
 Lanes: a writer keeps one open segment per replica level (``lanes``), so that the replicas of
-one object that land on the same disk (fewer disks than copies) go to distinct segment files.
+one object that land on the same disk (fewer disks than copies) go to distinct segment files,
+and one more, the last, for the records compaction moves (:data:`FLAG_COMPACTED` in its
+header): records that outlived a segment are likely to live on, so they are kept apart from
+fresh writes, whose deletes would otherwise force them to be moved again.
+
+Sealing: a segment the writer stops appending to (full, or after a failed write) gets
+:data:`FLAG_SEALED` in its header once its last records are synced; no process appends to it
+again, so compaction may move its records and delete it. A crash can lose the flag; segments
+that exist when the first process starts are sealed implicitly, except the few it goes on
+appending to (:attr:`DiskWriter.at_start`).
 
 Processes: :meth:`DiskWriter.recover` takes a ``flock`` on ``<disk>/seg/.lock``, exclusive or
 (``shared``) shared; see :mod:`stratum.block.segments` for how server processes share disks.
@@ -36,6 +45,8 @@ from pathlib import Path
 from stratum.block.disk import Disk
 from stratum.block.errors import DiskWriteError, StorageError, StorageFull
 from stratum.block.segments_format import (
+    FLAG_COMPACTED,
+    FLAG_SEALED,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
     Replica,
@@ -45,6 +56,7 @@ from stratum.block.segments_format import (
     list_segments,
     prepare_for_append,
     pwritev_all,
+    read_segment_header,
     segment_name,
 )
 from stratum.util.fsio import fsync_dir
@@ -84,6 +96,7 @@ class _Lane:
     end: int
     path: Path
     new: bool  # created since the last directory fsync
+    flags: int = 0  # the header's flags (FLAG_COMPACTED for the compaction lane)
     broken: bool = False  # a failed write could not be cut back: append nothing more
     pending: list[int] = field(default_factory=list)  # batch indices written, not yet synced
 
@@ -97,9 +110,10 @@ def _storage_error(exc: OSError, path: Path) -> StorageError:
 class DiskWriter:
     """The one thread appending to one disk's segments (see the module docstring).
 
-    ``gather()`` (asked from the writer thread) says how long a batch waits for sibling puts;
-    ``on_orphan(replica, size)`` (on the caller's loop) counts a record written for a put
-    that was cancelled meanwhile; ``lock_wait`` is how many seconds :meth:`recover` waits for
+    ``lanes`` replica levels, plus the compaction lane (index ``lanes``). ``gather()`` (asked
+    from the writer thread) says how long a batch waits for sibling puts;
+    ``on_orphan(write, replica)`` (on the caller's loop) frees a record written for a put that
+    was cancelled meanwhile; ``lock_wait`` is how many seconds :meth:`recover` waits for
     another process to let go of the disk.
     """
 
@@ -108,7 +122,7 @@ class DiskWriter:
         disk: Disk,
         lanes: int,
         segment_size: int,
-        on_orphan: Callable[[Replica, int], None],
+        on_orphan: Callable[[ReplicaWrite, Replica], None],
         *,
         shared: bool,
         gather: Callable[[], float],
@@ -121,9 +135,16 @@ class DiskWriter:
         self._segment_size = segment_size
         self._on_orphan = on_orphan
         self._lock_wait = lock_wait
-        self._lanes: list[_Lane | None] = [None] * lanes
+        self.compaction_lane = lanes
+        self._lanes: list[_Lane | None] = [None] * (lanes + 1)
         self._retired: list[_Lane] = []  # closed at the end of the batch, after the sync
         self._reusable: list[tuple[int, int]] = []  # (segment_no, end) found by recover()
+        # Segments that existed when this (exclusive) process started, with their sizes: the
+        # records below those sizes were written before it started. Empty when shared.
+        self.at_start: dict[int, int] = {}
+        # Segments this writer may still append to (its lanes, lanes retired in the batch
+        # under way, segments to reuse); replaced whole, never mutated: other threads read it.
+        self.open_segments: frozenset[int] = frozenset()
         self._next_segment = 1
         self._lock_fd: int | None = None
         self._batches: GroupCommit[ReplicaWrite, _Result] = GroupCommit(
@@ -169,16 +190,28 @@ class DiskWriter:
         self._next_segment = numbers[-1] + 1 if numbers else 1
         if self.shared:
             return  # other processes append to the existing segments: start new ones
-        # Any segment may be appended to; the newest ones are where a crash can have left a
-        # torn tail worth cutting. Older torn tails are harmless: scans and reads skip them.
-        for number in reversed(numbers[-len(self._lanes) :]):
+        for number in numbers:
             try:
+                self.at_start[number] = (self.seg_dir / segment_name(number)).stat().st_size
+            except OSError:
+                continue
+        # The newest segments are where a crash can have left a torn tail worth cutting, and
+        # the ones worth appending to again. Older torn tails are harmless: scans and reads
+        # skip them. Sealed segments and compaction's own are not appended to again.
+        for number in reversed(numbers[-self.compaction_lane :]):
+            path = self.seg_dir / segment_name(number)
+            try:
+                # (a file shorter than a header, left by a crash, is given one and reused)
+                if path.stat().st_size >= SEGMENT_HEADER_SIZE and read_segment_header(path).flags:
+                    continue
                 end = self._cut_torn_tail(number)
             except (OSError, SegmentFormatError) as exc:
                 log.warning("not appending to segment %s any more: %s", number, exc)
                 continue
             if end + RECORD_HEADER_SIZE < self._segment_size:
                 self._reusable.append((number, end))
+                self.at_start[number] = end
+        self._note_open()
 
     def _cut_torn_tail(self, number: int) -> int:
         path = self.seg_dir / segment_name(number)
@@ -194,8 +227,10 @@ class DiskWriter:
         self.shared = True
 
     def release(self) -> None:
-        for lane in self._lanes:
+        for index, lane in enumerate(self._lanes):
             if lane is not None:
+                if index == self.compaction_lane:
+                    self._seal(lane)  # see compaction's start-up check of unsealed segments
                 os.close(lane.fd)
         self._lanes = [None] * len(self._lanes)
         if self._lock_fd is not None:
@@ -256,8 +291,10 @@ class DiskWriter:
             self._append(lane, [batch[i] for i in items], items, results, replicas)
         self._sync(touched, results, replicas)
         for lane in self._retired:
+            self._seal(lane)
             os.close(lane.fd)
         self._retired.clear()
+        self._note_open()
         assert all(r is not None for r in results)
         return [r for r in results if r is not None]
 
@@ -353,14 +390,31 @@ class DiskWriter:
             self._retire(lane)
             lane = None
         if lane is None:
-            lane = self._open_lane()
+            lane = self._open_lane(FLAG_COMPACTED if index == self.compaction_lane else 0)
             self._lanes[index] = lane
+            self._note_open()
             if lane.new and lane not in touched:
                 touched.append(lane)  # its header and directory entry need syncing too
         return lane
 
-    def _open_lane(self) -> _Lane:
-        while self._reusable:
+    def _note_open(self) -> None:
+        current = {lane.segment_no for lane in self._lanes if lane is not None}
+        current |= {lane.segment_no for lane in self._retired}
+        self.open_segments = frozenset(current | {number for number, _end in self._reusable})
+
+    def _seal(self, lane: _Lane) -> None:
+        """Mark a retired segment sealed (see the module docstring). Not synced: a lost flag
+        is implied again at the next start. A failure only leaves the segment unsealed."""
+        flags = lane.flags | FLAG_SEALED
+        try:
+            pwritev_all(
+                lane.fd, [encode_segment_header(self.disk.disk_id, lane.segment_no, flags)], 0
+            )
+        except OSError as exc:
+            log.warning("cannot seal segment %s: %s", lane.path, exc)
+
+    def _open_lane(self, flags: int) -> _Lane:
+        while self._reusable and not flags:
             number, end = self._reusable.pop(0)
             if number in (lane.segment_no for lane in self._lanes if lane is not None):
                 continue
@@ -382,7 +436,7 @@ class DiskWriter:
             except OSError as exc:
                 raise _storage_error(exc, path) from exc
             try:
-                pwritev_all(fd, [encode_segment_header(self.disk.disk_id, number)], 0)
+                pwritev_all(fd, [encode_segment_header(self.disk.disk_id, number, flags)], 0)
             except OSError as exc:
                 os.close(fd)
                 try:
@@ -390,7 +444,7 @@ class DiskWriter:
                 except OSError:
                     pass
                 raise _storage_error(exc, path) from exc
-            return _Lane(fd, number, SEGMENT_HEADER_SIZE, path, new=True)
+            return _Lane(fd, number, SEGMENT_HEADER_SIZE, path, new=True, flags=flags)
 
     def _retire(self, lane: _Lane) -> None:
         """Stop appending to ``lane``; its fd is closed once this batch is synced."""
@@ -431,12 +485,12 @@ def _record_size(write: ReplicaWrite) -> int:
 
 
 def _answer(
-    items: list[tuple[ReplicaWrite, _Result]], on_orphan: Callable[[Replica, int], None]
+    items: list[tuple[ReplicaWrite, _Result]], on_orphan: Callable[[ReplicaWrite, Replica], None]
 ) -> None:
     for write, result in items:
         if write.future.done():  # the put was cancelled: its record is garbage
             if isinstance(result, Replica):
-                on_orphan(result, write.record_size)
+                on_orphan(write, result)
         elif isinstance(result, Replica):
             write.future.set_result(result)
         else:

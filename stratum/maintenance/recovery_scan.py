@@ -2,9 +2,11 @@
 
 Each disk is read for shard files (``ec/<fan>/<volume>.<i>.shard``: the header names the
 object, the footer gives size and MD5) and segment records (``seg/``: each copy carries its
-object's meta and a payload CRC). :func:`assemble` groups what the disks hold into one
-:class:`FoundVolume` per volume id, with the location a reader would use and whether it
-can be read.
+object's meta and a payload CRC). Records the garbage collector freed are not found: their
+bytes were deallocated and read as zeros; one whose header outlived its hole (a crash in
+between) is skipped as freed, not reported as damage. :func:`assemble` groups what the disks
+hold into one :class:`FoundVolume` per volume id, with the location a reader would use and
+whether it can be read.
 """
 
 from __future__ import annotations
@@ -237,6 +239,8 @@ def scan_disk(disk: PoolDisk, seen: FirstSeen | None = None) -> DiskScan:
         path = seg_dir / segment_name(number)
         try:
             for record in scan_segment(path):
+                if record.freed:
+                    continue
                 header, meta = record.header, record.meta
                 manifest = record.intact and meta is not None and meta.get("kind") in KEEP_PAYLOAD
                 if meta is not None and not seen.first(header.volume_id):

@@ -252,7 +252,6 @@ async def test_corrupt_replica_is_reported_and_repaired(tmp_path: Path) -> None:
             assert await store.get(fixed.__class__(**{**fixed.__dict__, "replicas": order})) == data
         assert damage == []
         assert await store.repair(fixed) is fixed
-        assert store.dead_bytes()[(bad.disk_id, bad.segment)] == loc.record_size
 
 
 def _keeps_pages(path: Path) -> bool:
@@ -357,9 +356,10 @@ async def test_put_fails_naming_the_path_when_replicas_cannot_spread(tmp_path: P
         with pytest.raises(DiskWriteError) as err:
             await store.put(vid(), b"after", {})
         assert str(disks[0].seg_dir) in str(err.value)
-        # The replicas it did write on the other two disks are counted as garbage.
-        dead = store.dead_bytes()
-        assert {k[0] for k in dead} == {disks[1].disk_id, disks[2].disk_id}
+    # The replicas it did write on the other two disks are freed.
+    assert {k[0] for k in store.freed_bytes()} == {disks[1].disk_id, disks[2].disk_id}
+    for disk in disks[1:]:
+        assert [r.meta for _n, r in scan_disk(disk)] == [{}]  # only "before" is left
 
 
 async def test_all_replicas_bad_raises_storage_error(tmp_path: Path) -> None:
@@ -376,20 +376,23 @@ async def test_all_replicas_bad_raises_storage_error(tmp_path: Path) -> None:
             await store.repair(loc)
 
 
-async def test_delete_and_cancelled_put_count_dead_bytes(tmp_path: Path) -> None:
+async def test_delete_and_cancelled_put_free_their_records(tmp_path: Path) -> None:
     disks = make_disks(tmp_path, 2)
     async with running(disks, 2) as store:
         loc = await store.put(vid(), b"z" * 100, {"k": 1})
         freed = await store.delete(loc)
         assert freed == {(r.disk_id, r.segment): loc.record_size for r in loc.replicas}
+        assert await store.delete(loc) == {}  # freed already: nothing more
         task = asyncio.ensure_future(store.put(vid(), b"y" * 100, {}))
         await asyncio.sleep(0)  # submitted to the writers
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await store.put(vid(), b"after", {})  # the writers have delivered the cancelled write
-    dead = sum(store.dead_bytes().values())
-    assert dead == 2 * loc.record_size + 2 * (RECORD_HEADER_SIZE + 2 + 100)
+        after = await store.put(vid(), b"after", {})  # the cancelled write was delivered
+    freed_total = sum(store.freed_bytes().values())
+    assert freed_total == 2 * loc.record_size + 2 * (RECORD_HEADER_SIZE + 2 + 100)
+    for disk in disks:  # scans find only the record that is still live
+        assert [r.volume_id for _n, r in scan_disk(disk)] == [after.volume_id]
 
 
 async def test_second_store_on_same_disks_is_refused(tmp_path: Path) -> None:
