@@ -6,9 +6,10 @@ serving and ``start``/``stop`` inside the event loop.
 Several server processes can share one data directory (``server.workers``, see
 :mod:`stratum.cli.workers`). The primary opens it as a single server would (it recovers:
 cuts torn segment tails, sweeps orphans) and runs every background task (garbage collection,
-scrub, tiering, multipart expiry, metadata backups, snapshots), then :meth:`Node.share` lets
-the workers in. A worker opens with ``worker=True`` and runs only what serves its own
-requests: access-signal batches, disk probes and the healing of damage its reads met.
+segment compaction, scrub, tiering, multipart expiry, metadata backups, snapshots), then
+:meth:`Node.share` lets the workers in. A worker opens with ``worker=True`` and runs only what
+serves its own requests: access-signal batches, disk probes and the healing of damage its
+reads met.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 from stratum.block.disk import DiskError
 from stratum.block.tierstore import DISKS_KEY, TierStore, tier_layouts
 from stratum.config import Config, cold_credentials
+from stratum.maintenance.compaction import Compactor
 from stratum.maintenance.scrub import Maintenance
 from stratum.meta.store import MetaStore
 from stratum.pool import PoolError, tier_pool
@@ -80,6 +82,7 @@ class Node:
     executor: concurrent.futures.ThreadPoolExecutor
     maintenance: Maintenance
     tiering: TierEngine
+    compaction: Compactor
     backup: MetaBackup | None = None  # copies of the metadata store, made while started
     snapshots: SnapshotSchedule | None = None  # ZFS snapshots, when scheduled
 
@@ -154,6 +157,7 @@ class Node:
             executor,
             maintenance,
             tiering,
+            Compactor(service, clock),
         )
 
     @property
@@ -184,6 +188,7 @@ class Node:
         data_dir = self.config.storage.data_dir
         await loop.run_in_executor(self.executor, record_root_in_use, data_dir, self.root)
         await self.multipart.start()
+        await self.compaction.start()
         await self.tiering.start()
         # Imported here, as snapshots below: only the primary runs them, and modules a
         # process never uses only add to its memory.
@@ -217,6 +222,7 @@ class Node:
         if self.backup is not None:
             await self.backup.stop()
         await self.tiering.stop()
+        await self.compaction.stop()
         await self.maintenance.stop()
         await self.multipart.stop()
         await self.service.stop()

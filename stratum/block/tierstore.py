@@ -5,12 +5,22 @@ recorded in its :class:`~stratum.meta.records.VolumeRecord` (``layout`` "seg" or
 What backs the tier's disk directories (plain directories or ZFS datasets) is its
 :class:`~stratum.pool.Pool`: it prepares each disk before it is opened, and every probe asks
 it for each disk's backing, capacity and health (a failed zpool makes its disks offline).
+
+Capacity, for the tiering watermarks, counts what Stratum stores, not what the filesystems
+say is used: their used bytes less the dead bytes Stratum will reclaim (segment space not yet
+compacted, :attr:`SegmentUsage.reclaimable`) and less what is on them besides Stratum's
+volumes (other files, the metadata store, as measured at the last accounting: compaction
+counts the bytes of every live volume, :meth:`TierStore.note_stored`). Deleted data thus
+never pushes a tier over its high watermark, and neither do other programs' files. The
+accounting runs in the background of the first server process every few minutes; until its
+first count the other files are counted as stored.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +28,7 @@ from typing import Any
 
 from stratum.block.disk import IDENTITY_FILE, Disk, DiskError, open_disk
 from stratum.block.erasure import ECLocation, ECParams, ErasureStore, Hasher
-from stratum.block.segments import SegLocation, SegmentStore
+from stratum.block.segments import SegLocation, SegmentStore, SegmentUsage
 from stratum.config import Config, TierConfig
 from stratum.pool import Capacity, DirectoryPool, DiskBacking, Pool, PoolError
 
@@ -40,6 +50,15 @@ class TierLayout:
 DISKS_KEY = (
     b"disks"  # metadata info: {disk path: disk id} as last opened, to recognise replaced disks
 )
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """The last count of what the tier's disks hold (see the module docstring)."""
+
+    at: float  # clock time of the count
+    stored: dict[str, int]  # disk id -> bytes of live volumes on it (shards, segment records)
+    other: int  # bytes on the tier's filesystems that are not live volumes nor reclaimable
 
 
 def tier_layouts(config: Config) -> dict[str, TierLayout]:
@@ -83,6 +102,8 @@ class TierStore:
         self.erasure: ErasureStore | None = None
         self.segments: SegmentStore | None = None
         self.replaced: list[Disk] = []  # disks that came back empty: to be refilled
+        self.accounting: Accounting | None = None
+        self._reclaimable: dict[str, int] = {}  # disk id -> bytes, as of the last probe
 
     def open(self, known_ids: Mapping[str, str] | None = None, *, shared: bool = False) -> None:
         """Open the disks (blocking; raises DiskError naming a bad path) and sweep orphans.
@@ -149,6 +170,8 @@ class TierStore:
         states: dict[str, str] = {}
         backing = self.pool.describe([d.path for d in self.disks])
         self._backing = backing
+        if self.accounting is not None:
+            self._reclaimable = self._reclaimable_by_disk(self._segment_usage())
         for disk in self.disks:
             ident = disk.path / IDENTITY_FILE
             problem = backing[disk.path].problem if disk.path in backing else ""
@@ -169,10 +192,19 @@ class TierStore:
 
     def describe_disk(self, disk_id: str) -> dict[str, object]:
         """Backing ("directory" or "zfs"), dataset, zpool, health and capacity of a disk as
-        of the last probe; never blocks."""
+        of the last probe, and what Stratum stores on it and could reclaim (None before the
+        first accounting); never blocks."""
         for disk in self.disks:
             if disk.disk_id == disk_id and disk.path in self._backing:
-                return self._backing[disk.path].to_dict()
+                described = self._backing[disk.path].to_dict()
+                accounting = self.accounting
+                described["stored_bytes"] = (
+                    accounting.stored.get(disk_id, 0) if accounting is not None else None
+                )
+                described["reclaimable_bytes"] = (
+                    self._reclaimable.get(disk_id, 0) if accounting is not None else None
+                )
+                return described
         return {}
 
     def describe_disks(self) -> dict[str, dict[str, object]]:
@@ -180,13 +212,45 @@ class TierStore:
         return {d.disk_id: self.describe_disk(d.disk_id) for d in self.disks}
 
     def capacity(self) -> Capacity:
-        """Bytes used and total of the tier, for the watermarks (blocking): space shared by
-        several disks (one filesystem, one zpool) counted once, a ZFS quota honoured."""
-        return self.pool.capacity([d.path for d in self.disks])
+        """What the tier stores and could hold, for the watermarks (blocking; see the module
+        docstring): space shared by several disks (one filesystem, one zpool) counted once,
+        a ZFS quota honoured."""
+        raw = self.pool.capacity([d.path for d in self.disks])
+        if self.accounting is None:
+            return raw
+        reclaimable = sum(self._reclaimable_by_disk(self._segment_usage()).values())
+        other = self.accounting.other
+        used = max(0, raw.used - reclaimable - other)
+        return Capacity(used, max(used, raw.total - other))
+
+    def note_stored(self, stored: Mapping[str, int], at: float) -> None:
+        """Take a count of the bytes of live volumes on each disk (blocking: measures the
+        filesystems to know what else is on them)."""
+        raw = self.pool.capacity([d.path for d in self.disks])
+        reclaimable = self._reclaimable_by_disk(self._segment_usage())
+        other = max(0, raw.used - sum(reclaimable.values()) - sum(stored.values()))
+        self._reclaimable = reclaimable
+        self.accounting = Accounting(
+            at, {d.disk_id: stored.get(d.disk_id, 0) for d in self.disks}, other
+        )
+
+    def _segment_usage(self) -> list[SegmentUsage]:
+        return self.segments.usage() if self.segments is not None else []
+
+    @staticmethod
+    def _reclaimable_by_disk(usage: Sequence[SegmentUsage]) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for segment in usage:
+            out[segment.disk_id] += segment.reclaimable
+        return dict(out)
 
     def set_offline(self, disk_ids: set[str]) -> None:
+        """After each probe (on the loop): which disks are offline. Also closes the segment
+        files kept open for reads that compaction removed meanwhile."""
         if self.erasure is not None:
             self.erasure.offline = set(disk_ids)
+        if self.segments is not None:
+            self.segments.close_removed_reads()
 
     def online_count(self) -> int:
         offline = self.erasure.offline if self.erasure is not None else set()

@@ -80,6 +80,7 @@ def _offline(config: Config, action: str, target: tuple[str | None, str | None])
         try:
             await node.maintenance.probe_disks()
             if action == "status":
+                await node.compaction.account()  # what each disk stores and could reclaim
                 return node.maintenance.status()
             figures = await node.maintenance.scrub(bucket=target[0], key=target[1])
             return vars(figures)
@@ -149,13 +150,20 @@ def disk_list(config: Config, as_json: bool) -> int:
     if as_json:
         print(json.dumps(disks, indent=2))
         return 0
-    print(f"{'TIER':<5} {'STATE':<12} {'HEALTH':<9} {'USED':>10} {'FREE':>10} {'ERR':>4}  PATH")
+    # USED and FREE are the filesystem's; STORED is what Stratum's live objects take on the
+    # disk and RECLAIM what it will give back (freed records compaction has yet to remove),
+    # both as of the last accounting ("-" before the first, shortly after a start).
+    print(
+        f"{'TIER':<5} {'STATE':<12} {'HEALTH':<9} {'USED':>10} {'FREE':>10} {'STORED':>10} "
+        f"{'RECLAIM':>10} {'ERR':>4}  PATH"
+    )
     for d in disks:
         backing = d.get("dataset") or d.get("backing", "directory")
         print(
             f"{d['tier']:<5} {d['state'].split(':')[0]:<12} {d.get('health', '-'):<9} "
-            f"{_human(d['used_bytes']):>10} {_human(d['free_bytes']):>10} {d['errors']:>4}  "
-            f"{d['path']} ({backing})"
+            f"{_human(d['used_bytes']):>10} {_human(d['free_bytes']):>10} "
+            f"{_human(d.get('stored_bytes')):>10} {_human(d.get('reclaimable_bytes')):>10} "
+            f"{d['errors']:>4}  {d['path']} ({backing})"
         )
     return 0
 
@@ -193,7 +201,9 @@ def disk_replace(config: Config, old: Path, new: Path) -> int:
     return 0
 
 
-def _human(n: int) -> str:
+def _human(n: int | None) -> str:
+    if n is None:
+        return "-"
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
