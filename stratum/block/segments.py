@@ -416,7 +416,10 @@ class SegmentStore:
         self._free_later(loc)
 
     def _free_later(self, loc: SegLocation) -> None:
-        """Free the record of a put that failed or was cancelled (on the loop)."""
+        """Free the record of a put that failed or was cancelled (on the loop). Once the store
+        is closed it is left as it is, like the record of a put cut short by a crash."""
+        if self._state != "running":
+            return
         task = asyncio.ensure_future(self.delete(loc))
         self._freeing.add(task)
         task.add_done_callback(self._freeing.discard)

@@ -9,8 +9,9 @@ seconds, finds the segments worth rewriting and moves their live records elsewhe
 
 1. **Measure** each segment file (size, allocated blocks, sealed or not) and set it against
    the bytes of its live records. Those come from a walk of the metadata (every volume and
-   every queued garbage volume, in one read transaction, in an executor), done when a segment
-   needs it (a newly sealed one, a candidate) and at least every :data:`ACCOUNTING_INTERVAL`,
+   every queued garbage volume, in one read transaction, in an executor:
+   :mod:`stratum.maintenance.compaction_walk`), done when a segment needs it (a newly sealed
+   one, a candidate) and at least every :data:`ACCOUNTING_INTERVAL`,
    but never taking more than a twentieth of the time (:data:`WALK_SHARE`); between walks the
    store takes off what it frees. There is no stored accounting to keep consistent: the
    figures are derived from the files and the metadata, so a restart loses nothing but one
@@ -23,7 +24,7 @@ seconds, finds the segments worth rewriting and moves their live records elsewhe
    check its CRCs (a damaged one is taken from an intact replica instead, or left for the
    scrub), write a new copy (:meth:`SegmentStore.relocate`), then commit in one metadata
    transaction, for each record, the new replica in place of the old one **only if the volume
-   still has the location that was read** (an overwrite, delete, tier move or repair
+   still names the record that was read** (an overwrite, delete, tier move or repair
    meanwhile wins, and the new copy is freed), queueing the old replica for the garbage
    collector. Copying runs at most :data:`RATE` bytes per second.
 4. The garbage collector frees the old replicas like any retired volume: not while a read of
@@ -54,10 +55,8 @@ import math
 import os
 import time
 import zlib
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from stratum.block.segments import SegmentKey, SegmentStore, SegmentUsage
 from stratum.block.segments_format import (
@@ -71,10 +70,19 @@ from stratum.block.segments_format import (
     walk_headers,
 )
 from stratum.block.tierstore import TierStore
+from stratum.maintenance.compaction_walk import (
+    Ref,
+    known_elsewhere,
+    location_at,
+    put_location_at,
+    still_live,
+    still_names,
+    walk,
+)
 from stratum.meta import catalog
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import Tx
-from stratum.service.objects import MULTI, ObjectService
+from stratum.service.objects import ObjectService
 from stratum.util.clock import Clock
 from stratum.util.periodic import Periodic
 
@@ -88,115 +96,6 @@ BATCH_BYTES = 1 << 20  # bytes of records moved per metadata commit
 PASS_BYTES = 256 << 20  # bytes moved per pass at most
 MIN_RECLAIM = 64 << 10  # a segment is rewritten only to give back at least this much
 MOSTLY_HOLES = 16  # ... or when its live bytes are under 1/MOSTLY_HOLES of its size
-
-Path_ = tuple[Any, ...]  # where a segment location sits in a volume's location record
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A place where the metadata points at a record."""
-
-    volume_id: str  # the volume record (or garbage entry) holding the location
-    path: Path_  # () its location; ("parts", i): a multipart part's; ("manifest",)
-    location: dict[str, Any]  # the segment location record, as walked
-    retired: bool  # in the garbage queue: being freed, not moved
-
-
-@dataclass
-class Walk:
-    """What one walk of the metadata found."""
-
-    live: Counter[SegmentKey] = field(default_factory=Counter)  # referenced bytes per segment
-    stored: Counter[str] = field(default_factory=Counter)  # disk id -> bytes of live volumes
-    refs: dict[SegmentKey, dict[int, Ref]] = field(default_factory=dict)  # wanted segments only
-
-
-def _locations(volume: VolumeRecord) -> Iterator[tuple[Path_, str, dict[str, Any]]]:
-    """(path, layout, location) of every piece of a volume's data."""
-    if volume.layout != MULTI:
-        yield (), volume.layout, volume.location
-        return
-    for index, part in enumerate(volume.location.get("parts", [])):
-        yield ("parts", index), part["layout"], part["location"]
-    if "manifest" in volume.location:
-        yield ("manifest",), "seg", volume.location["manifest"]
-
-
-def _at(volume: VolumeRecord, path: Path_) -> dict[str, Any] | None:
-    """The segment location at ``path`` in a volume record, or None if there is none."""
-    if not path:
-        return volume.location if volume.layout == "seg" else None
-    if volume.layout != MULTI:
-        return None
-    if path[0] == "manifest":
-        found = volume.location.get("manifest")
-        return found if isinstance(found, dict) else None
-    parts = volume.location.get("parts", [])
-    index = path[1]
-    if index >= len(parts) or parts[index].get("layout") != "seg":
-        return None
-    found = parts[index].get("location")
-    return found if isinstance(found, dict) else None
-
-
-def _put_at(volume: VolumeRecord, path: Path_, location: dict[str, Any]) -> None:
-    if not path:
-        volume.location = location
-    elif path[0] == "manifest":
-        volume.location["manifest"] = location
-    else:
-        volume.location["parts"][path[1]]["location"] = location
-
-
-def shard_bytes(location: Mapping[str, Any]) -> int:
-    """About what one shard file of an erasure-coded volume takes on its disk."""
-    size, k = int(location["size"]), int(location["data_shards"])
-    block = int(location["block_size"])
-    stripes = math.ceil(size / (k * block)) if size else 0
-    last = size - (stripes - 1) * k * block if stripes else 0
-    body = (stripes - 1) * (block + 4) + math.ceil(last / k) + 4 if stripes else 0
-    return body + 4096  # header (with the object's meta) and footer, one block at least
-
-
-def walk(tx: Tx, wanted: set[SegmentKey]) -> Walk:
-    """Count what the metadata points at, and where, for the segments in ``wanted``
-    (blocking). Live volumes first, then queued garbage: a volume retired meanwhile is seen
-    in one or the other (one read transaction: a consistent snapshot)."""
-    found = Walk(refs={key: {} for key in wanted})
-    for table, retired in (("volumes", False), ("gc", True)):
-        for db_key, raw in tx.cursor(table):
-            volume = VolumeRecord.decode(bytes(raw))
-            for path, layout, location in _locations(volume):
-                if layout == "ec" and not retired:
-                    each = shard_bytes(location)
-                    for disk_id in location.get("disks", []):
-                        found.stored[disk_id] += each
-                if layout != "seg":
-                    continue
-                loc = SegLocation.from_dict(location)
-                for replica in loc.replicas:
-                    key = (replica.disk_id, replica.segment)
-                    found.live[key] += loc.record_size
-                    if not retired:
-                        found.stored[replica.disk_id] += loc.record_size
-                    if key in found.refs:
-                        holder = volume.volume_id if not retired else bytes(db_key).decode()
-                        found.refs[key][replica.offset] = Ref(holder, path, location, retired)
-    return found
-
-
-def known_elsewhere(tx: Tx, header: RecordHeader, meta: Mapping[str, Any] | None) -> bool:
-    """Whether the record's volume is one the metadata knows, so that a copy of it the
-    metadata does not point at is garbage. Parts absorbed into a multipart object are not
-    found this way; their stray copies stay."""
-    storage_id = header.volume_id
-    if catalog.get_volume(tx, storage_id) is not None or tx.get("gc", storage_id.encode()):
-        return True
-    moved_from = (meta or {}).get("moved_from")  # a tier move's copy has an id of its own
-    if not isinstance(moved_from, str):
-        return False
-    volume = catalog.get_volume(tx, moved_from)
-    return volume is not None and volume.location.get("volume_id") == storage_id
 
 
 @dataclass
@@ -316,24 +215,6 @@ class Job:
         return Replica(self.segment.disk_id, self.segment.file.number, offset)
 
 
-_IDENTITY = ("volume_id", "size", "crc32", "meta_size")
-
-
-def _still_there(current: Mapping[str, Any] | None, ref: Ref, old: Replica) -> bool:
-    """Whether a location still names the record that was walked: same record, and the old
-    replica still one of its copies (other replicas may have moved meanwhile: another
-    segment's compaction, a repair)."""
-    if current is None or any(current.get(f) != ref.location.get(f) for f in _IDENTITY):
-        return False
-    return any(tuple(r) == old for r in current.get("replicas", []))
-
-
-def still_live(tx: Tx, ref: Ref, old: Replica) -> bool:
-    """Whether the volume of ``ref`` still points at replica ``old`` of the walked record."""
-    volume = catalog.get_volume(tx, ref.volume_id)
-    return volume is not None and _still_there(_at(volume, ref.path), ref, old)
-
-
 def _switch(tx: Tx, moves: Sequence[Move]) -> list[bool]:
     """Point each volume at its record's new copy if its location still names the record
     that was copied (:func:`_still_there`), and queue the old copy for the collector; per
@@ -343,12 +224,12 @@ def _switch(tx: Tx, moves: Sequence[Move]) -> list[bool]:
         new = move.new
         assert new is not None
         volume = catalog.get_volume(tx, move.ref.volume_id)
-        current = _at(volume, move.ref.path) if volume is not None else None
-        if volume is None or current is None or not _still_there(current, move.ref, move.old):
+        current = location_at(volume, move.ref.path) if volume is not None else None
+        if volume is None or current is None or not still_names(current, move.ref, move.old):
             done.append(False)
             continue
         replicas = [list(new) if tuple(r) == move.old else r for r in current["replicas"]]
-        _put_at(volume, move.ref.path, {**current, "replicas": replicas})
+        put_location_at(volume, move.ref.path, {**current, "replicas": replicas})
         catalog.put_volume(tx, volume)
         # The old copy goes the way of a retired volume, under the volume's id so that reads
         # of the volume in flight keep it (only the one replica: the others stay in use).
@@ -551,7 +432,9 @@ class Compactor:
         new replicas, stray copies to free)."""
         moves: list[Move] = []
         strays: list[Found] = []
-        for record in found:
+        for count, record in enumerate(found):
+            if count % 64 == 63:
+                await asyncio.sleep(0)  # a batch of tiny records: let requests in between
             header = record.header
             ref = job.refs.get(header.offset)
             if ref is None:

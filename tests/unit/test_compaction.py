@@ -236,7 +236,8 @@ async def main(base, step):
     assert moves
     if step == "commit":
         await node.compaction.commit(job, moves, PassFigures())
-    print(json.dumps({"segment": list(job.key), "copies": [list(m.new) for m in moves]}), flush=True)
+    copies = [list(m.new) for m in moves]
+    print(json.dumps({"segment": list(job.key), "copies": copies}), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
