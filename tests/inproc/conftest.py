@@ -6,6 +6,7 @@ same authentication as any client, without a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -63,11 +64,19 @@ class InProc:
 
 @pytest.fixture
 async def inproc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[InProc]:
+    async with serving(monkeypatch, {"storage.data_dir": tmp_path / "data"}) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    monkeypatch: pytest.MonkeyPatch, overrides: dict[str, Any]
+) -> AsyncIterator[InProc]:
+    """A Node with these config overrides, and its S3 app served in process."""
     monkeypatch.setenv("STRATUM_ACCESS_KEY", ACCESS)
     monkeypatch.setenv("STRATUM_SECRET_KEY", SECRET)
     clock = ManualClock(time.time())
-    config = load_config(overrides={"storage.data_dir": tmp_path / "data"})
-    node = Node.open(config, clock)
+    node = Node.open(load_config(overrides=overrides), clock)
     await node.start()
     settings = ApiSettings(region="us-east-1", domain="", access_log=False)
     app = make_app(S3Server(node.service, node.multipart, node.users, settings, clock))

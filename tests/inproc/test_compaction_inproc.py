@@ -9,54 +9,31 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from stratum.config import load_config
-from stratum.node import Node
-from stratum.s3.context import ApiSettings
-from stratum.s3.server import S3Server
 from stratum.service.objects import PutOptions
-from stratum.util.clock import ManualClock
-from stratum.web.app import make_app
-from tests.inproc.conftest import ACCESS, SECRET, InProc
+from tests.inproc.conftest import InProc, serving
 
 KiB, MiB = 1 << 10, 1 << 20
 
 
 @pytest.fixture
 async def compacting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[InProc]:
-    monkeypatch.setenv("STRATUM_ACCESS_KEY", ACCESS)
-    monkeypatch.setenv("STRATUM_SECRET_KEY", SECRET)
-    clock = ManualClock(time.time())
-    config = load_config(
-        overrides={
-            "storage.data_dir": tmp_path / "data",
-            "storage.segment_size": 32 * KiB,
-            "storage.small_object_threshold": 16 * KiB,
-            "tiers.hot.disks": [str(tmp_path / f"disk{i}") for i in range(3)],
-            "tiers.hot.data_shards": 2,
-            "tiers.hot.parity_shards": 1,
-            "tiering.enabled": False,
-        }
-    )
-    node = Node.open(config, clock)
-    await node.start()
-    settings = ApiSettings(region="us-east-1", domain="", access_log=False)
-    app = make_app(S3Server(node.service, node.multipart, node.users, settings, clock))
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield InProc(node, client, clock)
-    finally:
-        await client.close()
-        await node.stop()
-        node.close()
+    overrides: dict[str, Any] = {
+        "storage.data_dir": tmp_path / "data",
+        "storage.segment_size": 32 * KiB,
+        "storage.small_object_threshold": 16 * KiB,
+        "tiers.hot.disks": [str(tmp_path / f"disk{i}") for i in range(3)],
+        "tiers.hot.data_shards": 2,
+        "tiers.hot.parity_shards": 1,
+        "tiering.enabled": False,
+    }
+    async with serving(monkeypatch, overrides) as running:
+        yield running
 
 
 def _version(key: str, n: int, rng: random.Random) -> bytes:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +73,21 @@ def wait_until(predicate: Any, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def test_overwritten_then_deleted_small_objects_leave_next_to_nothing(tmp_path: Path) -> None:
-    config, disks = write_config(tmp_path, hot=6)
-    server = start_server(tmp_path / "data", config=config)
+@contextlib.contextmanager
+def serving(root: Path, hot: int, bucket: str) -> Iterator[tuple[Any, list[Path]]]:
+    """A server with ``hot`` disks and an empty bucket: (its client, its disks)."""
+    config, disks = write_config(root, hot=hot)
+    server = start_server(root / "data", config=config)
     try:
         s3 = server.client(**client_config())
-        s3.create_bucket(Bucket="space")
+        s3.create_bucket(Bucket=bucket)
+        yield s3, disks
+    finally:
+        stop_cleanly(server)
+
+
+def test_overwritten_then_deleted_small_objects_leave_next_to_nothing(tmp_path: Path) -> None:
+    with serving(tmp_path, 6, "space") as (s3, disks):
         rng = random.Random(1)
         for _version in range(4):  # written, then overwritten three times
             for i in range(100):
@@ -98,19 +109,13 @@ def test_overwritten_then_deleted_small_objects_leave_next_to_nothing(tmp_path: 
             f"peak {peak} bytes on the disks; {allocated(disks)} after {took:.1f} s, "
             f"{data()} of them not the metadata copies"
         )
-    finally:
-        stop_cleanly(server)
 
 
 def test_a_deleted_small_object_is_freed_by_the_next_collection(tmp_path: Path) -> None:
     """With several server processes the collector frees a volume at least 5 s after it
     was retired (a worker may still be about to read it) and at its next pass (every 2 s):
     the blocks of a deleted 100 KB object come back 5 to about 9 s after the DELETE."""
-    config, disks = write_config(tmp_path, hot=3)
-    server = start_server(tmp_path / "data", config=config)
-    try:
-        s3 = server.client(**client_config())
-        s3.create_bucket(Bucket="timing")
+    with serving(tmp_path, 3, "timing") as (s3, disks):
         rng = random.Random(2)
         for i in range(30):  # deleted ones between live neighbours
             s3.put_object(Bucket="timing", Key=f"gone{i}", Body=rng.randbytes(100_000))
@@ -126,8 +131,6 @@ def test_a_deleted_small_object_is_freed_by_the_next_collection(tmp_path: Path) 
         assert 4.5 <= time.monotonic() - deleted <= 12
         for i in range(30):
             assert len(s3.get_object(Bucket="timing", Key=f"kept{i}")["Body"].read()) == 2000
-    finally:
-        stop_cleanly(server)
 
 
 def _stable(i: int) -> bytes:
