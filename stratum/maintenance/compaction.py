@@ -32,6 +32,10 @@ seconds, finds the segments worth rewriting and moves their live records elsewhe
    that looked the location up before the commit therefore still reads the old copy.
 5. **Remove** a segment file once a scan finds nothing left in it but freed records.
 
+The parts of a multipart upload in progress are not moved either: completing the upload copies
+their locations into the object's record without checking them, so a move in between would
+leave the object pointing at a copy the collector frees.
+
 Records the metadata does not point at are never moved, and freed only when they are certainly
 garbage: written before this process started (no write under way can still come to point at
 them) and a copy of a volume the metadata knows at another place (a compaction or repair
@@ -448,7 +452,7 @@ class Compactor:
             if ref.retired:
                 job.waiting += 1
                 continue
-            if job.strays_only:
+            if job.strays_only or (not ref.path and _upload_part(record)):
                 job.live += 1
                 continue
             loc = SegLocation.from_dict(ref.location)
@@ -536,6 +540,17 @@ class Compactor:
         self._kept.pop(job.key, None)
         figures.removed += 1
         figures.removed_bytes += job.segment.file.allocated
+
+
+def _upload_part(record: Found) -> bool:
+    """Whether a record is a part of a multipart upload still in progress (its own volume):
+    completing the upload copies the part's location into the object's without checking it
+    is unchanged, so the part stays where it is until then."""
+    try:
+        meta = json.loads(record.meta_raw)
+    except ValueError:
+        return False
+    return isinstance(meta, dict) and meta.get("kind") == "part"
 
 
 def _single(loc: SegLocation, replica: Replica) -> SegLocation:

@@ -11,7 +11,6 @@ disks that the metadata does not point at.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import random
@@ -25,8 +24,10 @@ import pytest
 
 from stratum.block.segments_format import list_segments, scan_segment, segment_name
 from stratum.config import Config, load_config
+from stratum.meta import catalog
 from stratum.node import Node
 from stratum.service import errors
+from stratum.service.multipart import CompletedPart
 from stratum.service.objects import MULTI, PutOptions
 from stratum.util.clock import ManualClock
 
@@ -220,10 +221,51 @@ async def test_a_move_that_lost_a_race_is_undone(tmp_path: Path) -> None:
         await closed(node)
 
 
+async def test_parts_of_an_upload_in_progress_stay_until_it_completes(tmp_path: Path) -> None:
+    """Completing an upload copies its parts' locations unchecked: a part must not move
+    before. Once completed, the part is the object's and moves like the rest."""
+    node = await opened(tmp_path)
+    try:
+        await node.service.create_bucket("b", owner(node), "us-east-1")
+        rng = random.Random(4)
+        opts = PutOptions(owner(node))
+        for i in range(60):  # neighbours, deleted below
+            await node.service.put_object("b", f"n{i}", _body(rng.randbytes(300)), opts)
+        upload = await node.multipart.create("b", "mp", opts)
+        data = rng.randbytes(300)
+        part = await node.multipart.upload_part("b", "mp", upload.upload_id, 1, _body(data), opts)
+        for i in range(60, 120):
+            await node.service.put_object("b", f"n{i}", _body(rng.randbytes(300)), opts)
+        for i in range(120):
+            await node.service.delete_object("b", f"n{i}", owner(node))
+        await node.service.collect_garbage()
+
+        def part_location() -> dict[str, Any]:
+            volume = node.meta.read(lambda tx: catalog.get_volume(tx, part.volume_id))
+            assert volume is not None
+            return volume.location
+
+        before = part_location()
+        await settle(node)
+        assert node.compaction.totals.segments > 0 and part_location() == before
+        done = [CompletedPart(1, part.etag)]
+        await node.multipart.complete("b", "mp", upload.upload_id, done, owner(node))
+        await settle(node)
+        view = node.service.head_object("b", "mp", owner(node))
+        moved = view.volume.location["parts"][0]["location"]
+        assert moved["replicas"] != before["replicas"]
+        got = [c async for c in node.service.read_volume(view.volume, 0, view.record.size)]
+        assert b"".join(got) == data
+        assert on_disks(node) == referenced(node)
+    finally:
+        await closed(node)
+
+
 _CRASH_CHILD = """
 import asyncio, json, os, signal, sys
 from pathlib import Path
 from stratum.maintenance.compaction import PassFigures, list_headers, read_records
+from stratum.meta import catalog
 from stratum.node import Node
 from tests.unit.test_compaction import config_for
 
@@ -288,4 +330,3 @@ async def test_a_kill_between_compaction_steps_loses_and_resurrects_nothing(
             assert node.compaction.totals.strays >= len(copies)
     finally:
         await closed(node)
-    assert hashlib.sha256(b"".join(want.values())).hexdigest()
