@@ -546,7 +546,9 @@ class SegRecord:
 
 
 def segment_records(disks: Sequence[Path]) -> Iterator[SegRecord]:
-    """Every record with a valid header in every segment file of ``disks`` (stops at damage)."""
+    """Every record with a valid header in every segment file of ``disks``. Past anything else
+    (a freed record reads as zeros, damage) the next valid header is searched for, as the
+    format documents: magic, header CRC, and the offset it stores being where it is found."""
     for disk in disks:
         for path in sorted((disk / "seg").glob("*.seg")):
             raw = path.read_bytes()
@@ -556,7 +558,10 @@ def segment_records(disks: Sequence[Path]) -> Iterator[SegRecord]:
                 (crc,) = struct.unpack_from("<I", raw, offset + _REC_HEAD.size)
                 magic, _v, _k, _r, vol, at, psize, _pcrc, msize, _mcrc, _r2 = _REC_HEAD.unpack(head)
                 if magic != b"SREC" or zlib.crc32(head) != crc or at != offset:
-                    break
+                    offset = raw.find(b"SREC", offset + 1)
+                    if offset < 0:
+                        break
+                    continue
                 yield SegRecord(path, offset, vol.hex(), msize, psize)
                 offset += RECORD_HEADER_SIZE + msize + psize
 
