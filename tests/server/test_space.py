@@ -109,6 +109,10 @@ def test_overwritten_then_deleted_small_objects_leave_next_to_nothing(tmp_path: 
             f"peak {peak} bytes on the disks; {allocated(disks)} after {took:.1f} s, "
             f"{data()} of them not the metadata copies"
         )
+    # With no server running, disk list counts what each disk stores and could reclaim.
+    listed = disk_list(tmp_path / "stratum.toml")
+    assert len(listed) == 6
+    assert all(d["stored_bytes"] == 0 and d["reclaimable_bytes"] < 32 * KiB for d in listed)
 
 
 def test_a_deleted_small_object_is_freed_by_the_next_collection(tmp_path: Path) -> None:
@@ -229,6 +233,20 @@ def stalls_of(gets: list[list[float]], starved: list[list[float]]) -> list[int]:
     return out
 
 
+def disk_list(config: Path) -> list[dict[str, Any]]:
+    """``stratum disk list --json`` (through the server if one runs, else offline)."""
+    done = subprocess.run(
+        [*stratum_command(), "disk", "list", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STRATUM_ACCESS_KEY": ACCESS_KEY, "STRATUM_SECRET_KEY": SECRET_KEY},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed: list[dict[str, Any]] = json.loads(done.stdout)
+    return listed
+
+
 def live_small_record_bytes(data_dir: Path) -> int:
     """Bytes of the records of every live small volume, copies included (server stopped)."""
     meta = MetaStore(data_dir / "meta")
@@ -280,6 +298,7 @@ hot_idle_before_warm = "40s"
     load = SmallLoad(server, "soak", ledger, seed, workers=3)
     latencies: list[float] = []
     stalls: list[int] = []
+    listed: list[dict[str, Any]] = []
     tracer: subprocess.Popen[str] | None = None
     try:
         s3 = server.client(**client_config())
@@ -322,6 +341,7 @@ hot_idle_before_warm = "40s"
         settle_started = time.monotonic()
         time.sleep(2 * PASS_INTERVAL + 10)
         seg_bytes = allocated([*disks, *warm], "*.seg")
+        listed = disk_list(config)  # counted by the server's own accounting by now
     finally:
         load.stop.set()
         if tracer is not None and tracer.poll() is None:
@@ -338,6 +358,8 @@ hot_idle_before_warm = "40s"
         f"({time.monotonic() - settle_started:.0f} s after the load)"
     )
     assert seg_bytes <= 2 * live, (seg_bytes, live)
+    stored = sum(d["stored_bytes"] for d in listed)  # shards of the large objects too
+    assert live <= stored and all(d["reclaimable_bytes"] is not None for d in listed)
     assert latencies and not stalls, f"GETs stalled: {stalls[:10]} (ms)"
     server = start_server(tmp_path / "data", config=config)  # all of it survives a restart
     try:
