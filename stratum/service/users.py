@@ -91,6 +91,15 @@ def new_canonical_id() -> str:
     return secrets.token_hex(32)
 
 
+def new_access_key() -> str:
+    """20 random upper-case letters and digits, as AWS's access key ids look."""
+    return "".join(secrets.choice(ACCESS_KEY_ALPHABET) for _ in range(20))
+
+
+def new_secret_key() -> str:
+    return secrets.token_urlsafe(30)
+
+
 def load_root_credentials(
     data_dir: Path, config_access: str = "", config_secret: str = ""
 ) -> RootCredentials:
@@ -103,8 +112,8 @@ def load_root_credentials(
     if not stored:
         stored = {
             "version": 1,  # type: ignore[dict-item]
-            "access_key": "".join(secrets.choice(ACCESS_KEY_ALPHABET) for _ in range(20)),
-            "secret_key": secrets.token_urlsafe(30),
+            "access_key": new_access_key(),
+            "secret_key": new_secret_key(),
             "canonical_id": canonical_id_for(secrets.token_hex(16)),
         }
         data_dir.mkdir(parents=True, exist_ok=True)

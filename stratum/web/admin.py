@@ -14,6 +14,14 @@ envelope (request id, error rendering, access log line, request metrics).
 - ``GET  /_stratum/tier/log[?bucket=B[&key=K]][&limit=N]`` the decision log, newest first
 - ``POST /_stratum/tier/run``                 a tiering pass now; answers with its moves
 - ``PUT  /_stratum/tier/pin?bucket=B&tier=T``  pin a bucket to hot/warm/cold ("" = automatic)
+- ``GET  /_stratum/users``                    the users (access key, name, canonical id; no
+  secrets)
+- ``POST /_stratum/users?access_key=A&name=N`` add a user (a key made up when A is empty); the
+  answer holds the new secret key, shown once
+- ``POST /_stratum/users/rotate?access_key=A`` a new secret key for a user, shown once
+- ``DELETE /_stratum/users?access_key=A[&to=B|&delete_buckets=1]`` remove a user; one who owns
+  buckets hands them to B, or has them deleted with their objects, else is refused
+  (:mod:`stratum.service.user_removal`, as ``stratum user remove``)
 
 A parameter out of its range (``limit`` is 1 to 10,000, 100 if absent; ``tier``; a missing
 ``bucket``) is refused with 400 ``InvalidArgument`` naming it; pinning a bucket that does not
@@ -23,6 +31,7 @@ exist with 404 ``NoSuchBucket``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any
 from urllib.parse import parse_qsl
@@ -33,7 +42,14 @@ from stratum import auth
 from stratum.maintenance.scrub import Maintenance
 from stratum.s3.errors import S3Error
 from stratum.s3.server import user_secrets
-from stratum.service.users import UserDirectory
+from stratum.service.user_removal import UserOwnsBuckets, remove_user
+from stratum.service.users import (
+    User,
+    UserDirectory,
+    UserInfo,
+    new_access_key,
+    new_secret_key,
+)
 from stratum.tiering.decisions import read_decisions
 from stratum.tiering.engine import TierEngine
 from stratum.util.clock import Clock
@@ -86,6 +102,8 @@ class AdminApi:
                 bucket=params.get("bucket") or None, key=params.get("key") or None
             )
             return _json(vars(figures))
+        if route[1].startswith("users"):
+            return await self._users(route, params)
         if self.tiering is not None:
             response = await self._tiering(route, params)
             if response is not None:
@@ -130,6 +148,53 @@ class AdminApi:
                 raise S3Error("NoSuchBucket", extra={"BucketName": bucket}) from None
             return _json({"bucket": bucket, "pin": tier or None})
         return None
+
+    async def _users(self, route: tuple[str, str], params: dict[str, str]) -> web.Response:
+        users = self.users
+        access_key = params.get("access_key", "")
+        loop = asyncio.get_running_loop()
+        try:
+            if route == ("GET", "users"):
+                listed = await loop.run_in_executor(None, users.list)
+                return _json([_public(u, u.access_key == users.root.access_key) for u in listed])
+            if route == ("POST", "users"):
+                add = functools.partial(
+                    users.add,
+                    access_key or new_access_key(),
+                    new_secret_key(),
+                    params.get("name", ""),
+                    self.clock.now(),
+                )
+                user = await loop.run_in_executor(None, add)
+                return _json({**_public(user, False), "secret_key": user.secret_key})
+            if route == ("POST", "users/rotate"):
+                secret = new_secret_key()
+                await loop.run_in_executor(None, users.set_secret, access_key, secret)
+                return _json({"access_key": access_key, "secret_key": secret})
+            if route == ("DELETE", "users"):
+                remove = functools.partial(
+                    remove_user,
+                    users,
+                    access_key,
+                    to=params.get("to", ""),
+                    delete_buckets=params.get("delete_buckets") == "1",
+                )
+                removal = await loop.run_in_executor(None, remove)
+                return _json(
+                    {"removed": access_key, "buckets": removal.buckets, "heir": removal.heir}
+                )
+        except (ValueError, LookupError, UserOwnsBuckets) as exc:
+            raise S3Error("InvalidArgument", str(exc.args[0])) from None
+        raise S3Error("InvalidRequest", f"no admin operation {route[0]} /_stratum/{route[1]}")
+
+
+def _public(user: User | UserInfo, root: bool) -> dict[str, Any]:
+    return {
+        "access_key": user.access_key,
+        "display_name": user.display_name,
+        "canonical_id": user.canonical_id,
+        "root": root,
+    }
 
 
 def _whole_number(params: dict[str, str], name: str, default: int, most: int) -> int:
