@@ -104,6 +104,11 @@ def listen(value: str) -> None:
     split_listen(value)
 
 
+def optional_listen(value: str) -> None:
+    if value:
+        split_listen(value)
+
+
 def region(value: str) -> None:
     if not _REGION.fullmatch(value):
         raise ValueError(

@@ -605,6 +605,48 @@ class ScrubConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ConsoleConfig:
+    """``[console]``: the web console, on a port of its own."""
+
+    listen: str = field(
+        metadata=_key(
+            "127.0.0.1:9001",
+            STRING,
+            "Address the web console listens on, HOST:PORT (its own port: no S3 path or bucket"
+            ' name is taken). Empty: no console. "0.0.0.0:9001" serves it on the network;'
+            " with [server] tls_cert set it is served over TLS with the same certificate.",
+            checks.optional_listen,
+        )
+    )
+    session_lifetime: float = field(
+        metadata=_key(
+            "12h",
+            DURATION,
+            "How long a console login lasts; then the user logs in again.",
+            checks.positive,
+        )
+    )
+    history_interval: float = field(
+        metadata=_key(
+            "5m",
+            DURATION,
+            "How often the primary process records each tier's objects and bytes for the"
+            " console's charts (kept: 2 days of these, 90 days hourly, 3 years daily).",
+            checks.positive,
+        )
+    )
+    access_history: int = field(
+        metadata=_key(
+            100000,
+            INT,
+            "Object requests (PUT, GET, HEAD, DELETE: time, key, size) kept for the console's"
+            " tiering what-if, oldest forgotten first; 0 records none.",
+            checks.between(0, 10_000_000),
+        )
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration; build it with :func:`load_config`."""
 
@@ -615,6 +657,7 @@ class Config:
     tiers: TiersConfig = field(metadata=_table("Storage tiers."))
     tiering: TieringConfig = field(metadata=_table("Automatic movement of objects between tiers."))
     scrub: ScrubConfig = field(metadata=_table("Background verification of stored data."))
+    console: ConsoleConfig = field(metadata=_table("The web console."))
     source: Path | None = None  # the file this was loaded from (absolute); None: no file
 
 

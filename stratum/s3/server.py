@@ -147,6 +147,8 @@ class FinishedRequest:
     seconds: float  # from arrival until the handler returned (a streamed body is sent by then)
     bytes_in: int
     bytes_out: int
+    bucket: str = ""  # what the request addressed ("" when it named none, or was not routed)
+    key: str = ""
 
 
 @dataclass
@@ -409,7 +411,16 @@ def _finished(
     # Streamed bodies count what was sent; a whole response (listings, errors) its length.
     bytes_out = (ctx.bytes_out if ctx else 0) or response.content_length or 0
     took = time.perf_counter() - started
-    return FinishedRequest(state.endpoint, response.status, took, bytes_in, bytes_out)
+    target = ctx.endpoint if ctx else None
+    return FinishedRequest(
+        state.endpoint,
+        response.status,
+        took,
+        bytes_in,
+        bytes_out,
+        bucket=(target.bucket or "") if target else "",
+        key=(target.key or "") if target else "",
+    )
 
 
 def _log_request(request: web.Request, finished: FinishedRequest, request_id: str) -> None:

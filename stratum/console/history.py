@@ -1,0 +1,282 @@
+"""What each tier held over time, for the console's charts: a small ring of samples in LMDB.
+
+The primary process takes a sample every ``[console] history_interval`` (a
+:class:`~stratum.util.periodic.Periodic`): for each tier the objects, the object bytes
+("logical"), the bytes they take on disk with their parity or copies ("raw", from each
+volume's layout), and the tier's used and total capacity; plus the running count of tier
+moves in each direction, read from the decision log since the previous sample. Each sample
+goes into up to three rings, so the history stays small whatever the uptime:
+
+=====  ======================  ==========  ==============================
+ring   one sample per          kept        covers
+=====  ======================  ==========  ==============================
+``m``  ``history_interval``    576         2 days at the default 5 minutes
+``h``  hour                    2,160       90 days
+``d``  day                     1,100       3 years
+=====  ======================  ==========  ==============================
+
+Stored in LMDB's ``console`` database (format version 1)::
+
+    key    b"h" + <ring, 1 byte: m|h|d> + <sample time in ms, 8 bytes big-endian>
+    value  JSON {"v": 1, "at": <clock seconds>,
+                 "tiers": {<tier>: {"objects", "bytes", "raw", "used", "total"}},
+                 "moves": {"<from>-><to>": <moves since the history began>},
+                 "cursor": <hex of the last decision-log key counted>}
+
+The census also counts objects and bytes per bucket; that is kept in memory only (the
+buckets page shows the last count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import math
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stratum.meta.records import VolumeRecord
+from stratum.meta.store import MetaStore, Tx
+from stratum.node import Node
+from stratum.util.periodic import Periodic
+
+log = logging.getLogger("stratum.console")
+
+HISTORY_VERSION = 1
+PREFIX = b"h"
+RINGS: dict[str, tuple[float, int]] = {  # ring -> (seconds per sample, samples kept)
+    "m": (0.0, 576),  # every sample (history_interval)
+    "h": (3600.0, 24 * 90),
+    "d": (86400.0, 1100),
+}
+CENSUS_PAGE = 5000  # volumes per read transaction
+MULTIPART = "multi"  # a completed multipart upload's layout: its parts are volumes of their own
+
+
+@dataclass
+class TierFigures:
+    objects: int = 0
+    bytes: int = 0  # object bytes
+    raw: int = 0  # on disk, with parity shards or copies
+    used: int = 0  # the tier's filesystems
+    total: int = 0
+
+    @property
+    def free(self) -> int:
+        return max(0, self.total - self.used)
+
+
+@dataclass
+class Census:
+    """Objects and bytes per tier and per bucket, as counted from the volume records."""
+
+    tiers: dict[str, TierFigures] = field(default_factory=dict)
+    buckets: dict[str, tuple[int, int]] = field(default_factory=dict)  # (objects, bytes)
+
+
+def raw_bytes(volume: VolumeRecord) -> int:
+    """Bytes a volume takes on its tier's disks: erasure-coded stripes with their parity, or
+    each copy of a small object; a cold object once (remotely); a multipart object nothing
+    (its parts are counted as volumes of their own)."""
+    loc = volume.location
+    if volume.layout == "ec":
+        k, m = int(loc.get("data_shards", 1)), int(loc.get("parity_shards", 0))
+        block = int(loc.get("block_size", 1)) or 1
+        full, rest = divmod(volume.size, k * block)  # the last stripe's blocks are shorter
+        return (full * block + math.ceil(rest / k)) * (k + m)
+    if volume.layout == "seg":
+        return volume.size * len(loc.get("replicas", [])) or volume.size
+    if volume.layout == MULTIPART:
+        return 0
+    return volume.size
+
+
+def count(meta: MetaStore, page: int = CENSUS_PAGE) -> Census:
+    """Walk every volume record (blocking: run it in an executor; short transactions).
+
+    Objects per tier: volumes, less the parts of completed multipart uploads (each upload is
+    one object); parts of uploads still in progress count until they complete."""
+    census = Census()
+    after = b""
+
+    def one_page(tx: Tx) -> bytes | None:
+        cur = tx.cursor("volumes")
+        if not cur.set_range(after):
+            return None
+        last: bytes | None = None
+        for n, (key, raw) in enumerate(cur):
+            if n >= page:
+                break
+            volume = VolumeRecord.decode(bytes(raw))
+            tier = census.tiers.setdefault(volume.tier, TierFigures())
+            objects, size = census.buckets.get(volume.bucket, (0, 0))
+            if volume.layout == MULTIPART:
+                parts = len(volume.location.get("parts", []))
+                tier.objects += 1 - parts
+                census.buckets[volume.bucket] = (objects + 1 - parts, size)
+            else:
+                tier.objects += 1
+                tier.bytes += volume.size
+                tier.raw += raw_bytes(volume)
+                census.buckets[volume.bucket] = (objects + 1, size + volume.size)
+            last = bytes(key)
+        return last
+
+    while True:
+        last = meta.read(one_page)
+        if last is None:
+            break
+        after = last + b"\x00"
+    census.buckets.pop("", None)
+    return census
+
+
+# -- the rings --------------------------------------------------------------------------
+
+
+def _key(ring: str, at: float) -> bytes:
+    return PREFIX + ring.encode() + struct.pack(">Q", int(at * 1000))
+
+
+def read_ring(tx: Tx, ring: str, since: float = 0.0) -> list[dict[str, Any]]:
+    """The samples of one ring from ``since`` on, oldest first."""
+    cur = tx.cursor("console")
+    start = _key(ring, max(0.0, since))
+    end = PREFIX + ring.encode() + b"\xff" * 8
+    out: list[dict[str, Any]] = []
+    if not cur.set_range(start):
+        return out
+    for key, raw in cur:
+        if bytes(key) > end:
+            break
+        out.append(json.loads(bytes(raw)))
+    return out
+
+
+def _last_in_ring(tx: Tx, ring: str) -> tuple[bytes, bytes] | None:
+    """The newest (key, value) of a ring."""
+    head = PREFIX + ring.encode()
+    cur = tx.cursor("console")
+    found = cur.prev() if cur.set_range(head + b"\xff" * 8 + b"\x00") else cur.last()
+    if not found or not bytes(cur.key()).startswith(head):
+        return None
+    return bytes(cur.key()), bytes(cur.value())
+
+
+def last_sample(tx: Tx) -> dict[str, Any] | None:
+    """The newest sample of all."""
+    found = _last_in_ring(tx, "m")
+    if found is None:
+        return None
+    value: dict[str, Any] = json.loads(found[1])
+    return value
+
+
+def _moves_since(tx: Tx, cursor: bytes) -> tuple[dict[str, int], bytes]:
+    """Moves done per direction in the decision log after ``cursor``; the new cursor."""
+    cur = tx.cursor("decisions")
+    moves: dict[str, int] = {}
+    found = cur.set_range(cursor + b"\x00") if cursor else cur.first()
+    if not found:
+        return moves, cursor
+    for key, raw in cur:
+        record = json.loads(bytes(raw))
+        if record.get("outcome") == "moved":
+            path = f"{record['from']}->{record['to']}"
+            moves[path] = moves.get(path, 0) + 1
+        cursor = bytes(key)
+    return moves, cursor
+
+
+def store_sample(tx: Tx, at: float, tiers: Mapping[str, TierFigures]) -> dict[str, Any]:
+    """Add a sample at ``at`` to the rings it belongs in (one write transaction)."""
+    previous = last_sample(tx)
+    totals: dict[str, int] = dict(previous["moves"]) if previous else {}
+    cursor = bytes.fromhex(previous["cursor"]) if previous else b""
+    new, cursor = _moves_since(tx, cursor)
+    for path, n in new.items():
+        totals[path] = totals.get(path, 0) + n
+    sample = {
+        "v": HISTORY_VERSION,
+        "at": at,
+        "tiers": {name: _figures(t) for name, t in sorted(tiers.items())},
+        "moves": totals,
+        "cursor": cursor.hex(),
+    }
+    encoded = json.dumps(sample, separators=(",", ":")).encode()
+    for ring, (step, keep) in RINGS.items():
+        newest = _newest(tx, ring)
+        if step and newest is not None and int(newest // step) == int(at // step):
+            continue
+        tx.put("console", _key(ring, at), encoded)
+        _prune(tx, ring, keep)
+    return sample
+
+
+def _figures(t: TierFigures) -> dict[str, int]:
+    return {"objects": t.objects, "bytes": t.bytes, "raw": t.raw, "used": t.used, "total": t.total}
+
+
+def _newest(tx: Tx, ring: str) -> float | None:
+    found = _last_in_ring(tx, ring)
+    return None if found is None else float(struct.unpack(">Q", found[0][2:])[0]) / 1000
+
+
+def _prune(tx: Tx, ring: str, keep: int) -> None:
+    cur = tx.cursor("console")
+    head = PREFIX + ring.encode()
+    keys: list[bytes] = []
+    if cur.set_range(head):
+        for key in cur.iternext(values=False):
+            if not bytes(key).startswith(head):
+                break
+            keys.append(bytes(key))
+    for key in keys[: max(0, len(keys) - keep)]:
+        tx.delete("console", key)
+
+
+# -- the sampler ------------------------------------------------------------------------
+
+
+class History:
+    """Takes the samples (the primary process) and keeps the last census for the pages."""
+
+    def __init__(self, node: Node, interval: float) -> None:
+        self.node = node
+        self.meta = node.meta
+        self.clock = node.clock
+        self.census = Census()
+        self.counted_at = 0.0
+        self._periodic = Periodic(
+            "console-history",
+            self.sample,
+            interval=interval,
+            first_delay=0,
+            log=log,
+            what="console history sample",
+        )
+
+    def start(self) -> None:
+        self._periodic.start()
+
+    async def stop(self) -> None:
+        await self._periodic.stop()
+
+    async def sample(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        census = await loop.run_in_executor(None, count, self.meta)
+        for name, store in self.node.tiers.items():
+            capacity = await loop.run_in_executor(None, store.capacity)
+            figures = census.tiers.setdefault(name, TierFigures())
+            figures.used, figures.total = capacity.used, capacity.total
+        self.census, self.counted_at = census, self.clock.now()
+        return await self.meta.write(
+            functools.partial(store_sample, at=self.counted_at, tiers=census.tiers)
+        )
+
+    def ring(self, ring: str, since: float = 0.0) -> list[dict[str, Any]]:
+        return self.meta.read(functools.partial(read_ring, ring=ring, since=since))

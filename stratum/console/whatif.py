@@ -1,0 +1,121 @@
+"""The tiering what-if: the recorded access history replayed with other settings.
+
+The rows of :mod:`stratum.console.accesses` go through the tier simulator
+(:mod:`stratum.tiering.simulator`) twice, with the tiering settings in force and with the
+ones the operator typed, through the same policy code the engine runs
+(:class:`~stratum.tiering.policy.SimulatedStratumPolicy`), priced with
+:data:`~stratum.tiering.pricing.DEFAULT_PRICES`. The page shows the two side by side: the
+share of reads served from the hot tier, the moves, and the cost per month.
+
+The simulator asks the policy about every object once per simulated interval; so that a
+long history of many objects still replays in a moment, the interval grows (from an hour)
+until objects x intervals stays under :data:`MAX_QUESTIONS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stratum.config import TieringConfig
+from stratum.tiering.policy import SimulatedStratumPolicy
+from stratum.tiering.pricing import DEFAULT_PRICES, MONTH
+from stratum.tiering.simulation_report import Report
+from stratum.tiering.simulator import simulate
+from stratum.tiering.traces import HOUR, TraceRow
+from stratum.util.units import format_duration, format_size, parse_duration, parse_size
+
+MAX_QUESTIONS = 2_000_000
+# What the form may change, and how each value is read and written back.
+FIELDS: dict[str, tuple[str, Any, Any]] = {
+    "hot_idle_before_warm": ("Hot to warm after idle", parse_duration, format_duration),
+    "warm_idle_before_cold": ("To cold after idle", parse_duration, format_duration),
+    "cold_min_size": ("Smallest object sent to cold", parse_size, format_size),
+    "promote_reads": ("Reads that bring an object back to hot", int, str),
+    "promote_window": ("... within", parse_duration, format_duration),
+}
+
+
+@dataclass
+class Outcome:
+    label: str
+    settings: dict[str, str]
+    hot_hit_ratio: float
+    moves: int
+    moves_by_path: dict[str, int]
+    cost_per_month: float
+    currency: str
+
+
+def form_values(config: TieringConfig) -> dict[str, str]:
+    return {name: write(getattr(config, name)) for name, (_l, _r, write) in FIELDS.items()}
+
+
+def changed_config(config: TieringConfig, form: Mapping[str, str]) -> TieringConfig:
+    """``config`` with the form's values; ValueError naming the field that is wrong."""
+    changes: dict[str, Any] = {}
+    for name, (label, read, _write) in FIELDS.items():
+        text = form.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            value = read(text)
+        except ValueError as exc:
+            raise ValueError(f"{label}: {exc}") from None
+        if value < 0:
+            raise ValueError(f"{label}: must not be negative")
+        changes[name] = value
+    return dataclasses.replace(config, **changes)
+
+
+def relative(rows: Sequence[TraceRow]) -> list[TraceRow]:
+    """The rows with times from 0 (the simulator's clock starts there)."""
+    if not rows:
+        return []
+    first = rows[0].time
+    return [row._replace(time=max(0.0, row.time - first)) for row in rows]
+
+
+def interval_for(rows: Sequence[TraceRow]) -> float:
+    if not rows:
+        return HOUR
+    objects = len({(r.bucket, r.key) for r in rows})
+    span = max(rows[-1].time - rows[0].time, HOUR)
+    return max(HOUR, span * objects / MAX_QUESTIONS)
+
+
+def replay(rows: Sequence[TraceRow], config: TieringConfig, tiers: set[str], label: str) -> Outcome:
+    """Blocking (an executor's work): one run of the simulator over the rows."""
+    trace = relative(rows)
+    report = simulate(
+        trace,
+        SimulatedStratumPolicy(config, tiers),
+        DEFAULT_PRICES,
+        interval=interval_for(trace),
+        max_logged_moves=0,
+    )
+    return Outcome(
+        label=label,
+        settings=form_values(config),
+        hot_hit_ratio=report.hot_hit_ratio,
+        moves=report.moves,
+        moves_by_path={path: v["count"] for path, v in sorted(report.moves_by_path.items())},
+        cost_per_month=cost_per_month(report),
+        currency=DEFAULT_PRICES.currency,
+    )
+
+
+def cost_per_month(report: Report) -> float:
+    """The simulated cost over the whole history, scaled to 30 days."""
+    seconds = report.end - report.start
+    total = sum(month.total for month in report.months)
+    return total * MONTH / seconds if seconds > 0 and not math.isnan(total) else 0.0
+
+
+def compare(
+    rows: Sequence[TraceRow], current: TieringConfig, proposed: TieringConfig, tiers: set[str]
+) -> list[Outcome]:
+    return [replay(rows, current, tiers, "Now"), replay(rows, proposed, tiers, "What if")]

@@ -1,0 +1,148 @@
+"""The console's records in LMDB: the census, the rings of samples, the access history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stratum.config import load_config
+from stratum.console import accesses, history, whatif
+from stratum.console.history import TierFigures
+from stratum.meta import catalog
+from stratum.meta.records import VolumeRecord
+from stratum.meta.store import MetaStore, Tx
+from stratum.s3.server import FinishedRequest
+from stratum.tiering.traces import TraceRow
+from stratum.util.clock import ManualClock
+
+KiB = 1024
+
+
+@pytest.fixture
+def meta(tmp_path: Path) -> Iterator[MetaStore]:
+    store = MetaStore(tmp_path / "meta")
+    store.open()
+    yield store
+    store.close()
+
+
+def volume(
+    vid: str, tier: str, layout: str, size: int, bucket: str = "b", **location: object
+) -> VolumeRecord:
+    return VolumeRecord(vid, tier, layout, dict(location), size, "", 0.0, bucket=bucket, key=vid)
+
+
+def test_raw_bytes_follow_each_layout() -> None:
+    ec = {"data_shards": 4, "parity_shards": 2, "block_size": 256 * KiB}
+    assert history.raw_bytes(volume("a", "hot", "ec", 4 * 256 * KiB, **ec)) == 6 * 256 * KiB
+    # a short last stripe: blocks of ceil(rest / k) bytes, six of them
+    assert history.raw_bytes(volume("b", "hot", "ec", 300_000, **ec)) == 6 * 75_000
+    assert history.raw_bytes(volume("c", "hot", "seg", 1000, replicas=[1, 2, 3])) == 3000
+    assert history.raw_bytes(volume("d", "cold", "cold", 5000)) == 5000
+    assert history.raw_bytes(volume("e", "hot", "multi", 5000, parts=[{}, {}])) == 0
+
+
+def test_census_counts_objects_bytes_and_buckets(meta: MetaStore) -> None:
+    ec = {"data_shards": 4, "parity_shards": 2, "block_size": 256 * KiB}
+
+    def fill(tx: Tx) -> None:
+        catalog.put_volume(tx, volume("v1", "hot", "seg", 100, "photos", replicas=[1, 2, 3]))
+        catalog.put_volume(tx, volume("v2", "warm", "ec", 1 << 20, "photos", **ec))
+        # a multipart object: its two parts and the object itself, one object in all
+        catalog.put_volume(tx, volume("p1", "hot", "ec", 1 << 20, "docs", **ec))
+        catalog.put_volume(tx, volume("p2", "hot", "ec", 1 << 20, "docs", **ec))
+        catalog.put_volume(tx, volume("m1", "hot", "multi", 2 << 20, "docs", parts=[{}, {}]))
+
+    meta.write_sync(fill)
+    census = history.count(meta, page=2)  # several pages
+    hot, warm = census.tiers["hot"], census.tiers["warm"]
+    assert (hot.objects, hot.bytes, hot.raw) == (2, 100 + (2 << 20), 300 + 2 * (1536 * KiB))
+    assert (warm.objects, warm.bytes, warm.raw) == (1, 1 << 20, 1536 * KiB)
+    assert census.buckets == {"photos": (2, 100 + (1 << 20)), "docs": (1, 2 << 20)}
+
+
+def test_rings_keep_one_sample_per_step_and_count_moves(meta: MetaStore) -> None:
+    day = 86400.0
+    tiers = {"hot": TierFigures(objects=1, bytes=10, raw=15, used=100, total=1000)}
+
+    def decide(tx: Tx, at: float, source: str, target: str, outcome: str) -> None:
+        record = {"v": 1, "at": at, "from": source, "to": target, "outcome": outcome}
+        tx.put("decisions", f"{int(at * 1000):013x}x".encode(), json.dumps(record).encode())
+
+    start = 1_800_000_000.0 - 1_800_000_000.0 % day
+    for i in range(30):  # a sample every 10 minutes for five hours
+        at = start + i * 600
+        meta.write_sync(lambda tx, at=at: decide(tx, at - 1, "hot", "warm", "moved"))
+        meta.write_sync(lambda tx, at=at: decide(tx, at - 2, "hot", "warm", "failed"))
+        meta.write_sync(lambda tx, at=at: history.store_sample(tx, at, tiers))
+    minutes = meta.read(lambda tx: history.read_ring(tx, "m"))
+    hours = meta.read(lambda tx: history.read_ring(tx, "h"))
+    days = meta.read(lambda tx: history.read_ring(tx, "d"))
+    assert len(minutes) == 30 and len(hours) == 5 and len(days) == 1
+    assert [s["moves"] for s in minutes[:3]] == [{"hot->warm": n} for n in (1, 2, 3)]
+    assert minutes[-1]["moves"] == {"hot->warm": 30}  # failed moves are not moves
+    assert minutes[-1]["tiers"]["hot"] == {
+        "objects": 1,
+        "bytes": 10,
+        "raw": 15,
+        "used": 100,
+        "total": 1000,
+    }
+    since = meta.read(lambda tx: history.read_ring(tx, "m", since=start + 6000))
+    assert [s["at"] for s in since] == [start + i * 600 for i in range(10, 30)]
+
+
+def test_a_ring_is_pruned_to_its_length(meta: MetaStore) -> None:
+    keep = history.RINGS["m"][1]
+    tiers = {"hot": TierFigures()}
+    for i in range(keep + 7):
+        meta.write_sync(lambda tx, i=i: history.store_sample(tx, 1000.0 + i, tiers))
+    minutes = meta.read(lambda tx: history.read_ring(tx, "m"))
+    assert len(minutes) == keep and minutes[0]["at"] == 1007.0
+
+
+def finished(op: str, key: str, status: int = 200, into: int = 0, out: int = 0) -> FinishedRequest:
+    return FinishedRequest(op, status, 0.01, into, out, bucket="b", key=key)
+
+
+async def test_access_history_keeps_the_newest_rows(meta: MetaStore) -> None:
+    clock = ManualClock(1000.0)
+    recorder = accesses.AccessRecorder(meta, clock, keep=5)
+    for i in range(4):
+        recorder.note(finished("PutObject", f"k{i}", into=100 + i))
+        clock.advance(1)
+    recorder.note(finished("GetObject", "k0", out=100))
+    recorder.note(finished("GetObject", "missing", status=404))  # refused: not recorded
+    recorder.note(finished("ListObjectsV2", ""))  # not an object request
+    recorder.note(finished("UploadPart", "big", into=5 << 20))
+    recorder.note(finished("UploadPart", "big", into=1 << 20))
+    clock.advance(1)
+    recorder.note(finished("CompleteMultipartUpload", "big", into=300))
+    recorder.note(finished("DeleteObject", "k1", status=204))
+    await recorder.flush()
+    rows = accesses.recorded(meta)
+    assert rows == [
+        TraceRow(1002.0, "PUT", "b", "k2", 102),
+        TraceRow(1003.0, "PUT", "b", "k3", 103),
+        TraceRow(1004.0, "GET", "b", "k0", 100),
+        TraceRow(1005.0, "PUT", "b", "big", 6 << 20),
+        TraceRow(1005.0, "DELETE", "b", "k1", 0),
+    ]
+
+
+def test_whatif_replays_the_history_with_other_settings() -> None:
+    config = load_config(None).tiering
+    hour = 3600.0
+    rows = [TraceRow(0.0, "PUT", "b", f"k{i}", 10 << 20) for i in range(10)]
+    rows += [TraceRow(3 * 86400.0 + i * hour, "GET", "b", f"k{i}", 10 << 20) for i in range(10)]
+    proposed = whatif.changed_config(config, {"hot_idle_before_warm": "1d"})
+    now, then = whatif.compare(rows, config, proposed, {"hot", "warm"})
+    assert now.hot_hit_ratio == 1.0 and now.moves == 0  # default: hot for 30 days
+    assert then.hot_hit_ratio == 0.0 and then.moves_by_path == {"hot->warm": 10}
+    assert then.settings["hot_idle_before_warm"] == "1d"
+    assert then.cost_per_month < now.cost_per_month  # warm is cheaper per GB
+    with pytest.raises(ValueError, match="Hot to warm"):
+        whatif.changed_config(config, {"hot_idle_before_warm": "soon"})
