@@ -91,7 +91,10 @@ def provision(
     """
     known = system.load_state()
     plan, filesystem, why = make_plan(settings, known, wait)
-    text = render.report(plan.lines(), filesystem=filesystem, zfs_note=why)
+    port = render.console_port(render.stratum_config([], settings))
+    scheme = "https" if system.TLS_CERT.exists() else "http"
+    console = f"{scheme}://{settings.hostname}.local:{port}" if port else ""
+    text = render.report(plan.lines(), filesystem=filesystem, zfs_note=why, console=console)
     for line in plan.lines():
         say(line)
     if dry_run:
@@ -242,19 +245,28 @@ def cmd_firstboot() -> int:
         say(f"error: {exc}")
         say("nothing more is done; fix it and reboot (or run `stratum-appliance firstboot`)")
         return 1
-    server = render.stratum_config(pools, settings, keys)["server"]
+    config = render.stratum_config(pools, settings, keys)
+    server = config["server"]
     access, secret = server["access_key"], server["secret_key"]
     port, region = render.listen_port({"server": server}), server.get("region", "us-east-1")
+    console = render.console_port(config)
     note = render.credentials_note(
-        settings.hostname, access, secret, port=port, region=region, fingerprint=fingerprint
+        settings.hostname,
+        access,
+        secret,
+        port=port,
+        region=region,
+        fingerprint=fingerprint,
+        console=console,
     )
     _write_boot_file(CREDENTIALS_FILE, note)
     scheme = "http" if fingerprint is None else "https"
     certified = "" if fingerprint is None else f"certificate SHA-256 {fingerprint}\n"
+    web = f"Web console: {scheme}://\\n.local:{console}\n" if console else ""
     system.write_file(
         ISSUE,
         f"Stratum S3: {scheme}://\\n.local:{port} or {scheme}://\\4:{port}  access key {access}\n"
-        f"{certified}(secret key: {CREDENTIALS_FILE} or {CONFIG})\n\n",
+        f"{web}{certified}(secret key: {CREDENTIALS_FILE} or {CONFIG})\n\n",
     )
     start_service()
     MARKER.parent.mkdir(parents=True, exist_ok=True)

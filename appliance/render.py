@@ -18,6 +18,7 @@ from appliance.settings import Settings
 
 DATA_DIR = "/var/lib/stratum"
 DEFAULT_LISTEN = "0.0.0.0:9000"
+DEFAULT_CONSOLE_LISTEN = "0.0.0.0:9001"  # the web console, on the LAN like S3
 CERT_DAYS = 3650  # a self-signed certificate, trusted by pinning: renewing it would only break
 CONFIG_HEADER = """\
 # /etc/stratum/stratum.toml, written by stratum-appliance from the pools it built and
@@ -76,11 +77,18 @@ def credentials_note(
     port: int,
     region: str,
     fingerprint: str | None = None,
+    console: int | None = None,
 ) -> str:
     """The text shown on the console and left on the boot partition at first boot;
-    ``fingerprint``: the server's certificate (HTTPS), None for plain HTTP."""
+    ``fingerprint``: the server's certificate (HTTPS), None for plain HTTP; ``console``: the
+    web console's port (None: it is turned off)."""
     scheme = "http" if fingerprint is None else "https"
     url = f"{scheme}://{hostname}.local:{port}"
+    web = (
+        f"Web console: {scheme}://{hostname}.local:{console} (log in with the keys below)\n"
+        if console
+        else ""
+    )
     trust = "" if fingerprint is None else " --ca-bundle stratum-cert.pem"
     certificate = (
         ""
@@ -98,7 +106,7 @@ sha256_fingerprint = {fingerprint}
     return f"""\
 Stratum S3 is ready at {url}
 (or {scheme}://<the Pi's IP address>:{port}), region {region}.
-
+{web}
 access_key = {access}
 secret_key = {secret}
 {certificate}
@@ -184,6 +192,7 @@ def stratum_config(
         "server": server,
         "storage": {"data_dir": DATA_DIR},
         "tiers": {},
+        "console": {"listen": DEFAULT_CONSOLE_LISTEN},
     }
     for tier in TIERS:
         disks = [p.data_dir for p in pools if p.tier == tier]
@@ -234,6 +243,13 @@ def listen_port(config: Mapping[str, Any]) -> int:
     listen = str(config.get("server", {}).get("listen", DEFAULT_LISTEN))
     port = listen.rsplit(":", 1)[-1]
     return int(port) if port.isdigit() else 9000
+
+
+def console_port(config: Mapping[str, Any]) -> int | None:
+    """The web console's port, None when ``[console] listen`` turns it off."""
+    listen = str(config.get("console", {}).get("listen", DEFAULT_CONSOLE_LISTEN))
+    port = listen.rsplit(":", 1)[-1]
+    return int(port) if listen and port.isdigit() else None
 
 
 def dump_toml(doc: Mapping[str, Any], header: str = "") -> str:
@@ -330,10 +346,14 @@ def service_dropin(mounts: Iterable[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(plan_lines: Iterable[str], *, filesystem: str, zfs_note: str = "") -> str:
+def report(
+    plan_lines: Iterable[str], *, filesystem: str, zfs_note: str = "", console: str = ""
+) -> str:
+    """``console``: the web console's address, when it is served."""
     lines = [
         "Stratum appliance: disks (written by stratum-appliance at every provisioning run)",
         f"filesystem for new pools: {filesystem}{' (' + zfs_note + ')' if zfs_note else ''}",
+        *([f"web console: {console} (log in with the S3 keys)"] if console else []),
         "",
         *plan_lines,
         "",

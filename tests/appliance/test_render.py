@@ -121,6 +121,25 @@ def test_environment_file_round_trip_and_refusals() -> None:
         render.render_env({"a-b": "x"})
 
 
+def test_the_appliance_serves_the_console_on_the_lan_and_names_it() -> None:
+    config = render.stratum_config(HOT, Settings())
+    assert config["console"] == {"listen": "0.0.0.0:9001"}
+    assert render.console_port(config) == 9001
+    note = render.credentials_note("vault", "AK", "SK", port=9000, region="r", console=9001)
+    assert "Web console: http://vault.local:9001" in note
+    assert render.parse_credentials_note(note) == ("AK", "SK")
+    tls = render.credentials_note(
+        "vault", "AK", "SK", port=9000, region="r", fingerprint="AB:CD", console=9001
+    )
+    assert "Web console: https://vault.local:9001" in tls  # the same certificate as S3
+    report = render.report(["hot x"], filesystem="ext4", console="http://vault.local:9001")
+    assert "web console: http://vault.local:9001" in report
+    # turned off in stratum-appliance.toml's [stratum]: no address named
+    off = render.stratum_config(HOT, Settings(stratum={"console": {"listen": ""}}))
+    assert render.console_port(off) is None
+    assert "console" not in render.credentials_note("v", "AK", "SK", port=9000, region="r")
+
+
 def test_the_credentials_note_reads_back() -> None:
     note = render.credentials_note("vault", "AKIA1", "sEcReT2", port=9000, region="us-east-1")
     assert "http://vault.local:9000" in note
