@@ -94,6 +94,9 @@ class TierEngine:
         )
         self._lock = asyncio.Lock()
         self._log_indexed = False
+        # Moves since the process started, by (from, to, "moved" | "failed"): for /metrics.
+        self.moves: dict[tuple[str, str, str], int] = {}
+        self.moved_bytes: dict[tuple[str, str], int] = {}
         if cold is not None:
             service.remote["cold"] = ColdTierStorage(cold)
 
@@ -200,11 +203,16 @@ class TierEngine:
     async def _move(self, volume: VolumeRecord, decision: Decision, report: PassReport) -> None:
         started = time.monotonic()
         report.decided += 1
-        if await self.mover.move(volume, decision):
+        ok = await self.mover.move(volume, decision)
+        path = (volume.tier, decision.target)
+        if ok:
             report.moved += 1
             report.bytes_moved += volume.size
+            self.moved_bytes[path] = self.moved_bytes.get(path, 0) + volume.size
         else:
             report.failed += 1
+        counted = (*path, "moved" if ok else "failed")
+        self.moves[counted] = self.moves.get(counted, 0) + 1
         if len(report.moves) < LISTED_MOVES:
             report.moves.append(
                 {"volume_id": volume.volume_id, "to": decision.target, "rule": decision.rule}

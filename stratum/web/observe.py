@@ -2,14 +2,14 @@
 
 - ``GET /metrics``: Prometheus text format 0.0.4 (:func:`render`). Requests by operation and
   status, latency histograms by operation and bytes in and out are counted as requests end;
-  objects and bytes per tier, scrub and heal progress, disk states and process figures are
-  read when the answer is made. An answer is made at most every :data:`METRICS_MAX_AGE`
-  seconds and served from memory meanwhile: a scrape writes nothing, and a flood of scrapes
-  costs no more than one. With several server processes the primary answers every scrape and
-  adds the workers' request counts as they last published them (every few seconds while they
-  change: :mod:`stratum.web.forward`); process figures (memory, file descriptors) are the
-  primary's own. ``/health/ready`` is the primary's answer too; ``/health/live`` is answered
-  by whichever process gets the connection.
+  objects and bytes per tier, tier moves, scrub and heal progress, disk states and process
+  figures are read when the answer is made. An answer is made at most every
+  :data:`METRICS_MAX_AGE` seconds and served from memory meanwhile: a scrape writes nothing,
+  and a flood of scrapes costs no more than one. With several server processes the primary
+  answers every scrape and adds the workers' request counts as they last published them
+  (every few seconds while they change: :mod:`stratum.web.forward`); process figures
+  (memory, file descriptors) are the primary's own. ``/health/ready`` is the primary's answer
+  too; ``/health/live`` is answered by whichever process gets the connection.
 - ``GET /health/live``: 200 while the process serves HTTP.
 - ``GET /health/ready``: 200 once the node is started and the hot tier has enough disks
   online for writes; 503 with a JSON reason otherwise (and while shutting down). A node that
@@ -63,6 +63,7 @@ from stratum.meta.records import VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.s3.router import virtual_host_bucket
 from stratum.s3.server import FinishedRequest
+from stratum.tiering.engine import TierEngine
 
 log = logging.getLogger("stratum.observe")
 
@@ -431,6 +432,26 @@ def maintenance_families(status: Mapping[str, Any], *, show_paths: bool = False)
     return [*out, state, used, free, errors]
 
 
+# -- tiering ----------------------------------------------------------------------------
+
+
+def move_families(
+    moves: Mapping[tuple[str, str, str], int], moved_bytes: Mapping[tuple[str, str], int]
+) -> list[Family]:
+    """Families of the tiering engine's moves since the process started."""
+    count = Family(
+        "stratum_tier_moves_total",
+        "counter",
+        "Tier moves by source and target tier and outcome (moved or failed).",
+    )
+    for (source, target, outcome), n in sorted(moves.items()):
+        count.add(n, **{"from": source, "to": target, "outcome": outcome})
+    size = Family("stratum_tier_moved_bytes_total", "counter", "Object bytes moved between tiers.")
+    for (source, target), n in sorted(moved_bytes.items()):
+        size.add(n, **{"from": source, "to": target})
+    return [count, size]
+
+
 # -- the endpoints ----------------------------------------------------------------------
 
 
@@ -489,8 +510,10 @@ class Observer:
         domain: str = "",
         access: MetricsAccess | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tiering: TierEngine | None = None,
     ) -> None:
         self.meta = meta
+        self.tiering = tiering
         self.tiers = tiers
         self.maintenance = maintenance
         self.domain = domain
@@ -612,6 +635,8 @@ class Observer:
         ]
         if status is not None:
             out += maintenance_families(status, show_paths=show_paths)
+        if self.tiering is not None:
+            out += move_families(self.tiering.moves, self.tiering.moved_bytes)
         out += process_families(self.started_at)
         return out
 

@@ -21,6 +21,7 @@ from stratum.web.observe import (
     RequestMetrics,
     count_volumes,
     maintenance_families,
+    move_families,
     render,
 )
 
@@ -241,3 +242,12 @@ def test_count_volumes_pages_through_every_volume(tmp_path: Path, page: int) -> 
         assert counted == expected == {"hot": (6, 270), "warm": (4, 180)}
     finally:
         store.close()
+
+
+def test_move_families() -> None:
+    moves = {("hot", "warm", "moved"): 3, ("hot", "warm", "failed"): 1, ("warm", "hot", "moved"): 2}
+    text = render(move_families(moves, {("hot", "warm"): 300, ("warm", "hot"): 20}))
+    assert "# TYPE stratum_tier_moves_total counter" in text
+    assert 'stratum_tier_moves_total{from="hot",to="warm",outcome="moved"} 3' in text
+    assert 'stratum_tier_moves_total{from="hot",to="warm",outcome="failed"} 1' in text
+    assert 'stratum_tier_moved_bytes_total{from="warm",to="hot"} 20' in text
