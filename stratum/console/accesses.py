@@ -24,7 +24,6 @@ import logging
 import os
 import struct
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from stratum.meta.store import MetaStore, Tx
 from stratum.s3.server import FinishedRequest
@@ -164,14 +163,21 @@ class AccessRecorder:
         await self.meta.write(functools.partial(append_rows, rows=rows, keep=self.keep))
 
 
+def extent(tx: Tx) -> dict[str, float]:
+    """Rows kept, and the times of the first and the last (cheap: no row is decoded)."""
+    raw = tx.get("console", COUNT_KEY)
+    out = {"rows": float(_COUNT.unpack(raw)[0] if raw else 0), "first": 0.0, "last": 0.0}
+    cur = tx.cursor("console")
+    if cur.set_range(PREFIX) and bytes(cur.key()).startswith(PREFIX):
+        out["first"] = struct.unpack(">Q", bytes(cur.key())[1:9])[0] / 1e6
+        if (cur.set_range(COUNT_KEY) and cur.prev()) or cur.last():
+            key = bytes(cur.key())
+            if key.startswith(PREFIX):
+                out["last"] = struct.unpack(">Q", key[1:9])[0] / 1e6
+    out["span"] = out["last"] - out["first"]
+    return out
+
+
 def recorded(meta: MetaStore) -> list[TraceRow]:
     """The whole recorded history (blocking: an executor's work)."""
     return meta.read(lambda tx: list(read_rows(tx)))
-
-
-def summary(rows: list[TraceRow]) -> dict[str, Any]:
-    ops: dict[str, int] = {}
-    for row in rows:
-        ops[row.op] = ops.get(row.op, 0) + 1
-    span = rows[-1].time - rows[0].time if rows else 0.0
-    return {"rows": len(rows), "ops": ops, "span": span, "first": rows[0].time if rows else 0}

@@ -11,6 +11,7 @@ after the other; each request body is streamed through to the server, never held
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 from typing import Any
@@ -103,17 +104,17 @@ class ObjectPages:
     async def _object(
         self, request: web.Request, bucket: str, key: str, share: str = ""
     ) -> web.Response:
-        who = visitor(request)
-        head = await self.client.head_object(who.creds, bucket, key)
-        versions = await self._optional(self.client.list_versions(who.creds, bucket, key))
-        versioning = await self._optional(
-            self.client.bucket_setting(who.creds, bucket, "versioning")
-        )
-        lock = await self._optional(self.client.bucket_setting(who.creds, bucket, "object-lock"))
+        creds = visitor(request).creds
+        head = await self.client.head_object(creds, bucket, key)
         # The HEAD above was the visitor's own: they may see this object, so its explanation
         # (an admin API answer, root-signed) is theirs to see too.
-        explain = await self.client.admin(
-            self.console.root_creds, "GET", "explain", [("bucket", bucket), ("key", key)]
+        versions, versioning, lock, explain = await asyncio.gather(
+            self._optional(self.client.list_versions(creds, bucket, key)),
+            self._optional(self.client.bucket_setting(creds, bucket, "versioning")),
+            self._optional(self.client.bucket_setting(creds, bucket, "object-lock")),
+            self.client.admin(
+                self.console.root_creds, "GET", "explain", [("bucket", bucket), ("key", key)]
+            ),
         )
         return self.console.render(
             request,

@@ -19,7 +19,7 @@ from aiohttp import web
 from stratum.config import Config
 from stratum.console import format as fmt
 from stratum.console import whatif
-from stratum.console.accesses import recorded, summary
+from stratum.console.accesses import extent, recorded
 from stratum.console.app import Console, require_root
 from stratum.console.charts import line_chart
 from stratum.console.history import History, TierFigures
@@ -149,7 +149,6 @@ class OperatorPages:
             n: census.tiers[n].bytes / GB * DEFAULT_PRICES.storage.get(n, 0.0)
             for n in _ordered(census.tiers)
         }
-        rows = await loop.run_in_executor(None, recorded, self.meta)
         return self.console.render(
             request,
             "tiers.html",
@@ -161,7 +160,7 @@ class OperatorPages:
             decisions=decisions,
             costs=costs,
             prices=DEFAULT_PRICES,
-            recorded=summary(rows),
+            recorded=self.meta.read(extent),
             fields=whatif.FIELDS,
             form=dict(request.query) or whatif.form_values(self.config.tiering),
             outcomes=outcomes,
@@ -238,8 +237,15 @@ class OperatorPages:
 
     async def remove_user(self, request: web.Request) -> web.StreamResponse:
         require_root(request)
-        access_key = str((await request.post()).get("access_key", ""))
-        await self._admin("DELETE", "users", [("access_key", access_key)])
+        form = await request.post()
+        access_key = str(form.get("access_key", ""))
+        query = [("access_key", access_key)]
+        buckets = form.get("buckets", "")
+        if buckets == "root":
+            query.append(("to", self.console.root_creds.access_key))
+        elif buckets == "delete":
+            query.append(("delete_buckets", "1"))
+        await self._admin("DELETE", "users", query)
         self.console.sessions.end_user(access_key)
         raise web.HTTPSeeOther("/users")
 

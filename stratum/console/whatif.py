@@ -7,15 +7,21 @@ ones the operator typed, through the same policy code the engine runs
 :data:`~stratum.tiering.pricing.DEFAULT_PRICES`. The page shows the two side by side: the
 share of reads served from the hot tier, the moves, and the cost per month.
 
-The simulator asks the policy about every object once per simulated interval; so that a
-long history of many objects still replays in a moment, the interval grows (from an hour)
-until objects x intervals stays under :data:`MAX_QUESTIONS`.
+So that a history of many objects replays in about a second (on a thread of the server
+process), it is sampled by key: with more than :data:`SAMPLE_OBJECTS` objects, only the keys
+whose hash falls in one of ``n`` equal slices are replayed (every request of those keys, so
+each sampled object's story is whole), and moves and costs are multiplied by ``n``; the
+share of reads from hot is the sample's. The simulator asks the policy about every object
+once per simulated interval, an hour, or longer for a long history: objects x intervals
+stays under :data:`MAX_QUESTIONS`. The replay ends with the history (not at the end of its
+last day), and costs are scaled to a 30-day month.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +34,8 @@ from stratum.tiering.simulator import simulate
 from stratum.tiering.traces import HOUR, TraceRow
 from stratum.util.units import format_duration, format_size, parse_duration, parse_size
 
-MAX_QUESTIONS = 2_000_000
+SAMPLE_OBJECTS = 5_000
+MAX_QUESTIONS = 200_000
 # What the form may change, and how each value is read and written back.
 FIELDS: dict[str, tuple[str, Any, Any]] = {
     "hot_idle_before_warm": ("Hot to warm after idle", parse_duration, format_duration),
@@ -48,6 +55,7 @@ class Outcome:
     moves_by_path: dict[str, int]
     cost_per_month: float
     currency: str
+    sampled: int = 1  # one key in this many was replayed
 
 
 def form_values(config: TieringConfig) -> dict[str, str]:
@@ -79,32 +87,50 @@ def relative(rows: Sequence[TraceRow]) -> list[TraceRow]:
     return [row._replace(time=max(0.0, row.time - first)) for row in rows]
 
 
+def sample(rows: Sequence[TraceRow]) -> tuple[list[TraceRow], int]:
+    """The rows of one key in ``n`` (by a hash of bucket and key), and ``n``."""
+    objects = len({(r.bucket, r.key) for r in rows})
+    n = max(1, math.ceil(objects / SAMPLE_OBJECTS))
+    if n == 1:
+        return list(rows), 1
+    kept = [r for r in rows if zlib.crc32(f"{r.bucket}/{r.key}".encode()) % n == 0]
+    return kept, n
+
+
 def interval_for(rows: Sequence[TraceRow]) -> float:
+    """An hour, or more: objects x (span / interval) stays under MAX_QUESTIONS."""
     if not rows:
         return HOUR
     objects = len({(r.bucket, r.key) for r in rows})
-    span = max(rows[-1].time - rows[0].time, HOUR)
+    span = rows[-1].time - rows[0].time
     return max(HOUR, span * objects / MAX_QUESTIONS)
 
 
-def replay(rows: Sequence[TraceRow], config: TieringConfig, tiers: set[str], label: str) -> Outcome:
-    """Blocking (an executor's work): one run of the simulator over the rows."""
+def replay(
+    rows: Sequence[TraceRow], config: TieringConfig, tiers: set[str], label: str, scale: int = 1
+) -> Outcome:
+    """Blocking (an executor's work): one run of the simulator over the rows, which stand for
+    ``scale`` times as many (:func:`sample`)."""
     trace = relative(rows)
+    interval = interval_for(trace)
     report = simulate(
         trace,
         SimulatedStratumPolicy(config, tiers),
         DEFAULT_PRICES,
-        interval=interval_for(trace),
+        interval=interval,
+        # the history's own span (at least one round of questions), not whole days
+        end=max(trace[-1].time if trace else 0.0, interval),
         max_logged_moves=0,
     )
     return Outcome(
         label=label,
         settings=form_values(config),
         hot_hit_ratio=report.hot_hit_ratio,
-        moves=report.moves,
-        moves_by_path={path: v["count"] for path, v in sorted(report.moves_by_path.items())},
-        cost_per_month=cost_per_month(report),
+        moves=report.moves * scale,
+        moves_by_path={p: v["count"] * scale for p, v in sorted(report.moves_by_path.items())},
+        cost_per_month=cost_per_month(report) * scale,
         currency=DEFAULT_PRICES.currency,
+        sampled=scale,
     )
 
 
@@ -118,4 +144,5 @@ def cost_per_month(report: Report) -> float:
 def compare(
     rows: Sequence[TraceRow], current: TieringConfig, proposed: TieringConfig, tiers: set[str]
 ) -> list[Outcome]:
-    return [replay(rows, current, tiers, "Now"), replay(rows, proposed, tiers, "What if")]
+    kept, n = sample(rows)
+    return [replay(kept, current, tiers, "Now", n), replay(kept, proposed, tiers, "What if", n)]

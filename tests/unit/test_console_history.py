@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,14 +17,6 @@ from stratum.tiering.traces import TraceRow
 from stratum.util.clock import ManualClock
 
 KiB = 1024
-
-
-@pytest.fixture
-def meta(tmp_path: Path) -> Iterator[MetaStore]:
-    store = MetaStore(tmp_path / "meta")
-    store.open()
-    yield store
-    store.close()
 
 
 def volume(
@@ -45,7 +35,7 @@ def test_raw_bytes_follow_each_layout() -> None:
     assert history.raw_bytes(volume("e", "hot", "multi", 5000, parts=[{}, {}])) == 0
 
 
-def test_census_counts_objects_bytes_and_buckets(meta: MetaStore) -> None:
+def test_census_counts_objects_bytes_and_buckets(store: MetaStore) -> None:
     ec = {"data_shards": 4, "parity_shards": 2, "block_size": 256 * KiB}
 
     def fill(tx: Tx) -> None:
@@ -56,15 +46,15 @@ def test_census_counts_objects_bytes_and_buckets(meta: MetaStore) -> None:
         catalog.put_volume(tx, volume("p2", "hot", "ec", 1 << 20, "docs", **ec))
         catalog.put_volume(tx, volume("m1", "hot", "multi", 2 << 20, "docs", parts=[{}, {}]))
 
-    meta.write_sync(fill)
-    census = history.count(meta, page=2)  # several pages
+    store.write_sync(fill)
+    census = history.count(store, page=2)  # several pages
     hot, warm = census.tiers["hot"], census.tiers["warm"]
     assert (hot.objects, hot.bytes, hot.raw) == (2, 100 + (2 << 20), 300 + 2 * (1536 * KiB))
     assert (warm.objects, warm.bytes, warm.raw) == (1, 1 << 20, 1536 * KiB)
     assert census.buckets == {"photos": (2, 100 + (1 << 20)), "docs": (1, 2 << 20)}
 
 
-def test_rings_keep_one_sample_per_step_and_count_moves(meta: MetaStore) -> None:
+def test_rings_keep_one_sample_per_step_and_count_moves(store: MetaStore) -> None:
     day = 86400.0
     tiers = {"hot": TierFigures(objects=1, bytes=10, raw=15, used=100, total=1000)}
 
@@ -75,12 +65,12 @@ def test_rings_keep_one_sample_per_step_and_count_moves(meta: MetaStore) -> None
     start = 1_800_000_000.0 - 1_800_000_000.0 % day
     for i in range(30):  # a sample every 10 minutes for five hours
         at = start + i * 600
-        meta.write_sync(lambda tx, at=at: decide(tx, at - 1, "hot", "warm", "moved"))
-        meta.write_sync(lambda tx, at=at: decide(tx, at - 2, "hot", "warm", "failed"))
-        meta.write_sync(lambda tx, at=at: history.store_sample(tx, at, tiers))
-    minutes = meta.read(lambda tx: history.read_ring(tx, "m"))
-    hours = meta.read(lambda tx: history.read_ring(tx, "h"))
-    days = meta.read(lambda tx: history.read_ring(tx, "d"))
+        store.write_sync(lambda tx, at=at: decide(tx, at - 1, "hot", "warm", "moved"))
+        store.write_sync(lambda tx, at=at: decide(tx, at - 2, "hot", "warm", "failed"))
+        store.write_sync(lambda tx, at=at: history.store_sample(tx, at, tiers))
+    minutes = store.read(lambda tx: history.read_ring(tx, "m"))
+    hours = store.read(lambda tx: history.read_ring(tx, "h"))
+    days = store.read(lambda tx: history.read_ring(tx, "d"))
     assert len(minutes) == 30 and len(hours) == 5 and len(days) == 1
     assert [s["moves"] for s in minutes[:3]] == [{"hot->warm": n} for n in (1, 2, 3)]
     assert minutes[-1]["moves"] == {"hot->warm": 30}  # failed moves are not moves
@@ -91,16 +81,16 @@ def test_rings_keep_one_sample_per_step_and_count_moves(meta: MetaStore) -> None
         "used": 100,
         "total": 1000,
     }
-    since = meta.read(lambda tx: history.read_ring(tx, "m", since=start + 6000))
+    since = store.read(lambda tx: history.read_ring(tx, "m", since=start + 6000))
     assert [s["at"] for s in since] == [start + i * 600 for i in range(10, 30)]
 
 
-def test_a_ring_is_pruned_to_its_length(meta: MetaStore) -> None:
+def test_a_ring_is_pruned_to_its_length(store: MetaStore) -> None:
     keep = history.RINGS["m"][1]
     tiers = {"hot": TierFigures()}
     for i in range(keep + 7):
-        meta.write_sync(lambda tx, i=i: history.store_sample(tx, 1000.0 + i, tiers))
-    minutes = meta.read(lambda tx: history.read_ring(tx, "m"))
+        store.write_sync(lambda tx, i=i: history.store_sample(tx, 1000.0 + i, tiers))
+    minutes = store.read(lambda tx: history.read_ring(tx, "m"))
     assert len(minutes) == keep and minutes[0]["at"] == 1007.0
 
 
@@ -108,9 +98,9 @@ def finished(op: str, key: str, status: int = 200, into: int = 0, out: int = 0) 
     return FinishedRequest(op, status, 0.01, into, out, bucket="b", key=key)
 
 
-async def test_access_history_keeps_the_newest_rows(meta: MetaStore) -> None:
+async def test_access_history_keeps_the_newest_rows(store: MetaStore) -> None:
     clock = ManualClock(1000.0)
-    recorder = accesses.AccessRecorder(meta, clock, keep=5)
+    recorder = accesses.AccessRecorder(store, clock, keep=5)
     for i in range(4):
         recorder.note(finished("PutObject", f"k{i}", into=100 + i))
         clock.advance(1)
@@ -123,7 +113,7 @@ async def test_access_history_keeps_the_newest_rows(meta: MetaStore) -> None:
     recorder.note(finished("CompleteMultipartUpload", "big", into=300))
     recorder.note(finished("DeleteObject", "k1", status=204))
     await recorder.flush()
-    rows = accesses.recorded(meta)
+    rows = accesses.recorded(store)
     assert rows == [
         TraceRow(1002.0, "PUT", "b", "k2", 102),
         TraceRow(1003.0, "PUT", "b", "k3", 103),
@@ -146,3 +136,18 @@ def test_whatif_replays_the_history_with_other_settings() -> None:
     assert then.cost_per_month < now.cost_per_month  # warm is cheaper per GB
     with pytest.raises(ValueError, match="Hot to warm"):
         whatif.changed_config(config, {"hot_idle_before_warm": "soon"})
+
+
+def test_a_large_history_is_replayed_by_a_sample_of_its_keys() -> None:
+    rows = [TraceRow(float(i), "PUT", "b", f"k{i}", 1000) for i in range(25_000)]
+    rows += [TraceRow(30_000.0 + i, "GET", "b", f"k{i}", 1000) for i in range(0, 25_000, 5)]
+    kept, n = whatif.sample(rows)
+    assert n == 5
+    keys = {r.key for r in kept}
+    assert 4_000 < len(keys) < 6_000  # about a fifth
+    gets = [r for r in kept if r.op == "GET"]
+    assert {r.key for r in gets} <= keys and 700 < len(gets) < 1_300  # whole stories
+    assert whatif.sample(rows[:5000]) == (rows[:5000], 1)
+    config = load_config(None).tiering
+    now, _ = whatif.compare(rows, config, config, {"hot", "warm"})
+    assert now.sampled == 5 and now.hot_hit_ratio == 1.0
