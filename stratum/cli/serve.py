@@ -38,6 +38,7 @@ from stratum.cli.workers import (
     worker_count,
 )
 from stratum.config import Config, ConfigError
+from stratum.console.server import start_console
 from stratum.meta.store import MetaError
 from stratum.node import RUN_DIR, Node
 from stratum.s3.context import ApiSettings
@@ -172,6 +173,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         node.maintenance,
         domain=config.server.domain,
         access=_metrics_access(config),
+        tiering=node.tiering,
     )
     admin: AdminApi | PrimaryForwarder
     forwarder: PrimaryForwarder | None = None
@@ -262,6 +264,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
             task.add_done_callback(background.discard)
 
         loop.add_signal_handler(signal.SIGUSR2, flush_now)
+    console = await start_console(node, server, _endpoint(role) if role.primary else None)
     if not role.primary:
         early = signals_while_starting()
         if signal.SIGHUP in early and reload is not None:
@@ -277,6 +280,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         sd_notify("STOPPING=1")
         role.signal_children(signal.SIGTERM)
         log.info("shutting down: finishing requests in flight")
+    await console.stop()
     await runner.cleanup()
     if role.primary and role.children:
         await _reap(role, watchers)

@@ -1,0 +1,164 @@
+"""The web console's protections over plain HTTP: cookie flags, headers, CSRF, the login rate
+limit, sessions that end, and what needs a session."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from http.cookies import SimpleCookie
+
+import aiohttp
+import pytest
+
+from tests.server.browser import start_console_server
+from tests.server.conftest import ACCESS_KEY, SECRET_KEY, RunningServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    srv = start_console_server(tmp_path_factory.mktemp("console-http"))
+    yield srv
+    assert srv.stop() == 0, "".join(srv.output[-40:])
+
+
+def session(source: str = "127.0.0.1") -> aiohttp.ClientSession:
+    """A browser-like client connecting from ``source`` (another loopback address is another
+    client to the login rate limit)."""
+    return aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+        connector=aiohttp.TCPConnector(local_addr=(source, 0)),
+    )
+
+
+async def log_in(
+    http: aiohttp.ClientSession, console: str, access: str = ACCESS_KEY, secret: str = SECRET_KEY
+) -> aiohttp.ClientResponse:
+    async with http.get(f"{console}/login") as page:
+        token = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+    assert token is not None
+    form = {"csrf": token.group(1), "access_key": access, "secret_key": secret}
+    async with http.post(f"{console}/login", data=form, allow_redirects=False) as answer:
+        await answer.read()
+        return answer
+
+
+async def csrf_of(http: aiohttp.ClientSession, console: str) -> str:
+    async with http.get(f"{console}/buckets") as page:
+        token = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+    assert token is not None
+    return token.group(1)
+
+
+async def test_cookie_and_headers(server: RunningServer) -> None:
+    console = server.console  # type: ignore[attr-defined]
+    async with session() as http:
+        answer = await log_in(http, console)
+        assert answer.status == 302 and answer.headers["Location"] == "/overview"
+        cookie = SimpleCookie(answer.headers["Set-Cookie"])["stratum_console"]
+        assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
+        assert not cookie["secure"]  # plain HTTP here; Secure under TLS
+        async with http.get(f"{console}/buckets") as page:
+            assert page.status == 200
+            csp = page.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+            assert page.headers["X-Frame-Options"] == "DENY"
+            assert page.headers["Cache-Control"] == "no-store"
+
+
+async def test_without_a_session_pages_send_to_login_and_scripts_get_401(
+    server: RunningServer,
+) -> None:
+    console = server.console  # type: ignore[attr-defined]
+    async with session() as http:
+        async with http.get(f"{console}/overview", allow_redirects=False) as page:
+            assert page.status == 302 and page.headers["Location"] == "/login"
+        headers = {"X-Requested-With": "stratum-console", "X-CSRF-Token": "x"}
+        async with http.put(
+            f"{console}/b/any/upload?key=k", data=b"data", headers=headers
+        ) as upload:
+            assert upload.status == 401
+        async with http.get(f"{console}/static/console.css") as css:
+            assert css.status == 200  # static files need no session
+
+
+async def test_script_requests_need_the_csrf_header(server: RunningServer) -> None:
+    console = server.console  # type: ignore[attr-defined]
+    server.client().create_bucket(Bucket="csrf-uploads")
+    async with session() as http:
+        await log_in(http, console)
+        token = await csrf_of(http, console)
+        url = f"{console}/b/csrf-uploads/upload?key=note.txt"
+        async with http.put(url, data=b"hello") as refused:
+            assert refused.status == 403
+        async with http.put(url, data=b"hello", headers={"X-CSRF-Token": "forged"}) as refused:
+            assert refused.status == 403
+        assert server.client().list_objects_v2(Bucket="csrf-uploads")["KeyCount"] == 0
+        async with http.put(url, data=b"hello", headers={"X-CSRF-Token": token}) as done:
+            assert done.status == 200, await done.text()
+        body = server.client().get_object(Bucket="csrf-uploads", Key="note.txt")["Body"].read()
+        assert body == b"hello"
+
+
+async def test_failed_logins_are_rate_limited(server: RunningServer) -> None:
+    console = server.console  # type: ignore[attr-defined]
+    async with session("127.0.0.2") as http:
+        statuses = [(await log_in(http, console, secret="wrong-secret")).status for _ in range(6)]
+        assert statuses == [403] * 5 + [429]
+        # the right keys are refused too while the client waits
+        answer = await log_in(http, console)
+        assert answer.status == 429 and int(answer.headers["Retry-After"]) > 0
+    async with session("127.0.0.3") as other:  # another client is not held back
+        assert (await log_in(other, console)).status == 302
+
+
+async def test_logout_and_a_new_secret_end_sessions(server: RunningServer) -> None:
+    console = server.console  # type: ignore[attr-defined]
+    async with session() as bob, session() as root:
+        await log_in(root, console)
+        token = await csrf_of(root, console)
+        form = {"csrf": token, "access_key": "bob", "name": "Bob"}
+        async with root.post(f"{console}/users", data=form) as added:
+            secret = re.search(r'id="shown-secret" value="([^"]+)"', await added.text())
+        assert secret is not None
+        assert (await log_in(bob, console, "bob", secret.group(1))).status == 302
+        async with bob.get(f"{console}/buckets", allow_redirects=False) as page:
+            assert page.status == 200
+        form = {"csrf": token, "access_key": "bob"}
+        async with root.post(f"{console}/users/rotate", data=form) as rotated:
+            assert rotated.status == 200
+            assert "given a new secret key" in await rotated.text()
+        async with bob.get(f"{console}/buckets", allow_redirects=False) as page:
+            assert page.status == 302  # bob's session ended with his old secret
+        assert (await log_in(bob, console, "bob", secret.group(1))).status == 403
+        async with root.post(f"{console}/logout", data={"csrf": token}, allow_redirects=False):
+            pass
+        async with root.get(f"{console}/buckets", allow_redirects=False) as page:
+            assert page.status == 302
+
+
+async def test_removing_a_user_who_owns_buckets_asks_what_becomes_of_them(
+    server: RunningServer,
+) -> None:
+    console = server.console  # type: ignore[attr-defined]
+    async with session() as carol, session() as root:
+        await log_in(root, console)
+        token = await csrf_of(root, console)
+        async with root.post(
+            f"{console}/users", data={"csrf": token, "access_key": "carol"}
+        ) as added:
+            secret = re.search(r'id="shown-secret" value="([^"]+)"', await added.text())
+        assert secret is not None
+        await log_in(carol, console, "carol", secret.group(1))
+        form = {"csrf": await csrf_of(carol, console), "name": "carols-files"}
+        async with carol.post(f"{console}/buckets", data=form) as made:
+            assert made.status == 200
+        remove = {"csrf": token, "access_key": "carol"}
+        async with root.post(f"{console}/users/remove", data=remove) as refused:
+            assert refused.status == 400
+            assert "owns 1 bucket(s): carols-files" in await refused.text()
+        async with root.post(f"{console}/users/remove", data={**remove, "buckets": "root"}) as done:
+            assert done.status == 200
+            assert "carol" not in await done.text()
+    names = [b["Name"] for b in server.client().list_buckets()["Buckets"]]
+    assert "carols-files" in names  # root's now
+    server.client().delete_bucket(Bucket="carols-files")
