@@ -46,6 +46,7 @@ class Server:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     on_stop: Callable[[], None] | None = None
     after_delete: Callable[[], None] | None = None  # e.g. radosgw: collect garbage now
+    console: str = ""  # Stratum's web console, on a free port
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes if p.poll() is None]
@@ -138,10 +139,13 @@ def stratum_command() -> list[str]:
     return [sys.executable, "-m", "stratum"]
 
 
-def start_stratum(workdir: Path, disks: int = HOT_DISKS, workers: int | None = None) -> Server:
+def start_stratum(
+    workdir: Path, disks: int = HOT_DISKS, workers: int | None = None, console: str = ""
+) -> Server:
     """``stratum serve`` on 127.0.0.1:0 with ``disks`` hot disk directories under ``workdir``;
-    ``workers`` sets ``server.workers`` (else the server's default). A server that refuses
-    the setting exits: ``StartError`` with its log's tail."""
+    ``workers`` sets ``server.workers`` (else the server's default); ``console``: more
+    ``[console]`` keys, one per line. A server that refuses the setting exits: ``StartError``
+    with its log's tail."""
     data = workdir / "data"
     disk_dirs = [workdir / f"disk{i}" for i in range(disks)]
     for path in (data, *disk_dirs):
@@ -155,6 +159,8 @@ def start_stratum(workdir: Path, disks: int = HOT_DISKS, workers: int | None = N
         f"data_dir = {json.dumps(str(data))}\n"
         "[tiers.hot]\n"
         f"disks = [{', '.join(json.dumps(str(d)) for d in disk_dirs)}]\n"
+        '[console]\nlisten = "127.0.0.1:0"\n'  # on, as by default, on a port of its own
+        f"{console}"
     )
     env = dict(os.environ, STRATUM_ACCESS_KEY=ACCESS_KEY, STRATUM_SECRET_KEY=SECRET_KEY)
     root = Path(__file__).resolve().parents[1]
@@ -163,6 +169,7 @@ def start_stratum(workdir: Path, disks: int = HOT_DISKS, workers: int | None = N
     cmd = [*stratum_command(), "serve", "--config", str(config), "--data-dir", str(data)]
     process = _spawn([*cmd, "--listen", "127.0.0.1:0"], log, env)
     found = _wait_for_line(process, log, re.compile(r"serving S3 at (http://\S+)"), 60)
+    console = _wait_for_line(process, log, re.compile(r"web console at (http://\S+)"), 10)
     import stratum
 
     processes = len(process_tree([process.pid]))
@@ -176,6 +183,7 @@ def start_stratum(workdir: Path, disks: int = HOT_DISKS, workers: int | None = N
         setup=f"server.workers {shown} ({processes} process{'es' if processes > 1 else ''} "
         f"when ready), 4+2 erasure code over {disks} hot disk directories on one device",
         processes=[process],
+        console=console.group(1),
     )
 
 
