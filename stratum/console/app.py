@@ -131,8 +131,8 @@ class Console:
         if session is None:
             return None
         user = self.users.lookup(session.access_key)
-        if user is None:  # removed since login
-            self.sessions.end(session)
+        if user is None or not self.sessions.same_secret(session, user.secret_key):
+            self.sessions.end(session)  # removed, or given a new secret, since login
             return None
         creds = Credentials(user.access_key, user.secret_key)
         return Visitor(session, creds, user.access_key == self.users.root.access_key)
@@ -215,7 +215,7 @@ class Console:
             log.info("console login refused for %r from %s", access_key, client)
             return self._login_form(request, "Wrong access key or secret key.", 403)
         self.limiter.succeeded(client)
-        _session, cookie = self.sessions.create(access_key)
+        _session, cookie = self.sessions.create(access_key, secret_key)
         root = access_key == self.users.root.access_key
         response = web.HTTPFound("/overview" if root else "/buckets")
         self.set_cookie(response, COOKIE, cookie, self.sessions.lifetime)

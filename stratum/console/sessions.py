@@ -1,11 +1,12 @@
 """Console logins: sessions, their signed cookie, CSRF tokens and the login rate limit.
 
-A session lives in this process's memory (a restart logs everyone out) and holds only the
-user's access key: the secret key is looked up in the user directory for each request, so a
-removed user or a rotated key ends the session at once. The cookie carries the session's
-random id and an HMAC of it under a key made when the console starts; it is ``HttpOnly``,
-``SameSite=Strict`` and, under TLS, ``Secure``. Each session has its own CSRF token, which
-every form and every script request sends back (:meth:`Session.csrf_ok`).
+A session lives in this process's memory (a restart logs everyone out) and holds the user's
+access key and an HMAC of the secret key it logged in with, never the secret: the secret is
+looked up in the user directory for each request, and a removed user or a new secret key
+(given on the console or with ``stratum user secret``) ends the session at once. The cookie
+carries the session's random id and an HMAC of it under a key made when the console starts;
+it is ``HttpOnly``, ``SameSite=Strict`` and, under TLS, ``Secure``. Each session has its own
+CSRF token, which every form and every script request sends back (:meth:`Session.csrf_ok`).
 
 Sessions end ``lifetime`` seconds after login, on logout, or when the store is full (the
 oldest goes first). The login limiter refuses a client address for a while after
@@ -37,6 +38,7 @@ class Session:
     access_key: str
     csrf: str
     expires: float
+    secret_tag: str = ""  # HMAC of the secret key the user logged in with
 
     def csrf_ok(self, token: str) -> bool:
         return bool(token) and hmac.compare_digest(token, self.csrf)
@@ -52,7 +54,7 @@ class SessionStore:
     def _mac(self, value: str) -> str:
         return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
 
-    def create(self, access_key: str) -> tuple[Session, str]:
+    def create(self, access_key: str, secret_key: str = "") -> tuple[Session, str]:
         """A new session and the cookie value that names it."""
         while len(self._sessions) >= MAX_SESSIONS:
             self._sessions.popitem(last=False)
@@ -61,6 +63,7 @@ class SessionStore:
             access_key=access_key,
             csrf=secrets.token_urlsafe(24),
             expires=self.clock.now() + self.lifetime,
+            secret_tag=self._mac("secret:" + secret_key),
         )
         self._sessions[session.id] = session
         return session, f"{session.id}.{self._mac(session.id)}"
@@ -79,6 +82,10 @@ class SessionStore:
             del self._sessions[ident]
             return None
         return session
+
+    def same_secret(self, session: Session, secret_key: str) -> bool:
+        """Whether ``secret_key`` is the one the session logged in with."""
+        return hmac.compare_digest(session.secret_tag, self._mac("secret:" + secret_key))
 
     def end(self, session: Session) -> None:
         self._sessions.pop(session.id, None)

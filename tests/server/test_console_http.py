@@ -3,6 +3,7 @@ limit, sessions that end, and what needs a session."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
@@ -162,3 +163,31 @@ async def test_removing_a_user_who_owns_buckets_asks_what_becomes_of_them(
     names = [b["Name"] for b in server.client().list_buckets()["Buckets"]]
     assert "carols-files" in names  # root's now
     server.client().delete_bucket(Bucket="carols-files")
+
+
+async def test_a_secret_changed_outside_the_console_ends_its_sessions(
+    server: RunningServer,
+) -> None:
+    console = server.console  # type: ignore[attr-defined]
+    async with session() as dave, session() as root:
+        await log_in(root, console)
+        token = await csrf_of(root, console)
+        async with root.post(
+            f"{console}/users", data={"csrf": token, "access_key": "dave"}
+        ) as added:
+            secret = re.search(r'id="shown-secret" value="([^"]+)"', await added.text())
+        assert secret is not None
+        assert (await log_in(dave, console, "dave", secret.group(1))).status == 302
+        config = str(server.config)  # type: ignore[attr-defined]
+        command = [*_stratum(), "user", "secret", "dave", "dave-new-secret-1", "--config", config]
+        process = await asyncio.create_subprocess_exec(*command)
+        assert await process.wait() == 0
+        async with dave.get(f"{console}/buckets", allow_redirects=False) as page:
+            assert page.status == 302  # to the login page: the old secret no longer signs
+        assert (await log_in(dave, console, "dave", "dave-new-secret-1")).status == 302
+
+
+def _stratum() -> list[str]:
+    from tests.server.conftest import stratum_command
+
+    return stratum_command()

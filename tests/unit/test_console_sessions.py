@@ -60,3 +60,11 @@ def test_failed_logins_are_limited_per_client_within_the_window() -> None:
     limiter.failed("10.0.0.5")
     limiter.succeeded("10.0.0.5")
     assert limiter.retry_after("10.0.0.5") == 0
+
+
+def test_a_session_knows_the_secret_it_logged_in_with() -> None:
+    store = SessionStore(ManualClock(), lifetime=3600)
+    session, _ = store.create("A", "first-secret")
+    assert store.same_secret(session, "first-secret")
+    assert not store.same_secret(session, "second-secret")
+    assert "first-secret" not in repr(session)
