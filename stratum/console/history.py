@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stratum.meta import catalog
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.node import Node
@@ -101,36 +102,18 @@ def count(meta: MetaStore, page: int = CENSUS_PAGE) -> Census:
     Objects per tier: volumes, less the parts of completed multipart uploads (each upload is
     one object); parts of uploads still in progress count until they complete."""
     census = Census()
-    after = b""
-
-    def one_page(tx: Tx) -> bytes | None:
-        cur = tx.cursor("volumes")
-        if not cur.set_range(after):
-            return None
-        last: bytes | None = None
-        for n, (key, raw) in enumerate(cur):
-            if n >= page:
-                break
-            volume = VolumeRecord.decode(bytes(raw))
-            tier = census.tiers.setdefault(volume.tier, TierFigures())
-            objects, size = census.buckets.get(volume.bucket, (0, 0))
-            if volume.layout == MULTIPART:
-                parts = len(volume.location.get("parts", []))
-                tier.objects += 1 - parts
-                census.buckets[volume.bucket] = (objects + 1 - parts, size)
-            else:
-                tier.objects += 1
-                tier.bytes += volume.size
-                tier.raw += raw_bytes(volume)
-                census.buckets[volume.bucket] = (objects + 1, size + volume.size)
-            last = bytes(key)
-        return last
-
-    while True:
-        last = meta.read(one_page)
-        if last is None:
-            break
-        after = last + b"\x00"
+    for volume in catalog.each_volume(meta, page):
+        tier = census.tiers.setdefault(volume.tier, TierFigures())
+        objects, size = census.buckets.get(volume.bucket, (0, 0))
+        if volume.layout == MULTIPART:
+            parts = len(volume.location.get("parts", []))
+            tier.objects += 1 - parts
+            census.buckets[volume.bucket] = (objects + 1 - parts, size)
+        else:
+            tier.objects += 1
+            tier.bytes += volume.size
+            tier.raw += raw_bytes(volume)
+            census.buckets[volume.bucket] = (objects + 1, size + volume.size)
     census.buckets.pop("", None)
     return census
 

@@ -28,7 +28,7 @@ from stratum.meta.records import (
     decode_objects,
     encode_object_list,
 )
-from stratum.meta.store import Tx
+from stratum.meta.store import MetaStore, Tx
 
 LONG_KEY = 440
 SEP = b"\x00"
@@ -137,6 +137,27 @@ def has_uploads(tx: Tx, bucket: str) -> bool:
 
 
 # -- volumes, garbage, users -----------------------------------------------------------
+
+
+def each_volume(meta: MetaStore, page: int = 5000) -> Iterator[VolumeRecord]:
+    """Every volume record (blocking), read ``page`` at a time in short read transactions,
+    so that a walk over a large store never holds one open for long (the map can grow)."""
+    after = b""
+
+    def one_page(tx: Tx) -> list[tuple[bytes, VolumeRecord]]:
+        cur = tx.cursor("volumes")
+        if not cur.set_range(after):
+            return []
+        out = []
+        for key, raw in cur:
+            out.append((bytes(key), VolumeRecord.decode(bytes(raw))))
+            if len(out) >= page:
+                break
+        return out
+
+    while batch := meta.read(one_page):
+        yield from (volume for _, volume in batch)
+        after = batch[-1][0] + b"\x00"
 
 
 def get_volume(tx: Tx, volume_id: str) -> VolumeRecord | None:

@@ -59,8 +59,8 @@ from aiohttp import web
 from stratum import __version__
 from stratum.block.tierstore import TierStore
 from stratum.maintenance.scrub import Maintenance
-from stratum.meta.records import VolumeRecord
-from stratum.meta.store import MetaStore, Tx
+from stratum.meta import catalog
+from stratum.meta.store import MetaStore
 from stratum.s3.router import virtual_host_bucket
 from stratum.s3.server import FinishedRequest
 from stratum.tiering.engine import TierEngine
@@ -262,28 +262,10 @@ class RequestMetrics:
 def count_volumes(meta: MetaStore, page: int = TIER_COUNT_PAGE) -> dict[str, tuple[int, int]]:
     """{tier: (volumes, bytes)} over the whole store (blocking; short transactions)."""
     totals: dict[str, list[int]] = {}
-    after = b""
-
-    def one_page(tx: Tx) -> bytes | None:
-        cur = tx.cursor("volumes")
-        if not cur.set_range(after):
-            return None
-        last: bytes | None = None
-        for n, (key, raw) in enumerate(cur):
-            if n >= page:
-                break
-            volume = VolumeRecord.decode(bytes(raw))
-            slot = totals.setdefault(volume.tier, [0, 0])
-            slot[0] += 1
-            slot[1] += volume.size
-            last = bytes(key)
-        return last
-
-    while True:
-        last = meta.read(one_page)
-        if last is None:
-            break
-        after = last + b"\x00"
+    for volume in catalog.each_volume(meta, page):
+        slot = totals.setdefault(volume.tier, [0, 0])
+        slot[0] += 1
+        slot[1] += volume.size
     return {tier: (n, size) for tier, (n, size) in totals.items()}
 
 
