@@ -50,6 +50,15 @@ async def csrf_of(http: aiohttp.ClientSession, console: str) -> str:
     return token.group(1)
 
 
+async def add_user(root: aiohttp.ClientSession, console: str, csrf: str, access_key: str) -> str:
+    """Add a user on the Users page (as root); the secret key the page shows once."""
+    form = {"csrf": csrf, "access_key": access_key, "name": access_key.title()}
+    async with root.post(f"{console}/users", data=form) as added:
+        secret = re.search(r'id="shown-secret" value="([^"]+)"', await added.text())
+    assert secret is not None
+    return secret.group(1)
+
+
 async def test_cookie_and_headers(server: RunningServer) -> None:
     console = server.console  # type: ignore[attr-defined]
     async with session() as http:
@@ -117,11 +126,8 @@ async def test_logout_and_a_new_secret_end_sessions(server: RunningServer) -> No
     async with session() as bob, session() as root:
         await log_in(root, console)
         token = await csrf_of(root, console)
-        form = {"csrf": token, "access_key": "bob", "name": "Bob"}
-        async with root.post(f"{console}/users", data=form) as added:
-            secret = re.search(r'id="shown-secret" value="([^"]+)"', await added.text())
-        assert secret is not None
-        assert (await log_in(bob, console, "bob", secret.group(1))).status == 302
+        secret = await add_user(root, console, token, "bob")
+        assert (await log_in(bob, console, "bob", secret)).status == 302
         async with bob.get(f"{console}/buckets", allow_redirects=False) as page:
             assert page.status == 200
         form = {"csrf": token, "access_key": "bob"}
@@ -130,7 +136,7 @@ async def test_logout_and_a_new_secret_end_sessions(server: RunningServer) -> No
             assert "given a new secret key" in await rotated.text()
         async with bob.get(f"{console}/buckets", allow_redirects=False) as page:
             assert page.status == 302  # bob's session ended with his old secret
-        assert (await log_in(bob, console, "bob", secret.group(1))).status == 403
+        assert (await log_in(bob, console, "bob", secret)).status == 403
         async with root.post(f"{console}/logout", data={"csrf": token}, allow_redirects=False):
             pass
         async with root.get(f"{console}/buckets", allow_redirects=False) as page:
@@ -144,12 +150,8 @@ async def test_removing_a_user_who_owns_buckets_asks_what_becomes_of_them(
     async with session() as carol, session() as root:
         await log_in(root, console)
         token = await csrf_of(root, console)
-        async with root.post(
-            f"{console}/users", data={"csrf": token, "access_key": "carol"}
-        ) as added:
-            secret = re.search(r'id="shown-secret" value="([^"]+)"', await added.text())
-        assert secret is not None
-        await log_in(carol, console, "carol", secret.group(1))
+        secret = await add_user(root, console, token, "carol")
+        await log_in(carol, console, "carol", secret)
         form = {"csrf": await csrf_of(carol, console), "name": "carols-files"}
         async with carol.post(f"{console}/buckets", data=form) as made:
             assert made.status == 200
@@ -172,12 +174,8 @@ async def test_a_secret_changed_outside_the_console_ends_its_sessions(
     async with session() as dave, session() as root:
         await log_in(root, console)
         token = await csrf_of(root, console)
-        async with root.post(
-            f"{console}/users", data={"csrf": token, "access_key": "dave"}
-        ) as added:
-            secret = re.search(r'id="shown-secret" value="([^"]+)"', await added.text())
-        assert secret is not None
-        assert (await log_in(dave, console, "dave", secret.group(1))).status == 302
+        secret = await add_user(root, console, token, "dave")
+        assert (await log_in(dave, console, "dave", secret)).status == 302
         config = str(server.config)  # type: ignore[attr-defined]
         command = [*_stratum(), "user", "secret", "dave", "dave-new-secret-1", "--config", config]
         process = await asyncio.create_subprocess_exec(*command)
