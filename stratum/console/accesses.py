@@ -125,7 +125,10 @@ class AccessRecorder:
 
     async def stop(self) -> None:
         await self._flusher.stop()
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception as exc:  # a full metadata disk, say: the history is not worth an exit
+            log.warning("access history: %d row(s) not recorded: %s", self.dropped, exc)
 
     def note(self, done: FinishedRequest) -> None:
         if self.keep <= 0 or not 200 <= done.status < 300 or not done.key:
@@ -160,7 +163,11 @@ class AccessRecorder:
         if not self._pending:
             return
         rows, self._pending = self._pending, []
-        await self.meta.write(functools.partial(append_rows, rows=rows, keep=self.keep))
+        try:
+            await self.meta.write(functools.partial(append_rows, rows=rows, keep=self.keep))
+        except BaseException:
+            self.dropped += len(rows)  # never written, never retried: a history, not data
+            raise
 
 
 def extent(tx: Tx) -> dict[str, float]:
