@@ -264,7 +264,12 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
             task.add_done_callback(background.discard)
 
         loop.add_signal_handler(signal.SIGUSR2, flush_now)
-    console = await start_console(node, server, _endpoint(role) if role.primary else None)
+    console = await start_console(
+        node,
+        server,
+        _endpoint(role, tls is not None) if role.primary else None,
+        tls.listening if tls is not None else None,
+    )
     if not role.primary:
         early = signals_while_starting()
         if signal.SIGHUP in early and reload is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import ssl
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,13 +107,14 @@ class S3Client:
         region: str,
         clock: Clock,
         *,
-        ssl_context: ssl.SSLContext | None = None,
+        trust: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
+        """``trust``: the context an https endpoint is checked with, asked per request."""
         self.endpoint = endpoint.rstrip("/")
         self.host = self.endpoint.partition("://")[2]
         self.region = region
         self.clock = clock
-        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._trust = trust
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -162,7 +163,12 @@ class S3Client:
         if query:
             url += "?" + "&".join(f"{_quote(k)}={_quote(v)}" for k, v in query)
         async with self.session.request(
-            method, url, headers=signed, data=data, ssl=self._ssl, skip_auto_headers=("Host",)
+            method,
+            url,
+            headers=signed,
+            data=data,
+            ssl=self._trust() if self._trust is not None else True,
+            skip_auto_headers=("Host",),
         ) as response:
             if response.status >= 300:
                 raise parse_error(response.status, await response.read())

@@ -21,6 +21,7 @@ from stratum.console.client import S3Client
 from stratum.console.history import History
 from stratum.node import Node
 from stratum.s3.server import S3Server
+from stratum.util.tls import server_context
 
 log = logging.getLogger("stratum.console")
 
@@ -47,25 +48,47 @@ class RunningConsole:
 
 def tls_files(config: Config) -> tuple[Path, Path] | None:
     """The certificate and key the S3 port serves TLS with, if it does."""
-    cert = getattr(config.server, "tls_cert", None)
-    key = getattr(config.server, "tls_key", None)
-    if cert and key:
-        return Path(cert), Path(key)
-    return None
+    cert, key = config.server.tls_cert, config.server.tls_key
+    return (cert, key) if cert is not None and key is not None else None
 
 
-def _client_context(cert: Path) -> ssl.SSLContext:
-    """Trusts exactly the server's own certificate; the name is not checked (loopback)."""
-    context = ssl.create_default_context(cafile=str(cert))
-    context.check_hostname = False
-    return context
+class PinnedCertificate:
+    """Trust for the console's loopback requests: exactly the server's own certificate, read
+    again when its file changes (a renewal that SIGHUP gave the S3 port). The name is not
+    checked: the console connects to an address on this machine that the certificate may not
+    list."""
+
+    def __init__(self, cert: Path) -> None:
+        self.cert = cert
+        self._seen: tuple[int, int] | None = None
+        self._context: ssl.SSLContext | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """Blocking for a stat (microseconds); a new context only when the file changed."""
+        try:
+            stat = self.cert.stat()
+            seen = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            seen = self._seen or (0, 0)
+        if self._context is None or seen != self._seen:
+            context = ssl.create_default_context(cafile=str(self.cert))
+            context.check_hostname = False
+            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a CA-issued leaf, pinned
+            self._context, self._seen = context, seen
+        return self._context
 
 
-async def start_console(node: Node, s3: S3Server, s3_endpoint: str | None) -> RunningConsole:
+async def start_console(
+    node: Node,
+    s3: S3Server,
+    s3_endpoint: str | None,
+    tls: ssl.SSLContext | None = None,
+) -> RunningConsole:
     """In every server process: record the object requests it serves (the what-if's access
     history). In the primary (``s3_endpoint``: where it serves S3): also take the history
     samples and serve the console on ``[console] listen`` unless that is empty (or taken:
-    then the console is left out, with an error in the log)."""
+    then the console is left out, with an error in the log); ``tls``: the S3 port's listening
+    context, whose certificate (renewed on SIGHUP) the console serves too."""
     config = node.config
     recorder = AccessRecorder(node.meta, node.clock, config.console.access_history)
     s3.on_finished = recorder.attach(s3.on_finished)
@@ -77,7 +100,7 @@ async def start_console(node: Node, s3: S3Server, s3_endpoint: str | None) -> Ru
     running.history.start()
     try:
         running.client, running.runner, running.url = await _serve(
-            node, running.history, s3_endpoint
+            node, running.history, s3_endpoint, tls
         )
     except OSError as exc:
         listen = config.console.listen
@@ -90,7 +113,7 @@ async def start_console(node: Node, s3: S3Server, s3_endpoint: str | None) -> Ru
 
 
 async def _serve(
-    node: Node, history: History, s3_endpoint: str
+    node: Node, history: History, s3_endpoint: str, server_tls: ssl.SSLContext | None
 ) -> tuple[S3Client, web.AppRunner, str]:
     # Imported here: Jinja2 and the pages are the primary's alone.
     from stratum.console.app import Console, make_app
@@ -103,7 +126,7 @@ async def _serve(
         s3_endpoint,
         config.server.region,
         node.clock,
-        ssl_context=_client_context(tls[0]) if tls else None,
+        trust=PinnedCertificate(tls[0]).context if tls else None,
     )
     console = Console(
         client,
@@ -119,12 +142,10 @@ async def _serve(
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10)
     await runner.setup()
     host, port = split_listen(config.console.listen)
-    server_ssl = None
-    if tls is not None:
-        server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server_ssl.load_cert_chain(str(tls[0]), str(tls[1]))
+    if tls is not None and server_tls is None:
+        server_tls = server_context(tls[0], tls[1])
     try:
-        await web.TCPSite(runner, host, port, ssl_context=server_ssl).start()
+        await web.TCPSite(runner, host, port, ssl_context=server_tls).start()
     except OSError:
         await runner.cleanup()
         await client.close()

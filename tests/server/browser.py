@@ -36,13 +36,14 @@ def console_url(server: RunningServer, timeout: float = 10) -> str:
     raise AssertionError("no console line in the server's output:\n" + "".join(server.output))
 
 
-def start_console_server(base: Path) -> RunningServer:
+def start_console_server(base: Path, server_table: str = "") -> RunningServer:
     """A server whose console listens on a free loopback port (``server.console``), with a
     warm tier, a history sample every second, and tiering that moves what was not read for a
-    second (when a test runs a pass: ``stratum tier run``)."""
+    second (when a test runs a pass: ``stratum tier run``); ``server_table``: a ``[server]``
+    table to add."""
     config = base / "stratum.toml"
     config.write_text(
-        f"""
+        f"""{server_table}
 [storage]
 data_dir = "{base / "data"}"
 

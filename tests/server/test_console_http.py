@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -189,3 +191,27 @@ def _stratum() -> list[str]:
     from tests.server.conftest import stratum_command
 
     return stratum_command()
+
+
+async def test_under_tls_the_console_serves_the_same_certificate(tmp_path: Path) -> None:
+    from tests.tlscerts import make_certificate
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_certificate(cert, key)
+    srv = start_console_server(tmp_path, f'[server]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+    try:
+        console = srv.console  # type: ignore[attr-defined]
+        assert console.startswith("https://")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            connector=aiohttp.TCPConnector(ssl=trusted),
+        ) as http:
+            answer = await log_in(http, console)  # the console checks the keys over TLS too
+            assert answer.status == 302
+            cookie = SimpleCookie(answer.headers["Set-Cookie"])["stratum_console"]
+            assert cookie["secure"]
+            async with http.get(f"{console}/buckets") as page:
+                assert page.status == 200
+    finally:
+        assert srv.stop() == 0, "".join(srv.output[-40:])
