@@ -43,6 +43,7 @@ from stratum.meta import catalog
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.node import Node
+from stratum.tiering.decisions import decisions_after
 from stratum.util.periodic import Periodic
 
 log = logging.getLogger("stratum.console")
@@ -161,17 +162,12 @@ def last_sample(tx: Tx) -> dict[str, Any] | None:
 
 def _moves_since(tx: Tx, cursor: bytes) -> tuple[dict[str, int], bytes]:
     """Moves done per direction in the decision log after ``cursor``; the new cursor."""
-    cur = tx.cursor("decisions")
     moves: dict[str, int] = {}
-    found = cur.set_range(cursor + b"\x00") if cursor else cur.first()
-    if not found:
-        return moves, cursor
-    for key, raw in cur:
-        record = json.loads(bytes(raw))
+    for key, record in decisions_after(tx, cursor):
         if record.get("outcome") == "moved":
             path = f"{record['from']}->{record['to']}"
             moves[path] = moves.get(path, 0) + 1
-        cursor = bytes(key)
+        cursor = key
     return moves, cursor
 
 

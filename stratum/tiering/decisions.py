@@ -141,6 +141,16 @@ def read_decisions(
     return out
 
 
+def decisions_after(tx: Tx, after: bytes) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """Every decision logged after the entry key ``after`` (b"": from the oldest), oldest
+    first, with its entry key (the ``after`` of the next call)."""
+    cur = tx.cursor("decisions")
+    found = cur.set_range(after + b"\x00") if after else cur.first()
+    while found and cur.key() < _INDEXED:
+        yield bytes(cur.key()), json.loads(cur.value())
+        found = cur.next()
+
+
 def _newest_entries(tx: Tx) -> Iterator[bytes]:
     cur = tx.cursor("decisions")
     found = cur.prev() if cur.set_range(_INDEXED) else cur.last()

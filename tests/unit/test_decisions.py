@@ -13,6 +13,7 @@ from stratum.meta.store import MetaStore, Tx
 from stratum.tiering.decisions import (
     MAX_READ,
     append_decision,
+    decisions_after,
     index_decisions,
     prune_decisions,
     read_decisions,
@@ -107,3 +108,15 @@ def test_a_log_written_before_the_index_is_indexed_a_page_at_a_time(store: MetaS
     assert done == [False, False, True, True]
     assert [r["at"] for r in read(store, key="k1")[0]] == [T0 + 3, T0 + 1]
     assert [r["at"] for r in read(store, bucket="b")[0]] == [T0 + i for i in range(4, -1, -1)]
+
+
+def test_decisions_after_walks_entries_oldest_first_and_never_the_index(store: MetaStore) -> None:
+    log(store, [(T0 + i, "b", f"k{i}") for i in range(5)])
+
+    def after(cursor: bytes) -> list[tuple[bytes, dict[str, Any]]]:
+        return store.read(lambda tx: list(decisions_after(tx, cursor)))
+
+    everything = after(b"")
+    assert [r["key"] for _k, r in everything] == [f"k{i}" for i in range(5)]
+    assert [r["key"] for _k, r in after(everything[2][0])] == ["k3", "k4"]
+    assert after(everything[-1][0]) == []
