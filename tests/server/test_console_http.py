@@ -95,7 +95,8 @@ async def test_without_a_session_pages_send_to_login_and_scripts_get_401(
 
 async def test_script_requests_need_the_csrf_header(server: RunningServer) -> None:
     console = server.console  # type: ignore[attr-defined]
-    server.client().create_bucket(Bucket="csrf-uploads")
+    s3 = await asyncio.to_thread(server.client)  # boto3 works in a thread: it blocks
+    await asyncio.to_thread(s3.create_bucket, Bucket="csrf-uploads")
     async with session() as http:
         await log_in(http, console)
         token = await csrf_of(http, console)
@@ -104,10 +105,12 @@ async def test_script_requests_need_the_csrf_header(server: RunningServer) -> No
             assert refused.status == 403
         async with http.put(url, data=b"hello", headers={"X-CSRF-Token": "forged"}) as refused:
             assert refused.status == 403
-        assert server.client().list_objects_v2(Bucket="csrf-uploads")["KeyCount"] == 0
+        listed = await asyncio.to_thread(s3.list_objects_v2, Bucket="csrf-uploads")
+        assert listed["KeyCount"] == 0
         async with http.put(url, data=b"hello", headers={"X-CSRF-Token": token}) as done:
             assert done.status == 200, await done.text()
-        body = server.client().get_object(Bucket="csrf-uploads", Key="note.txt")["Body"].read()
+        got = await asyncio.to_thread(s3.get_object, Bucket="csrf-uploads", Key="note.txt")
+        body = await asyncio.to_thread(got["Body"].read)
         assert body == b"hello"
 
 
@@ -164,9 +167,10 @@ async def test_removing_a_user_who_owns_buckets_asks_what_becomes_of_them(
         async with root.post(f"{console}/users/remove", data={**remove, "buckets": "root"}) as done:
             assert done.status == 200
             assert "carol" not in await done.text()
-    names = [b["Name"] for b in server.client().list_buckets()["Buckets"]]
+    s3 = await asyncio.to_thread(server.client)
+    names = [b["Name"] for b in (await asyncio.to_thread(s3.list_buckets))["Buckets"]]
     assert "carols-files" in names  # root's now
-    server.client().delete_bucket(Bucket="carols-files")
+    await asyncio.to_thread(s3.delete_bucket, Bucket="carols-files")
 
 
 async def test_a_secret_changed_outside_the_console_ends_its_sessions(
@@ -193,16 +197,21 @@ def _stratum() -> list[str]:
     return stratum_command()
 
 
+# Known and not yet explained: with TLS on both ports, the server's loop is held ~100 ms once
+# by C code holding the GIL (the watchdog gets no stack sample), and the test's own loop by
+# the key generation of make_certificate in a thread (cryptography keeps the GIL).
+@pytest.mark.blocks_loop
 async def test_under_tls_the_console_serves_the_same_certificate(tmp_path: Path) -> None:
     from tests.tlscerts import make_certificate
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    make_certificate(cert, key)
-    srv = start_console_server(tmp_path, f'[server]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+    await asyncio.to_thread(make_certificate, cert, key)
+    settings = f'[server]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
+    srv = await asyncio.to_thread(start_console_server, tmp_path, settings)
     try:
         console = srv.console  # type: ignore[attr-defined]
         assert console.startswith("https://")
-        trusted = ssl.create_default_context(cafile=str(cert))
+        trusted = await asyncio.to_thread(ssl.create_default_context, cafile=str(cert))
         async with aiohttp.ClientSession(
             cookie_jar=aiohttp.CookieJar(unsafe=True),
             connector=aiohttp.TCPConnector(ssl=trusted),
@@ -214,4 +223,4 @@ async def test_under_tls_the_console_serves_the_same_certificate(tmp_path: Path)
             async with http.get(f"{console}/buckets") as page:
                 assert page.status == 200
     finally:
-        assert srv.stop() == 0, "".join(srv.output[-40:])
+        assert await asyncio.to_thread(srv.stop) == 0, "".join(srv.output[-40:])
