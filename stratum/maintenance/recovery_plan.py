@@ -368,6 +368,7 @@ class _Planner:
             storage_class=str(meta.get("storage_class") or ""),
             owner_id=str(meta.get("owner_id") or ""),  # "" : the bucket's owner, set later
             tags=_str_map(meta.get("tags")),
+            acl=dict(meta.get("acl") or {}),
         )
 
     def _dropped_uploads(self) -> list[DroppedUpload]:

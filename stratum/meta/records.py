@@ -309,6 +309,8 @@ class UploadRecord(Record):
     checksum_algorithm: str = ""  # "" or crc32 / crc32c / crc64nvme / sha1 / sha256
     checksum_type: str = ""  # "" / COMPOSITE / FULL_OBJECT
     tags: dict[str, str] = field(default_factory=dict)  # the completed object's (x-amz-tagging)
+    # the object's access control list once completed (stratum.access.acl; {} = private)
+    acl: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

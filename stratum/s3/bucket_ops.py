@@ -1,4 +1,4 @@
-"""Bucket operations: create, delete, head, location, versioning, ACL and the unset configs."""
+"""Bucket operations: create, delete, head, location, versioning and the unset configs."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ async def read_document(ctx: ReqCtx, limit: int = 1 << 20, *, checksums: bool = 
 async def list_buckets(ctx: ReqCtx) -> web.StreamResponse:
     """ListBuckets, with the pagination AWS added in 2024 (max-buckets, continuation-token,
     prefix); without them, every bucket of the user."""
-    buckets = ctx.service.list_buckets(ctx.user.canonical_id)
+    buckets = ctx.service.list_buckets(ctx.acting_id)
     prefix = ctx.params.get("prefix")
     if prefix:
         buckets = [b for b in buckets if b.name.startswith(prefix)]
@@ -103,27 +103,27 @@ async def create_bucket(ctx: ReqCtx) -> web.StreamResponse:
             f"The {location} location constraint is incompatible for the region specific "
             f"endpoint this request was sent to.",
         )
-    await ctx.service.create_bucket(ctx.bucket, ctx.user.canonical_id, region)
+    await ctx.service.create_bucket(ctx.bucket, ctx.acting_id, region)
     return web.Response(status=200, headers={"Location": f"/{ctx.bucket}"})
 
 
 async def delete_bucket(ctx: ReqCtx) -> web.StreamResponse:
-    await ctx.service.delete_bucket(ctx.bucket, ctx.user.canonical_id)
+    await ctx.service.delete_bucket(ctx.bucket, ctx.acting_id)
     return web.Response(status=204)
 
 
 async def head_bucket(ctx: ReqCtx) -> web.StreamResponse:
-    bucket = ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    bucket = ctx.service.get_bucket(ctx.bucket, ctx.acting_id)
     return web.Response(status=200, headers={"x-amz-bucket-region": bucket.region})
 
 
 async def get_bucket_location(ctx: ReqCtx) -> web.StreamResponse:
-    bucket = ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    bucket = ctx.service.get_bucket(ctx.bucket, ctx.acting_id)
     return xml_response(xml.location_constraint(bucket.region))
 
 
 async def get_bucket_versioning(ctx: ReqCtx) -> web.StreamResponse:
-    bucket = ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    bucket = ctx.service.get_bucket(ctx.bucket, ctx.acting_id)
     return xml_response(xml.versioning_configuration(bucket.versioning or None))
 
 
@@ -134,7 +134,7 @@ async def put_bucket_versioning(ctx: ReqCtx) -> web.StreamResponse:
     (AccessDenied), and with one as a feature Stratum lacks (no MFA device to check the code
     against). Asking for it ``Disabled`` is what every bucket already is."""
     config = parse_versioning_configuration(await read_document(ctx))
-    ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    ctx.service.get_bucket(ctx.bucket, ctx.acting_id)
     if config.mfa_delete == "Enabled":
         if ctx.header("x-amz-mfa") is None:
             raise S3Error("AccessDenied", "Mfa Authentication must be used for this request")
@@ -147,17 +147,8 @@ async def put_bucket_versioning(ctx: ReqCtx) -> web.StreamResponse:
             record.versioning = status
             return changed
 
-        await ctx.service.configure_bucket(ctx.bucket, ctx.user.canonical_id, change)
+        await ctx.service.configure_bucket(ctx.bucket, ctx.acting_id, change)
     return web.Response(status=200)
-
-
-async def get_acl(ctx: ReqCtx) -> web.StreamResponse:
-    """Buckets and objects are private to their owner: the only grant is FULL_CONTROL."""
-    if ctx.endpoint.key is None:
-        ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
-    else:
-        _object_or_version(ctx)
-    return xml_response(xml.access_control_policy(ctx.owner))
 
 
 def _object_or_version(ctx: ReqCtx) -> None:
@@ -169,7 +160,7 @@ def _not_configured(code: str) -> Handler:
     """GET of a bucket configuration Stratum never holds: AWS's answer for "not set"."""
 
     async def handler(ctx: ReqCtx) -> web.StreamResponse:
-        ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+        ctx.service.get_bucket(ctx.bucket, ctx.acting_id)
         raise S3Error(code, extra={"BucketName": ctx.bucket})
 
     return handler
@@ -177,16 +168,12 @@ def _not_configured(code: str) -> Handler:
 
 HANDLERS: Mapping[str, Handler] = {
     "ListBuckets": list_buckets,
-    "CreateBucket": create_bucket,
     "DeleteBucket": delete_bucket,
     "HeadBucket": head_bucket,
     "GetBucketLocation": get_bucket_location,
     "GetBucketVersioning": get_bucket_versioning,
     "PutBucketVersioning": put_bucket_versioning,
-    "GetBucketAcl": get_acl,
-    "GetObjectAcl": get_acl,
     "GetBucketCors": _not_configured("NoSuchCORSConfiguration"),
-    "GetBucketPolicy": _not_configured("NoSuchBucketPolicy"),
     "GetBucketLifecycleConfiguration": _not_configured("NoSuchLifecycleConfiguration"),
     "GetBucketEncryption": _not_configured("ServerSideEncryptionConfigurationNotFoundError"),
     "GetBucketWebsite": _not_configured("NoSuchWebsiteConfiguration"),

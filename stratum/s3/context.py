@@ -9,6 +9,7 @@ from aiohttp import web
 
 from stratum.auth import AuthResult
 from stratum.s3 import xml
+from stratum.s3.authorize import RequestAccess
 from stratum.s3.router import Endpoint
 from stratum.service.multipart import MultipartService
 from stratum.service.objects import ObjectService
@@ -56,6 +57,8 @@ class ReqCtx:
     streaming: bool = False
     # the client sent "Expect: 100-continue" and waits for our go before sending its body
     continue_pending: bool = False
+    # the access decision (stratum.s3.authorize); None only for requests made in tests
+    access: RequestAccess | None = None
 
     def start_response(self, status: int, headers: dict[str, str]) -> web.StreamResponse:
         """A streamed response whose headers carry the request id like every other."""
@@ -88,7 +91,17 @@ class ReqCtx:
         return self.endpoint.key
 
     @property
+    def acting_id(self) -> str:
+        """The owner id the object service is called with: the bucket owner's once access
+        is granted (the requester's own for its buckets, or when there is no bucket)."""
+        return self.user.canonical_id if self.access is None else self.access.acting_id
+
+    @property
     def owner(self) -> xml.Owner:
+        """The requester, or the owner of the bucket it was let into (what listings show)."""
+        access = self.access
+        if access is not None and access.acting_id not in ("", self.user.canonical_id):
+            return xml.Owner(access.acting_id, access.display_names().get(access.acting_id, ""))
         return xml.Owner(self.user.canonical_id, self.user.display_name)
 
     def header(self, name: str) -> str | None:

@@ -78,7 +78,7 @@ def decode_token(token: str) -> str:
 def _page(ctx: ReqCtx, start_after: str, limit: int) -> ListPage:
     return ctx.service.list_objects(
         ctx.bucket,
-        ctx.user.canonical_id,
+        ctx.acting_id,
         prefix=ctx.params.get("prefix", ""),
         delimiter=ctx.params.get("delimiter", ""),
         start_after=start_after,
@@ -162,7 +162,7 @@ async def list_object_versions(ctx: ReqCtx) -> web.StreamResponse:
         check_version_id("version-id-marker", version_marker)
     page = ctx.service.list_versions(
         ctx.bucket,
-        ctx.user.canonical_id,
+        ctx.acting_id,
         prefix=ctx.params.get("prefix", ""),
         delimiter=ctx.params.get("delimiter", ""),
         key_marker=key_marker,

@@ -10,12 +10,13 @@ from __future__ import annotations
 from stratum.meta.records import ObjectRecord
 from stratum.meta.versions import NULL
 from stratum.s3 import httpsem
+from stratum.s3.authorize import source_access
 from stratum.s3.context import ReqCtx
 from stratum.s3.errors import S3Error
 from stratum.s3.router import CopySource
 from stratum.service import errors
 from stratum.service.objects import ObjectView
-from stratum.service.versioning import DeleteMarkerFound
+from stratum.service.versioning import DeleteMarkerFound, NoSuchVersion
 
 VERSION_HEADER = "x-amz-version-id"
 MARKER_HEADER = "x-amz-delete-marker"
@@ -30,10 +31,14 @@ def view_object(
     ctx: ReqCtx, bucket: str, key: str, version_id: str | None, method: str
 ) -> ObjectView:
     """The object (or version) a GET or HEAD and what reads like them names, with the answers
-    S3 gives about delete markers and missing keys."""
+    S3 gives about delete markers and missing keys. An access decision that waits for the
+    object is finished here (:meth:`~stratum.s3.authorize.RequestAccess.check_object`)."""
+    access = ctx.access
     try:
-        return ctx.service.head_object(bucket, key, ctx.user.canonical_id, version_id)
+        view = ctx.service.head_object(bucket, key, ctx.acting_id, version_id)
     except DeleteMarkerFound as found:
+        if access is not None:
+            access.check_object(key, version_id, None)
         marker = found.marker
         headers = {MARKER_HEADER: "true", VERSION_HEADER: marker.version_id}
         if not found.by_version:
@@ -43,15 +48,27 @@ def view_object(
         extra = {"Method": method, "ResourceType": "DeleteMarker"}
         raise S3Error("MethodNotAllowed", extra=extra, headers=headers) from None
     except errors.NoSuchKey:
+        if access is not None:
+            access.check_object(key, version_id, None)
         raise S3Error("NoSuchKey", extra={"Key": key}, headers={MARKER_HEADER: "false"}) from None
+    except NoSuchVersion:
+        if access is not None:
+            access.check_object(key, version_id, None)
+        raise
+    if access is not None:
+        access.check_object(key, version_id, view.record)
+    return view
 
 
 def copy_source_view(ctx: ReqCtx, source: CopySource) -> ObjectView:
     """The object a copy reads: a delete marker is no source (404 if current, else 400)."""
-    try:
-        return ctx.service.head_object(
-            source.bucket, source.key, ctx.user.canonical_id, source.version_id
+    acting_id = ctx.acting_id
+    if ctx.access is not None:  # the source is read on its own bucket owner's authority
+        acting_id = source_access(
+            ctx.service, ctx.access.facts, source.bucket, source.key, source.version_id
         )
+    try:
+        return ctx.service.head_object(source.bucket, source.key, acting_id, source.version_id)
     except DeleteMarkerFound as found:
         if not found.by_version:
             raise errors.NoSuchKey(bucket=source.bucket, key=source.key) from None

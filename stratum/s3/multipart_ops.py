@@ -14,6 +14,7 @@ from aiohttp import web
 
 from stratum.meta.records import UploadRecord
 from stratum.s3 import checksums, httpsem, xml
+from stratum.s3.acl_ops import object_owner
 from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.checksum_ops import completion_checksums
@@ -99,7 +100,7 @@ async def upload_part(ctx: ReqCtx) -> web.StreamResponse:
         raise S3Error("EntityTooLarge")
     md5 = ctx.header("Content-MD5")
     opts = PutOptions(
-        owner_id=ctx.user.canonical_id,
+        owner_id=ctx.acting_id,
         size_hint=body.size,
         expected_md5=httpsem.parse_content_md5(md5) if md5 is not None else None,
         hashers=body.hashers,
@@ -148,8 +149,8 @@ async def upload_part_copy(ctx: ReqCtx) -> web.StreamResponse:
         ctx.request.headers, view.record.etag, view.record.last_modified, ctx.clock.now()
     )
     start, end = _copy_range(ctx.header("x-amz-copy-source-range"), view.record.size)
-    ctx.multipart.get(ctx.bucket, ctx.key, upload_id, ctx.user.canonical_id)
-    opts = PutOptions(owner_id=ctx.user.canonical_id, size_hint=end - start)
+    ctx.multipart.get(ctx.bucket, ctx.key, upload_id, ctx.acting_id)
+    opts = PutOptions(owner_id=ctx.acting_id, size_hint=end - start)
     ctx.service.record_access(view.volume.volume_id)
     chunks = ctx.service.read_volume(view.volume, start, end)
     part = await ctx.multipart.upload_part(
@@ -171,7 +172,7 @@ async def complete_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
         ctx.key,
         upload_id,
         wanted,
-        ctx.user.canonical_id,
+        ctx.acting_id,
         checksum_of=completion_checksums(ctx, requested),
         condition=write_condition(ctx),
     )
@@ -190,7 +191,7 @@ async def complete_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
 
 
 async def abort_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
-    await ctx.multipart.abort(ctx.bucket, ctx.key, _upload_id(ctx), ctx.user.canonical_id)
+    await ctx.multipart.abort(ctx.bucket, ctx.key, _upload_id(ctx), ctx.acting_id)
     return web.Response(status=204)
 
 
@@ -199,7 +200,7 @@ async def list_parts(ctx: ReqCtx) -> web.StreamResponse:
     limit = _int_param(ctx, "max-parts", 1000, 1000)
     marker = _int_param(ctx, "part-number-marker", 0, 10_000)
     page = ctx.multipart.list_parts(
-        ctx.bucket, ctx.key, upload_id, ctx.user.canonical_id, after=marker, limit=limit
+        ctx.bucket, ctx.key, upload_id, ctx.acting_id, after=marker, limit=limit
     )
     entries = [
         xml.PartEntry(
@@ -215,7 +216,7 @@ async def list_parts(ctx: ReqCtx) -> web.StreamResponse:
         bucket=ctx.bucket,
         key=ctx.key,
         upload_id=upload_id,
-        owner=ctx.owner,
+        owner=object_owner(ctx, page.upload.owner_id, page.upload.acl),
         part_number_marker=marker,
         max_parts=limit,
         is_truncated=page.is_truncated,
@@ -233,7 +234,7 @@ async def list_multipart_uploads(ctx: ReqCtx) -> web.StreamResponse:
     delimiter = ctx.params.get("delimiter", "")
     key_marker = ctx.params.get("key-marker", "")
     id_marker = ctx.params.get("upload-id-marker", "")
-    every = ctx.multipart.list_uploads(ctx.bucket, ctx.user.canonical_id)
+    every = ctx.multipart.list_uploads(ctx.bucket, ctx.acting_id)
     entries: list[xml.UploadEntry] = []
     prefixes: list[str] = []
     truncated = False

@@ -19,6 +19,7 @@ from aiohttp import web
 from stratum.meta.records import ObjectRecord
 from stratum.meta.versions import InvalidVersionId, parse_version_id
 from stratum.s3 import checksum_ops, checksums, httpsem, xml
+from stratum.s3.acl_ops import write_acl
 from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.context import Handler, ReqCtx
@@ -76,12 +77,13 @@ def write_condition(ctx: ReqCtx) -> Callable[[ObjectRecord | None], None] | None
 def put_options_from_request(ctx: ReqCtx) -> PutOptions:
     headers = ctx.request.headers
     return PutOptions(
-        owner_id=ctx.user.canonical_id,
+        owner_id=ctx.acting_id,
         content_type=headers.get("Content-Type") or "binary/octet-stream",
         user_meta=httpsem.extract_user_metadata(headers),
         headers=httpsem.stored_standard_headers(headers),
         storage_class=_storage_class(ctx),
         tags=tags_from_header(headers.get(TAGGING_HEADER)),
+        acl=write_acl(ctx),
     )
 
 
@@ -109,6 +111,7 @@ async def put_object(ctx: ReqCtx) -> web.StreamResponse:
         verify=body.verify,
         condition=condition,
         checksums=body.checksums,  # filled by verify() before the commit reads it
+        acl=base.acl,
     )
     record = await ctx.service.put_object(ctx.bucket, ctx.key, body.chunks, opts)
     out = {"ETag": record.etag, **written_version(record)}
@@ -231,9 +234,7 @@ async def _serve(ctx: ReqCtx, *, send_body: bool) -> web.StreamResponse:
 
 async def delete_object(ctx: ReqCtx) -> web.StreamResponse:
     version_id = ctx.endpoint.version_id
-    outcome = await ctx.service.delete_object(
-        ctx.bucket, ctx.key, ctx.user.canonical_id, version_id
-    )
+    outcome = await ctx.service.delete_object(ctx.bucket, ctx.key, ctx.acting_id, version_id)
     headers: dict[str, str] = {}
     if version_id is not None:
         headers[VERSION_HEADER] = version_id
@@ -264,8 +265,11 @@ async def delete_objects(ctx: ReqCtx) -> web.StreamResponse:
                 )
             )
             continue
+        if ctx.access is not None and not ctx.access.allows_key(key, version):
+            failed.append(xml.DeleteError(key, "AccessDenied", "Access Denied", version))
+            continue
         targets.append((key, version))
-    outcomes = await ctx.service.delete_objects(ctx.bucket, targets, ctx.user.canonical_id)
+    outcomes = await ctx.service.delete_objects(ctx.bucket, targets, ctx.acting_id)
     deleted: list[xml.DeletedEntry] = []
     for outcome in outcomes:
         if outcome.error is None:
@@ -304,11 +308,12 @@ async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
         opts = put_options_from_request(ctx)
     else:
         opts = PutOptions(
-            owner_id=ctx.user.canonical_id,
+            owner_id=ctx.acting_id,
             content_type=src.content_type,
             user_meta=src.user_meta,
             headers=src.headers,
             storage_class=storage_class or src.storage_class,
+            acl=write_acl(ctx),
         )
     opts = dataclasses.replace(opts, tags=tags)
     same = (source.bucket, source.key) == (ctx.bucket, ctx.key)
@@ -335,6 +340,7 @@ async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
             size_hint=src.size,
             checksums=src.checksums,
             condition=write_condition(ctx),
+            acl=opts.acl,
         )
         ctx.service.record_access(view.volume.volume_id)
         chunks = ctx.service.read_volume(view.volume, 0, src.size)

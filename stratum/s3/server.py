@@ -29,14 +29,17 @@ from stratum import auth
 from stratum.block.errors import DiskWriteError, StorageError, StorageFull
 from stratum.meta.store import MetaFull
 from stratum.s3 import (
+    acl_ops,
     attributes_ops,
     bucket_ops,
     list_ops,
     multipart_ops,
     object_ops,
+    policy_ops,
     tagging_ops,
     xml,
 )
+from stratum.s3.authorize import ANONYMOUS, anonymous_auth, authorize, request_facts
 from stratum.s3.context import ApiSettings, Handler, ReqCtx
 from stratum.s3.errors import S3Error, as_s3_error
 from stratum.s3.router import (
@@ -66,6 +69,8 @@ HANDLERS: Mapping[str, Handler] = {
     **multipart_ops.HANDLERS,
     **tagging_ops.HANDLERS,
     **attributes_ops.HANDLERS,
+    **acl_ops.HANDLERS,
+    **policy_ops.HANDLERS,
 }
 
 # The object service's conditions, as S3 names them.
@@ -188,6 +193,10 @@ class S3Server:
         self.on_finished = on_finished
         self._secret = user_secrets(users)
 
+    def _display_names(self) -> dict[str, str]:
+        """Every user's display name by canonical id (for ACLs shown to clients)."""
+        return {u.canonical_id: u.display_name for u in self.users.list()}
+
     async def _s3(
         self, request: web.Request, request_id: str, state: _RequestState
     ) -> web.StreamResponse:
@@ -221,24 +230,35 @@ class S3Server:
                 virtual_bucket=virtual_host_bucket(request.host, self.settings.domain),
                 allow_sigv2=self.settings.sigv2,
             )
-            if signed is None:  # anonymous: no bucket is public
-                raise S3Error("AccessDenied")
-            user = self.users.lookup(signed.access_key)
-            if user is None:  # removed between verify and now
-                raise S3Error("InvalidAccessKeyId")
-            if endpoint.name == UNSUPPORTED:
+            if signed is None:  # anonymous: as far as the bucket's ACL and policy allow
+                user = ANONYMOUS
+            else:
+                found = self.users.lookup(signed.access_key)
+                if found is None:  # removed between verify and now
+                    raise S3Error("InvalidAccessKeyId")
+                user = found
+            if endpoint.name == UNSUPPORTED or endpoint.name not in HANDLERS:
+                if signed is None:
+                    raise S3Error("AccessDenied")
                 raise router_unsupported(endpoint)
-            handler = HANDLERS.get(endpoint.name)
-            if handler is None:
-                raise router_unsupported(endpoint)
+            handler = HANDLERS[endpoint.name]
             params: dict[str, str] = {}
             for name, value in query:
                 params.setdefault(name, value)
+            access = authorize(
+                self.service,
+                endpoint.name,
+                endpoint.bucket,
+                endpoint.key,
+                endpoint.version_id,
+                request_facts(request, signed, user, params, self.clock.now()),
+                self._display_names,
+            )
             ctx = state.ctx = ReqCtx(
                 request=request,
                 endpoint=endpoint,
                 user=user,
-                auth=signed,
+                auth=signed or anonymous_auth(request.headers),
                 params=params,
                 request_id=request_id,
                 service=self.service,
@@ -246,6 +266,7 @@ class S3Server:
                 settings=self.settings,
                 clock=self.clock,
                 continue_pending=_expects_continue(request),
+                access=access,
             )
             response = await handler(ctx)
         return response

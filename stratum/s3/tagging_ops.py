@@ -94,7 +94,7 @@ async def get_object_tagging(ctx: ReqCtx) -> web.StreamResponse:
 
 
 async def get_bucket_tagging(ctx: ReqCtx) -> web.StreamResponse:
-    bucket = ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    bucket = ctx.service.get_bucket(ctx.bucket, ctx.acting_id)
     stored = bucket.settings.get(BUCKET_SETTING)
     if stored is None:
         raise S3Error("NoSuchTagSet", extra={"BucketName": ctx.bucket})
@@ -104,12 +104,12 @@ async def get_bucket_tagging(ctx: ReqCtx) -> web.StreamResponse:
 async def put_bucket_tagging(ctx: ReqCtx) -> web.StreamResponse:
     tags = parse_tagging(await read_document(ctx, MAX_TAGGING_BODY), max_tags=MAX_BUCKET_TAGS)
     value = [[k, v] for k, v in sorted(tags)]
-    await ctx.service.set_bucket_setting(ctx.bucket, ctx.user.canonical_id, BUCKET_SETTING, value)
+    await ctx.service.set_bucket_setting(ctx.bucket, ctx.acting_id, BUCKET_SETTING, value)
     return web.Response(status=204)
 
 
 async def delete_bucket_tagging(ctx: ReqCtx) -> web.StreamResponse:
-    await ctx.service.set_bucket_setting(ctx.bucket, ctx.user.canonical_id, BUCKET_SETTING, None)
+    await ctx.service.set_bucket_setting(ctx.bucket, ctx.acting_id, BUCKET_SETTING, None)
     return web.Response(status=204)
 
 

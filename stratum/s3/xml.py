@@ -519,17 +519,35 @@ def versioning_configuration(status: str | None = None) -> bytes:
     return w.finish()
 
 
-def access_control_policy(owner: Owner) -> bytes:
-    """The canned ``private`` ACL: the owner, with one FULL_CONTROL grant to itself."""
+@dataclass(frozen=True, slots=True)
+class GrantEntry:
+    """One grant of an ACL: to a user (``user``, an :class:`Owner`) or a group (``uri``)."""
+
+    permission: str
+    user: Owner | None = None
+    uri: str | None = None
+
+
+def access_control_policy(owner: Owner, grants: Sequence[GrantEntry] | None = None) -> bytes:
+    """GetBucketAcl / GetObjectAcl: the owner and its grants (by default the canned
+    ``private`` ACL: one FULL_CONTROL grant to the owner)."""
+    if grants is None:
+        grants = [GrantEntry("FULL_CONTROL", user=owner)]
     w = XmlWriter("AccessControlPolicy")
     _owner(w, "Owner", owner)
     w.start("AccessControlList")
-    w.start("Grant")
-    w.start("Grantee", {"xmlns:xsi": XSI_NAMESPACE, "xsi:type": "CanonicalUser"})
-    w.leaf("ID", owner.id)
-    w.leaf("DisplayName", owner.display_name)
-    w.end()
-    w.leaf("Permission", "FULL_CONTROL")
+    for grant in grants:
+        w.start("Grant")
+        if grant.user is not None:
+            w.start("Grantee", {"xmlns:xsi": XSI_NAMESPACE, "xsi:type": "CanonicalUser"})
+            w.leaf("ID", grant.user.id)
+            w.leaf("DisplayName", grant.user.display_name)
+        else:
+            w.start("Grantee", {"xmlns:xsi": XSI_NAMESPACE, "xsi:type": "Group"})
+            w.leaf("URI", grant.uri or "")
+        w.end()
+        w.leaf("Permission", grant.permission)
+        w.end()
     return w.finish()
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 from xml.parsers import expat
 
+from stratum.access import acl as acls
 from stratum.s3.errors import ERROR_CODES, S3Error
 
 if TYPE_CHECKING:
@@ -279,3 +280,86 @@ def _one_container(element: ET.Element, name: str) -> ET.Element:
 
 def _invalid_tag(message: str) -> S3Error:
     return S3Error("InvalidTag", message)
+
+
+MAX_ACL_BODY = 64 * 1024
+_GRANTEE_TYPES = ("CanonicalUser", "Group", "AmazonCustomerByEmail")
+
+
+def parse_access_control_policy(body: bytes) -> tuple[str | None, list[acls.Grant]]:
+    """PutBucketAcl / PutObjectAcl: ``(owner id or None, grants)`` in request order.
+
+    A grantee is typed by its ``xsi:type`` attribute (or, without one, by the element it
+    holds: ``ID``, ``URI``, ``EmailAddress``). Raises ``MalformedACLError`` for an unknown
+    type or permission, and :class:`~stratum.access.acl.AclError` for a group Stratum does
+    not know or any e-mail grantee (Stratum has no e-mail addresses).
+    """
+    root = _root(body, MAX_ACL_BODY, "AccessControlPolicy")
+    owner_element = _one_container_optional(root, "Owner")
+    owner = None if owner_element is None else _optional_text(owner_element, "ID")
+    grants: list[acls.Grant] = []
+    acl_list = _one_container_optional(root, "AccessControlList")
+    for grant in [] if acl_list is None else _children(acl_list, "Grant"):
+        grantee = _one_container(grant, "Grantee")
+        permission = _text(grant, "Permission").strip()
+        if permission not in acls.PERMISSIONS:
+            raise S3Error("MalformedACLError", f"Unknown permission {permission}")
+        kind = next((v for k, v in grantee.attrib.items() if k.rpartition("}")[2] == "type"), "")
+        if not kind:
+            present = [
+                t
+                for t, n in zip(_GRANTEE_TYPES, ("ID", "URI", "EmailAddress"), strict=True)
+                if _optional_text(grantee, n) is not None
+            ]
+            kind = present[0] if len(present) == 1 else ""
+        if kind == "CanonicalUser":
+            who = acls.Grantee("id", _text(grantee, "ID").strip())
+        elif kind == "Group":
+            uri = _text(grantee, "URI").strip()
+            if uri not in acls.GROUPS:
+                raise acls.AclError("InvalidArgument", f"Invalid group uri: {uri}")
+            who = acls.Grantee("group", uri)
+        elif kind == "AmazonCustomerByEmail":
+            raise acls.AclError(
+                "UnresolvableGrantByEmailAddress",
+                "The e-mail address you provided does not match any account on record.",
+            )
+        else:
+            raise S3Error("MalformedACLError", "The grantee type is missing or unknown")
+        grants.append(acls.Grant(who, permission))
+    return owner, grants
+
+
+def _one_container_optional(element: ET.Element, name: str) -> ET.Element | None:
+    found = list(_children(element, name))
+    if len(found) > 1:
+        raise _malformed(f"{element.tag} has more than one {name}")
+    return found[0] if found else None
+
+
+MAX_CONTROLS_BODY = 64 * 1024
+PUBLIC_ACCESS_BLOCK_FIELDS = (
+    "BlockPublicAcls",
+    "IgnorePublicAcls",
+    "BlockPublicPolicy",
+    "RestrictPublicBuckets",
+)
+OBJECT_OWNERSHIPS = ("BucketOwnerPreferred", "ObjectWriter", "BucketOwnerEnforced")
+
+
+def parse_public_access_block(body: bytes) -> dict[str, bool]:
+    """PutPublicAccessBlock: the four flags by element name, an absent one false."""
+    root = _root(body, MAX_CONTROLS_BODY, "PublicAccessBlockConfiguration")
+    return {name: _boolean(root, name) for name in PUBLIC_ACCESS_BLOCK_FIELDS}
+
+
+def parse_ownership_controls(body: bytes) -> str:
+    """PutBucketOwnershipControls: the one rule's ``ObjectOwnership``."""
+    root = _root(body, MAX_CONTROLS_BODY, "OwnershipControls")
+    rules = list(_children(root, "Rule"))
+    if len(rules) != 1:
+        raise _malformed("OwnershipControls must hold exactly one Rule")
+    value = _text(rules[0], "ObjectOwnership").strip()
+    if value not in OBJECT_OWNERSHIPS:
+        raise _malformed(f"ObjectOwnership must be one of {', '.join(OBJECT_OWNERSHIPS)}")
+    return value

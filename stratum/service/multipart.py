@@ -133,6 +133,7 @@ class MultipartService:
             checksum_algorithm=checksum,
             checksum_type=checksum_type,
             tags=dict(opts.tags),
+            acl=dict(opts.acl),
         )
 
         def create(tx: Tx) -> None:
@@ -312,6 +313,7 @@ class MultipartService:
             owner_id=owner_id,
             upload_id=upload_id,
             tags=upload.tags,
+            acl=dict(upload.acl),
         )
         plan.stamp(record)
         manifest = {

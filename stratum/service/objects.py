@@ -88,6 +88,8 @@ class PutOptions:
     # extra fields for the on-disk header (multipart parts say which upload they belong to)
     header_meta: Mapping[str, Any] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)  # the new version's tag set
+    # the new version's access control list, stored form (stratum.access.acl; {} = private)
+    acl: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,10 @@ class ObjectService:
 
     def list_buckets(self, owner_id: str) -> list[BucketRecord]:
         return [b for b in self.meta.read(catalog.list_buckets) if b.owner_id == owner_id]
+
+    def find_bucket(self, name: str) -> BucketRecord | None:
+        """A bucket's record whoever owns it: for access control, decided above the service."""
+        return self.meta.read(lambda tx: catalog.get_bucket(tx, name))
 
     def get_bucket(self, name: str, owner_id: str) -> BucketRecord:
         bucket = self.meta.read(lambda tx: catalog.get_bucket(tx, name))
@@ -492,6 +498,7 @@ class ObjectService:
                 checksums=dict(opts.checksums),
                 owner_id=opts.owner_id,
                 tags=dict(opts.tags),
+                acl=dict(opts.acl),
             )
         )
         await self.commit_or_free(
@@ -572,6 +579,8 @@ class ObjectService:
             **({"tags": dict(opts.tags)} if opts.tags else {}),
             **opts.header_meta,
         }
+        if opts.acl:  # most objects have none: their owner's private ACL
+            header_meta["acl"] = dict(opts.acl)
         buffered: list[bytes] = []
         size = 0
         it = aiter(body)
@@ -702,6 +711,7 @@ class ObjectService:
                 owner_id=opts.owner_id,
                 order=self.orders.next(self.clock.now()).hex(),
                 tags=dict(opts.tags),
+                acl=dict(opts.acl),
             )
             catalog.put_object(tx, bucket, record)
             return record

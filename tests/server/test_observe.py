@@ -130,9 +130,9 @@ def test_health_endpoints(observed: RunningServer) -> None:
     assert (status, json.loads(body)) == (200, {"status": "ready"})
     assert fetch(f"{observed.endpoint}/health/ready", "HEAD")[0] == 200
     assert fetch(f"{observed.endpoint}/health/live", "HEAD")[0] == 200
-    # Other paths under /health are S3 (an anonymous GetObject: refused).
+    # Other paths under /health are S3 (an anonymous GetObject of a bucket that is not there).
     status, _, body = fetch(f"{observed.endpoint}/health/other")
-    assert status == 403 and b"<Code>AccessDenied</Code>" in body
+    assert status == 404 and b"<Code>NoSuchBucket</Code>" in body
 
 
 def test_signed_requests_to_these_paths_stay_s3(observed: RunningServer) -> None:
