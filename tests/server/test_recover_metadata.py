@@ -4,6 +4,7 @@ object back byte for byte with its metadata."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
 import subprocess
@@ -89,6 +90,23 @@ def _populate(s3: Any, rng: random.Random) -> tuple[dict[tuple[str, str], Stored
         Bucket="media", Key="movie.mp4", UploadId=upload, MultipartUpload={"Parts": done}
     )["ETag"].strip('"')
     stored["media", "movie.mp4"] = Stored(b"".join(parts), etag, "video/mp4", {"take": "3"}, 2)
+    # ACLs: the bucket's (its configuration record), a PUT's and an upload's (their headers)
+    s3.put_bucket_acl(Bucket="notes", ACL="public-read")
+    s3.put_object(Bucket="notes", Key="public", Body=b"for all", ACL="public-read")
+    stored["notes", "public"] = Stored(
+        b"for all", hashlib.md5(b"for all").hexdigest(), "binary/octet-stream", {}
+    )
+    shared = s3.create_multipart_upload(Bucket="media", Key="shared", ACL="authenticated-read")
+    tag = s3.upload_part(
+        Bucket="media", Key="shared", UploadId=shared["UploadId"], PartNumber=1, Body=b"s" * 10
+    )["ETag"]
+    etag = s3.complete_multipart_upload(
+        Bucket="media",
+        Key="shared",
+        UploadId=shared["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": tag}]},
+    )["ETag"].strip('"')
+    stored["media", "shared"] = Stored(b"s" * 10, etag, "binary/octet-stream", {})
     pending = s3.create_multipart_upload(Bucket="notes", Key="pending")["UploadId"]
     s3.upload_part(Bucket="notes", Key="pending", UploadId=pending, PartNumber=1, Body=b"p" * 99)
     return stored, gone
@@ -112,6 +130,21 @@ def _check(server: RunningServer, stored: dict[tuple[str, str], Stored]) -> list
             head = s3.head_object(Bucket=bucket, Key=key, PartNumber=2)
             if head.get("PartsCount") != want.parts:
                 problems.append(f"{bucket}/{key}: PartsCount {head.get('PartsCount')}")
+    acls = {
+        "bucket notes": s3.get_bucket_acl(Bucket="notes")["Grants"],
+        "notes/public": s3.get_object_acl(Bucket="notes", Key="public")["Grants"],
+        "media/shared": s3.get_object_acl(Bucket="media", Key="shared")["Grants"],
+    }
+    groups = {
+        name: [g["Grantee"].get("URI", "").rpartition("/")[2] for g in grants]
+        for name, grants in acls.items()
+    }
+    if groups != {
+        "bucket notes": ["AllUsers", ""],
+        "notes/public": ["AllUsers", ""],
+        "media/shared": ["AuthenticatedUsers", ""],
+    }:
+        problems.append(f"ACLs not as set: {groups}")
     extra = sorted(set(listed) - set(stored))
     if extra:
         problems.append(f"listed but not expected: {extra}")
