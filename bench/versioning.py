@@ -65,18 +65,20 @@ def put_rows(server: Any, clients: Clients, admin: Any, rounds: int, count: int)
                     f"  errors {run.errors}  others {run.others_cpu:4.0%} CPU",
                     flush=True,
                 )
-    out: dict[str, Any] = {}
-    for name, found in runs.items():
-        out[name] = {
-            "ops_per_s": statistics.median(r.ops_per_s for r in found),
-            "p50_ms": statistics.median(r.p50_ms for r in found),
-            "p99_ms": statistics.median(r.p99_ms for r in found),
-            "server_cpu_ms_per_op": statistics.median(
-                r.server_cpu_s / r.ops * 1000 for r in found if r.ops
-            ),
-            "errors": sum(r.errors for r in found),
-        }
-    return out
+    return {name: medians(found) for name, found in runs.items()}
+
+
+def medians(found: list[Run]) -> dict[str, Any]:
+    """One row of interleaved runs: the medians of the runs, and all their errors."""
+    return {
+        "ops_per_s": statistics.median(r.ops_per_s for r in found),
+        "p50_ms": statistics.median(r.p50_ms for r in found),
+        "p99_ms": statistics.median(r.p99_ms for r in found),
+        "server_cpu_ms_per_op": statistics.median(
+            r.server_cpu_s / r.ops * 1000 for r in found if r.ops
+        ),
+        "errors": sum(r.errors for r in found),
+    }
 
 
 def list_rows(server: Any, clients: Clients, admin: Any, versions: int) -> dict[str, Any]:
