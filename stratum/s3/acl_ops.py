@@ -205,14 +205,15 @@ async def get_object_acl(ctx: ReqCtx) -> web.StreamResponse:
 
 
 def render(acl: acls.Acl, names: Mapping[str, str]) -> bytes:
-    """An ``AccessControlPolicy`` document, users shown with their display names."""
+    """An ``AccessControlPolicy`` document, users shown with their display names, the
+    groups' grants first (as S3 lists a canned ACL), the rest in the order given."""
     grants = [
         xml.GrantEntry(
             g.permission, user=xml.Owner(g.grantee.value, names.get(g.grantee.value, ""))
         )
         if g.grantee.kind == "id"
         else xml.GrantEntry(g.permission, uri=g.grantee.value)
-        for g in acl.grants
+        for g in sorted(acl.grants, key=lambda g: g.grantee.kind != "group")
     ]
     return xml.access_control_policy(xml.Owner(acl.owner, names.get(acl.owner, "")), grants)
 
