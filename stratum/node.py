@@ -44,6 +44,7 @@ from stratum.service.users import (
 )
 from stratum.tiering.engine import TierEngine
 from stratum.util.clock import Clock, SystemClock
+from stratum.util.imports import import_off_loop
 
 if TYPE_CHECKING:
     from stratum.maintenance.backups import MetaBackup
@@ -190,8 +191,9 @@ class Node:
         await self.multipart.start()
         await self.compaction.start()
         await self.tiering.start()
-        # Imported here, as snapshots below: only the primary runs them, and modules a
-        # process never uses only add to its memory.
+        # Imported here (off the loop), as snapshots below: only the primary runs them, and
+        # modules a process never uses only add to its memory.
+        await import_off_loop("stratum.maintenance.backups")
         from stratum.maintenance.backups import MetaBackup
 
         disk_ids = {disk.path: disk.disk_id for tier in self.tiers.values() for disk in tier.disks}
@@ -206,6 +208,7 @@ class Node:
         )
         await self.backup.start()
         if self.config.storage.snapshot_interval > 0:
+            await import_off_loop("stratum.pool.snapshot")
             from stratum.pool.snapshot import snapshot_schedule
 
             make = functools.partial(snapshot_schedule, self.config, self.clock, self.executor)

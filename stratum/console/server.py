@@ -21,6 +21,7 @@ from stratum.console.client import S3Client
 from stratum.console.history import History
 from stratum.node import Node
 from stratum.s3.server import S3Server
+from stratum.util.imports import import_off_loop
 from stratum.util.tls import server_context
 
 log = logging.getLogger("stratum.console")
@@ -115,7 +116,10 @@ async def start_console(
 async def _serve(
     node: Node, history: History, s3_endpoint: str, server_tls: ssl.SSLContext | None
 ) -> tuple[S3Client, web.AppRunner, str]:
-    # Imported here: Jinja2 and the pages are the primary's alone.
+    # Imported here, off the loop: Jinja2 and the pages are the primary's alone.
+    await import_off_loop(
+        "stratum.console.app", "stratum.console.objects", "stratum.console.operator"
+    )
     from stratum.console.app import Console, make_app
     from stratum.console.objects import ObjectPages
     from stratum.console.operator import OperatorPages
