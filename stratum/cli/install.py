@@ -79,11 +79,11 @@ EnvironmentFile=-/etc/stratum/stratum.env
 # The zipapp unpacks its packages here once per version (first start), not into a home.
 Environment=SHIV_ROOT=/var/cache/stratum
 StateDirectory=stratum
-StateDirectoryMode=0750
+StateDirectoryMode=0700
 CacheDirectory=stratum
-CacheDirectoryMode=0750
+CacheDirectoryMode=0700
 WorkingDirectory=/var/lib/stratum
-UMask=0027
+UMask=0077
 LimitNOFILE=65536
 Restart=on-failure
 RestartSec=5s
@@ -136,7 +136,7 @@ u {USER} - "Stratum object store" {DATA_DIR} -
 
 TMPFILES_TEXT = f"""\
 # Stratum's data directory, and its configuration readable by the service (systemd-tmpfiles).
-d {DATA_DIR} 0750 {USER} {USER} -
+d {DATA_DIR} 0700 {USER} {USER} -
 z {CONFIG} 0640 root {USER} -
 """
 
@@ -228,7 +228,7 @@ class Installer:
         self.write(TMPFILES, TMPFILES_TEXT, 0o644)
         data = self.at(DATA_DIR)
         data.mkdir(parents=True, exist_ok=True)
-        os.chmod(data, 0o750)
+        os.chmod(data, 0o700)
         if self.live:
             self.create_user()
             self.give_to_user()

@@ -252,11 +252,11 @@ def test_install_into_a_staging_root(pyz: Path, bare: dict[str, Path], tmp_path:
     assert (root / "etc/systemd/system/stratum.service").read_text() == UNIT_FILE.read_text()
     assert "u stratum " in (root / "etc/sysusers.d/stratum.conf").read_text()
     assert (
-        "d /var/lib/stratum 0750 stratum stratum"
+        "d /var/lib/stratum 0700 stratum stratum"
         in (root / "etc/tmpfiles.d/stratum.conf").read_text()
     )
     data = root / "var/lib/stratum"
-    assert data.is_dir() and stat.S_IMODE(data.stat().st_mode) == 0o750
+    assert data.is_dir() and stat.S_IMODE(data.stat().st_mode) == 0o700
     wants = root / "etc/systemd/system/multi-user.target.wants/stratum.service"
     assert not wants.exists() and not wants.is_symlink()
 
