@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import zfec
 
-Block = bytes | bytearray | memoryview
+from stratum.config import MAX_SHARDS
 
-MAX_SHARDS = 256  # zfec's limit on k + m
+Block = bytes | bytearray | memoryview
 
 
 class Codec:

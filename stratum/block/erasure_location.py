@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stratum.block.codec import MAX_SHARDS
 from stratum.block.shardfile import Expected, Layout, is_volume_id
+from stratum.config import MAX_SHARDS
 
 LOCATION_VERSION = 1
 
