@@ -141,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     tsim = tier_sub.add_parser("simulate", help="replay an access trace through the policy")
     tsim.add_argument("--trace", type=Path, required=True, help="CSV: time,op,bucket,key,size")
     tsim.add_argument("--json", action="store_true")
-    tsim.add_argument("--config", type=Path, help="TOML configuration file (tiering values)")
+    tsim.add_argument(
+        "--config", type=Path, help="TOML configuration file ([prices] and [tiering] values)"
+    )
+    tsim.add_argument(
+        "--placements", type=Path, help="write every PUT, move and DELETE of each policy (CSV)"
+    )
 
     config = sub.add_parser("config", help="check or print configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)

@@ -7,6 +7,7 @@ needs no server: it replays a trace through the same policy code on a simulated 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -103,23 +104,42 @@ def _ago(seconds: float) -> str:
 
 
 def simulate(args: argparse.Namespace, config: Config) -> int:
+    """Every policy over the trace, priced with the configuration's [prices]; the offline
+    bound needs the trace's future, so the file is read once more for it."""
+    from stratum.tiering.offline import OfflineOptimalPolicy
+    from stratum.tiering.placements import PlacementLog
     from stratum.tiering.policy import SimulatedStratumPolicy
+    from stratum.tiering.pricing import Prices
     from stratum.tiering.simulation_report import compare_text
-    from stratum.tiering.simulator import AwsIntelligentTieringPolicy, StaticPolicy
+    from stratum.tiering.simulator import AwsIntelligentTieringPolicy, StaticPolicy, simulation_end
     from stratum.tiering.simulator import simulate as replay
-    from stratum.tiering.traces import read_trace
+    from stratum.tiering.traces import TraceError, read_trace
 
+    prices = Prices.from_config(config.prices)
+    try:
+        end = simulation_end(read_trace(args.trace))
+    except (OSError, TraceError) as exc:
+        print(f"stratum: {exc}", file=sys.stderr)
+        return 1
     tiers = {"hot", "warm", "cold"}
     policies: list[Any] = [
         SimulatedStratumPolicy(config.tiering, tiers),
         AwsIntelligentTieringPolicy(),
         StaticPolicy("hot"),
+        OfflineOptimalPolicy.from_trace(read_trace(args.trace), prices, 0.0, end),
     ]
-    reports = [replay(read_trace(args.trace), policy) for policy in policies]
+    with contextlib.ExitStack() as stack:
+        log = None
+        if args.placements is not None:
+            log = PlacementLog(stack.enter_context(open(args.placements, "w", encoding="utf-8")))
+        reports = [
+            replay(read_trace(args.trace), policy, prices, end=end, placements=log)
+            for policy in policies
+        ]
     if args.json:
         print(json.dumps([json.loads(r.to_json()) for r in reports], indent=2))
     else:
         print(reports[0].to_text())
         print()
-        print(compare_text(reports))
+        print(compare_text(reports, bound=reports[-1]))
     return 0

@@ -26,6 +26,19 @@ def positive(value: float) -> None:
         raise ValueError(f"must be greater than 0, got {value}")
 
 
+def not_negative(value: float) -> None:
+    if value < 0:
+        raise ValueError(f"must be 0 or more, got {value}")
+
+
+_CURRENCY = re.compile(r"[A-Za-z$\u00a3\u20ac\u00a5]{1,8}")
+
+
+def currency(value: str) -> None:
+    if not _CURRENCY.fullmatch(value):
+        raise ValueError(f'must be a currency code or sign like "EUR" or "$", got "{value}"')
+
+
 def fraction(value: float) -> None:
     if not 0 < value <= 1:
         raise ValueError(f"must be a fraction greater than 0 and at most 1, got {value}")

@@ -42,6 +42,7 @@ class MonthCost:
     put_requests: int
     requests: float  # cost
     total: float
+    moves: float = 0.0  # cost of moving (the ``move`` price per GB), included in total
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Report:
     moves_by_path: dict[str, dict[str, int]]  # "hot->warm": {"count": n, "bytes": b}
     samples: list[DaySample]
     months: list[MonthCost]
-    move_log: list[Move]  # the first ``max_logged_moves`` moves
+    move_log: list[Move]  # the first ``max_logged_moves`` moves (all by default)
 
     @property
     def days(self) -> float:
@@ -83,6 +84,17 @@ class Report:
         return sum(month.total for month in self.months)
 
     @property
+    def slow_reads(self) -> int:
+        """GETs not served from the first tier."""
+        return sum(self.gets_by_tier.values()) - self.gets_by_tier.get(self.tiers[0], 0)
+
+    @property
+    def slow_read_cost(self) -> float:
+        """What the slow reads are worth avoiding at the ``slow_read`` price, over the whole
+        trace: a weight beside the cost, not part of it."""
+        return self.slow_reads / 1000 * self.prices.slow_read
+
+    @property
     def cost_per_month(self) -> float:
         """The average over the whole trace, per 30 days."""
         span = (self.end - self.start) / MONTH
@@ -98,6 +110,8 @@ class Report:
             hot_byte_hit_ratio=self.hot_byte_hit_ratio,
             total_cost=self.total_cost,
             cost_per_month=self.cost_per_month,
+            slow_reads=self.slow_reads,
+            slow_read_cost=self.slow_read_cost,
         )
         return data
 
@@ -129,7 +143,7 @@ class Report:
         )
         lines.append("")
         head = ["Month", "Days"] + [f"{tier} GB" for tier in self.tiers]
-        head += ["Storage", "Egress", "Requests", f"Total {cur}"]
+        head += ["Storage", "Egress", "Requests", "Moves", f"Total {cur}"]
         rows = [head, ["---:"] * len(head)]
         rows += [
             [str(month.month), f"{month.days:g}"]
@@ -138,6 +152,7 @@ class Report:
                 f"{sum(month.storage.values()):.2f}",
                 f"{month.egress:.2f}",
                 f"{month.requests:.2f}",
+                f"{month.moves:.2f}",
                 f"{month.total:.2f}",
             ]
             for month in self.months
@@ -149,6 +164,10 @@ class Report:
             f" (total {self.total_cost:.2f} {cur} over {self.days:.0f} days)"
         )
         return "\n".join(lines) + "\n"
+
+
+def _ratio(cost: float, bound: float) -> str:
+    return f"{cost / bound:.2f}" if bound > 0 else "-"
 
 
 def _percent(part: int, whole: int) -> str:
@@ -179,14 +198,17 @@ def _table(rows: list[list[str]], left: int = 0) -> list[str]:
     return out
 
 
-def compare_text(reports: Sequence[Report]) -> str:
-    """One line per report: the policies side by side (Markdown table)."""
+def compare_text(reports: Sequence[Report], bound: Report | None = None) -> str:
+    """One line per report: the policies side by side (Markdown table). With ``bound`` (one
+    of the reports, the offline optimum), each cost also as a multiple of the bound's."""
     if not reports:
         return ""
     cur = reports[0].prices.currency
     tiers = reports[0].tiers
     head = ["Policy", "Hot hits", "Hot bytes", "Moves", "GB moved"]
-    head += [f"{tier} GB at end" for tier in tiers] + [f"{cur}/month"]
+    head += [f"{tier} GB at end" for tier in tiers] + [f"{cur}/month", f"Slow reads {cur}"]
+    if bound is not None:
+        head.append("x bound")
     rows = [head, ["---:"] * len(head)]
     for report in reports:
         last = report.samples[-1].bytes if report.samples else {}
@@ -199,6 +221,7 @@ def compare_text(reports: Sequence[Report]) -> str:
                 f"{report.bytes_moved / GB:,.1f}",
             ]
             + [f"{last.get(tier, 0) / GB:,.1f}" for tier in tiers]
-            + [f"{report.cost_per_month:.2f}"]
+            + [f"{report.cost_per_month:.2f}", f"{report.slow_read_cost:.2f}"]
+            + ([_ratio(report.total_cost, bound.total_cost)] if bound is not None else [])
         )
     return "\n".join(_table(rows, left=1)) + "\n"

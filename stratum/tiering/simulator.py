@@ -25,8 +25,14 @@ Costs (:class:`~stratum.tiering.pricing.Prices`, GB = 10^9 bytes, a month = 30 d
 storage is the exact integral of the bytes in each tier over time times the tier's price per
 GB-month; reading from a tier (client GETs, and moves out of it) costs its egress price per
 GB and its GET request price; moving into a tier costs its PUT request price (one request
-per object). Local tiers cost their disks' amortisation and electricity; see
-:data:`~stratum.tiering.pricing.DEFAULT_PRICES` for the figures.
+per object), and every move costs the ``move`` price per GB. Local tiers cost their disks'
+amortisation and electricity; see ``[prices]`` in the configuration reference for the figures.
+GETs not served from the first tier are counted; the report weighs them with the
+``slow_read`` price beside the cost (:attr:`Report.slow_read_cost`), not in it.
+
+With a :class:`~stratum.tiering.placements.PlacementLog` every PUT, move and DELETE is
+written to it; the report's ``move_log`` keeps the first ``max_logged_moves`` moves (all by
+default).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
 
+from stratum.tiering.placements import PlacementLog
 from stratum.tiering.pricing import DEFAULT_PRICES, GB, MONTH, Prices
 from stratum.tiering.simulation_report import DaySample, MonthCost, Move, Report
 from stratum.tiering.traces import DAY, HOUR, OPS, TraceError, TraceRow
@@ -49,6 +56,7 @@ __all__ = [
     "StaticPolicy",
     "decayed_rate",
     "simulate",
+    "simulation_end",
 ]
 
 ACCESS_HALF_LIFE = 7 * DAY
@@ -202,7 +210,8 @@ def simulate(
     start: float = 0.0,
     end: float | None = None,
     interval: float = HOUR,
-    max_logged_moves: int = 10_000,
+    max_logged_moves: int | None = None,
+    placements: PlacementLog | None = None,
 ) -> Report:
     """Replay ``trace`` (rows in time order) through ``policy``; see the module docstring.
 
@@ -211,7 +220,9 @@ def simulate(
     """
     if interval <= 0:
         raise ValueError("interval must be positive")
-    sim = _Simulation(policy, prices, start, interval, max_logged_moves)
+    if placements is not None:
+        placements.policy = str(getattr(policy, "name", type(policy).__name__))
+    sim = _Simulation(policy, prices, start, interval, max_logged_moves, placements)
     last = start
     for row in trace:
         if row.time < last:
@@ -220,17 +231,36 @@ def simulate(
         sim.advance(row.time)
         sim.apply(row)
     if end is None:
-        end = start + math.ceil((last - start) / DAY) * DAY
+        end = _whole_days(start, last)
     if end < last:
         raise ValueError(f"end {end} is before the last request ({last})")
     sim.advance(end)
     return sim.report(policy, end)
 
 
+def _whole_days(start: float, last: float) -> float:
+    return start + math.ceil((last - start) / DAY) * DAY
+
+
+def simulation_end(trace: Iterable[TraceRow], start: float = 0.0) -> float:
+    """Where :func:`simulate` ends by default: the end of the day of the last request."""
+    last = start
+    for row in trace:
+        last = row.time
+    return _whole_days(start, last)
+
+
 class _Simulation:
     def __init__(
-        self, policy: Policy, prices: Prices, start: float, interval: float, max_logged: int
+        self,
+        policy: Policy,
+        prices: Prices,
+        start: float,
+        interval: float,
+        max_logged: int | None,
+        placements: PlacementLog | None,
     ) -> None:
+        self.placements = placements
         self.policy = policy
         self.prices = prices
         self.tiers = prices.tiers
@@ -266,6 +296,7 @@ class _Simulation:
         self.byte_seconds = dict.fromkeys(self.tiers, 0.0)
         self.egress_cost = 0.0
         self.egress_bytes = 0
+        self.move_cost = 0.0
         self.get_count = dict.fromkeys(self.tiers, 0)
         self.put_count = dict.fromkeys(self.tiers, 0)
 
@@ -280,7 +311,7 @@ class _Simulation:
             + self.put_count[t] / 1000 * prices.put_requests.get(t, 0.0)
             for t in self.tiers
         )
-        total = sum(storage.values()) + self.egress_cost + request_cost
+        total = sum(storage.values()) + self.egress_cost + request_cost + self.move_cost
         self.month_index += 1
         self.months.append(
             MonthCost(
@@ -295,6 +326,7 @@ class _Simulation:
                 get_requests=sum(self.get_count[t] for t in prices.get_requests),
                 put_requests=sum(self.put_count[t] for t in prices.put_requests),
                 requests=request_cost,
+                moves=self.move_cost,
                 total=total,
             )
         )
@@ -314,13 +346,15 @@ class _Simulation:
             if step > when:
                 break
             self._integrate(step)
-            if step == self.next_month:
-                self._close_month(step)
-                self.next_month = self.start + (self.month_index + 1) * MONTH
+            # a round at a month's end belongs to that month: at the simulation's end no
+            # month follows to take its moves
             if step == self.next_tick:
                 self._tick(step)
                 self.ticks += 1
                 self.next_tick = self.start + (self.ticks + 1) * self.interval
+            if step == self.next_month:
+                self._close_month(step)
+                self.next_month = self.start + (self.month_index + 1) * MONTH
             if step == self.next_day:
                 self.days += 1
                 self.samples.append(
@@ -354,11 +388,14 @@ class _Simulation:
         obj.tier = target
         self.moves += 1
         self.bytes_moved += obj.size
+        self.move_cost += obj.size / GB * self.prices.move
         path = self.moves_by_path.setdefault(f"{source}->{target}", {"count": 0, "bytes": 0})
         path["count"] += 1
         path["bytes"] += obj.size
-        if len(self.move_log) < self.max_logged:
+        if self.max_logged is None or len(self.move_log) < self.max_logged:
             self.move_log.append(Move(now, obj.bucket, obj.key, obj.size, source, target))
+        if self.placements is not None:
+            self.placements.event(now, "MOVE", obj.bucket, obj.key, obj.size, source, target)
 
     def _read_cost(self, tier: str, size: int) -> None:
         self.get_count[tier] += 1
@@ -389,6 +426,8 @@ class _Simulation:
             self.deleted.discard(name)
             self._create(row, row.time)
             self.put_count[self.first] += 1
+            if self.placements is not None:
+                self.placements.event(row.time, "PUT", *name, row.size, "", self.first)
             return
         if obj is None and name not in self.deleted and row.op != "DELETE":
             # An object from before the trace; it has been in the first tier since the start.
@@ -405,6 +444,8 @@ class _Simulation:
         elif row.op == "DELETE":
             self._remove(obj)
             self.deleted.add(name)
+            if self.placements is not None:
+                self.placements.event(row.time, "DELETE", *name, obj.size, obj.tier, "")
 
     def report(self, policy: Policy, end: float) -> Report:
         if end > self.month_start or not self.months:
