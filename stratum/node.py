@@ -29,6 +29,7 @@ from stratum.block.disk import DiskError
 from stratum.block.tierstore import DISKS_KEY, TierStore, tier_layouts
 from stratum.config import Config, cold_credentials
 from stratum.maintenance.compaction import Compactor
+from stratum.maintenance.lifecycle import LifecycleWorker
 from stratum.maintenance.scrub import Maintenance
 from stratum.meta.store import MetaStore
 from stratum.pool import PoolError, tier_pool
@@ -84,6 +85,7 @@ class Node:
     maintenance: Maintenance
     tiering: TierEngine
     compaction: Compactor
+    lifecycle: LifecycleWorker
     backup: MetaBackup | None = None  # copies of the metadata store, made while started
     snapshots: SnapshotSchedule | None = None  # ZFS snapshots, when scheduled
 
@@ -159,6 +161,7 @@ class Node:
             maintenance,
             tiering,
             Compactor(service, clock),
+            LifecycleWorker(service, multipart, config.lifecycle, clock),
         )
 
     @property
@@ -191,6 +194,7 @@ class Node:
         await self.multipart.start()
         await self.compaction.start()
         await self.tiering.start()
+        self.lifecycle.start()
         # Imported here (off the loop), as snapshots below: only the primary runs them, and
         # modules a process never uses only add to its memory.
         await import_off_loop("stratum.maintenance.backups")
@@ -224,6 +228,7 @@ class Node:
             await self.snapshots.stop()
         if self.backup is not None:
             await self.backup.stop()
+        await self.lifecycle.stop()
         await self.tiering.stop()
         await self.compaction.stop()
         await self.maintenance.stop()

@@ -715,6 +715,49 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LifecycleConfig:
+    """``[lifecycle]``: the worker that applies buckets' lifecycle rules."""
+
+    enabled: bool = field(
+        metadata=_key(
+            True,
+            BOOL,
+            "Apply buckets' lifecycle rules (expirations, aborted uploads). false: rules are"
+            " stored and shown (x-amz-expiration) but nothing expires; transitions still move"
+            " objects, as the tier engine applies them.",
+        )
+    )
+    day_seconds: float = field(
+        metadata=_key(
+            86400,
+            FLOAT,
+            "Seconds in a lifecycle rule's day. Shorten it only to watch rules act in a test"
+            " (as Ceph's rgw_lc_debug_interval): with 10, an object of a 1-day expiration rule"
+            " goes after 10 to 20 seconds. Dates in rules stay real dates.",
+            checks.positive,
+        )
+    )
+    interval: float = field(
+        metadata=_key(
+            "1h",
+            DURATION,
+            "How often the worker walks the buckets that have rules; a pass interrupted by a"
+            " restart resumes where it stopped. Shorten it with day_seconds.",
+            checks.positive,
+        )
+    )
+    rate: int = field(
+        metadata=_key(
+            2000,
+            INT,
+            "Versions the worker examines per second, at most: a pass over many objects stays"
+            " in the background of serving.",
+            checks.positive,
+        )
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration; build it with :func:`load_config`."""
 
@@ -729,6 +772,9 @@ class Config:
     )
     scrub: ScrubConfig = field(metadata=_table("Background verification of stored data."))
     console: ConsoleConfig = field(metadata=_table("The web console."))
+    lifecycle: LifecycleConfig = field(
+        metadata=_table("Lifecycle rules: expiring objects and versions, aborting uploads.")
+    )
     source: Path | None = None  # the file this was loaded from (absolute); None: no file
 
 

@@ -174,7 +174,6 @@ HANDLERS: Mapping[str, Handler] = {
     "GetBucketVersioning": get_bucket_versioning,
     "PutBucketVersioning": put_bucket_versioning,
     "GetBucketCors": _not_configured("NoSuchCORSConfiguration"),
-    "GetBucketLifecycleConfiguration": _not_configured("NoSuchLifecycleConfiguration"),
     "GetBucketEncryption": _not_configured("ServerSideEncryptionConfigurationNotFoundError"),
     "GetBucketWebsite": _not_configured("NoSuchWebsiteConfiguration"),
 }

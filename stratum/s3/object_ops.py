@@ -24,6 +24,7 @@ from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
+from stratum.s3.lifecycle_ops import expiration_headers
 from stratum.s3.list_ops import STORAGE_CLASS_OF_TIER
 from stratum.s3.lookup import (
     MARKER_HEADER,
@@ -116,6 +117,8 @@ async def put_object(ctx: ReqCtx) -> web.StreamResponse:
     record = await ctx.service.put_object(ctx.bucket, ctx.key, body.chunks, opts)
     out = {"ETag": record.etag, **written_version(record)}
     out.update(checksums.response_headers(record.checksums))
+    bucket = ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    out.update(expiration_headers(bucket, record, ctx.settings.lifecycle_day))
     return web.Response(status=200, headers=out)
 
 
@@ -150,6 +153,8 @@ def object_headers(view: ObjectView, ctx: ReqCtx) -> dict[str, str]:
     if record.parts:
         out["x-amz-mp-parts-count"] = str(record.parts)
     out.update(tag_count_headers(record.tags))
+    if ctx.endpoint.version_id is None:  # the current version
+        out.update(expiration_headers(view.bucket, record, ctx.settings.lifecycle_day))
     out.update(checksum_ops.read_headers(ctx, record, view.volume, ctx.endpoint.part_number))
     return out
 

@@ -32,6 +32,7 @@ from stratum.s3 import (
     acl_ops,
     attributes_ops,
     bucket_ops,
+    lifecycle_ops,
     list_ops,
     multipart_ops,
     object_ops,
@@ -71,6 +72,7 @@ HANDLERS: Mapping[str, Handler] = {
     **attributes_ops.HANDLERS,
     **acl_ops.HANDLERS,
     **policy_ops.HANDLERS,
+    **lifecycle_ops.HANDLERS,
 }
 
 # The object service's conditions, as S3 names them.

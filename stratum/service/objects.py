@@ -99,6 +99,7 @@ class ObjectView:
     record: ObjectRecord
     volume: VolumeRecord
     versioned: bool = False  # its bucket's versioning was ever set: its version id is shown
+    bucket: BucketRecord | None = None  # as read with it (its settings decide some headers)
 
 
 def decayed_rate(rate: float, since: float, now: float) -> float:
@@ -344,7 +345,7 @@ class ObjectService:
             volume = catalog.get_volume(tx, found.volume_id)
             if volume is None:  # a record always has its volume; guard anyway
                 raise errors.NoSuchKey(bucket=bucket, key=key)
-            return ObjectView(found, volume, bool(record.versioning))
+            return ObjectView(found, volume, bool(record.versioning), record)
 
         return self.meta.read(look)
 

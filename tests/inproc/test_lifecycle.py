@@ -1,0 +1,315 @@
+"""The lifecycle worker on a real node, months on an injected clock: expirations by prefix,
+tag and size, noncurrent versions beyond NewerNoncurrentVersions, expired delete markers,
+aborted uploads, locked versions kept, space freed, and a pass resumed after a stop."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from stratum.config import load_config
+from stratum.meta import versions
+from stratum.meta.records import BucketRecord
+from stratum.meta.store import Tx
+from stratum.node import Node
+from stratum.s3.lifecycle_ops import parse_lifecycle
+from stratum.service import lifecycle
+from stratum.service.objects import PutOptions
+from stratum.util.clock import ManualClock
+
+DAY = 86400.0
+START = 1_800_000_000.0
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), 65536):
+        yield data[i : i + 65536]
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    config = load_config(
+        overrides={
+            "storage.data_dir": tmp_path / "data",
+            "tiers.hot.disks": [tmp_path / f"h{i}" for i in range(3)],
+            "tiers.hot.data_shards": 2,
+            "tiers.hot.parity_shards": 1,
+        }
+    )
+    n = Node.open(config, ManualClock(START))
+    await n.service.start()
+    await n.multipart.start()
+    await n.service.create_bucket("bkt", "owner", "us-east-1")
+    yield n
+    await n.multipart.stop()
+    await n.service.stop()
+    for tier in n.tiers.values():
+        await tier.close()
+    n.close()
+
+
+def clock(node: Node) -> ManualClock:
+    assert isinstance(node.clock, ManualClock)
+    return node.clock
+
+
+async def put(node: Node, key: str, data: bytes = b"x", tags: dict[str, str] | None = None) -> str:
+    opts = PutOptions(owner_id="owner", tags=tags or {})
+    record = await node.service.put_object("bkt", key, _chunks(data), opts)
+    return record.version_id
+
+
+async def rules(node: Node, xml: str) -> None:
+    body = f"<LifecycleConfiguration>{xml}</LifecycleConfiguration>".encode()
+    await node.service.set_bucket_setting("bkt", "owner", lifecycle.SETTING, parse_lifecycle(body))
+
+
+async def enable_versioning(node: Node) -> None:
+    def enable(record: BucketRecord) -> bool:
+        record.versioning = "Enabled"
+        return True
+
+    await node.service.configure_bucket("bkt", "owner", enable)
+
+
+def keys(node: Node) -> list[str]:
+    return [o.key for o in node.service.list_objects("bkt", "owner").objects]
+
+
+def all_versions(node: Node) -> list[tuple[str, str, bool]]:
+    page = node.service.list_versions("bkt", "owner")
+    return [(r.key, r.version_id, r.delete_marker) for r, _latest in page.entries]
+
+
+async def test_months_of_daily_writes_expire_by_prefix(node: Node) -> None:
+    """Logs kept 30 days, scratch files 1: each day's pass leaves exactly the objects whose
+    expiry (write time plus the rule's days, rounded up to midnight UTC) is still ahead."""
+    await rules(
+        node,
+        "<Rule><ID>logs</ID><Filter><Prefix>logs/</Prefix></Filter><Status>Enabled</Status>"
+        "<Expiration><Days>30</Days></Expiration></Rule>"
+        "<Rule><ID>tmp</ID><Prefix>tmp/</Prefix><Status>Enabled</Status>"
+        "<Expiration><Days>1</Days></Expiration></Rule>",
+    )
+    written: dict[str, float] = {}
+    for step in range(120):  # 108 days, a pass every 0.9 day: at every time of day
+        for key in (f"logs/{step:03d}", f"tmp/{step:03d}", f"keep/{step:03d}"):
+            written[key] = clock(node).now()
+            await put(node, key)
+        clock(node).advance(0.9 * DAY)
+        await node.lifecycle.run_pass()
+        now = clock(node).now()
+
+        def alive(key: str, now: float = now) -> bool:
+            days = 30 if key.startswith("logs/") else 1 if key.startswith("tmp/") else None
+            if days is None:
+                return True
+            return math.ceil((written[key] + days * DAY) / DAY) * DAY > now
+
+        assert keys(node) == sorted(k for k in written if alive(k)), f"step {step}"
+    logs = [k for k in keys(node) if k.startswith("logs/")]
+    assert 30 <= len(logs) <= 35 and logs[-1] == "logs/119"
+    assert [k for k in keys(node) if k.startswith("tmp/")] in (["tmp/119"], ["tmp/118", "tmp/119"])
+    assert len([k for k in keys(node) if k.startswith("keep/")]) == 120
+    assert node.lifecycle.last is not None and node.lifecycle.last.buckets == ["bkt"]
+
+
+async def test_filters_by_tag_and_size(node: Node) -> None:
+    await rules(
+        node,
+        "<Rule><ID>tagged</ID><Filter><And><Prefix></Prefix>"
+        "<Tag><Key>class</Key><Value>temp</Value></Tag>"
+        "<ObjectSizeGreaterThan>10</ObjectSizeGreaterThan></And></Filter>"
+        "<Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>"
+        "<Rule><ID>off</ID><Prefix></Prefix><Status>Disabled</Status>"
+        "<Expiration><Days>1</Days></Expiration></Rule>",
+    )
+    await put(node, "temp-big", b"y" * 100, {"class": "temp"})
+    await put(node, "temp-small", b"y", {"class": "temp"})
+    await put(node, "other-big", b"y" * 100, {"class": "keep"})
+    clock(node).advance(3 * DAY)
+    report = await node.lifecycle.run_pass()
+    assert keys(node) == ["other-big", "temp-small"]
+    assert (report.examined, report.expired) == (3, 1)
+
+
+async def test_noncurrent_versions_beyond_the_newest_go(node: Node) -> None:
+    await enable_versioning(node)
+    ids = [await put(node, "k", f"v{i}".encode()) for i in range(10)]
+    await rules(
+        node,
+        "<Rule><ID>nc</ID><Filter><Prefix></Prefix></Filter><Status>Enabled</Status>"
+        "<NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays>"
+        "<NewerNoncurrentVersions>5</NewerNoncurrentVersions></NoncurrentVersionExpiration>"
+        "</Rule>",
+    )
+    await node.lifecycle.run_pass()
+    assert len(all_versions(node)) == 10  # not noncurrent for a day yet
+    clock(node).advance(2 * DAY)
+    report = await node.lifecycle.run_pass()
+    assert report.removed == 4
+    assert [v for _k, v, _m in all_versions(node)] == list(reversed(ids))[:6]
+
+
+async def test_expiration_in_a_versioned_bucket_leaves_a_marker_then_removes_it(
+    node: Node,
+) -> None:
+    await enable_versioning(node)
+    first = await put(node, "doc")
+    await rules(
+        node,
+        "<Rule><ID>exp</ID><Prefix></Prefix><Status>Enabled</Status>"
+        "<Expiration><Days>5</Days></Expiration>"
+        "<NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays>"
+        "</NoncurrentVersionExpiration></Rule>",
+    )
+    clock(node).advance(6 * DAY)
+    report = await node.lifecycle.run_pass()
+    assert report.expired == 1
+    assert keys(node) == []
+    listed = all_versions(node)
+    assert [(k, m) for k, _v, m in listed] == [("doc", True), ("doc", False)]
+    assert listed[1][1] == first
+    clock(node).advance(2 * DAY)
+    await node.lifecycle.run_pass()  # the noncurrent version goes
+    assert [m for _k, _v, m in all_versions(node)] == [True]
+    clock(node).advance(6 * DAY)
+    await node.lifecycle.run_pass()  # the marker, now alone and 5 days old, goes
+    assert all_versions(node) == []
+
+
+async def test_expired_object_delete_marker_goes_at_once(node: Node) -> None:
+    await enable_versioning(node)
+    await put(node, "gone")
+    await node.service.delete_object("bkt", "gone", "owner")
+    await put(node, "kept")
+    await node.service.delete_object("bkt", "kept", "owner")
+    await rules(
+        node,
+        "<Rule><ID>dm</ID><Prefix>gone</Prefix><Status>Enabled</Status>"
+        "<Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>"
+        "</Rule><Rule><ID>nc</ID><Prefix>gone</Prefix><Status>Enabled</Status>"
+        "<NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays>"
+        "</NoncurrentVersionExpiration></Rule>",
+    )
+    clock(node).advance(2 * DAY)
+    await node.lifecycle.run_pass()  # the noncurrent version of "gone" goes
+    await node.lifecycle.run_pass()  # then its marker, alone now
+    assert [(k, m) for k, _v, m in all_versions(node)] == [("kept", True), ("kept", False)]
+
+
+async def test_a_locked_version_survives_every_rule(node: Node) -> None:
+    await enable_versioning(node)
+    held = await put(node, "k", b"held")
+    retained = await put(node, "k", b"retained")
+    await put(node, "k", b"current")
+
+    def lock(tx: Tx) -> None:
+        for version_id, fields in (
+            (held, {"legal_hold": True}),
+            (retained, {"lock_mode": "COMPLIANCE", "lock_until": START + 400 * DAY}),
+        ):
+            record = versions.find(tx, "bkt", "k", version_id)
+            assert record is not None
+            versions.add(tx, "bkt", dataclasses.replace(record, **fields))
+
+    await node.service.meta.write(lock)
+    await rules(
+        node,
+        "<Rule><ID>all</ID><Prefix></Prefix><Status>Enabled</Status>"
+        "<Expiration><Days>1</Days></Expiration>"
+        "<NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays>"
+        "</NoncurrentVersionExpiration></Rule>",
+    )
+    for _day in range(10):
+        clock(node).advance(3 * DAY)
+        await node.lifecycle.run_pass()
+    listed = all_versions(node)
+    assert [(v, m) for _k, v, m in listed if not m] == [(retained, False), (held, False)]
+    assert node.lifecycle.last is not None and node.lifecycle.last.locked == 2
+    clock(node).advance(400 * DAY)  # retention ends; the legal hold stays
+    await node.lifecycle.run_pass()
+    assert [v for _k, v, m in all_versions(node) if not m] == [held]
+
+
+async def test_incomplete_uploads_are_aborted(node: Node) -> None:
+    await rules(
+        node,
+        "<Rule><ID>mpu</ID><Prefix>a/</Prefix><Status>Enabled</Status>"
+        "<AbortIncompleteMultipartUpload><DaysAfterInitiation>2</DaysAfterInitiation>"
+        "</AbortIncompleteMultipartUpload></Rule>",
+    )
+    opts = PutOptions(owner_id="owner")
+    doomed = await node.multipart.create("bkt", "a/big", opts)
+    await node.multipart.upload_part("bkt", "a/big", doomed.upload_id, 1, _chunks(b"p" * 10), opts)
+    await node.multipart.create("bkt", "b/other", opts)
+    clock(node).advance(DAY)
+    assert (await node.lifecycle.run_pass()).aborted == 0
+    clock(node).advance(2 * DAY)
+    assert (await node.lifecycle.run_pass()).aborted == 1
+    assert [u.key for u in node.multipart.list_uploads("bkt", "owner")] == ["b/other"]
+
+
+def _stored_bytes(node: Node) -> int:
+    return sum(
+        f.stat().st_size
+        for disk in node.tiers["hot"].disks
+        for f in Path(disk.path).rglob("*")
+        if f.suffix == ".shard"  # erasure-coded data: a large object's
+    )
+
+
+async def test_expired_objects_give_their_space_back(node: Node) -> None:
+    await rules(
+        node,
+        "<Rule><ID>big</ID><Prefix>big/</Prefix><Status>Enabled</Status>"
+        "<Expiration><Days>1</Days></Expiration></Rule>",
+    )
+    before = _stored_bytes(node)
+    for i in range(4):
+        await put(node, f"big/{i}", os.urandom(600_000))
+    grown = _stored_bytes(node) - before
+    assert grown > 4 * 600_000
+    clock(node).advance(2 * DAY)
+    await node.lifecycle.run_pass()
+    await node.service.collect_garbage()
+    assert _stored_bytes(node) - before < grown / 100
+
+
+async def test_a_stopped_pass_resumes_where_it_stood(node: Node) -> None:
+    await rules(
+        node,
+        "<Rule><ID>all</ID><Prefix></Prefix><Status>Enabled</Status>"
+        "<Expiration><Days>1</Days></Expiration></Rule>",
+    )
+    for i in range(25):
+        await put(node, f"k{i:02d}")
+    clock(node).advance(2 * DAY)
+    worker = node.lifecycle
+    worker.page = 10
+
+    class Stop(Exception):
+        pass
+
+    async def stop_after_first_page(_seconds: float) -> None:
+        raise Stop
+
+    worker._sleep = stop_after_first_page
+    with pytest.raises(Stop):
+        await worker.run_pass()
+    assert len(keys(node)) == 15
+    assert node.service.meta.read(lambda tx: tx.get("info", b"lifecycle-pass")) is not None
+
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    worker._sleep = no_wait
+    report = await worker.run_pass()
+    assert report.examined == 15  # from where the first pass stopped, not from the start
+    assert keys(node) == []
+    assert node.service.meta.read(lambda tx: tx.get("info", b"lifecycle-pass")) is None

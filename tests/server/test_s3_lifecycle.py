@@ -1,0 +1,229 @@
+"""Lifecycle configurations against a real server with boto3: AWS's validation and answers,
+the configuration read back as given, x-amz-expiration, and a server whose lifecycle day is
+two seconds expiring a prefix (and giving its space back) while everything else stays."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.server.conftest import RunningServer, start_server
+from tests.server.faultload import client_config, stop_cleanly, write_config
+from tests.server.test_s3_objects import error_of
+
+DAY_SECONDS = 2
+
+
+def test_configuration_round_trip(s3: Any, bucket: str) -> None:
+    with pytest.raises(ClientError) as caught:
+        s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+    assert error_of(caught) == (404, "NoSuchLifecycleConfiguration")
+    assert s3.delete_bucket_lifecycle(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    rules = [
+        {"ID": "legacy", "Prefix": "logs/", "Status": "Enabled", "Expiration": {"Days": 31}},
+        {
+            "ID": "filtered",
+            "Filter": {
+                "And": {
+                    "Prefix": "tmp/",
+                    "Tags": [{"Key": "k", "Value": "v"}],
+                    "ObjectSizeGreaterThan": 10,
+                }
+            },
+            "Status": "Disabled",
+            "Expiration": {"Date": datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)},
+            "Transitions": [{"Days": 0, "StorageClass": "STANDARD_IA"}],
+        },
+        {
+            "ID": "versions",
+            "Filter": {"Prefix": ""},
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 3, "NewerNoncurrentVersions": 2},
+            "NoncurrentVersionTransitions": [{"NoncurrentDays": 1, "StorageClass": "GLACIER"}],
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2},
+        },
+        {
+            "ID": "markers",
+            "Filter": {},
+            "Status": "Enabled",
+            "Expiration": {"ExpiredObjectDeleteMarker": True},
+        },
+    ]
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+    assert s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"] == rules
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [{"Prefix": "a/", "Status": "Enabled", "Expiration": {"Days": 1}}]
+        },
+    )
+    [generated] = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert generated["ID"] and generated["Prefix"] == "a/"
+    assert s3.delete_bucket_lifecycle(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    with pytest.raises(ClientError) as caught:
+        s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+    assert error_of(caught) == (404, "NoSuchLifecycleConfiguration")
+
+
+def _rule(**fields: Any) -> dict[str, Any]:
+    return {"ID": "r", "Prefix": "", "Status": "Enabled", "Expiration": {"Days": 1}, **fields}
+
+
+@pytest.mark.parametrize(
+    ("rules", "code"),
+    [
+        ([_rule(ID="a" * 256)], "InvalidArgument"),
+        ([_rule(), _rule(Prefix="x")], "InvalidArgument"),  # the same ID twice
+        ([_rule(Status="enabled")], "MalformedXML"),
+        ([_rule(Expiration={"Days": 0})], "InvalidArgument"),
+        ([_rule(Expiration={"Date": "20200101"})], "InvalidArgument"),  # not at midnight
+        ([_rule(Expiration={"Days": 1, "ExpiredObjectDeleteMarker": True})], "MalformedXML"),
+        ([{"ID": "r", "Prefix": "", "Status": "Enabled"}], "InvalidArgument"),  # no action
+        (
+            [
+                _rule(
+                    NoncurrentVersionExpiration={
+                        "NoncurrentDays": 1,
+                        "NewerNoncurrentVersions": 101,
+                    }
+                )
+            ],
+            "InvalidArgument",
+        ),
+        ([_rule(Transitions=[{"Days": 1, "StorageClass": "STANDARD"}])], "InvalidStorageClass"),
+        (
+            [
+                {
+                    "ID": "r",
+                    "Filter": {"And": {"ObjectSizeGreaterThan": 10, "ObjectSizeLessThan": 5}},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": 1},
+                }
+            ],
+            "InvalidArgument",
+        ),
+        ([_rule(ID=f"r{i}") for i in range(1001)], "InvalidArgument"),
+    ],
+)
+def test_invalid_configurations(s3: Any, bucket: str, rules: list[Any], code: str) -> None:
+    with pytest.raises(ClientError) as caught:
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration={"Rules": rules}
+        )
+    assert error_of(caught) == (400, code)
+    with pytest.raises(ClientError) as caught:
+        s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+    assert error_of(caught) == (404, "NoSuchLifecycleConfiguration")
+
+
+EXPIRATION = re.compile(r'expiry-date="([^"]+)", rule-id="([^"]+)"')
+
+
+def _expiration(response: Any) -> tuple[datetime.datetime, str] | None:
+    value = response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-expiration")
+    if value is None:
+        return None
+    found = EXPIRATION.fullmatch(value)
+    assert found is not None, value
+    when = datetime.datetime.strptime(found[1], "%a, %d %b %Y %H:%M:%S GMT")
+    return when.replace(tzinfo=datetime.UTC), found[2]
+
+
+def test_expiration_header_on_put_get_head(s3: Any, bucket: str) -> None:
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "one day/a",
+                    "Filter": {"Prefix": "days1/"},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": 1},
+                }
+            ]
+        },
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    midnight = (now + datetime.timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+    put = s3.put_object(Bucket=bucket, Key="days1/foo", Body=b"bar")
+    for answer in (
+        put,
+        s3.head_object(Bucket=bucket, Key="days1/foo"),
+        s3.get_object(Bucket=bucket, Key="days1/foo"),
+    ):
+        assert _expiration(answer) == (midnight, "one%20day%2Fa")
+    other = s3.put_object(Bucket=bucket, Key="other", Body=b"bar")
+    assert _expiration(other) is None
+    assert _expiration(s3.head_object(Bucket=bucket, Key="other")) is None
+
+
+@pytest.fixture
+def fast_server(tmp_path: Path) -> Iterator[RunningServer]:
+    layout = write_config(
+        tmp_path,
+        disks=3,
+        extra=f"\n[lifecycle]\nday_seconds = {DAY_SECONDS}\ninterval = 0.5\n",
+    )
+    server = start_server(layout.data_dir, config=layout.config)
+    yield server
+    stop_cleanly(server)
+
+
+def _shard_bytes(root: Path) -> int:
+    """Bytes in the erasure-coded shard files (a large object's data) on the disks."""
+    return sum(f.stat().st_size for f in root.glob("disk*/**/*") if f.suffix == ".shard")
+
+
+def test_a_rule_expires_a_prefix_and_frees_its_space(
+    fast_server: RunningServer, tmp_path: Path
+) -> None:
+    s3 = fast_server.client(**client_config())
+    s3.create_bucket(Bucket="logs")
+    s3.put_bucket_lifecycle_configuration(
+        Bucket="logs",
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "old",
+                    "Filter": {"Prefix": "old/"},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": 1},
+                },
+                {
+                    "ID": "uploads",
+                    "Filter": {"Prefix": ""},
+                    "Status": "Enabled",
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                },
+            ]
+        },
+    )
+    before = _shard_bytes(tmp_path)
+    for i in range(3):
+        s3.put_object(Bucket="logs", Key=f"old/{i}", Body=bytes([i]) * 700_000)
+        s3.put_object(Bucket="logs", Key=f"new/{i}", Body=b"n" * 1000)
+    s3.put_object(Bucket="logs", Key="older", Body=b"not under old/")
+    s3.create_multipart_upload(Bucket="logs", Key="forgotten")
+    grown = _shard_bytes(tmp_path) - before
+    assert grown > 3 * 700_000
+    deadline = time.monotonic() + 8 * DAY_SECONDS + 10
+    listed: list[str] = []
+    while time.monotonic() < deadline:
+        listed = [o["Key"] for o in s3.list_objects_v2(Bucket="logs").get("Contents", [])]
+        if not [k for k in listed if k.startswith("old/")]:
+            break
+        time.sleep(0.5)
+    assert listed == ["new/0", "new/1", "new/2", "older"]
+    while time.monotonic() < deadline and _shard_bytes(tmp_path) - before > grown / 100:
+        time.sleep(0.5)
+    assert _shard_bytes(tmp_path) - before < grown / 100
+    while time.monotonic() < deadline and s3.list_multipart_uploads(Bucket="logs").get("Uploads"):
+        time.sleep(0.5)
+    assert not s3.list_multipart_uploads(Bucket="logs").get("Uploads")
