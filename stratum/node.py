@@ -148,6 +148,7 @@ class Node:
             maintenance.cold = cold
         tiering = TierEngine(service, config.tiering, clock, cold=cold)
         service.on_pinned = tiering.nudge
+        tiering.lifecycle_day = config.lifecycle.day_seconds
         return cls(
             config,
             meta,

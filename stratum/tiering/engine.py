@@ -30,8 +30,10 @@ from stratum.config import TieringConfig
 from stratum.meta import catalog, versions
 from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import Tx
+from stratum.service import lifecycle
 from stratum.service.objects import ObjectService
 from stratum.tiering.decisions import decisions_indexed, index_decisions, prune_decisions
+from stratum.tiering.lifecycle_pins import lifecycle_pin
 from stratum.tiering.mover import ColdTierStorage, Mover
 from stratum.tiering.policy import (
     TIER_CLASS,
@@ -97,6 +99,7 @@ class TierEngine:
         # Moves since the process started, by (from, to, "moved" | "failed"): for /metrics.
         self.moves: dict[tuple[str, str, str], int] = {}
         self.moved_bytes: dict[tuple[str, str], int] = {}
+        self.lifecycle_day = lifecycle.DAY  # seconds in a lifecycle rule's day (transitions)
         if cold is not None:
             service.remote["cold"] = ColdTierStorage(cold)
 
@@ -191,7 +194,9 @@ class TierEngine:
                 buckets[volume.bucket] = (
                     catalog.get_bucket(tx, volume.bucket) if volume.bucket else None
                 )
-            pin = pinned_tier(record, buckets[volume.bucket])
+            bucket = buckets[volume.bucket]
+            pin = lifecycle_pin(tx, record, bucket, now, self.lifecycle_day) if record else ("", "")
+            pin = pin if pin[0] else pinned_tier(record, bucket)
             decision = self.policy.decide(volume, pin, now, usage)
             if decision is not None:
                 planned.append((volume, decision))
@@ -270,8 +275,10 @@ class TierEngine:
                 return {"error": f"no object {bucket}/{key}{what}"}
             volume = catalog.get_volume(tx, record.volume_id)
             assert volume is not None
-            pin = pinned_tier(record, catalog.get_bucket(tx, bucket))
             now = self.clock.now()
+            found_bucket = catalog.get_bucket(tx, bucket)
+            pin = lifecycle_pin(tx, record, found_bucket, now, self.lifecycle_day)
+            pin = pin if pin[0] else pinned_tier(record, found_bucket)
             decision = self.policy.decide(volume, pin, now, {})
             nxt = self.policy.next_move(volume, pin)
             return {
@@ -286,6 +293,7 @@ class TierEngine:
                 "location": _location_summary(volume),
                 "signals": self.policy.signals(volume, now),
                 "pin": pin[0] or None,
+                "pinned_by": pin[1] or None,  # "object", "bucket" or "lifecycle:<rule id>"
                 "placed_by": volume.placed
                 or {"rule": "new object: written to the hot tier", "at": volume.created},
                 "pending": dataclasses.asdict(decision) if decision else None,

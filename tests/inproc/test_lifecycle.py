@@ -20,6 +20,7 @@ from stratum.node import Node
 from stratum.s3.lifecycle_ops import parse_lifecycle
 from stratum.service import lifecycle
 from stratum.service.objects import PutOptions
+from stratum.tiering.policy import Usage
 from stratum.util.clock import ManualClock
 
 DAY = 86400.0
@@ -31,17 +32,25 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
         yield data[i : i + 65536]
 
 
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    config = load_config(
-        overrides={
-            "storage.data_dir": tmp_path / "data",
-            "tiers.hot.disks": [tmp_path / f"h{i}" for i in range(3)],
-            "tiers.hot.data_shards": 2,
-            "tiers.hot.parity_shards": 1,
-        }
-    )
-    n = Node.open(config, ManualClock(START))
+@pytest.fixture(params=[False])
+async def node(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Node]:
+    """A node with three hot disks (and three warm ones when the parameter says so)."""
+    overrides: dict[str, object] = {
+        "storage.data_dir": tmp_path / "data",
+        "tiers.hot.disks": [tmp_path / f"h{i}" for i in range(3)],
+        "tiers.hot.data_shards": 2,
+        "tiers.hot.parity_shards": 1,
+    }
+    if request.param:
+        overrides.update(
+            {
+                "tiers.warm.disks": [tmp_path / f"w{i}" for i in range(3)],
+                "tiers.warm.data_shards": 2,
+                "tiers.warm.parity_shards": 1,
+            }
+        )
+    n = Node.open(load_config(overrides=overrides), ManualClock(START))
+    n.tiering._capacity = lambda tier: Usage(used=1, capacity=100)  # not the host's fill
     await n.service.start()
     await n.multipart.start()
     await n.service.create_bucket("bkt", "owner", "us-east-1")
@@ -313,3 +322,38 @@ async def test_a_stopped_pass_resumes_where_it_stood(node: Node) -> None:
     assert report.examined == 15  # from where the first pass stopped, not from the start
     assert keys(node) == []
     assert node.service.meta.read(lambda tx: tx.get("info", b"lifecycle-pass")) is None
+
+
+@pytest.mark.parametrize("node", [True], indirect=True)
+async def test_a_transition_moves_objects_within_one_pass_and_explain_names_it(
+    node: Node,
+) -> None:
+    await rules(
+        node,
+        "<Rule><ID>to-warm</ID><Filter><Prefix>archive/</Prefix></Filter><Status>Enabled</Status>"
+        "<Transition><Days>7</Days><StorageClass>STANDARD_IA</StorageClass></Transition></Rule>",
+    )
+    data = os.urandom(300_000)
+    await put(node, "archive/a", data)
+    await put(node, "live/b", data)
+    for _day in range(3):  # read every day: the idle rule alone would never move them
+        clock(node).advance(DAY)
+        for key in ("archive/a", "live/b"):
+            node.service.record_access(
+                node.service.head_object("bkt", key, "owner").volume.volume_id
+            )
+        await node.service.flush_access()
+        await node.tiering.run_pass()
+    assert node.service.head_object("bkt", "archive/a", "owner").volume.tier == "hot"
+    clock(node).advance(5 * DAY)
+    pending = node.tiering.explain("bkt", "archive/a")
+    assert pending["pinned_by"] == "lifecycle:to-warm"
+    assert pending["pending"]["rule"] == "pin:lifecycle:to-warm"
+    report = await node.tiering.run_pass()
+    assert report.moved == 1
+    view = node.service.head_object("bkt", "archive/a", "owner")
+    assert view.volume.tier == "warm"
+    chunks = [c async for c in node.service.read_volume(view.volume, 0, view.record.size)]
+    assert b"".join(chunks) == data
+    assert node.tiering.explain("bkt", "archive/a")["placed_by"]["rule"] == "pin:lifecycle:to-warm"
+    assert node.service.head_object("bkt", "live/b", "owner").volume.tier == "hot"
