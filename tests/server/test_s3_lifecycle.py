@@ -136,20 +136,18 @@ def _expiration(response: Any) -> tuple[datetime.datetime, str] | None:
     return when.replace(tzinfo=datetime.UTC), found[2]
 
 
+def expire_after(rule_id: str, prefix: str, days: int) -> dict[str, Any]:
+    return {
+        "ID": rule_id,
+        "Filter": {"Prefix": prefix},
+        "Status": "Enabled",
+        "Expiration": {"Days": days},
+    }
+
+
 def test_expiration_header_on_put_get_head(s3: Any, bucket: str) -> None:
-    s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket,
-        LifecycleConfiguration={
-            "Rules": [
-                {
-                    "ID": "one day/a",
-                    "Filter": {"Prefix": "days1/"},
-                    "Status": "Enabled",
-                    "Expiration": {"Days": 1},
-                }
-            ]
-        },
-    )
+    rules = [expire_after("one day/a", "days1/", 1)]
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
     now = datetime.datetime.now(datetime.UTC)
     midnight = (now + datetime.timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
     put = s3.put_object(Bucket=bucket, Key="days1/foo", Body=b"bar")
@@ -190,12 +188,7 @@ def test_a_rule_expires_a_prefix_and_frees_its_space(
         Bucket="logs",
         LifecycleConfiguration={
             "Rules": [
-                {
-                    "ID": "old",
-                    "Filter": {"Prefix": "old/"},
-                    "Status": "Enabled",
-                    "Expiration": {"Days": 1},
-                },
+                expire_after("old", "old/", 1),
                 {
                     "ID": "uploads",
                     "Filter": {"Prefix": ""},
