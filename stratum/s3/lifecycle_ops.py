@@ -4,7 +4,7 @@ A configuration is checked as AWS checks it and stored in the bucket's ``lifecyc
 in the form :mod:`stratum.service.lifecycle` documents; GET renders it back as it was given
 (a rule's legacy top-level ``Prefix`` stays one, a missing ``ID`` is the one generated).
 Errors, as AWS answers them: a document of the wrong shape, a ``Status`` other than
-``Enabled``/``Disabled``, a filter with more than one condition outside ``And``, or an
+``Enabled``/``Disabled``, a filter with a condition beside its ``And``, or an
 action with more than one of its alternatives is ``MalformedXML``; an ``ID`` over 255
 characters or used twice, more than 1,000 rules, a rule without an action, ``Days`` below 1
 (``Expiration``, ``NoncurrentDays``, ``DaysAfterInitiation``) or below 0 (transitions), a
@@ -123,9 +123,12 @@ _FILTER_CONDITIONS = ("Prefix", "Tag", "ObjectSizeGreaterThan", "ObjectSizeLessT
 
 
 def _filter(element: ET.Element) -> dict[str, Any]:
+    """A Filter's conditions. AWS's schema has one condition or an ``And`` of several; a
+    Filter naming several without ``And`` (as Ceph's clients send) is taken as their ``And``
+    and read back as given."""
     present = [c.tag for c in element if c.tag in _FILTER_CONDITIONS]
-    if len(present) > 1:
-        raise _malformed("a Filter holds one condition; combine several with And")
+    if "And" in present and len(present) > 1:
+        raise _malformed("a Filter with And holds no other condition")
     spec: dict[str, Any] = {}
     prefix = _text(element, "Prefix")
     if prefix is not None:

@@ -107,7 +107,7 @@ def _filter(rule: Mapping[str, Any]) -> Filter:
     if "Filter" not in rule:
         return Filter(prefix=str(rule.get("Prefix", "")))
     spec = rule["Filter"]
-    spec = spec.get("And", spec)
+    spec = spec.get("And", spec)  # else its conditions, one or (leniently) several, all hold
     tags = [spec["Tag"]] if "Tag" in spec else list(spec.get("Tags", []))
     return Filter(
         prefix=str(spec.get("Prefix", "")),

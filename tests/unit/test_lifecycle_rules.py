@@ -103,3 +103,13 @@ def test_a_configuration_reads_back_as_stored() -> None:
         b"</Rule></LifecycleConfiguration>"
     )
     assert parse_lifecycle(lifecycle_document(stored)) == stored
+
+
+def test_a_filter_of_several_conditions_without_and_means_all_of_them() -> None:
+    found = rules(
+        "<Rule><ID>r</ID><Filter><Prefix>days1/</Prefix><Tag><Key>t</Key><Value>v</Value></Tag>"
+        "</Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>"
+    )
+    assert lifecycle.expiry_of(found, record("days1/a", t="v"))[1] == "r"
+    assert lifecycle.expiry_of(found, record("days1/a"))[1] == ""
+    assert lifecycle.expiry_of(found, record("other", t="v"))[1] == ""
