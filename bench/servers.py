@@ -140,11 +140,16 @@ def stratum_command() -> list[str]:
 
 
 def start_stratum(
-    workdir: Path, disks: int = HOT_DISKS, workers: int | None = None, console: str = ""
+    workdir: Path,
+    disks: int = HOT_DISKS,
+    workers: int | None = None,
+    console: str = "",
+    extra: str = "",
 ) -> Server:
     """``stratum serve`` on 127.0.0.1:0 with ``disks`` hot disk directories under ``workdir``;
     ``workers`` sets ``server.workers`` (else the server's default); ``console``: more
-    ``[console]`` keys, one per line. A server that refuses the setting exits: ``StartError``
+    ``[console]`` keys, one per line; ``extra`` is appended to the configuration (more
+    tables). A server that refuses the setting exits: ``StartError``
     with its log's tail."""
     data = workdir / "data"
     disk_dirs = [workdir / f"disk{i}" for i in range(disks)]
@@ -161,6 +166,7 @@ def start_stratum(
         f"disks = [{', '.join(json.dumps(str(d)) for d in disk_dirs)}]\n"
         '[console]\nlisten = "127.0.0.1:0"\n'  # on, as by default, on a port of its own
         f"{console}"
+        f"{extra}"
     )
     env = dict(os.environ, STRATUM_ACCESS_KEY=ACCESS_KEY, STRATUM_SECRET_KEY=SECRET_KEY)
     root = Path(__file__).resolve().parents[1]

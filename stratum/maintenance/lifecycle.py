@@ -36,6 +36,7 @@ import asyncio
 import functools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,6 +133,7 @@ class LifecycleWorker:
     async def run_pass(self) -> PassReport:
         """One pass over every bucket with rules (resuming an interrupted one)."""
         meta = self.service.meta
+        started = time.monotonic()
         cursor = meta.read(lambda tx: tx.get("info", CURSOR_KEY))
         state: dict[str, Any] = json.loads(cursor) if cursor else {}
         if state.get("v") != CURSOR_FORMAT:
@@ -153,10 +155,11 @@ class LifecycleWorker:
             if any(_walks(r) for r in rules):
                 await self._walk(bucket, rules, state, report)
         await meta.write(lambda tx: tx.delete("info", CURSOR_KEY))
-        if report.expired or report.removed or report.aborted or report.locked:
+        if report.buckets:
             log.info(
-                "lifecycle pass: %d versions examined, %d expired, %d removed, %d uploads"
-                " aborted, %d kept by Object Lock",
+                "lifecycle pass done in %.1f s: %d versions examined, %d expired, %d removed,"
+                " %d uploads aborted, %d kept by Object Lock",
+                time.monotonic() - started,
                 report.examined,
                 report.expired,
                 report.removed,
