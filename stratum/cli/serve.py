@@ -166,7 +166,6 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         access_log=config.server.access_log,
         sigv2=config.server.sigv2,
         body_timeout=config.server.body_timeout,
-        lifecycle_day=config.lifecycle.day_seconds,
     )
     observer = Observer(
         node.meta,

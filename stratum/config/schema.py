@@ -733,7 +733,8 @@ class LifecycleConfig:
             FLOAT,
             "Seconds in a lifecycle rule's day. Shorten it only to watch rules act in a test"
             " (as Ceph's rgw_lc_debug_interval): with 10, an object of a 1-day expiration rule"
-            " goes after 10 to 20 seconds. Dates in rules stay real dates.",
+            " goes after 10 to 20 seconds, and transitions count the same days. Dates in rules"
+            " stay real dates, and x-amz-expiration keeps telling real days.",
             checks.positive,
         )
     )

@@ -35,7 +35,6 @@ class ApiSettings:
     access_log: bool = True
     sigv2: bool = True  # accept Signature Version 2 ([server] sigv2)
     body_timeout: float = 30.0  # seconds a body read may wait for data ([server] body_timeout)
-    lifecycle_day: float = 86400.0  # seconds in a lifecycle rule's day ([lifecycle] day_seconds)
 
 
 @dataclass

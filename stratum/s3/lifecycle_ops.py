@@ -339,15 +339,15 @@ async def delete_bucket_lifecycle(ctx: ReqCtx) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-def expiration_headers(
-    bucket: BucketRecord | None, record: ObjectRecord, day: float
-) -> dict[str, str]:
-    """``x-amz-expiration`` for the current version ``record`` if a rule will expire it."""
+def expiration_headers(bucket: BucketRecord | None, record: ObjectRecord) -> dict[str, str]:
+    """``x-amz-expiration`` for the current version ``record`` if a rule will expire it.
+
+    In real days, whatever ``[lifecycle] day_seconds`` says: that setting shortens the
+    worker's days for a test, and the header keeps telling what the rule means (as Ceph's
+    with ``rgw_lc_debug_interval``, which the conformance suite expects)."""
     if bucket is None or SETTING not in bucket.settings:
         return {}
-    when, rule_id = lifecycle.expiry_of(
-        lifecycle.compile_rules(bucket.settings[SETTING]), record, day
-    )
+    when, rule_id = lifecycle.expiry_of(lifecycle.compile_rules(bucket.settings[SETTING]), record)
     if not rule_id:
         return {}
     value = f'expiry-date="{httpsem.http_date(when)}", rule-id="{quote(rule_id, safe="")}"'

@@ -118,7 +118,7 @@ async def put_object(ctx: ReqCtx) -> web.StreamResponse:
     out = {"ETag": record.etag, **written_version(record)}
     out.update(checksums.response_headers(record.checksums))
     bucket = ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
-    out.update(expiration_headers(bucket, record, ctx.settings.lifecycle_day))
+    out.update(expiration_headers(bucket, record))
     return web.Response(status=200, headers=out)
 
 
@@ -154,7 +154,7 @@ def object_headers(view: ObjectView, ctx: ReqCtx) -> dict[str, str]:
         out["x-amz-mp-parts-count"] = str(record.parts)
     out.update(tag_count_headers(record.tags))
     if ctx.endpoint.version_id is None:  # the current version
-        out.update(expiration_headers(view.bucket, record, ctx.settings.lifecycle_day))
+        out.update(expiration_headers(view.bucket, record))
     out.update(checksum_ops.read_headers(ctx, record, view.volume, ctx.endpoint.part_number))
     return out
 
