@@ -73,7 +73,8 @@ def render_explanation(e: dict[str, Any]) -> str:
     inputs = placed.get("inputs")
     lines.append(f"  placed by   {placed['rule']}" + (f" with {inputs}" if inputs else ""))
     if e.get("pin"):
-        lines.append(f"  pinned to   {e['pin']}")
+        by = f" by {e['pinned_by']}" if e.get("pinned_by") else ""
+        lines.append(f"  pinned to   {e['pin']}{by}")
     if e.get("pending"):
         p = e["pending"]
         lines.append(f"  due now     -> {p['target']} ({p['rule']}) at the next pass")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from stratum.cli.tiering import render_explanation
 from stratum.config import load_config
 from stratum.meta import versions
 from stratum.meta.records import BucketRecord
@@ -349,6 +350,7 @@ async def test_a_transition_moves_objects_within_one_pass_and_explain_names_it(
     pending = node.tiering.explain("bkt", "archive/a")
     assert pending["pinned_by"] == "lifecycle:to-warm"
     assert pending["pending"]["rule"] == "pin:lifecycle:to-warm"
+    assert "pinned to   warm by lifecycle:to-warm" in render_explanation(pending)
     report = await node.tiering.run_pass()
     assert report.moved == 1
     view = node.service.head_object("bkt", "archive/a", "owner")
