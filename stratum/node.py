@@ -6,10 +6,10 @@ serving and ``start``/``stop`` inside the event loop.
 Several server processes can share one data directory (``server.workers``, see
 :mod:`stratum.cli.workers`). The primary opens it as a single server would (it recovers:
 cuts torn segment tails, sweeps orphans) and runs every background task (garbage collection,
-segment compaction, scrub, tiering, multipart expiry, metadata backups, snapshots), then
-:meth:`Node.share` lets the workers in. A worker opens with ``worker=True`` and runs only what
-serves its own requests: access-signal batches, disk probes and the healing of damage its
-reads met.
+segment compaction, scrub, tiering, multipart expiry, lifecycle rules, metadata backups,
+snapshots), then :meth:`Node.share` lets the workers in. A worker opens with ``worker=True``
+and runs only what serves its own requests: access-signal batches, disk probes and the
+healing of damage its reads met.
 """
 
 from __future__ import annotations
