@@ -354,6 +354,11 @@ def expiration_headers(bucket: BucketRecord | None, record: ObjectRecord) -> dic
     return {EXPIRATION_HEADER: value}
 
 
+def written_expiration(ctx: ReqCtx, record: ObjectRecord) -> dict[str, str]:
+    """``x-amz-expiration`` for a version a PUT, copy or completed upload just wrote."""
+    return expiration_headers(ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id), record)
+
+
 HANDLERS: Mapping[str, Handler] = {
     "GetBucketLifecycleConfiguration": get_bucket_lifecycle,
     "PutBucketLifecycleConfiguration": put_bucket_lifecycle,

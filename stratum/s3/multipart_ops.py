@@ -20,6 +20,7 @@ from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.checksum_ops import completion_checksums
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
+from stratum.s3.lifecycle_ops import written_expiration
 from stratum.s3.list_ops import encoding_type
 from stratum.s3.lookup import copy_source_view, written_version
 from stratum.s3.object_ops import put_options_from_request, write_condition
@@ -187,6 +188,7 @@ async def complete_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
         xml.complete_multipart_upload(location, ctx.bucket, ctx.key, record.etag, elements)
     )
     response.headers.update(written_version(record))
+    response.headers.update(written_expiration(ctx, record))
     return response
 
 

@@ -24,7 +24,7 @@ from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
-from stratum.s3.lifecycle_ops import expiration_headers
+from stratum.s3.lifecycle_ops import expiration_headers, written_expiration
 from stratum.s3.list_ops import STORAGE_CLASS_OF_TIER
 from stratum.s3.lookup import (
     MARKER_HEADER,
@@ -117,8 +117,7 @@ async def put_object(ctx: ReqCtx) -> web.StreamResponse:
     record = await ctx.service.put_object(ctx.bucket, ctx.key, body.chunks, opts)
     out = {"ETag": record.etag, **written_version(record)}
     out.update(checksums.response_headers(record.checksums))
-    bucket = ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
-    out.update(expiration_headers(bucket, record))
+    out.update(written_expiration(ctx, record))
     return web.Response(status=200, headers=out)
 
 
@@ -354,6 +353,7 @@ async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
     if view.versioned:
         response.headers["x-amz-copy-source-version-id"] = src.version_id
     response.headers.update(written_version(record))
+    response.headers.update(written_expiration(ctx, record))
     return response
 
 

@@ -157,6 +157,21 @@ def test_expiration_header_on_put_get_head(s3: Any, bucket: str) -> None:
         s3.get_object(Bucket=bucket, Key="days1/foo"),
     ):
         assert _expiration(answer) == (midnight, "one%20day%2Fa")
+    copied = s3.copy_object(
+        Bucket=bucket, Key="days1/copy", CopySource={"Bucket": bucket, "Key": "days1/foo"}
+    )
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="days1/mp")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="days1/mp", UploadId=upload, PartNumber=1, Body=b"p")[
+        "ETag"
+    ]
+    completed = s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="days1/mp",
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )
+    for answer in (copied, completed):
+        assert _expiration(answer) == (midnight, "one%20day%2Fa")
     other = s3.put_object(Bucket=bucket, Key="other", Body=b"bar")
     assert _expiration(other) is None
     assert _expiration(s3.head_object(Bucket=bucket, Key="other")) is None
