@@ -2,7 +2,7 @@
 
 Every ``[lifecycle] interval`` the primary walks each bucket that has rules
 (:mod:`stratum.service.lifecycle`), a page of versions at a time in ListObjectVersions
-order, and
+order (only the keys under the rules' prefixes: :func:`scopes`), and
 
 - expires current versions an ``Expiration`` makes due: in a bucket whose versioning was
   ever set a delete marker is added (the version stays, noncurrent), in any other the object
@@ -172,13 +172,28 @@ class LifecycleWorker:
     async def _walk(
         self, bucket: BucketRecord, rules: Sequence[Rule], state: dict[str, Any], report: PassReport
     ) -> None:
+        for scope in scopes([r.filter.prefix for r in rules if _walks(r)]):
+            await self._walk_scope(bucket, rules, scope, state, report)
+
+    async def _walk_scope(
+        self,
+        bucket: BucketRecord,
+        rules: Sequence[Rule],
+        scope: str,
+        state: dict[str, Any],
+        report: PassReport,
+    ) -> None:
+        """The versions of keys under ``scope``, from the saved markers if they are in it."""
         key_state = _KeyState()
         while True:
+            marker = state.get("key_marker", "")
+            resume = marker >= scope  # a marker short of the scope is an earlier scope's
             page = self.service.list_versions(
                 bucket.name,
                 bucket.owner_id,
-                key_marker=state.get("key_marker", ""),
-                version_marker=state.get("version_marker", ""),
+                prefix=scope,
+                key_marker=marker if resume else "",
+                version_marker=state.get("version_marker", "") if resume else "",
                 max_keys=self.page,
             )
             now = self.clock.now()
@@ -277,6 +292,17 @@ class LifecycleWorker:
             except NoSuchUpload:
                 continue
             report.aborted += 1
+
+
+def scopes(prefixes: Sequence[str]) -> list[str]:
+    """The fewest prefixes whose keys include every key under ``prefixes``, in order: each
+    the shortest of those it begins (``[""]`` when a rule covers the whole bucket). Being
+    none of them another's beginning, all keys under one sort before all under the next."""
+    out: list[str] = []
+    for prefix in sorted(set(prefixes)):
+        if not out or not prefix.startswith(out[-1]):
+            out.append(prefix)
+    return out
 
 
 def _walks(rule: Rule) -> bool:

@@ -14,6 +14,7 @@ import pytest
 
 from stratum.cli.tiering import render_explanation
 from stratum.config import load_config
+from stratum.maintenance.lifecycle import scopes
 from stratum.meta import versions
 from stratum.meta.records import BucketRecord
 from stratum.meta.store import Tx
@@ -112,8 +113,11 @@ async def test_months_of_daily_writes_expire_by_prefix(node: Node) -> None:
             written[key] = clock(node).now()
             await put(node, key)
         clock(node).advance(0.9 * DAY)
-        await node.lifecycle.run_pass()
+        report = await node.lifecycle.run_pass()
         now = clock(node).now()
+        assert report.examined == len([k for k in keys(node) if not k.startswith("keep/")]) + (
+            report.expired
+        ), "only the rules' prefixes are walked"
 
         def alive(key: str, now: float = now) -> bool:
             days = 30 if key.startswith("logs/") else 1 if key.startswith("tmp/") else None
@@ -359,3 +363,40 @@ async def test_a_transition_moves_objects_within_one_pass_and_explain_names_it(
     assert b"".join(chunks) == data
     assert node.tiering.explain("bkt", "archive/a")["placed_by"]["rule"] == "pin:lifecycle:to-warm"
     assert node.service.head_object("bkt", "live/b", "owner").volume.tier == "hot"
+
+
+def test_scopes_cover_the_rules_prefixes_with_the_fewest_walks() -> None:
+    assert scopes(["logs/", "tmp/", "logs/old/"]) == ["logs/", "tmp/"]
+    assert scopes(["a", "a/", "ab", "b"]) == ["a", "b"]
+    assert scopes(["x/", ""]) == [""]
+    assert scopes([]) == []
+
+
+async def test_a_pass_over_several_prefixes_resumes_in_the_right_one(node: Node) -> None:
+    await rules(
+        node,
+        "<Rule><ID>a</ID><Prefix>k0</Prefix><Status>Enabled</Status>"
+        "<Expiration><Days>1</Days></Expiration></Rule>"
+        "<Rule><ID>b</ID><Prefix>k2</Prefix><Status>Enabled</Status>"
+        "<Expiration><Days>1</Days></Expiration></Rule>",
+    )
+    for i in range(25):
+        await put(node, f"k{i:02d}")
+    clock(node).advance(2 * DAY)
+    worker = node.lifecycle
+    worker.page = 4
+
+    async def stop(_seconds: float) -> None:
+        raise RuntimeError("stopped")
+
+    worker._sleep = stop
+    with pytest.raises(RuntimeError):
+        await worker.run_pass()
+
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    worker._sleep = no_wait
+    report = await worker.run_pass()
+    assert report.examined == 6 + 5  # the rest of k0 from where it stopped, then k2
+    assert keys(node) == [f"k{i:02d}" for i in range(10, 20)]
