@@ -90,11 +90,22 @@ def due_after(start: float, days: int, day: float = DAY) -> float:
     return math.ceil((start + days * day) / day) * day
 
 
+_last: list[tuple[Mapping[str, Any], tuple[Rule, ...]]] = []
+
+
 def compile_rules(stored: Mapping[str, Any] | None) -> tuple[Rule, ...]:
-    """The enabled rules of a stored configuration (see the module docstring)."""
+    """The enabled rules of a stored configuration (see the module docstring).
+
+    The tier engine asks once per version of a bucket, with the one settings dict it read:
+    the last answer is kept for that very dict, so the configuration is not encoded again
+    for every version (other callers go through the cache keyed by its encoding)."""
     if not stored:
         return ()
-    return _compiled(json.dumps(stored, sort_keys=True))
+    if _last and _last[0][0] is stored:
+        return _last[0][1]
+    rules = _compiled(json.dumps(stored, sort_keys=True))
+    _last[:] = [(stored, rules)]
+    return rules
 
 
 @functools.lru_cache(maxsize=256)
