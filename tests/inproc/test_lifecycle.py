@@ -14,7 +14,7 @@ import pytest
 
 from stratum.cli.tiering import render_explanation
 from stratum.config import load_config
-from stratum.maintenance.lifecycle import scopes
+from stratum.maintenance.lifecycle import PassReport, scopes
 from stratum.meta import versions
 from stratum.meta.records import BucketRecord
 from stratum.meta.store import Tx
@@ -295,38 +295,46 @@ async def test_expired_objects_give_their_space_back(node: Node) -> None:
     assert _stored_bytes(node) - before < grown / 100
 
 
-async def test_a_stopped_pass_resumes_where_it_stood(node: Node) -> None:
-    await rules(
-        node,
-        "<Rule><ID>all</ID><Prefix></Prefix><Status>Enabled</Status>"
-        "<Expiration><Days>1</Days></Expiration></Rule>",
-    )
+class Stop(Exception):
+    pass
+
+
+async def stop_at_first_wait(_seconds: float) -> None:
+    raise Stop
+
+
+async def no_wait(_seconds: float) -> None:
+    return None
+
+
+async def stopped_then_finished(node: Node, page: int, xml: str) -> PassReport:
+    """Twenty-five objects due under ``xml``'s rules; a pass stopped at its first wait
+    between pages (as a restart would), then one run to the end: the second's report."""
+    await rules(node, xml)
     for i in range(25):
         await put(node, f"k{i:02d}")
     clock(node).advance(2 * DAY)
     worker = node.lifecycle
-    worker.page = 10
-
-    class Stop(Exception):
-        pass
-
-    async def stop_after_first_page(_seconds: float) -> None:
-        raise Stop
-
-    worker._sleep = stop_after_first_page
+    worker.page = page
+    worker._sleep = stop_at_first_wait
     with pytest.raises(Stop):
         await worker.run_pass()
-    assert len(keys(node)) == 15
     assert node.service.meta.read(lambda tx: tx.get("info", b"lifecycle-pass")) is not None
-
-    async def no_wait(_seconds: float) -> None:
-        return None
-
     worker._sleep = no_wait
     report = await worker.run_pass()
+    assert node.service.meta.read(lambda tx: tx.get("info", b"lifecycle-pass")) is None
+    return report
+
+
+async def test_a_stopped_pass_resumes_where_it_stood(node: Node) -> None:
+    report = await stopped_then_finished(
+        node,
+        10,
+        "<Rule><ID>all</ID><Prefix></Prefix><Status>Enabled</Status>"
+        "<Expiration><Days>1</Days></Expiration></Rule>",
+    )
     assert report.examined == 15  # from where the first pass stopped, not from the start
     assert keys(node) == []
-    assert node.service.meta.read(lambda tx: tx.get("info", b"lifecycle-pass")) is None
 
 
 @pytest.mark.parametrize("node", [True], indirect=True)
@@ -373,30 +381,13 @@ def test_scopes_cover_the_rules_prefixes_with_the_fewest_walks() -> None:
 
 
 async def test_a_pass_over_several_prefixes_resumes_in_the_right_one(node: Node) -> None:
-    await rules(
+    report = await stopped_then_finished(
         node,
+        4,
         "<Rule><ID>a</ID><Prefix>k0</Prefix><Status>Enabled</Status>"
         "<Expiration><Days>1</Days></Expiration></Rule>"
         "<Rule><ID>b</ID><Prefix>k2</Prefix><Status>Enabled</Status>"
         "<Expiration><Days>1</Days></Expiration></Rule>",
     )
-    for i in range(25):
-        await put(node, f"k{i:02d}")
-    clock(node).advance(2 * DAY)
-    worker = node.lifecycle
-    worker.page = 4
-
-    async def stop(_seconds: float) -> None:
-        raise RuntimeError("stopped")
-
-    worker._sleep = stop
-    with pytest.raises(RuntimeError):
-        await worker.run_pass()
-
-    async def no_wait(_seconds: float) -> None:
-        return None
-
-    worker._sleep = no_wait
-    report = await worker.run_pass()
     assert report.examined == 6 + 5  # the rest of k0 from where it stopped, then k2
     assert keys(node) == [f"k{i:02d}" for i in range(10, 20)]
