@@ -104,13 +104,13 @@ class BucketAccess:
 
 def bucket_access(name: str, owner: str, settings: Mapping[str, Any]) -> BucketAccess:
     """Parse the access settings a bucket record holds (the policy is parsed once per text)."""
-    policy_text = settings.get("policy")
+    stored_policy = settings.get("policy")
     ownership = settings.get("ownership") or {}
     return BucketAccess(
         name=name,
         owner=owner,
         acl=acls.load(settings.get("acl"), owner),
-        policy=None if policy_text is None else policies.parse(policy_text, name),
+        policy=None if stored_policy is None else policies.from_stored(stored_policy, name),
         block=PublicAccessBlock.load(settings.get("public_access_block")),
         ownership=str(ownership.get("rule", "")),
     )

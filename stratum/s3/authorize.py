@@ -22,6 +22,7 @@ handler, which answers ``NoSuchBucket``.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -108,7 +109,7 @@ def object_facts(record: ObjectRecord) -> ObjectFacts:
 def load_bucket_access(record: BucketRecord) -> BucketAccess:
     try:
         return bucket_access(record.name, record.owner_id, record.settings)
-    except (PolicyError, ValueError, KeyError, TypeError):
+    except (PolicyError, ValueError, KeyError, TypeError, zlib.error):
         # A stored policy or ACL this code cannot read (checked when stored: a newer or a
         # damaged one): refuse everything rather than guess; the owner may still replace
         # or delete the policy.

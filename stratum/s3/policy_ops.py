@@ -1,7 +1,8 @@
 """Bucket policy, policy status, public access block and ownership controls operations.
 
 Each is one of the bucket's settings (``BucketRecord.settings``: ``"policy"``, the policy's
-text exactly as sent, since GetBucketPolicy answers it unchanged; ``"public_access_block"``;
+text exactly as sent, since GetBucketPolicy answers it unchanged, packed as
+:func:`stratum.access.policy.stored` says; ``"public_access_block"``;
 ``"ownership"``), written with :meth:`ObjectService.set_bucket_setting` and so kept on disk
 with the bucket's configuration record. A policy is checked before it is stored
 (``MalformedPolicy`` with AWS's reason) and refused (``AccessDenied``) when it is public and
@@ -58,15 +59,15 @@ async def put_bucket_policy(ctx: ReqCtx) -> web.StreamResponse:
         raise S3Error("MalformedPolicy", exc.message) from None
     if bucket.block.block_public_policy and policy.public:
         raise S3Error("AccessDenied", "The bucket's public access block refuses public policies")
-    await _set(ctx, POLICY, text)
+    await _set(ctx, POLICY, policies.stored(text))
     return web.Response(status=204)
 
 
 async def get_bucket_policy(ctx: ReqCtx) -> web.StreamResponse:
-    text = _setting(ctx, POLICY)
-    if not isinstance(text, str):
+    value = _setting(ctx, POLICY)
+    if value is None:
         raise S3Error("NoSuchBucketPolicy", extra={"BucketName": ctx.bucket})
-    return web.Response(status=200, text=text, content_type="application/json")
+    return web.Response(status=200, text=policies.text_of(value), content_type="application/json")
 
 
 async def delete_bucket_policy(ctx: ReqCtx) -> web.StreamResponse:

@@ -246,3 +246,17 @@ def test_any_document_is_a_policy_or_a_policy_error(
     except PolicyError:
         return
     policy.evaluate(None, "s3:GetObject", policies.resource_arn(BUCKET, "k"), no_facts)
+
+
+@given(st.text(max_size=300))
+def test_stored_policies_give_their_text_back(text: str) -> None:
+    assert policies.text_of(policies.stored(text)) == text
+    assert policies.text_of(text) == text  # the first release stored the text itself
+
+
+def test_a_stored_policy_parses_as_its_text() -> None:
+    text = doc(allow())
+    packed = policies.stored(text)
+    assert packed["v"] == 1
+    assert policies.from_stored(packed, BUCKET).statements[0].allow
+    assert policies.from_stored(packed, BUCKET) is policies.from_stored(dict(packed), BUCKET)
