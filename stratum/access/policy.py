@@ -205,15 +205,23 @@ _FIXING_KEYS = frozenset({"aws:sourceip", "aws:userid", "aws:username", "aws:pri
 class Policy:
     text: str
     statements: tuple[Statement, ...]
-    # action -> the statements whose Action element covers it (computed once per action)
-    _by_action: dict[str, tuple[Statement, ...]] = field(
+    # action -> the statements whose Action element covers it, and one expression matching
+    # any resource a Resource element of theirs names (computed once per action)
+    _by_action: dict[str, tuple[tuple[Statement, ...], re.Pattern[str] | None]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
-    def _covering(self, action: str) -> tuple[Statement, ...]:
+    def _covering(self, action: str) -> tuple[tuple[Statement, ...], re.Pattern[str] | None]:
         found = self._by_action.get(action)
         if found is None:
-            found = tuple(s for s in self.statements if s.covers_action(action))
+            covering = tuple(s for s in self.statements if s.covers_action(action))
+            # With a NotResource among them, any resource may concern one: no shortcut.
+            union = None
+            if covering and not any(s.not_resource for s in covering):
+                union = re.compile(
+                    "|".join(f"(?:{s.resources.pattern})" for s in covering), re.DOTALL
+                )
+            found = (covering, union)
             self._by_action[action] = found
         return found
 
@@ -224,10 +232,14 @@ class Policy:
 
         ``lookup`` gives the request's condition values; it may raise
         :class:`~stratum.access.conditions.NeedsObject` when a condition asks for the
-        object's tags before the object was read.
+        object's tags before the object was read. A resource no statement names is answered
+        with one match of their resources' union, however many statements there are.
         """
+        covering, union = self._covering(action)
+        if union is not None and union.fullmatch(resource) is None:
+            return False, False
         allowed = False
-        for statement in self._covering(action):
+        for statement in covering:
             if statement.allow and allowed:
                 continue  # another Allow changes nothing; only a Deny still could
             if statement.applies(principal, resource, lookup):

@@ -260,3 +260,25 @@ def test_a_stored_policy_parses_as_its_text() -> None:
     assert packed["v"] == 1
     assert policies.from_stored(packed, BUCKET).statements[0].allow
     assert policies.from_stored(packed, BUCKET) is policies.from_stored(dict(packed), BUCKET)
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), _PATTERN), min_size=1, max_size=6),
+    _NAME,
+)
+def test_the_resource_shortcut_answers_as_every_statement_would(
+    statements: list[tuple[bool, str]], name: str
+) -> None:
+    text = doc(
+        *[
+            allow(Effect="Allow" if permit else "Deny", Resource=f"arn:aws:s3:::{BUCKET}/{p}")
+            for permit, p in statements
+        ]
+    )
+    policy = policies.parse(text, BUCKET)
+    resource = policies.resource_arn(BUCKET, name)
+    applying = [s for s in policy.statements if s.applies(BOB, resource, no_facts)]
+    expected = (any(not s.allow for s in applying), any(s.allow for s in applying))
+    denied, allowed = policy.evaluate(BOB, "s3:GetObject", resource, no_facts)
+    assert denied == expected[0]
+    assert denied or allowed == expected[1]
