@@ -107,6 +107,7 @@ def _ago(seconds: float) -> str:
 def simulate(args: argparse.Namespace, config: Config) -> int:
     """Every policy over the trace, priced with the configuration's [prices]; the offline
     bound needs the trace's future, so the file is read once more for it."""
+    from stratum.tiering.learned import LearnedPolicy, Learner
     from stratum.tiering.offline import OfflineOptimalPolicy
     from stratum.tiering.placements import PlacementLog
     from stratum.tiering.policy import SimulatedStratumPolicy
@@ -125,6 +126,11 @@ def simulate(args: argparse.Namespace, config: Config) -> int:
     tiers = {"hot", "warm", "cold"}
     policies: list[Any] = [
         SimulatedStratumPolicy(config.tiering, tiers),
+        LearnedPolicy(
+            Learner(prices),
+            SimulatedStratumPolicy(config.tiering, tiers),
+            config.tiering.cold_min_size,
+        ),
         AwsIntelligentTieringPolicy(),
         StaticPolicy("hot"),
         OfflineOptimalPolicy.from_trace(read_trace(args.trace), prices, 0.0, end),

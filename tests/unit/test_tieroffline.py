@@ -224,13 +224,14 @@ def test_tier_simulate_command_prices_from_the_file(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
-    head = [cell.strip() for cell in table[-6].strip("|").split("|")]
+    head = [cell.strip() for cell in table[-7].strip("|").split("|")]
     assert head[-3:] == ["USD/month", "Slow reads USD", "x bound"]
     body = {
         cells[0]: cells
-        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table[-4:])
+        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table[-5:])
     }
-    assert set(body) == {"stratum", "aws-intelligent-tiering", "all-hot", "offline-optimal"}
+    names = {"stratum", "learned", "aws-intelligent-tiering", "all-hot", "offline-optimal"}
+    assert set(body) == names
     # all-hot: 4 GB at 3 USD for 50 days; "b" goes warm after 45 idle days under the file's
     # [tiering], not the default 7
     assert body["all-hot"][-3] == "12.00"
