@@ -321,7 +321,7 @@ def lifecycle_document(stored: Mapping[str, Any]) -> bytes:
 
 
 async def get_bucket_lifecycle(ctx: ReqCtx) -> web.StreamResponse:
-    bucket = ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id)
+    bucket = ctx.service.get_bucket(ctx.bucket, ctx.acting_id)
     stored = bucket.settings.get(SETTING)
     if not stored:
         raise S3Error("NoSuchLifecycleConfiguration", extra={"BucketName": ctx.bucket})
@@ -330,12 +330,12 @@ async def get_bucket_lifecycle(ctx: ReqCtx) -> web.StreamResponse:
 
 async def put_bucket_lifecycle(ctx: ReqCtx) -> web.StreamResponse:
     config = parse_lifecycle(await read_document(ctx, MAX_BODY))
-    await ctx.service.set_bucket_setting(ctx.bucket, ctx.user.canonical_id, SETTING, config)
+    await ctx.service.set_bucket_setting(ctx.bucket, ctx.acting_id, SETTING, config)
     return web.Response(status=200)
 
 
 async def delete_bucket_lifecycle(ctx: ReqCtx) -> web.StreamResponse:
-    await ctx.service.set_bucket_setting(ctx.bucket, ctx.user.canonical_id, SETTING, None)
+    await ctx.service.set_bucket_setting(ctx.bucket, ctx.acting_id, SETTING, None)
     return web.Response(status=204)
 
 
@@ -356,7 +356,7 @@ def expiration_headers(bucket: BucketRecord | None, record: ObjectRecord) -> dic
 
 def written_expiration(ctx: ReqCtx, record: ObjectRecord) -> dict[str, str]:
     """``x-amz-expiration`` for a version a PUT, copy or completed upload just wrote."""
-    return expiration_headers(ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id), record)
+    return expiration_headers(ctx.service.get_bucket(ctx.bucket, ctx.acting_id), record)
 
 
 HANDLERS: Mapping[str, Handler] = {
