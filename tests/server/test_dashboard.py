@@ -156,6 +156,7 @@ def traffic(server: RunningServer, rounds: int) -> None:
 def test_every_dashboard_query_returns_data(server: RunningServer, prometheus: str) -> None:
     server.client().create_bucket(Bucket="metrics-test")
     traffic(server, 8)
+    time.sleep(1.5)  # every object idle past hot_idle_before_warm (1 s): the pass moves all 8
     env = {**os.environ, "STRATUM_ACCESS_KEY": ACCESS_KEY, "STRATUM_SECRET_KEY": SECRET_KEY}
     config = str(server.config)  # type: ignore[attr-defined]
     subprocess.run(
