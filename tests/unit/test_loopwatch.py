@@ -127,3 +127,14 @@ def test_allowlisted_code_is_forgiven(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(loopcheck.ALLOWED, ("stratum/thing.py", "Thing.open"), "a reason")
     assert forgiven(report)
     assert not forgiven(report.replace("Thing.open", "Thing.close"))
+
+
+def test_a_read_transaction_waiting_for_the_disk_is_forgiven_one_computing_is_not() -> None:
+    stack = "in Tx.get (stratum/meta/store.py:139) <- MetaStore.read (stratum/meta/store.py:219)"
+    assert forgiven(f"event loop blocked 112 ms (6 ms on the CPU, 22 ms waiting for a CPU) {stack}")
+    assert not forgiven(f"event loop blocked 112 ms (70 ms on the CPU) {stack}")
+    assert not forgiven(
+        f"event loop blocked 90 ms (30 ms on the CPU, 30 ms waiting for a CPU) {stack}"
+    )
+    outside = "in Tx.get (stratum/meta/store.py:139) <- reader (stratum/meta/store.py:225)"
+    assert not forgiven(f"event loop blocked 112 ms (6 ms on the CPU) {outside}")
