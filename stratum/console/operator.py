@@ -24,7 +24,7 @@ from stratum.console.app import Console, require_root
 from stratum.console.charts import line_chart
 from stratum.console.history import History, TierFigures
 from stratum.meta.store import MetaStore
-from stratum.tiering.pricing import DEFAULT_PRICES, GB
+from stratum.tiering.pricing import GB, Prices
 
 log = logging.getLogger("stratum.console")
 
@@ -46,6 +46,7 @@ class OperatorPages:
         self.history = history
         self.meta: MetaStore = history.meta
         self.config = config
+        self.prices = Prices.from_config(config.prices)
         console.bucket_totals = lambda: history.census.buckets
         self._pass: asyncio.Task[Any] | None = None
 
@@ -146,7 +147,7 @@ class OperatorPages:
         decisions = await self._admin("GET", "tier/log", [("limit", "15")])
         census = self.history.census
         costs = {
-            n: census.tiers[n].bytes / GB * DEFAULT_PRICES.storage.get(n, 0.0)
+            n: census.tiers[n].bytes / GB * self.prices.storage.get(n, 0.0)
             for n in _ordered(census.tiers)
         }
         return self.console.render(
@@ -159,7 +160,7 @@ class OperatorPages:
             moves=await loop.run_in_executor(None, self._moves_per_day, now),
             decisions=decisions,
             costs=costs,
-            prices=DEFAULT_PRICES,
+            prices=self.prices,
             recorded=self.meta.read(extent),
             fields=whatif.FIELDS,
             form=dict(request.query) or whatif.form_values(self.config.tiering),
@@ -206,7 +207,9 @@ class OperatorPages:
         tiers = set(self.history.node.tiers) | (
             {"cold"} if self.config.tiers.cold.enabled else set()
         )
-        outcomes = await loop.run_in_executor(None, whatif.compare, rows, current, proposed, tiers)
+        outcomes = await loop.run_in_executor(
+            None, whatif.compare, rows, current, proposed, tiers, self.prices
+        )
         return await self._tiers_page(request, outcomes, None)
 
     # -- users ------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 The rows of :mod:`stratum.console.accesses` go through the tier simulator
 (:mod:`stratum.tiering.simulator`) twice, with the tiering settings in force and with the
 ones the operator typed, through the same policy code the engine runs
-(:class:`~stratum.tiering.policy.SimulatedStratumPolicy`), priced with
-:data:`~stratum.tiering.pricing.DEFAULT_PRICES`. The page shows the two side by side: the
+(:class:`~stratum.tiering.policy.SimulatedStratumPolicy`), priced with the configuration's
+``[prices]`` (:class:`~stratum.tiering.pricing.Prices`). The page shows the two side by side: the
 share of reads served from the hot tier, the moves, and the cost per month.
 
 So that a history of many objects replays in about a second (on a thread of the server
@@ -28,7 +28,7 @@ from typing import Any
 
 from stratum.config import TieringConfig
 from stratum.tiering.policy import SimulatedStratumPolicy
-from stratum.tiering.pricing import DEFAULT_PRICES, MONTH
+from stratum.tiering.pricing import MONTH, Prices
 from stratum.tiering.simulation_report import Report
 from stratum.tiering.simulator import simulate
 from stratum.tiering.traces import HOUR, TraceRow
@@ -107,7 +107,12 @@ def interval_for(rows: Sequence[TraceRow]) -> float:
 
 
 def replay(
-    rows: Sequence[TraceRow], config: TieringConfig, tiers: set[str], label: str, scale: int = 1
+    rows: Sequence[TraceRow],
+    config: TieringConfig,
+    tiers: set[str],
+    prices: Prices,
+    label: str,
+    scale: int = 1,
 ) -> Outcome:
     """Blocking (an executor's work): one run of the simulator over the rows, which stand for
     ``scale`` times as many (:func:`sample`)."""
@@ -116,7 +121,7 @@ def replay(
     report = simulate(
         trace,
         SimulatedStratumPolicy(config, tiers),
-        DEFAULT_PRICES,
+        prices,
         interval=interval,
         # the history's own span (at least one round of questions), not whole days
         end=max(trace[-1].time if trace else 0.0, interval),
@@ -129,7 +134,7 @@ def replay(
         moves=report.moves * scale,
         moves_by_path={p: v["count"] * scale for p, v in sorted(report.moves_by_path.items())},
         cost_per_month=cost_per_month(report) * scale,
-        currency=DEFAULT_PRICES.currency,
+        currency=prices.currency,
         sampled=scale,
     )
 
@@ -142,7 +147,14 @@ def cost_per_month(report: Report) -> float:
 
 
 def compare(
-    rows: Sequence[TraceRow], current: TieringConfig, proposed: TieringConfig, tiers: set[str]
+    rows: Sequence[TraceRow],
+    current: TieringConfig,
+    proposed: TieringConfig,
+    tiers: set[str],
+    prices: Prices,
 ) -> list[Outcome]:
     kept, n = sample(rows)
-    return [replay(kept, current, tiers, "Now", n), replay(kept, proposed, tiers, "What if", n)]
+    return [
+        replay(kept, current, tiers, prices, "Now", n),
+        replay(kept, proposed, tiers, prices, "What if", n),
+    ]

@@ -13,6 +13,7 @@ from stratum.meta import catalog
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.s3.server import FinishedRequest
+from stratum.tiering.pricing import DEFAULT_PRICES, Prices
 from stratum.tiering.traces import TraceRow
 from stratum.util.clock import ManualClock
 
@@ -129,11 +130,18 @@ def test_whatif_replays_the_history_with_other_settings() -> None:
     rows = [TraceRow(0.0, "PUT", "b", f"k{i}", 10 << 20) for i in range(10)]
     rows += [TraceRow(3 * 86400.0 + i * hour, "GET", "b", f"k{i}", 10 << 20) for i in range(10)]
     proposed = whatif.changed_config(config, {"hot_idle_before_warm": "1d"})
-    now, then = whatif.compare(rows, config, proposed, {"hot", "warm"})
+    now, then = whatif.compare(rows, config, proposed, {"hot", "warm"}, DEFAULT_PRICES)
     assert now.hot_hit_ratio == 1.0 and now.moves == 0  # default: hot for 30 days
     assert then.hot_hit_ratio == 0.0 and then.moves_by_path == {"hot->warm": 10}
     assert then.settings["hot_idle_before_warm"] == "1d"
     assert then.cost_per_month < now.cost_per_month  # warm is cheaper per GB
+    # The configuration's [prices], not the defaults: ten times the hot price, ten times the cost
+    defaults = DEFAULT_PRICES.to_dict()
+    storage = {**defaults["storage"], "hot": 10 * defaults["storage"]["hot"]}
+    dearer = Prices.from_dict({**defaults, "currency": "CHF", "storage": storage})
+    again, _ = whatif.compare(rows, config, proposed, {"hot", "warm"}, dearer)
+    assert again.currency == "CHF"
+    assert again.cost_per_month == pytest.approx(now.cost_per_month * 10, rel=0.01)
     with pytest.raises(ValueError, match="Hot to warm"):
         whatif.changed_config(config, {"hot_idle_before_warm": "soon"})
 
@@ -149,5 +157,5 @@ def test_a_large_history_is_replayed_by_a_sample_of_its_keys() -> None:
     assert {r.key for r in gets} <= keys and 700 < len(gets) < 1_300  # whole stories
     assert whatif.sample(rows[:5000]) == (rows[:5000], 1)
     config = load_config(None).tiering
-    now, _ = whatif.compare(rows, config, config, {"hot", "warm"})
+    now, _ = whatif.compare(rows, config, config, {"hot", "warm"}, DEFAULT_PRICES)
     assert now.sampled == 5 and now.hot_hit_ratio == 1.0
