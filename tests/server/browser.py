@@ -133,13 +133,22 @@ def screenshot(driver: Any, name: str, *, width: int = 1200) -> None:
 def wait_for(condition: Any, timeout: float = 30, what: str = "") -> Any:
     """``condition()``'s first true value; a page that is reloading (an element not there
     yet, or gone with the old page) counts as not yet."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             value = condition()
         except (NoSuchElementException, StaleElementReferenceException):
+            value = None
+        except WebDriverException as exc:
+            # Chromium's own words for an element whose page was replaced while it was read
+            if "does not belong to the document" not in str(exc):
+                raise
             value = None
         if value:
             return value
