@@ -176,8 +176,8 @@ class Node:
             tier.share()
         self.run_dir.mkdir(exist_ok=True)
         clear_tables(self.run_dir)
-        self.service.gc_grace = SHARED_GC_GRACE
-        self.service.peers_reading = functools.partial(volumes_being_read, self.run_dir)
+        self.service.garbage.gc_grace = SHARED_GC_GRACE
+        self.service.garbage.peers_reading = functools.partial(volumes_being_read, self.run_dir)
 
     def join(self, index: int) -> None:
         """Worker ``index``, blocking, after ``open(worker=True)``: publish its reads."""

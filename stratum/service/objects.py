@@ -40,7 +40,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from stratum.block.errors import StorageFull
 from stratum.block.tierstore import Hasher, TierStore
@@ -51,7 +51,8 @@ from stratum.meta.store import MetaStore, Tx
 from stratum.meta.version_listing import VersionPage, list_versions
 from stratum.service import deletes, errors, versioning
 from stratum.service.deletes import DeleteOutcome
-from stratum.service.gc_retries import DeleteRetries
+from stratum.service.garbage import MULTI as MULTI
+from stratum.service.garbage import GarbageCollector, VolumeStorage
 from stratum.service.ids import new_volume_id
 from stratum.service.readers import ReadingTable
 from stratum.util.clock import Clock
@@ -62,8 +63,6 @@ log = logging.getLogger("stratum.objects")
 T = TypeVar("T")
 
 RATE_HALF_LIFE = 7 * 86400.0
-GC_INTERVAL = 2.0
-MULTI = "multi"  # layout of a completed multipart upload: a list of part volumes
 ACCESS_FLUSH_INTERVAL = 5.0
 
 
@@ -118,21 +117,6 @@ def apply_reads(volume: VolumeRecord, count: int, last: float) -> None:
     volume.recent = (volume.recent + [last] * min(count, RECENT_READS))[-RECENT_READS:]
 
 
-class VolumeStorage(Protocol):
-    """What the service needs of a tier's storage to read and free volumes."""
-
-    def read(
-        self, layout: str, location: Mapping[str, Any], start: int, end: int
-    ) -> AsyncIterator[bytes]: ...
-
-    async def delete(self, layout: str, location: Mapping[str, Any]) -> None: ...
-
-
-def _forget_all(tx: Tx, gc_keys: list[str]) -> None:
-    for gc_key in gc_keys:
-        catalog.forget_garbage(tx, gc_key)
-
-
 class ObjectService:
     def __init__(
         self,
@@ -155,13 +139,7 @@ class ObjectService:
         self.remote: dict[str, VolumeStorage] = {}
         # called when a write pins an object to a tier, so the move happens within seconds
         self.on_pinned: Callable[[], None] | None = None
-        self._collector = Periodic(
-            "gc",
-            self.collect_garbage,
-            interval=GC_INTERVAL,
-            log=log,
-            what="garbage collection pass",
-        )
+        self.garbage = GarbageCollector(meta, clock, self.tiers, self.storage, self._reading)
         self._access_flusher = Periodic(
             "access",
             self.flush_access,
@@ -169,50 +147,25 @@ class ObjectService:
             log=log,
             what="recording access signals",
         )
-        self._sweep_task: asyncio.Task[int] | None = None
-        self._started_marker = ""
         # volume id -> (reads, last read): flushed to LMDB in one transaction per interval
         self._pending_access: dict[str, tuple[int, float]] = {}
-        # Seconds a retired volume waits before it is freed: 0 when this process is the only
-        # reader (``_reading`` protects reads in flight), more when worker processes share
-        # the store and may be reading it (see stratum.node).
-        self.gc_grace = 0.0
-        # Several processes: the primary asks what the workers read (peers_reading); a
-        # worker publishes its own reads (reading_table). See stratum.service.readers.
-        self.peers_reading: Callable[[], set[str]] | None = None
+        # A worker process publishes its own reads (see stratum.service.readers).
         self.reading_table: ReadingTable | None = None
         self.flush_peers: Callable[[], Awaitable[None]] | None = None  # the workers' batches
-        self._retired_seen: dict[str, float] = {}  # gc key -> clock time first seen
-        self._gc_retries = DeleteRetries(clock)  # garbage whose delete failed, to try again
         self.orders = versions.OrderClock()
 
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self, *, background: bool = True) -> None:
         """``background``: also collect garbage and sweep orphans (one process does)."""
-        self._started_marker = new_volume_id(self.clock.now())[:12]
         self._access_flusher.start()
         if background:
-            self._collector.start()
-            self._sweep_task = asyncio.create_task(self.sweep_orphans(), name="orphan-sweep")
+            self.garbage.start(new_volume_id(self.clock.now())[:12])
 
     async def stop(self) -> None:
-        await self._collector.stop()
         await self._access_flusher.stop()
-        if self._sweep_task is not None:
-            self._sweep_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweep_task
-            self._sweep_task = None
         await self.flush_access()
-        if self.gc_grace and self.peers_reading is not None:
-            # The primary stops after its workers: nobody else reads now, so free what the
-            # grace held back (a stop must not leave deleted data for a recovery to revive).
-            self.gc_grace, self.peers_reading = 0.0, None
-            try:
-                await self.collect_garbage()
-            except Exception:
-                log.exception("last garbage collection pass failed")
+        await self.garbage.stop()
 
     # -- access signals ---------------------------------------------------------------
 
@@ -327,7 +280,7 @@ class ObjectService:
             catalog.delete_bucket(tx, name)
 
         await self.meta.write(delete)
-        self._collector.wake()
+        self.garbage.wake()
 
     # -- reading ----------------------------------------------------------------------
 
@@ -392,46 +345,14 @@ class ObjectService:
                 if offset >= end:
                     break
 
-    def list_objects(
-        self,
-        bucket: str,
-        owner_id: str,
-        *,
-        prefix: str = "",
-        delimiter: str = "",
-        start_after: str = "",
-        max_keys: int = 1000,
-    ) -> ListPage:
-        walk = functools.partial(
-            catalog.list_objects,
-            bucket=bucket,
-            prefix=prefix,
-            delimiter=delimiter,
-            start_after=start_after,
-            max_keys=max_keys,
-        )
+    def list_objects(self, bucket: str, owner_id: str, **params: Any) -> ListPage:
+        """A page of current objects: ``params`` as :func:`stratum.meta.catalog.list_objects`."""
+        walk = functools.partial(catalog.list_objects, bucket=bucket, **params)
         return self._read_owned(bucket, owner_id, walk)
 
-    def list_versions(
-        self,
-        bucket: str,
-        owner_id: str,
-        *,
-        prefix: str = "",
-        delimiter: str = "",
-        key_marker: str = "",
-        version_marker: str = "",
-        max_keys: int = 1000,
-    ) -> VersionPage:
-        walk = functools.partial(
-            list_versions,
-            bucket=bucket,
-            prefix=prefix,
-            delimiter=delimiter,
-            key_marker=key_marker,
-            version_marker=version_marker,
-            max_keys=max_keys,
-        )
+    def list_versions(self, bucket: str, owner_id: str, **params: Any) -> VersionPage:
+        """A page of versions: ``params`` as :func:`stratum.meta.version_listing.list_versions`."""
+        walk = functools.partial(list_versions, bucket=bucket, **params)
         return self._read_owned(bucket, owner_id, walk)
 
     def _read_owned(self, bucket: str, owner_id: str, fn: Callable[[Tx], T]) -> T:
@@ -529,7 +450,7 @@ class ObjectService:
         except BaseException:
             await free(stored)
             raise
-        self._collector.wake()
+        self.garbage.wake()
         return result
 
     def _commit_fn(
@@ -722,121 +643,17 @@ class ObjectService:
             self.on_pinned()
         return record
 
-    # -- garbage ----------------------------------------------------------------------
-
-    def live_volume_ids(self) -> set[str]:
-        """Every volume id some metadata refers to (blocking: a full walk of ``volumes``)."""
-
-        def walk(tx: Tx) -> set[str]:
-            live: set[str] = set()
-            for table in ("volumes", "gc"):
-                for _key, raw in tx.cursor(table):
-                    volume = VolumeRecord.decode(bytes(raw))
-                    live.add(volume.volume_id)
-                    # After a tier move the data sits under a storage id of its own.
-                    live.add(str(volume.location.get("volume_id", "")))
-                    if volume.layout == MULTI:
-                        for part in volume.location["parts"]:
-                            live.add(part["volume_id"])
-                            live.add(str(part["location"].get("volume_id", "")))
-            return live
-
-        return self.meta.read(walk)
+    # -- garbage (see stratum.service.garbage) ----------------------------------------
 
     async def sweep_orphans(self) -> int:
-        """Free shard files left by a crash before their metadata commit."""
-        loop = asyncio.get_running_loop()
-        try:
-            live = await loop.run_in_executor(None, self.live_volume_ids)
-            removed = 0
-            for tier in self.tiers.values():
-                if tier.erasure is None:
-                    continue
-                removed += await loop.run_in_executor(
-                    None, tier.erasure.sweep_orphans, live.__contains__, self._started_marker
-                )
-        except Exception:
-            log.exception("orphan sweep failed")
-            return 0
-        if removed:
-            log.info("removed %d orphaned shard files left by an interrupted write", removed)
-        return removed
+        return await self.garbage.sweep_orphans()
 
     def wake_gc(self) -> None:
         """Something was retired: let the collector run now rather than at its next tick."""
-        self._collector.wake()
+        self.garbage.wake()
 
     async def free_volume(self, volume: VolumeRecord) -> None:
-        """Delete the data of a volume no metadata refers to (a failure is logged)."""
-        try:
-            await self._delete_data(volume)
-        except Exception:
-            log.exception("could not free volume %s; it will be swept later", volume.volume_id)
-
-    async def _delete_data(self, volume: VolumeRecord) -> None:
-        """Raises the first error after trying every part (deleting again is harmless)."""
-        tier = self.storage(volume.tier)
-        if volume.layout != MULTI:
-            await tier.delete(volume.layout, volume.location)
-            return
-        pieces = [(part["layout"], part["location"]) for part in volume.location["parts"]]
-        if "manifest" in volume.location:
-            pieces.append(("seg", volume.location["manifest"]))
-        first: Exception | None = None
-        for layout, location in pieces:
-            try:
-                await tier.delete(layout, location)
-            except Exception as exc:
-                first = first or exc
-        if first is not None:
-            raise first
+        await self.garbage.free_volume(volume)
 
     async def collect_garbage(self) -> int:
-        """Free every retired volume not being read; return how many were freed.
-
-        The whole queue, a page at a time: with a grace period (several processes) each
-        entry waits from the pass that first saw it, so a long queue drains in one wait.
-        An entry whose data could not be deleted (a cold tier out of reach) stays queued and
-        is tried again later and later, while the entries after it go on being freed
-        (:mod:`stratum.service.gc_retries`).
-        """
-        freed = 0
-        now = self.clock.now()
-        seen: dict[str, float] = {}
-        elsewhere: set[str] | None = None  # what the other processes read, asked once a pass
-        after = ""
-        while True:
-            page = self.meta.read(functools.partial(catalog.pending_garbage, after=after))
-            if not page:
-                break
-            after = page[-1][0]
-            done: list[str] = []
-            for gc_key, volume in page:
-                first = seen[gc_key] = self._retired_seen.get(gc_key, now)
-                if now - first < self.gc_grace or self._reading.get(volume.volume_id):
-                    continue
-                if not self._gc_retries.may_try(gc_key, volume.tier):
-                    continue
-                if self.peers_reading is not None:
-                    if elsewhere is None:
-                        loop = asyncio.get_running_loop()
-                        elsewhere = await loop.run_in_executor(None, self.peers_reading)
-                    if volume.volume_id in elsewhere:
-                        continue
-                try:
-                    await self._delete_data(volume)
-                except Exception as exc:
-                    self._gc_retries.failed(gc_key, volume.tier, exc)
-                    continue
-                self._gc_retries.succeeded(gc_key, volume.tier)
-                done.append(gc_key)
-                del seen[gc_key]
-            if done:
-                # One commit for the page, not one per volume: each commit costs the writer
-                # two fsyncs, and a large delete queues thousands of volumes. A crash before
-                # it frees those volumes again at the next pass: harmless.
-                await self.meta.write(functools.partial(_forget_all, gc_keys=done))
-                freed += len(done)
-        self._retired_seen = seen
-        self._gc_retries.end_pass()
-        return freed
+        return await self.garbage.collect()

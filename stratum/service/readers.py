@@ -14,7 +14,7 @@ other volume a little longer.
 
 The race this leaves: a worker finds a volume in LMDB, the primary retires and frees it, and
 only then the worker enters it here. The primary therefore also waits a grace period after
-it first sees a volume retired (``ObjectService.gc_grace``), far longer than the moment
+it first sees a volume retired (``GarbageCollector.gc_grace``), far longer than the moment
 between a lookup and the start of its read.
 """
 

@@ -1,0 +1,226 @@
+"""Garbage collection: freeing the data of volumes no metadata refers to any more.
+
+A volume is *retired* (moved to the ``gc`` queue in the metadata store) in the same
+transaction that stops referring to it: an overwrite, a delete, a tier move's old copy. The
+:class:`GarbageCollector` frees retired volumes in the background, never one being read:
+
+- in this process, the reads in flight are counted by the object service
+  (``ObjectService.reading``), and the collector skips what they hold;
+- with worker processes sharing the store, each retired entry also waits ``gc_grace``
+  seconds from the pass that first saw it, and the volumes the workers say they read
+  (``peers_reading``, see :mod:`stratum.service.readers`) are skipped;
+- an entry whose data could not be deleted (a cold tier out of reach) stays queued and is
+  tried again later (:mod:`stratum.service.gc_retries`).
+
+At start-up the collector also sweeps *orphans*: shard files a crash left behind before
+their metadata commit (no volume record names them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
+
+from stratum.block.tierstore import TierStore
+from stratum.meta import catalog
+from stratum.meta.records import VolumeRecord
+from stratum.meta.store import MetaStore, Tx
+from stratum.service.gc_retries import DeleteRetries
+from stratum.util.clock import Clock
+from stratum.util.periodic import Periodic
+
+log = logging.getLogger("stratum.objects")
+
+GC_INTERVAL = 2.0
+MULTI = "multi"  # layout of a completed multipart upload: a list of part volumes
+
+
+class VolumeStorage(Protocol):
+    """What the service needs of a tier's storage to read and free volumes."""
+
+    def read(
+        self, layout: str, location: Mapping[str, Any], start: int, end: int
+    ) -> AsyncIterator[bytes]: ...
+
+    async def delete(self, layout: str, location: Mapping[str, Any]) -> None: ...
+
+
+def _forget_all(tx: Tx, gc_keys: list[str]) -> None:
+    for gc_key in gc_keys:
+        catalog.forget_garbage(tx, gc_key)
+
+
+class GarbageCollector:
+    """Frees retired volumes (a periodic pass, woken when something is retired)."""
+
+    def __init__(
+        self,
+        meta: MetaStore,
+        clock: Clock,
+        tiers: Mapping[str, TierStore],
+        storage: Callable[[str], VolumeStorage],
+        reading: Counter[str],
+    ) -> None:
+        """``storage`` finds a tier's storage by name; ``reading`` counts this process's
+        reads in flight by volume id (the service keeps it)."""
+        self.meta = meta
+        self.clock = clock
+        self.tiers = tiers
+        self.storage = storage
+        self.reading = reading
+        # Seconds a retired volume waits before it is freed: 0 when this process is the only
+        # reader, more when worker processes share the store and may be reading it.
+        self.gc_grace = 0.0
+        # Several processes: what the workers read (asked once a pass).
+        self.peers_reading: Callable[[], set[str]] | None = None
+        self._retired_seen: dict[str, float] = {}  # gc key -> clock time first seen
+        self._retries = DeleteRetries(clock)  # garbage whose delete failed, to try again
+        self._periodic = Periodic(
+            "gc", self.collect, interval=GC_INTERVAL, log=log, what="garbage collection pass"
+        )
+        self._sweep_task: asyncio.Task[int] | None = None
+        self._started_marker = ""
+
+    def start(self, started_marker: str) -> None:
+        """Collect every so often, and sweep the orphans of files older than
+        ``started_marker`` (a volume id prefix of this start)."""
+        self._started_marker = started_marker
+        self._periodic.start()
+        self._sweep_task = asyncio.create_task(self.sweep_orphans(), name="orphan-sweep")
+
+    async def stop(self) -> None:
+        await self._periodic.stop()
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep_task
+            self._sweep_task = None
+        if self.gc_grace and self.peers_reading is not None:
+            # The primary stops after its workers: nobody else reads now, so free what the
+            # grace held back (a stop must not leave deleted data for a recovery to revive).
+            self.gc_grace, self.peers_reading = 0.0, None
+            try:
+                await self.collect()
+            except Exception:
+                log.exception("last garbage collection pass failed")
+
+    def wake(self) -> None:
+        """Something was retired: run now rather than at the next tick."""
+        self._periodic.wake()
+
+    def live_volume_ids(self) -> set[str]:
+        """Every volume id some metadata refers to (blocking: a full walk of ``volumes``)."""
+
+        def walk(tx: Tx) -> set[str]:
+            live: set[str] = set()
+            for table in ("volumes", "gc"):
+                for _key, raw in tx.cursor(table):
+                    volume = VolumeRecord.decode(bytes(raw))
+                    live.add(volume.volume_id)
+                    # After a tier move the data sits under a storage id of its own.
+                    live.add(str(volume.location.get("volume_id", "")))
+                    if volume.layout == MULTI:
+                        for part in volume.location["parts"]:
+                            live.add(part["volume_id"])
+                            live.add(str(part["location"].get("volume_id", "")))
+            return live
+
+        return self.meta.read(walk)
+
+    async def sweep_orphans(self) -> int:
+        """Free shard files left by a crash before their metadata commit."""
+        loop = asyncio.get_running_loop()
+        try:
+            live = await loop.run_in_executor(None, self.live_volume_ids)
+            removed = 0
+            for tier in self.tiers.values():
+                if tier.erasure is None:
+                    continue
+                removed += await loop.run_in_executor(
+                    None, tier.erasure.sweep_orphans, live.__contains__, self._started_marker
+                )
+        except Exception:
+            log.exception("orphan sweep failed")
+            return 0
+        if removed:
+            log.info("removed %d orphaned shard files left by an interrupted write", removed)
+        return removed
+
+    async def free_volume(self, volume: VolumeRecord) -> None:
+        """Delete the data of a volume no metadata refers to (a failure is logged)."""
+        try:
+            await self.delete_data(volume)
+        except Exception:
+            log.exception("could not free volume %s; it will be swept later", volume.volume_id)
+
+    async def delete_data(self, volume: VolumeRecord) -> None:
+        """Raises the first error after trying every part (deleting again is harmless)."""
+        tier = self.storage(volume.tier)
+        if volume.layout != MULTI:
+            await tier.delete(volume.layout, volume.location)
+            return
+        pieces = [(part["layout"], part["location"]) for part in volume.location["parts"]]
+        if "manifest" in volume.location:
+            pieces.append(("seg", volume.location["manifest"]))
+        first: Exception | None = None
+        for layout, location in pieces:
+            try:
+                await tier.delete(layout, location)
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+    async def collect(self) -> int:
+        """Free every retired volume not being read; return how many were freed.
+
+        The whole queue, a page at a time: with a grace period (several processes) each
+        entry waits from the pass that first saw it, so a long queue drains in one wait.
+        An entry whose data could not be deleted (a cold tier out of reach) stays queued and
+        is tried again later and later, while the entries after it go on being freed.
+        """
+        freed = 0
+        now = self.clock.now()
+        seen: dict[str, float] = {}
+        elsewhere: set[str] | None = None  # what the other processes read, asked once a pass
+        after = ""
+        while True:
+            page = self.meta.read(functools.partial(catalog.pending_garbage, after=after))
+            if not page:
+                break
+            after = page[-1][0]
+            done: list[str] = []
+            for gc_key, volume in page:
+                first = seen[gc_key] = self._retired_seen.get(gc_key, now)
+                if now - first < self.gc_grace or self.reading.get(volume.volume_id):
+                    continue
+                if not self._retries.may_try(gc_key, volume.tier):
+                    continue
+                if self.peers_reading is not None:
+                    if elsewhere is None:
+                        loop = asyncio.get_running_loop()
+                        elsewhere = await loop.run_in_executor(None, self.peers_reading)
+                    if volume.volume_id in elsewhere:
+                        continue
+                try:
+                    await self.delete_data(volume)
+                except Exception as exc:
+                    self._retries.failed(gc_key, volume.tier, exc)
+                    continue
+                self._retries.succeeded(gc_key, volume.tier)
+                done.append(gc_key)
+                del seen[gc_key]
+            if done:
+                # One commit for the page, not one per volume: each commit costs the writer
+                # two fsyncs, and a large delete queues thousands of volumes. A crash before
+                # it frees those volumes again at the next pass: harmless.
+                await self.meta.write(functools.partial(_forget_all, gc_keys=done))
+                freed += len(done)
+        self._retired_seen = seen
+        self._retries.end_pass()
+        return freed
