@@ -19,6 +19,7 @@ from stratum.maintenance.backups import BackupView
 from stratum.maintenance.recovery_disks import PoolDisk
 from stratum.maintenance.recovery_report import DroppedUpload, Lost, RecoveryReport
 from stratum.maintenance.recovery_scan import (
+    AMEND,
     BUCKET,
     MANIFEST,
     MARKER,
@@ -31,15 +32,18 @@ from stratum.maintenance.recovery_scan import (
 from stratum.maintenance.recovery_versions import (
     SMALL_PUT_MARGIN,
     Candidate,
+    apply_amend,
     apply_config,
     backup_key,
     identify,
     keep,
     marker_version,
+    newest_amends,
     newest_configs,
 )
 from stratum.meta.records import BucketRecord, ObjectRecord, UserRecord, VolumeRecord
 from stratum.meta.versions import order_of
+from stratum.service import amend
 from stratum.service.objects import MULTI
 
 __all__ = ["SMALL_PUT_MARGIN", "Plan", "plan_recovery"]
@@ -97,6 +101,7 @@ class _Planner:
         self.parts: dict[str, FoundVolume] = {}
         self._manifests: dict[str, tuple[dict[str, Any] | None, str]] = {}
         self.configs: dict[str, list[FoundVolume]] = {}  # bucket -> config records, newest first
+        self.amends: dict[tuple[str, str, str], FoundVolume] = {}  # each version's newest
         self.states: dict[str, str] = {}  # bucket -> versioning state
         self.versioned_buckets: set[str] = set()  # with a key restored as versions
         self.written_states: dict[str, str] = {}  # bucket -> state its newest write recorded
@@ -110,9 +115,10 @@ class _Planner:
                 logical.setdefault(volume.logical_id, []).append(volume)
             elif kind == PART and volume.bucket:
                 self.parts[volume.volume_id] = volume
-            elif kind != BUCKET:
+            elif kind not in (BUCKET, AMEND):
                 self.report.unnamed += 1
         self.configs = newest_configs(self.found)
+        self.amends = newest_amends(self.found)
         newest: dict[str, FoundVolume] = {}
         for volume in self.found.values():
             if volume.kind != BUCKET and volume.bucket and "versioning" in volume.meta:
@@ -166,6 +172,9 @@ class _Planner:
             return
         current = max(restored, key=lambda r: r[0].rank)
         for _cand, record, volume in restored:
+            applied = apply_amend(bucket, record, self.amends)
+            if applied is not None:
+                self.live.add(applied)
             self.plan.volumes.append(volume)
             self.restored.add(volume.volume_id)
             if versioned:
@@ -356,7 +365,7 @@ class _Planner:
             why = "only a copy made by a tier move is left, whose header lacks them"
             self.report.reduced.append(Lost(name, logical_id, why, restored=True))
         meta = source.meta
-        return ObjectRecord(
+        record = ObjectRecord(
             key=source.key,
             volume_id=logical_id,
             size=volume.size,
@@ -370,6 +379,8 @@ class _Planner:
             tags=_str_map(meta.get("tags")),
             acl=dict(meta.get("acl") or {}),
         )
+        amend.apply_fields(record, meta.get(amend.AT_CREATION))
+        return record
 
     def _dropped_uploads(self) -> list[DroppedUpload]:
         """Uploads none of whose parts a manifest lists: in progress, or aborted."""

@@ -39,12 +39,13 @@ from stratum.block.shardfile import (
 from stratum.maintenance.recovery_disks import PoolDisk
 from stratum.meta import versions
 from stratum.meta.records import VolumeRecord
+from stratum.service.amend import AMEND as AMEND
 
 OBJECT, PART, MANIFEST = "object", "part", "manifest"
-# records whose body recovery reads: manifests, and bucket configurations (their settings)
 MARKER, BUCKET = "marker", "bucket"  # a delete marker's record, a bucket configuration record
-# records whose body recovery keeps: manifests, and bucket configurations (their settings)
-KEEP_PAYLOAD = (MANIFEST, BUCKET)
+# records whose body recovery keeps: manifests, bucket configurations (their settings), and
+# amend records (the fields they change)
+KEEP_PAYLOAD = (MANIFEST, BUCKET, AMEND)
 
 
 def volume_time(volume_id: str) -> float:
@@ -65,7 +66,7 @@ class FoundVolume:
     location: dict[str, Any] | None = None
     readable: bool = False
     problem: str = ""  # why it is not readable
-    payload: bytes | None = None  # a manifest's or a bucket configuration's JSON
+    payload: bytes | None = None  # a manifest's, bucket configuration's or amend record's JSON
 
     @property
     def kind(self) -> str:

@@ -5,8 +5,10 @@ data (shard files, segment records, a multipart object's manifest, a tier move's
 its version id, its order and the bucket's versioning state when it was written; a delete
 marker is a zero-byte segment record of kind ``marker`` with the same fields; a bucket's
 configuration (versioning state, Object Lock) is a segment record of kind ``bucket``, the
-newest per bucket being the one in force. Data written before versioning carries none of it:
-it is a null version, ordered by its write time.
+newest per bucket being the one in force; a change of a version's lock fields, legal hold,
+tags or ACL after it was written is a segment record of kind ``amend``
+(:mod:`stratum.service.amend`), the newest per version being the one in force. Data written
+before versioning carries none of it: it is a null version, ordered by its write time.
 
 The rules (:func:`keep`):
 
@@ -28,11 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stratum.maintenance.backups import BackupView
-from stratum.maintenance.recovery_scan import BUCKET, MARKER, FoundVolume, volume_time
+from stratum.maintenance.recovery_scan import AMEND, BUCKET, MARKER, FoundVolume, volume_time
 from stratum.meta import versions
 from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.versions import NULL, order_of
-from stratum.service.versioning import payload_settings
+from stratum.service import amend
+from stratum.service.versioning import hold, payload_settings
 
 SMALL_PUT_MARGIN = 600.0  # seconds a small PUT may take from its volume id to its commit
 
@@ -178,14 +181,55 @@ def apply_config(bucket: BucketRecord, records: Sequence[FoundVolume], rebuilt: 
         lock_default = meta.get("lock_default")
         bucket.lock_default = dict(lock_default) if isinstance(lock_default, dict) else {}
         bucket.settings = payload_settings(record.payload)
-        assert record.location is not None
-        seq = meta.get("seq")
-        bucket.config_record = {
-            "volume_id": record.volume_id,
-            "tier": record.tier,
-            "location": record.location,
-            "at": record.created,
-            "seq": seq if isinstance(seq, int) else 0,
-        }
+        bucket.config_record = _held(record)
         return record.volume_id
     return ""
+
+
+# -- changes of versions after they were written -------------------------------------------------
+
+
+AmendKey = tuple[str, str, str]  # bucket, key, order (hex) of the version changed
+
+
+def newest_amends(found: Mapping[str, FoundVolume]) -> dict[AmendKey, FoundVolume]:
+    """Each version's newest amend record that can be read."""
+    out: dict[AmendKey, FoundVolume] = {}
+    for volume in found.values():
+        if volume.kind != AMEND or volume.location is None or not volume.bucket:
+            continue
+        slot = (volume.bucket, volume.key, str(volume.meta.get("order") or ""))
+        other = out.get(slot)
+        if other is None or _config_order(volume) > _config_order(other):
+            out[slot] = volume
+    return out
+
+
+def apply_amend(
+    bucket: str, record: ObjectRecord, amends: Mapping[AmendKey, FoundVolume]
+) -> str | None:
+    """Give a restored version the fields of its newest amend record, unless the record it
+    came from (a backup's) already names that one or a newer one. Returns the amend
+    record's volume id when applied (it is then in use), else None."""
+    found = amends.get((bucket, record.key, order_of(record).hex()))
+    if found is None or found.location is None:
+        return None
+    if str(record.amend_record.get("volume_id", "")) > found.volume_id:
+        return None
+    if not amend.apply_payload(record, found.payload):
+        return None
+    record.amend_record = _held(found)
+    return found.volume_id
+
+
+def _held(record: FoundVolume) -> dict[str, Any]:
+    """Where a record of its own (a configuration, a change) is, as the store keeps it."""
+    assert record.location is not None
+    seq = record.meta.get("seq")
+    return hold(
+        record.volume_id,
+        record.tier,
+        record.location,
+        record.created,
+        seq if isinstance(seq, int) else 0,
+    )

@@ -166,6 +166,9 @@ class ObjectRecord(Record):
     # (owner and grants, as stratum.s3 stores them; empty = the canned "private")
     tags: dict[str, str] = field(default_factory=dict)
     acl: dict[str, Any] = field(default_factory=dict)
+    # where the newest on-disk record of a change to the fields above is, once the version
+    # was changed after it was written (stratum.service.amend), so the next change frees it
+    amend_record: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -311,6 +314,8 @@ class UploadRecord(Record):
     tags: dict[str, str] = field(default_factory=dict)  # the completed object's (x-amz-tagging)
     # the object's access control list once completed (stratum.access.acl; {} = private)
     acl: dict[str, Any] = field(default_factory=dict)
+    # amendable fields asked for at creation (Object Lock, tags, ACL), given at completion
+    amendable: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

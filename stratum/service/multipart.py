@@ -134,6 +134,7 @@ class MultipartService:
             checksum_type=checksum_type,
             tags=dict(opts.tags),
             acl=dict(opts.acl),
+            amendable=dict(opts.amendable),
         )
 
         def create(tx: Tx) -> None:
@@ -297,7 +298,7 @@ class MultipartService:
             condition(self.meta.read(lambda tx: catalog.get_object(tx, bucket, key)))
         checksums = checksum_of(upload, chosen) if checksum_of is not None else {}
         etag = multipart_etag([p.etag for p in chosen], len(chosen))
-        plan = self.objects.plan_write(bucket, key, owner_id, now)
+        plan = self.objects.plan_write(bucket, key, owner_id, now, requested=upload.amendable)
         record = ObjectRecord(
             key=key,
             volume_id=volume_id,

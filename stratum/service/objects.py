@@ -49,7 +49,7 @@ from stratum.meta.catalog import ListPage
 from stratum.meta.records import RECENT_READS, BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.meta.version_listing import VersionPage, list_versions
-from stratum.service import deletes, errors, versioning
+from stratum.service import amend, deletes, errors, locks, versioning
 from stratum.service.deletes import DeleteOutcome
 from stratum.service.garbage import MULTI as MULTI
 from stratum.service.garbage import GarbageCollector, VolumeStorage
@@ -89,6 +89,9 @@ class PutOptions:
     tags: Mapping[str, str] = field(default_factory=dict)  # the new version's tag set
     # the new version's access control list, stored form (stratum.access.acl; {} = private)
     acl: Mapping[str, Any] = field(default_factory=dict)
+    # amendable fields the write asks for (Object Lock retention and legal hold, tags, ACL);
+    # the bucket's default retention applies when it names none (stratum.service.locks)
+    amendable: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -227,8 +230,15 @@ class ObjectService:
             raise errors.AccessDenied(bucket=name)
         return bucket
 
-    async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketRecord:
+    async def create_bucket(
+        self, name: str, owner_id: str, region: str, *, object_lock: bool = False
+    ) -> BucketRecord:
+        """``object_lock``: with Object Lock, and so versioning Enabled, for good (the
+        configuration is on disk before the bucket exists, so recovery cannot lose it)."""
         record = BucketRecord(name=name, owner_id=owner_id, created=self.clock.now(), region=region)
+        if object_lock:
+            record.object_lock, record.versioning = True, versioning.ENABLED
+            record.config_record = await versioning.write_config(self, record)
 
         def create(tx: Tx) -> BucketRecord:
             existing = catalog.get_bucket(tx, name)
@@ -241,7 +251,13 @@ class ObjectService:
             catalog.put_bucket(tx, record)
             return record
 
-        return await self.meta.write(create)
+        if not object_lock:
+            return await self.meta.write(create)
+        free = functools.partial(self.hot.delete, "seg")
+        created = await self.commit_or_free(create, free, record.config_record["location"])
+        if created is not record:  # it existed: its record is not the one just written
+            await free(record.config_record["location"])
+        return created
 
     async def configure_bucket(
         self, name: str, owner_id: str, change: Callable[[BucketRecord], bool]
@@ -271,7 +287,7 @@ class ObjectService:
         def delete(tx: Tx) -> None:
             record = self._owned(catalog.get_bucket(tx, name), name, owner_id)
             if not catalog.bucket_is_empty(tx, name):
-                raise errors.BucketNotEmpty(bucket=name)
+                raise errors.BucketNotEmpty(bucket=name)  # locked versions included
             versioning.retire_config_record(tx, record)
             # Unfinished multipart uploads don't keep a bucket alive (as AWS): abort them.
             for upload in uploads.uploads_in_bucket(tx, name):
@@ -384,14 +400,18 @@ class ObjectService:
         owner_id: str,
         now: float,
         condition: Callable[[ObjectRecord | None], None] | None = None,
+        requested: Mapping[str, Any] | None = None,
     ) -> versioning.NewVersion:
-        """Check the bucket (and fail fast on a write condition) before a body is stored."""
+        """Check the bucket (and fail fast on a write condition) before a body is stored;
+        ``requested``: the amendable fields the write asks for (see PutOptions)."""
 
         def look(tx: Tx) -> versioning.NewVersion:
             record = self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
             if condition is not None:  # checked again at commit
                 condition(catalog.get_object(tx, bucket, key))
-            return self.new_version(record, key, tx, now)
+            new = self.new_version(record, key, tx, now)
+            new.fields.update(locks.creation_fields(requested or {}, record, now))
+            return new
 
         return self.meta.read(look)
 
@@ -402,7 +422,7 @@ class ObjectService:
             self.get_bucket(bucket, opts.owner_id)
             raise errors.EntityTooLarge()
         now = self.clock.now()
-        plan = self.plan_write(bucket, key, opts.owner_id, now, opts.condition)
+        plan = self.plan_write(bucket, key, opts.owner_id, now, opts.condition, opts.amendable)
         opts = dataclasses.replace(opts, header_meta={**opts.header_meta, **plan.header()})
         volume = await self.store_body(bucket, key, body, opts, now)
         volume.order = plan.order.hex()
@@ -603,6 +623,11 @@ class ObjectService:
         return await deletes.delete(
             self, bucket, targets, owner_id, bypass_governance=bypass_governance
         )
+
+    # Change a version's lock fields, legal hold, tags or ACL after it was written, durably
+    # on disk too: amend_version(bucket, key, version_id, owner_id, change), see
+    # stratum.service.amend.amend_version.
+    amend_version = amend.amend_version
 
     async def replace_metadata(
         self, bucket: str, key: str, opts: PutOptions, expect_volume: str

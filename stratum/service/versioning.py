@@ -47,6 +47,7 @@ ENABLED, SUSPENDED = "Enabled", "Suspended"
 MARKER = "marker"  # VolumeRecord.kind and header "kind" of a delete marker's record
 BUCKET = "bucket"  # header "kind" of a bucket configuration record
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+AT_CREATION = "amendable"  # data header field: the amendable fields a version was written with
 
 
 class NoSuchVersion(errors.ObjectServiceError):
@@ -81,17 +82,25 @@ class NewVersion:
     order: bytes
     version_id: str
     versioning: str
+    # the amendable fields it gets at creation (Object Lock, tags, ACL: see
+    # stratum.service.locks.creation_fields), written into its data's header too
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def stamp(self, record: ObjectRecord) -> ObjectRecord:
         record.order, record.version_id = self.order.hex(), self.version_id
+        for name, value in self.fields.items():
+            setattr(record, name, value)
         return record
 
     def header(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "version_id": self.version_id,
             "order": self.order.hex(),
             "versioning": self.versioning,
         }
+        if self.fields:
+            out[AT_CREATION] = self.fields
+        return out
 
 
 # -- the decision -----------------------------------------------------------------------------
@@ -190,9 +199,11 @@ def lookup(tx: Tx, bucket: BucketRecord, key: str, version_id: str | None) -> Ob
 
 
 def retire(tx: Tx, removed: list[ObjectRecord]) -> None:
-    """Queue the volumes of versions removed for good (object data or a marker's record)."""
+    """Queue the volumes of versions removed for good (object data or a marker's record),
+    and the record of their latest change, if any (:mod:`stratum.service.amend`)."""
     for record in removed:
         catalog.retire_volume(tx, record.volume_id)
+        retire_held(tx, record.amend_record, "")
 
 
 # -- delete markers and bucket records on disk ------------------------------------------------
@@ -284,7 +295,12 @@ def payload_settings(payload: bytes | None) -> dict[str, Any]:
 
 def retire_config_record(tx: Tx, bucket: BucketRecord) -> None:
     """Queue the bucket's current configuration record for the collector (superseded)."""
-    held = bucket.config_record
+    retire_held(tx, bucket.config_record, bucket.name)
+
+
+def retire_held(tx: Tx, held: dict[str, Any], bucket: str) -> None:
+    """Queue a small record of its own on disk (a bucket's configuration, a version's change)
+    for the collector: ``held`` says where it is, as :func:`hold` made it."""
     if not held:
         return
     volume = VolumeRecord(
@@ -295,9 +311,16 @@ def retire_config_record(tx: Tx, bucket: BucketRecord) -> None:
         size=0,
         md5=EMPTY_MD5,
         created=float(held.get("at", 0.0)),
-        bucket=bucket.name,
+        bucket=bucket,
     )
     catalog.retire_location(tx, volume.volume_id, volume)
+
+
+def hold(
+    volume_id: str, tier: str, location: dict[str, Any], at: float, seq: int
+) -> dict[str, Any]:
+    """Where a small record of its own is on disk (kept in the record it describes)."""
+    return {"volume_id": volume_id, "tier": tier, "location": location, "at": at, "seq": seq}
 
 
 async def configure(
@@ -308,21 +331,11 @@ async def configure(
     written to the hot tier first, as a record of its own, so that recovery from the
     disks knows it (:func:`stratum.service.versioning.bucket_header`); the record it
     supersedes is queued for the collector."""
-    now = service.clock.now()
     wanted = dataclasses.replace(service.get_bucket(name, owner_id))
     if not change(wanted):
         return wanted
-    volume_id = new_volume_id(now)
-    hot = service.hot
-    header = bucket_header(wanted, now)
-    location = await hot.put_small(volume_id, settings_payload(wanted), header)
-    held = {
-        "volume_id": volume_id,
-        "tier": hot.layout.name,
-        "location": location,
-        "at": now,
-        "seq": header["seq"],
-    }
+    held = await write_config(service, wanted)
+    location = held["location"]
 
     def commit(tx: Tx) -> BucketRecord:
         record = service._owned(catalog.get_bucket(tx, name), name, owner_id)
@@ -332,4 +345,16 @@ async def configure(
         catalog.put_bucket(tx, record)
         return record
 
-    return await service.commit_or_free(commit, functools.partial(hot.delete, "seg"), location)
+    free = functools.partial(service.hot.delete, "seg")
+    return await service.commit_or_free(commit, free, location)
+
+
+async def write_config(service: ObjectService, bucket: BucketRecord) -> dict[str, Any]:
+    """Write a bucket's configuration to the hot tier as a record of its own (what recovery
+    reads, :func:`bucket_header`); return where it is (:func:`hold`)."""
+    now = service.clock.now()
+    volume_id = new_volume_id(now)
+    hot = service.hot
+    header = bucket_header(bucket, now)
+    location = await hot.put_small(volume_id, settings_payload(bucket), header)
+    return hold(volume_id, hot.layout.name, location, now, header["seq"])
