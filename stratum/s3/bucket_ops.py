@@ -103,7 +103,8 @@ async def create_bucket(ctx: ReqCtx) -> web.StreamResponse:
             f"The {location} location constraint is incompatible for the region specific "
             f"endpoint this request was sent to.",
         )
-    await ctx.service.create_bucket(ctx.bucket, ctx.acting_id, region)
+    lock = (ctx.header("x-amz-bucket-object-lock-enabled") or "").strip().lower() == "true"
+    await ctx.service.create_bucket(ctx.bucket, ctx.acting_id, region, object_lock=lock)
     return web.Response(status=200, headers={"Location": f"/{ctx.bucket}"})
 
 
@@ -143,6 +144,12 @@ async def put_bucket_versioning(ctx: ReqCtx) -> web.StreamResponse:
     if status is not None:
 
         def change(record: BucketRecord) -> bool:
+            if record.object_lock and status != "Enabled":
+                raise S3Error(
+                    "InvalidBucketState",
+                    "An Object Lock configuration is present on this bucket, so the "
+                    "versioning state cannot be changed.",
+                )
             changed = record.versioning != status
             record.versioning = status
             return changed

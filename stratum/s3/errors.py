@@ -53,6 +53,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         "The AWS Access Key Id you provided does not exist in our records.",
     ),
     "InvalidArgument": (400, "Invalid Argument"),
+    "InvalidBucketState": (409, "The request is not valid with the current state of the bucket."),
     "InvalidBucketName": (400, "The specified bucket is not valid."),
     "InvalidDigest": (400, "The Content-MD5 you specified is not valid."),
     "InvalidLocationConstraint": (400, "The specified location constraint is not valid."),
@@ -71,6 +72,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "InvalidRange": (416, "The requested range is not satisfiable"),
     "InvalidRequest": (400, "Invalid Request"),
     "InvalidTag": (400, "The tag provided was not a valid tag."),
+    "InvalidRetentionPeriod": (400, "The retention period specified is invalid."),
     "InvalidStorageClass": (400, "The storage class you specified is not valid"),
     "InvalidURI": (400, "Couldn't parse the specified URI."),
     "KeyTooLongError": (400, "Your key is too long"),
@@ -106,6 +108,14 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         "The specified bucket does not have a website configuration",
     ),
     "NoSuchVersion": (404, "The specified version does not exist."),
+    "NoSuchObjectLockConfiguration": (
+        404,
+        "The specified object does not have a ObjectLock configuration",
+    ),
+    "ObjectLockConfigurationNotFoundError": (
+        404,
+        "Object Lock configuration does not exist for this bucket",
+    ),
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist"),
     "NotImplemented": (
         501,

@@ -13,7 +13,7 @@ from typing import cast
 from aiohttp import web
 
 from stratum.meta.records import UploadRecord
-from stratum.s3 import checksums, httpsem, xml
+from stratum.s3 import checksums, httpsem, lock_ops, xml
 from stratum.s3.acl_ops import object_owner
 from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
@@ -100,6 +100,9 @@ async def upload_part(ctx: ReqCtx) -> web.StreamResponse:
     if body.size is not None and body.size > MAX_PART_SIZE:
         raise S3Error("EntityTooLarge")
     md5 = ctx.header("Content-MD5")
+    if not lock_ops.has_digest(ctx):  # AWS's rule for parts of a locked object's upload
+        upload = ctx.multipart.get(ctx.bucket, ctx.key, upload_id, ctx.acting_id)
+        lock_ops.require_digest(ctx, upload.amendable)
     opts = PutOptions(
         owner_id=ctx.acting_id,
         size_hint=body.size,

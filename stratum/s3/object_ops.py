@@ -18,7 +18,7 @@ from aiohttp import web
 
 from stratum.meta.records import ObjectRecord
 from stratum.meta.versions import InvalidVersionId, parse_version_id
-from stratum.s3 import checksum_ops, checksums, httpsem, xml
+from stratum.s3 import checksum_ops, checksums, httpsem, lock_ops, xml
 from stratum.s3.acl_ops import write_acl
 from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
@@ -76,6 +76,7 @@ def write_condition(ctx: ReqCtx) -> Callable[[ObjectRecord | None], None] | None
 
 
 def put_options_from_request(ctx: ReqCtx) -> PutOptions:
+    """What a write's headers declare (PUT, CopyObject replacing metadata, a new upload)."""
     headers = ctx.request.headers
     return PutOptions(
         owner_id=ctx.acting_id,
@@ -85,6 +86,7 @@ def put_options_from_request(ctx: ReqCtx) -> PutOptions:
         storage_class=_storage_class(ctx),
         tags=tags_from_header(headers.get(TAGGING_HEADER)),
         acl=write_acl(ctx),
+        amendable=lock_ops.requested_lock(ctx),
     )
 
 
@@ -98,14 +100,10 @@ async def put_object(ctx: ReqCtx) -> web.StreamResponse:
         )
     md5 = headers.get("Content-MD5")
     base = put_options_from_request(ctx)
+    lock_ops.require_digest(ctx, base.amendable)
     condition = write_condition(ctx)
-    opts = PutOptions(
-        owner_id=base.owner_id,
-        content_type=base.content_type,
-        user_meta=base.user_meta,
-        headers=base.headers,
-        storage_class=base.storage_class,
-        tags=base.tags,
+    opts = dataclasses.replace(
+        base,
         size_hint=body.size,
         expected_md5=httpsem.parse_content_md5(md5) if md5 is not None else None,
         hashers=body.hashers,
@@ -149,6 +147,7 @@ def object_headers(view: ObjectView, ctx: ReqCtx) -> dict[str, str]:
         out[f"x-amz-meta-{name}"] = _header_value(value)
     if view.versioned:
         out[VERSION_HEADER] = record.version_id
+        out.update(lock_ops.lock_headers(record))
     if record.parts:
         out["x-amz-mp-parts-count"] = str(record.parts)
     out.update(tag_count_headers(record.tags))
@@ -238,7 +237,13 @@ async def _serve(ctx: ReqCtx, *, send_body: bool) -> web.StreamResponse:
 
 async def delete_object(ctx: ReqCtx) -> web.StreamResponse:
     version_id = ctx.endpoint.version_id
-    outcome = await ctx.service.delete_object(ctx.bucket, ctx.key, ctx.acting_id, version_id)
+    outcome = await ctx.service.delete_object(
+        ctx.bucket,
+        ctx.key,
+        ctx.acting_id,
+        version_id,
+        bypass_governance=lock_ops.bypass_governance(ctx),
+    )
     headers: dict[str, str] = {}
     if version_id is not None:
         headers[VERSION_HEADER] = version_id
@@ -273,7 +278,12 @@ async def delete_objects(ctx: ReqCtx) -> web.StreamResponse:
             failed.append(xml.DeleteError(key, "AccessDenied", "Access Denied", version))
             continue
         targets.append((key, version))
-    outcomes = await ctx.service.delete_objects(ctx.bucket, targets, ctx.acting_id)
+    outcomes = await ctx.service.delete_objects(
+        ctx.bucket,
+        targets,
+        ctx.acting_id,
+        bypass_governance=lock_ops.bypass_governance(ctx),
+    )
     deleted: list[xml.DeletedEntry] = []
     for outcome in outcomes:
         if outcome.error is None:
@@ -318,6 +328,7 @@ async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
             headers=src.headers,
             storage_class=storage_class or src.storage_class,
             acl=write_acl(ctx),
+            amendable=lock_ops.requested_lock(ctx),
         )
     opts = dataclasses.replace(opts, tags=tags)
     same = (source.bucket, source.key) == (ctx.bucket, ctx.key)
@@ -334,13 +345,8 @@ async def copy_object(ctx: ReqCtx) -> web.StreamResponse:
             ctx.bucket, ctx.key, opts, expect_volume=src.volume_id
         )
     else:  # a version of its own, a volume of its own
-        opts = PutOptions(
-            owner_id=opts.owner_id,
-            content_type=opts.content_type,
-            user_meta=opts.user_meta,
-            headers=opts.headers,
-            storage_class=opts.storage_class,
-            tags=opts.tags,
+        opts = dataclasses.replace(
+            opts,
             size_hint=src.size,
             checksums=src.checksums,
             condition=write_condition(ctx),

@@ -34,6 +34,7 @@ from stratum.s3 import (
     bucket_ops,
     lifecycle_ops,
     list_ops,
+    lock_ops,
     multipart_ops,
     object_ops,
     policy_ops,
@@ -52,6 +53,7 @@ from stratum.s3.router import (
 )
 from stratum.s3.router import unsupported_error as router_unsupported
 from stratum.service import errors as model_errors
+from stratum.service import locks as model_locks
 from stratum.service import multipart as model_multipart
 from stratum.service import versioning as model_versioning
 from stratum.service.multipart import MultipartService
@@ -73,6 +75,7 @@ HANDLERS: Mapping[str, Handler] = {
     **acl_ops.HANDLERS,
     **policy_ops.HANDLERS,
     **lifecycle_ops.HANDLERS,
+    **lock_ops.HANDLERS,
 }
 
 # The object service's conditions, as S3 names them.
@@ -93,6 +96,7 @@ _MODEL_ERRORS: Mapping[type[model_errors.ObjectServiceError], str] = {
     model_multipart.InvalidPart: "InvalidPart",
     model_multipart.EntityTooSmall: "EntityTooSmall",
     model_versioning.NoSuchVersion: "NoSuchVersion",
+    model_locks.NotLockable: "InvalidRequest",
 }
 _DETAIL_ELEMENTS = {
     "bucket": "BucketName",
