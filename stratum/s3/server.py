@@ -32,6 +32,7 @@ from stratum.s3 import (
     acl_ops,
     attributes_ops,
     bucket_ops,
+    honest,
     lifecycle_ops,
     list_ops,
     lock_ops,
@@ -274,6 +275,7 @@ class S3Server:
                 continue_pending=_expects_continue(request),
                 access=access,
             )
+            honest.check(ctx)  # features asked for that Stratum lacks: NotImplemented
             response = await handler(ctx)
         return response
 
@@ -331,9 +333,10 @@ class S3Server:
             if isinstance(exc, StorageError) and not isinstance(exc, StorageFull):
                 log.error("storage error in %s: %s", request_id, exc)
             response = render_error(error, state.resource, request_id)
-            if request.can_read_body and error.status < 500:
-                # A refused upload (or one refused before its 100 Continue): don't read on;
-                # close rather than drain a huge body or wait for one that will not come.
+            if request.can_read_body:
+                # A refused upload (or one refused before its 100 Continue, a 501 for a
+                # feature it asks for included): don't read on; close rather than drain a
+                # huge body or wait for one that will not come.
                 response.force_close()
         if not response.prepared:
             response.headers["x-amz-request-id"] = request_id
