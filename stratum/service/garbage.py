@@ -10,7 +10,11 @@ transaction that stops referring to it: an overwrite, a delete, a tier move's ol
   seconds from the pass that first saw it, and the volumes the workers say they read
   (``peers_reading``, see :mod:`stratum.service.readers`) are skipped;
 - an entry whose data could not be deleted (a cold tier out of reach) stays queued and is
-  tried again later (:mod:`stratum.service.gc_retries`).
+  tried again later (:mod:`stratum.service.gc_retries`);
+- an entry whose data a live volume record still uses, where it is, is never freed: only
+  the removal of a version for good retires its volume, which Object Lock decides
+  (:func:`stratum.service.versioning.removal_refused`), so a locked version's data, hot or
+  cold, stays even if something queued it by mistake.
 
 At start-up the collector also sweeps *orphans*: shard files a crash left behind before
 their metadata commit (no volume record names them).
@@ -53,6 +57,16 @@ class VolumeStorage(Protocol):
 def _forget_all(tx: Tx, gc_keys: list[str]) -> None:
     for gc_key in gc_keys:
         catalog.forget_garbage(tx, gc_key)
+
+
+def _still_held(tx: Tx, page: list[tuple[str, VolumeRecord]]) -> set[str]:
+    """The entries of ``page`` whose data a live volume record still uses (where it is)."""
+    out = set()
+    for gc_key, volume in page:
+        live = catalog.get_volume(tx, volume.volume_id)
+        if live is not None and (live.tier, live.location) == (volume.tier, volume.location):
+            out.add(gc_key)
+    return out
 
 
 class GarbageCollector:
@@ -195,7 +209,15 @@ class GarbageCollector:
                 break
             after = page[-1][0]
             done: list[str] = []
+            held = self.meta.read(functools.partial(_still_held, page=page))
             for gc_key, volume in page:
+                if gc_key in held:
+                    # Queued, yet a live volume record still points at this very data (a
+                    # locked version's included): deleting it would lose a version that
+                    # was never removed. Forget the entry; keep the data.
+                    log.error("garbage entry %s names live data: not freed", gc_key)
+                    done.append(gc_key)
+                    continue
                 first = seen[gc_key] = self._retired_seen.get(gc_key, now)
                 if now - first < self.gc_grace or self.reading.get(volume.volume_id):
                     continue

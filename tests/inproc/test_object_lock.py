@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
+from typing import Any
 
+from stratum.meta import catalog
 from stratum.s3 import httpsem
 from tests.inproc.conftest import InProc
 
@@ -144,3 +147,20 @@ async def test_lock_settings_need_a_bucket_with_object_lock(inproc: InProc) -> N
     )
     refused = await t.request("PUT", "/plain?object-lock", doc, _md5(doc))
     assert (refused.status, await _code(refused)) == (409, "InvalidBucketState")
+
+
+async def test_the_collector_never_frees_data_a_live_version_uses(inproc: InProc) -> None:
+    t = inproc
+    assert (await t.request("PUT", "/held", headers=LOCKED)).status == 200
+    body = os.urandom(300_000)  # erasure-coded: freeing it would delete shard files
+    await _put(t, "/held/k", body, _lock("COMPLIANCE", t.clock.now() + 3600))
+    view = t.node.service.head_object("held", "k", t.node.root.user.canonical_id)
+
+    def queue_by_mistake(tx: Any) -> None:
+        catalog.retire_location(tx, "mistaken", view.volume)
+
+    await t.node.meta.write(queue_by_mistake)
+    await t.node.service.collect_garbage()
+    assert t.node.meta.read(catalog.pending_garbage) == []  # the entry is forgotten
+    got = await t.request("GET", "/held/k")
+    assert got.status == 200 and await got.read() == body
