@@ -100,9 +100,15 @@ def requested_lock(ctx: ReqCtx) -> dict[str, Any]:
 
 
 def has_digest(ctx: ReqCtx) -> bool:
-    """The request carries Content-MD5 or a checksum of its body (a header or a trailer)."""
+    """The request carries Content-MD5 or a checksum of its body (a header or a trailer), or
+    a signed SHA-256 of its payload (``x-amz-content-sha256`` as a digest, or signed chunks),
+    which the body reader verifies as surely: clients that sign payloads over plain HTTP
+    (restic, rclone) send no other. AWS asks for the first two only."""
     headers = ctx.request.headers
     if "Content-MD5" in headers or "x-amz-sdk-checksum-algorithm" in headers:
+        return True
+    payload = headers.get("x-amz-content-sha256") or ""
+    if len(payload) == 64 or payload.startswith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"):
         return True
     if "x-amz-checksum" in (headers.get("x-amz-trailer") or "").lower():
         return True
