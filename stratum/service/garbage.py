@@ -27,11 +27,11 @@ import contextlib
 import functools
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from stratum.block.tierstore import TierStore
-from stratum.meta import catalog
+from stratum.meta import catalog, versions
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.service.gc_retries import DeleteRetries
@@ -54,17 +54,24 @@ class VolumeStorage(Protocol):
     async def delete(self, layout: str, location: Mapping[str, Any]) -> None: ...
 
 
-def _forget_all(tx: Tx, gc_keys: list[str]) -> None:
+def _forget_all(tx: Tx, gc_keys: list[str], revived: Sequence[VolumeRecord] = ()) -> None:
     for gc_key in gc_keys:
         catalog.forget_garbage(tx, gc_key)
+    for volume in revived:  # a version still names it: its volume record comes back
+        if catalog.get_volume(tx, volume.volume_id) is None:
+            catalog.put_volume(tx, volume)
 
 
 def _still_held(tx: Tx, page: list[tuple[str, VolumeRecord]]) -> set[str]:
-    """The entries of ``page`` whose data a live volume record still uses (where it is)."""
+    """The entries of ``page`` whose data is still in use: a live volume record uses it where
+    it is, or (its volume record gone) a version of a key still names its volume."""
     out = set()
     for gc_key, volume in page:
         live = catalog.get_volume(tx, volume.volume_id)
-        if live is not None and (live.tier, live.location) == (volume.tier, volume.location):
+        if live is None:
+            if volume.key and versions.version_of_volume(tx, volume) is not None:
+                out.add(gc_key)
+        elif (live.tier, live.location) == (volume.tier, volume.location):
             out.add(gc_key)
     return out
 
@@ -209,12 +216,14 @@ class GarbageCollector:
                 break
             after = page[-1][0]
             done: list[str] = []
+            revived: list[VolumeRecord] = []
             held = self.meta.read(functools.partial(_still_held, page=page))
             for gc_key, volume in page:
                 if gc_key in held:
-                    # Queued, yet a live volume record still points at this very data (a
-                    # locked version's included): deleting it would lose a version that
-                    # was never removed. Forget the entry; keep the data.
+                    revived.append(volume)
+                    # Queued, yet a version still uses this very data (a locked one
+                    # included): deleting it would lose a version that was never removed.
+                    # Forget the entry; keep the data.
                     log.error("garbage entry %s names live data: not freed", gc_key)
                     done.append(gc_key)
                     continue
@@ -241,7 +250,7 @@ class GarbageCollector:
                 # One commit for the page, not one per volume: each commit costs the writer
                 # two fsyncs, and a large delete queues thousands of volumes. A crash before
                 # it frees those volumes again at the next pass: harmless.
-                await self.meta.write(functools.partial(_forget_all, gc_keys=done))
+                await self.meta.write(functools.partial(_forget_all, gc_keys=done, revived=revived))
                 freed += len(done)
         self._retired_seen = seen
         self._retries.end_pass()

@@ -173,8 +173,13 @@ async def test_the_collector_never_frees_data_a_live_version_uses(inproc: InProc
     def queue_by_mistake(tx: Any) -> None:
         catalog.retire_location(tx, "mistaken", view.volume)
 
-    await t.node.meta.write(queue_by_mistake)
-    await t.node.service.collect_garbage()
-    assert t.node.meta.read(catalog.pending_garbage) == []  # the entry is forgotten
-    got = await t.request("GET", "/held/k")
-    assert got.status == 200 and await got.read() == body
+    def dropped_from_objects(tx: Any) -> None:  # as a removal that knows no versions would
+        catalog.delete_object(tx, "held", "k")
+        catalog.retire_volume(tx, view.volume.volume_id)
+
+    for mistake in (queue_by_mistake, dropped_from_objects):
+        await t.node.meta.write(mistake)
+        await t.node.service.collect_garbage()
+        assert t.node.meta.read(catalog.pending_garbage) == []  # the entry is forgotten
+        got = await t.request("GET", f"/held/k?versionId={view.record.version_id}")
+        assert got.status == 200 and await got.read() == body
