@@ -85,6 +85,7 @@ CASES: list[tuple[str, str, str, dict[str, str], str, str | None, str | None, di
     ("DELETE", "/bkt", "lifecycle", {}, "DeleteBucketLifecycle", "bkt", None, {}),
     ("GET", "/bkt", "encryption", {}, "GetBucketEncryption", "bkt", None, {}),
     ("GET", "/bkt", "object-lock", {}, "GetObjectLockConfiguration", "bkt", None, {}),
+    ("PUT", "/bkt", "object-lock", {}, "PutObjectLockConfiguration", "bkt", None, {}),
     ("GET", "/bkt", "ownershipControls", {}, "GetBucketOwnershipControls", "bkt", None, {}),
     ("GET", "/bkt", "publicAccessBlock", {}, "GetPublicAccessBlock", "bkt", None, {}),
     ("PUT", "/bkt", "publicAccessBlock", {}, "PutPublicAccessBlock", "bkt", None, {}),
@@ -130,6 +131,10 @@ CASES: list[tuple[str, str, str, dict[str, str], str, str | None, str | None, di
     ("GET", "/bkt/k", "acl", {}, "GetObjectAcl", "bkt", "k", {}),
     ("PUT", "/bkt/k", "acl", {}, "PutObjectAcl", "bkt", "k", {}),
     ("GET", "/bkt/k", "tagging", {}, "GetObjectTagging", "bkt", "k", {}),
+    ("GET", "/bkt/k", "retention", {}, "GetObjectRetention", "bkt", "k", {}),
+    ("PUT", "/bkt/k", "retention", {}, "PutObjectRetention", "bkt", "k", {}),
+    ("GET", "/bkt/k", "legal-hold", {}, "GetObjectLegalHold", "bkt", "k", {}),
+    ("PUT", "/bkt/k", "legal-hold", {}, "PutObjectLegalHold", "bkt", "k", {}),
     (
         "PUT",
         "/bkt/k",
@@ -471,8 +476,6 @@ def test_repeated_query_name_first_wins() -> None:
         ("GET", "/bkt", "inventory", {}),
         ("GET", "/bkt", "analytics&id=x", {}),
         ("GET", "/bkt", "replication", {}),
-        ("GET", "/bkt/k", "retention", {}),
-        ("PUT", "/bkt/k", "legal-hold", {}),
         ("GET", "/bkt/k", "torrent", {}),
         ("GET", "/bkt", "acl&tagging", {}),  # ambiguous
         ("POST", "/bkt/k", "uploads&uploadId=u", {}),  # ambiguous
