@@ -22,7 +22,7 @@ DEFAULT_MS = 50.0
 ALLOWED: dict[tuple[str, str], str] = {
     # Each pass of the garbage collector reads a page of 256 garbage records and decodes them
     # on the loop (MetaStore.read of catalog.pending_garbage): tens of ms of CPU per page.
-    ("stratum/service/objects.py", "ObjectService.collect_garbage"): "a page decoded on the loop",
+    ("stratum/service/garbage.py", "GarbageCollector.collect"): "a page decoded on the loop",
     # Starting a thread waits until the new thread runs: tens of ms on a loaded machine. The
     # loop starts threads: the executors start theirs on demand (starting them up front would
     # avoid it), the batching log handler starts a threading.Timer per batch of lines
