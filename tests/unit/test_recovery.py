@@ -168,7 +168,7 @@ async def test_rebuilds_every_object_from_the_disks(env: Env) -> None:
         await _close(node)
     _lose_store(env)
 
-    report = recover(env.config)
+    report = await asyncio.to_thread(recover, env.config)
 
     assert report.complete, report
     assert (report.objects, report.multipart, report.buckets) == (len(want), 1, 2)
@@ -244,7 +244,7 @@ async def test_backup_restores_users_and_settles_old_deletes(env: Env) -> None:
         await _close(node)
     _lose_store(env)
 
-    report = recover(env.config)
+    report = await asyncio.to_thread(recover, env.config)
 
     assert report.complete, report
     assert report.backup_created is not None and report.users == 1
@@ -309,9 +309,9 @@ async def test_reports_what_the_disks_cannot_give_back(env: Env) -> None:
         path.unlink()
     _flip_payloads(env, rotten)
 
-    dry = recover(env.config, dry_run=True)
+    dry = await asyncio.to_thread(recover, env.config, dry_run=True)
     assert not (env.data_dir / "meta").exists(), "a dry run writes nothing"
-    report = recover(env.config)
+    report = await asyncio.to_thread(recover, env.config)
 
     assert not report.complete and not dry.complete
     assert [(x.name, x.restored) for x in report.unreadable] == [("b/half-gone", True)]
@@ -359,7 +359,7 @@ async def test_users_come_back_sealed_and_the_report_says_when_their_key_is_miss
     saved = key.read_bytes()
     key.unlink()
 
-    report = recover(env.config)
+    report = await asyncio.to_thread(recover, env.config)
 
     assert report.users == 1 and report.users_locked == ["ALICEKEY"]
     assert not report.complete
@@ -381,7 +381,7 @@ async def test_refuses_while_a_server_holds_the_disks(env: Env) -> None:
     node = await _open(env)
     try:
         with pytest.raises(ServerRunning, match=r"seg/\.lock"):
-            recover(env.config, dry_run=True)
+            await asyncio.to_thread(recover, env.config, dry_run=True)
     finally:
         await _close(node)
 
@@ -453,7 +453,7 @@ async def test_a_disk_lost_with_the_store_keeps_its_place(env: Env) -> None:
     assert len(held) == 1  # six disks, six shards
     shutil.rmtree(env.disks[0])
 
-    report = recover(env.config)
+    report = await asyncio.to_thread(recover, env.config)
 
     assert report.objects == 2 and not report.unreadable and not report.damaged
     assert not report.complete and any(ident in p for p in report.disk_problems)
@@ -511,7 +511,7 @@ async def test_volumes_moved_between_tiers_come_back(
         await _close(node)
     _lose_store(env)
 
-    report = recover(config)
+    report = await asyncio.to_thread(recover, config)
 
     assert (report.objects, report.multipart, report.uploads_dropped) == (3, 0, [])
     assert report.garbage == 0  # nothing of the originals is left to find

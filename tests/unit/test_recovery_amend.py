@@ -5,6 +5,7 @@ change does not undo it."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from stratum.maintenance.recovery import recover
@@ -90,7 +91,7 @@ async def test_changes_of_versions_come_back_from_the_disks(env: Env) -> None:  
     assert flat[0][1]["tags"] == {"t": "v"}
     rec._lose_store(env)
 
-    report = recover(env.config)
+    report = await asyncio.to_thread(recover, env.config)
 
     assert report.complete, report
     assert report.unnamed == 0
@@ -116,7 +117,7 @@ async def test_changes_of_versions_come_back_from_the_disks(env: Env) -> None:  
 async def _rebuilt(env: Env) -> Node:  # noqa: F811
     """The store lost and rebuilt from the disks (and its backup), open again."""
     rec._lose_store(env)
-    assert recover(env.config).complete
+    assert (await asyncio.to_thread(recover, env.config)).complete
     return await rec._open(env)
 
 

@@ -4,6 +4,7 @@ versions removed for good before it stay removed."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from stratum.maintenance.recovery import recover
@@ -77,7 +78,7 @@ async def test_version_chains_come_back_from_the_disks(env: Env) -> None:  # noq
     assert not _shard_paths(env, large)
     _lose_store(env)
 
-    report = recover(env.config)
+    report = await asyncio.to_thread(recover, env.config)
 
     assert report.complete, report
     assert report.markers == 2 and report.bucket_configs == 1
@@ -130,7 +131,7 @@ async def test_a_backup_settles_versions_removed_before_it(env: Env) -> None:  #
         await _close(node)
     _lose_store(env)
 
-    report = recover(env.config)
+    report = await asyncio.to_thread(recover, env.config)
 
     assert report.complete, report
     # removed for good: its record already freed on the disks (the collector punches it out,
@@ -162,7 +163,7 @@ async def test_bucket_settings_come_back_from_the_disks(env: Env) -> None:  # no
     assert set(want) == {"lifecycle", "policy"}
     _lose_store(env)
 
-    report = recover(env.config)
+    report = await asyncio.to_thread(recover, env.config)
 
     assert report.complete, report
     node = await _open(env)
