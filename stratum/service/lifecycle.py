@@ -228,10 +228,13 @@ def transition_of(
     now: float,
     *,
     noncurrent_since: float | None = None,
+    newer_noncurrent: int = 0,
     day: float = DAY,
 ) -> tuple[str, str] | None:
     """``(tier, rule id)`` of the coldest transition due for ``version`` at ``now`` (None:
-    none). ``noncurrent_since``: when it became noncurrent, if it is."""
+    none). ``noncurrent_since``: when it became noncurrent, if it is; ``newer_noncurrent``:
+    how many noncurrent versions of its key are newer (``NewerNoncurrentVersions`` leaves
+    that many where they are)."""
     best: tuple[int, str, str] | None = None
     rank = {"warm": 1, "cold": 2}
     for rule in rules:
@@ -248,7 +251,9 @@ def transition_of(
             candidates = [
                 t
                 for t in rule.noncurrent_transitions
-                if t.days is not None and due_after(noncurrent_since, t.days, day) <= now
+                if t.days is not None
+                and due_after(noncurrent_since, t.days, day) <= now
+                and (t.newer is None or newer_noncurrent >= t.newer)
             ]
         for t in candidates:
             option = (rank[t.tier], t.tier, rule.id)

@@ -6,7 +6,8 @@ decision (``pin:lifecycle:<rule id>``) and ``stratum explain`` say which rule mo
 A due transition wins over the version's storage class and the bucket's pin: a lifecycle
 rule is the later, more specific instruction (AWS transitions objects whatever class they
 were written with). Noncurrent transitions count from when the version stopped being
-current (:func:`stratum.meta.versions.superseded_at`).
+current (:func:`stratum.meta.versions.superseded_at`), and leave the rule's
+``NewerNoncurrentVersions`` newest noncurrent versions of a key where they are.
 """
 
 from __future__ import annotations
@@ -32,5 +33,23 @@ def lifecycle_pin(
         since = versions.superseded_at(tx, bucket.name, record.key, versions.order_of(record))
         if since is None:
             since = record.last_modified
-    due = lifecycle.transition_of(rules, record, now, noncurrent_since=since, day=day)
+    newer = 0
+    if since is not None:
+        keep = max((t.newer or 0 for r in rules for t in r.noncurrent_transitions), default=0)
+        newer = _noncurrent_newer(tx, bucket.name, record, keep) if keep else 0
+    due = lifecycle.transition_of(
+        rules, record, now, noncurrent_since=since, newer_noncurrent=newer, day=day
+    )
     return ("", "") if due is None else (due[0], f"lifecycle:{due[1]}")
+
+
+def _noncurrent_newer(tx: Tx, bucket: str, record: ObjectRecord, enough: int) -> int:
+    """How many noncurrent versions of ``record``'s key are newer than it, counted up to
+    ``enough`` (rules keep at most 100: the walk stays short whatever the key's history)."""
+    order = versions.order_of(record)
+    newer = -1  # the newest version is the current one, not a noncurrent one
+    for version in versions.history(tx, bucket, record.key):
+        if versions.order_of(version) == order or newer >= enough:
+            break
+        newer += 1
+    return max(newer, 0)

@@ -373,6 +373,31 @@ async def test_a_transition_moves_objects_within_one_pass_and_explain_names_it(
     assert node.service.head_object("bkt", "live/b", "owner").volume.tier == "hot"
 
 
+@pytest.mark.parametrize("node", [True], indirect=True)
+async def test_a_noncurrent_transition_leaves_the_newest_noncurrent_versions(node: Node) -> None:
+    await enable_versioning(node)
+    await rules(
+        node,
+        "<Rule><ID>old-to-warm</ID><Prefix></Prefix><Status>Enabled</Status>"
+        "<NoncurrentVersionTransition><NoncurrentDays>1</NoncurrentDays>"
+        "<StorageClass>STANDARD_IA</StorageClass>"
+        "<NewerNoncurrentVersions>2</NewerNoncurrentVersions>"
+        "</NoncurrentVersionTransition></Rule>",
+    )
+    written = []
+    for n in range(5):  # oldest first; the last is current
+        written.append(await put(node, "k", os.urandom(300_000 + n)))
+        clock(node).advance(60)
+    clock(node).advance(2 * DAY)
+    report = await node.tiering.run_pass()
+    tiers = [node.service.head_object("bkt", "k", "owner", v).volume.tier for v in written]
+    # the current one and the two newest noncurrent ones stay; the two older ones move
+    assert tiers == ["warm", "warm", "hot", "hot", "hot"]
+    assert report.moved == 2
+    pinned = node.tiering.explain("bkt", "k")
+    assert pinned.get("pinned_by", "") != "lifecycle:old-to-warm"  # the current version
+
+
 def test_scopes_cover_the_rules_prefixes_with_the_fewest_walks() -> None:
     assert scopes(["logs/", "tmp/", "logs/old/"]) == ["logs/", "tmp/"]
     assert scopes(["a", "a/", "ab", "b"]) == ["a", "b"]
