@@ -8,11 +8,11 @@ see :mod:`stratum.s3.chunked`). :func:`checksum_request` turns a request's heade
 one :class:`ChecksumRequest`, with the error codes and messages AWS uses.
 
 Implementations: CRC32 is :func:`zlib.crc32`; CRC32C the ``crc32c`` package (hardware
-accelerated); CRC64NVME ``awscrt.checksums.crc64nvme`` when ``awscrt`` is installed. Either
-of the last two falls back to a table-driven pure-Python CRC that is correct but slow
-(a few MB/s), fine for tests and small objects only. Every :class:`Checksummer` may be
-updated from an executor thread (one thread at a time); the native ones release the GIL on
-large buffers.
+accelerated); CRC64NVME ``awscrt.checksums.crc64nvme`` (AWS's own). Both packages are
+dependencies, imported on first use; were one missing, its CRC would fall back to a
+table-driven pure-Python one that is correct but slow (a few MB/s). Every
+:class:`Checksummer` may be updated from an executor thread (one thread at a time); the
+native ones release the GIL on large buffers.
 
 Multipart objects carry either a COMPOSITE checksum (the checksum of the concatenated part
 digests, suffixed ``-<part count>``: :func:`composite_checksum`) or, for the CRCs, a
@@ -139,49 +139,46 @@ _CRC_MATH: Final[Mapping[Algorithm, _ReflectedCrc]] = {
 CrcFunction = Callable[[BytesLike, int], int]
 
 
-def _native_crc32c() -> CrcFunction | None:
-    try:
-        import crc32c
-    except ImportError:
-        return None
-    return crc32c.crc32c
+# The native CRCs are imported on first use, not with this module: crc32c's __init__ imports
+# importlib.metadata (and zipfile) for its __version__, and awscrt loads a shared library of
+# several MB: heap and mappings every server process would carry though most never see such
+# a checksum. (module, function) of each; awscrt has no type information of its own.
+_NATIVE_CRCS: Final[Mapping[Algorithm, tuple[str, str]]] = {
+    "crc32c": ("crc32c", "crc32c"),
+    "crc64nvme": ("awscrt.checksums", "crc64nvme"),
+}
 
 
-def _native_crc64nvme() -> CrcFunction | None:
-    # Looked up by name: awscrt is optional and has no type information of its own.
+def _installed(module: str) -> bool:
+    """Whether the top-level package of ``module`` can be imported (without importing it)."""
+    return importlib.util.find_spec(module.partition(".")[0]) is not None
+
+
+def _native(algorithm: Algorithm) -> CrcFunction | None:
+    module_name, name = _NATIVE_CRCS[algorithm]
     try:
-        module = importlib.import_module("awscrt.checksums")
+        module = importlib.import_module(module_name)
     except ImportError:
         return None
-    function = getattr(module, "crc64nvme", None)
+    function = getattr(module, name, None)
     return cast(CrcFunction, function) if callable(function) else None
 
 
-def _crc32c_first_use(data: BytesLike, crc: int) -> int:
-    """CRC32C until its first use, which imports the native one (see ``_HAVE_CRC32C``)."""
-    return _resolve_crc32c()(data, crc)
+_CRC_UPDATE: dict[Algorithm, CrcFunction] = {"crc32": zlib.crc32}
 
 
-def _resolve_crc32c() -> CrcFunction:
-    update = _native_crc32c() or _CRC32C.update
-    _CRC_UPDATE["crc32c"] = update
+def _crc_update(algorithm: Algorithm) -> CrcFunction:
+    """The algorithm's CRC function, its native one looked up on first use."""
+    update = _CRC_UPDATE.get(algorithm)
+    if update is None:
+        update = _CRC_UPDATE[algorithm] = _native(algorithm) or _CRC_MATH[algorithm].update
     return update
 
 
-# The crc32c package is imported on first use, not here: its __init__ imports
-# importlib.metadata (and zipfile) for its __version__, heap that every server process
-# would carry though most never see a CRC32C checksum.
-_HAVE_CRC32C = importlib.util.find_spec("crc32c") is not None
-_NATIVE_CRC64NVME = _native_crc64nvme()
-_CRC_UPDATE: Final[dict[Algorithm, CrcFunction]] = {
-    "crc32": zlib.crc32,
-    "crc32c": _crc32c_first_use if _HAVE_CRC32C else _CRC32C.update,
-    "crc64nvme": _NATIVE_CRC64NVME or _CRC64NVME.update,
-}
 NATIVE: Final[Mapping[Algorithm, bool]] = {
     "crc32": True,
-    "crc32c": _HAVE_CRC32C,
-    "crc64nvme": _NATIVE_CRC64NVME is not None,
+    "crc32c": _installed(_NATIVE_CRCS["crc32c"][0]),
+    "crc64nvme": _installed(_NATIVE_CRCS["crc64nvme"][0]),
     "sha1": True,
     "sha256": True,
 }
@@ -207,8 +204,7 @@ class Checksummer:
         self._crc_update: CrcFunction | None = None
         self._crc = 0
         if algorithm in CRC_ALGORITHMS:
-            update = _CRC_UPDATE[algorithm]
-            self._crc_update = _resolve_crc32c() if update is _crc32c_first_use else update
+            self._crc_update = _crc_update(algorithm)
         else:
             self._hash = hashlib.new(algorithm)
 

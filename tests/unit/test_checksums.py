@@ -7,6 +7,8 @@ import asyncio
 import base64
 import hashlib
 import itertools
+import subprocess
+import sys
 import zlib
 
 import crc32c
@@ -101,6 +103,23 @@ def test_values_match_botocore(algorithm: Algorithm, botocore_class: type) -> No
 def test_pure_crcs_match_native(data: bytes, value: int) -> None:
     assert checksums._CRC32.update(data, value) == zlib.crc32(data, value)
     assert checksums._CRC32C.update(data, value) == crc32c.crc32c(data, value)
+    native = checksums._crc_update("crc64nvme")
+    assert checksums._CRC64NVME.update(data, value) == native(data, value)
+
+
+def test_native_crcs_are_installed_and_imported_on_first_use() -> None:
+    """Native CRC32C and CRC64NVME (dependencies, not options), imported by the first
+    checksum that needs them: a process that never sees one carries neither."""
+    assert checksums.NATIVE["crc32c"] and checksums.NATIVE["crc64nvme"]
+    assert checksums._crc_update("crc64nvme") is not checksums._CRC64NVME.update
+    probe = (
+        "import sys; from stratum.s3 import checksums; "
+        "before = {'awscrt', 'crc32c'} & set(sys.modules); "
+        "checksums.checksum_of('crc64nvme', b'x'); checksums.checksum_of('crc32c', b'x'); "
+        "print(sorted(before), sorted({'awscrt', 'crc32c'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "['awscrt',", "'crc32c']"]
 
 
 @settings(max_examples=50, deadline=None)
