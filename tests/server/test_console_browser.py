@@ -3,7 +3,8 @@
 Log in, upload 50 MiB from the page, see it listed, open its explanation, download it byte
 for byte, share it and fetch the link anonymously with curl, delete it; a wrong secret key is
 refused; a request without the CSRF token changes nothing; a user who is not root cannot open
-another user's bucket or the users page.
+another user's bucket or the users page; an object's versions and Object Lock state are shown
+and an older version downloads.
 """
 
 from __future__ import annotations
@@ -248,3 +249,44 @@ def test_operator_pages(browser: Any, server: RunningServer) -> None:
 def _reload_text(browser: Any, ident: str) -> str:
     browser.refresh()
     return str(by_id(browser, ident).text)
+
+
+def test_versions_and_lock_state(browser: Any, server: RunningServer) -> None:
+    """Last in the module: its locked bucket stays until its retention is bypassed."""
+    console = server.console  # type: ignore[attr-defined]
+    s3 = server.client()
+    s3.create_bucket(Bucket="vault", ObjectLockEnabledForBucket=True)
+    rule = {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}
+    s3.put_object_lock_configuration(
+        Bucket="vault", ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": rule}
+    )
+    first, second = b"first draft\n", b"second draft\n"
+    old = s3.put_object(Bucket="vault", Key="notes.txt", Body=first)["VersionId"]
+    new = s3.put_object(Bucket="vault", Key="notes.txt", Body=second)["VersionId"]
+    s3.put_object_legal_hold(
+        Bucket="vault", Key="notes.txt", VersionId=new, LegalHold={"Status": "ON"}
+    )
+    log_in(browser, console, ACCESS_KEY, SECRET_KEY)
+    wait_for(lambda: "/login" not in browser.current_url)
+    browser.get(f"{console}/b/vault/object?key=notes.txt")
+    lock = by_id(browser, "object-lock").text
+    assert "Enabled, default GOVERNANCE for 1 day(s)" in lock and "this version: GOVERNANCE until" in lock
+    assert "legal hold" in lock
+    rows = by_id(browser, "versions").text
+    assert f"{new} (current)" in rows and old in rows and f"{old} (current)" not in rows
+    screenshot(browser, "object-versions")
+
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.CSS_SELECTOR, f"#versions a[href*='version={old}']").click()
+    target = browser.downloads / "notes.txt"
+    wait_for(lambda: target.exists() and target.read_bytes() == first, what="the old version")
+
+    s3.put_object_legal_hold(
+        Bucket="vault", Key="notes.txt", VersionId=new, LegalHold={"Status": "OFF"}
+    )
+    for version in (old, new):
+        s3.delete_object(
+            Bucket="vault", Key="notes.txt", VersionId=version, BypassGovernanceRetention=True
+        )
+    s3.delete_bucket(Bucket="vault")
