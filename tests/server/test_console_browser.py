@@ -270,7 +270,10 @@ def test_versions_and_lock_state(browser: Any, server: RunningServer) -> None:
     wait_for(lambda: "/login" not in browser.current_url)
     browser.get(f"{console}/b/vault/object?key=notes.txt")
     lock = by_id(browser, "object-lock").text
-    assert "Enabled, default GOVERNANCE for 1 day(s)" in lock and "this version: GOVERNANCE until" in lock
+    assert (
+        "Enabled, default GOVERNANCE for 1 day(s)" in lock
+        and "this version: GOVERNANCE until" in lock
+    )
     assert "legal hold" in lock
     rows = by_id(browser, "versions").text
     assert f"{new} (current)" in rows and old in rows and f"{old} (current)" not in rows
