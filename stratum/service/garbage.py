@@ -35,6 +35,7 @@ from stratum.meta import catalog, versions
 from stratum.meta.records import VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.service.gc_retries import DeleteRetries
+from stratum.service.idset import IdSet
 from stratum.util.clock import Clock
 from stratum.util.periodic import Periodic
 
@@ -134,22 +135,28 @@ class GarbageCollector:
         """Something was retired: run now rather than at the next tick."""
         self._periodic.wake()
 
-    def live_volume_ids(self) -> set[str]:
-        """Every volume id some metadata refers to (blocking: a full walk of ``volumes``)."""
+    def live_volume_ids(self) -> IdSet:
+        """Every volume id some metadata refers to whose data may be shard files (blocking:
+        a full walk of ``volumes`` and ``gc`` in one read transaction, so that no volume
+        moving between the two while it runs goes unseen). Segment volumes are left out:
+        their records live in segment files, which the sweep does not look at."""
 
-        def walk(tx: Tx) -> set[str]:
-            live: set[str] = set()
+        def add(live: IdSet, volume_id: str, layout: str, location: Mapping[str, Any]) -> None:
+            if layout != "seg":
+                live.add(volume_id)
+                # After a tier move the data sits under a storage id of its own.
+                live.add(str(location.get("volume_id", "")))
+
+        def walk(tx: Tx) -> IdSet:
+            live = IdSet()
             for table in ("volumes", "gc"):
                 for _key, raw in tx.cursor(table):
                     volume = VolumeRecord.decode(bytes(raw))
-                    live.add(volume.volume_id)
-                    # After a tier move the data sits under a storage id of its own.
-                    live.add(str(volume.location.get("volume_id", "")))
+                    add(live, volume.volume_id, volume.layout, volume.location)
                     if volume.layout == MULTI:
                         for part in volume.location["parts"]:
-                            live.add(part["volume_id"])
-                            live.add(str(part["location"].get("volume_id", "")))
-            return live
+                            add(live, part["volume_id"], part["layout"], part["location"])
+            return live.freeze()
 
         return self.meta.read(walk)
 

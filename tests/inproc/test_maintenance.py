@@ -344,3 +344,23 @@ async def test_volumes_freed_after_a_scrub_listed_them_are_not_unrepaired(node: 
     await collect
     assert figures.unrepaired == 0 and figures.failures == [], figures
     assert (figures.volumes, figures.damaged) == (1, 0)
+
+
+async def test_the_orphan_sweep_frees_only_shard_files_no_metadata_names(
+    node: Node, tmp_path: Path
+) -> None:
+    objects = await _fill(node)
+    view = node.service.head_object("bkt", "big0", "owner")
+    storage_id = str(view.volume.location.get("volume_id") or view.volume.volume_id)
+    shards = sorted(tmp_path.glob(f"d*/ec/*/{storage_id}.*"))
+    assert len(shards) == 6
+    # A crash's leftover: shard files of a volume whose record was never committed, written
+    # before this start (an older id).
+    orphan_id = "0" * len(storage_id)
+    orphans = [s.with_name(s.name.replace(storage_id, orphan_id)) for s in shards]
+    for shard, orphan in zip(shards, orphans, strict=True):
+        shutil.copyfile(shard, orphan)
+    assert await node.service.sweep_orphans() == 6
+    assert not any(o.exists() for o in orphans) and all(s.exists() for s in shards)
+    await _read_all(node, objects)
+    assert await node.service.sweep_orphans() == 0
