@@ -282,20 +282,18 @@ def evaluate_write_conditions(headers: Mapping[str, str], current_etag: str | No
     """Conditional writes (PutObject, CompleteMultipartUpload, CopyObject destination).
 
     ``current_etag`` is None when no object exists under the key. ``If-None-Match: *``
-    against an existing object -> 412; ``If-Match`` against a missing object -> 404
-    ``NoSuchKey``, against another ETag -> 412. AWS supports only ``*`` for
-    ``If-None-Match`` on writes, and not both headers together: both -> 501
-    ``NotImplemented``.
+    against an existing object -> 412, as is ``If-None-Match: "<etag>"`` naming the current
+    object's ETag (another ETag, or no object: the write goes ahead); ``If-Match`` against a
+    missing object -> 404 ``NoSuchKey``, against another ETag -> 412. AWS takes not both
+    headers together: both -> 501 ``NotImplemented``.
     """
     folded = _fold(headers)
-    if_none_match = _value(folded, "if-none-match")
+    if_none_match = _etag_list(folded, "if-none-match")
     if_match = _etag_list(folded, "if-match")
     if if_none_match is not None:
-        if if_none_match != "*":
-            raise S3Error("NotImplemented", extra={"Header": "If-None-Match"})
         if if_match is not None:
             raise S3Error("NotImplemented", extra={"Header": "If-Match"})
-        if current_etag is not None:
+        if current_etag is not None and _etag_matches(if_none_match, current_etag):
             raise _precondition_failed("If-None-Match")
     if if_match is not None:
         if current_etag is None:

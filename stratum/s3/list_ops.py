@@ -114,16 +114,8 @@ async def list_objects_v2(ctx: ReqCtx) -> web.StreamResponse:
     limit = max_keys(ctx)
     token = ctx.params.get("continuation-token")
     start_after = ctx.params.get("start-after")
-    if token is not None:
-        if token == "":
-            raise S3Error(
-                "InvalidArgument",
-                "The continuation token provided is incorrect",
-                extra={"ArgumentName": "continuation-token"},
-            )
-        begin = decode_token(token)
-    else:
-        begin = start_after or ""
+    # An empty token is no token: AWS echoes it and lists from the start (or start-after).
+    begin = decode_token(token) if token else start_after or ""
     page = _page(ctx, begin, limit)
     fetch_owner = ctx.params.get("fetch-owner", "").lower() == "true"
     result = xml.ListObjectsV2Result(

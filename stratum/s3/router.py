@@ -522,13 +522,16 @@ def validate_bucket_name(name: str) -> None:
     """Raise ``InvalidBucketName`` unless ``name`` follows AWS's general-purpose bucket rules.
 
     3-63 characters of lower-case letters, digits, dots and hyphens, beginning and ending
-    with a letter or digit, no ``..``, not an IPv4 address, none of AWS's reserved
+    with a letter or digit, no ``..`` and no dot next to a hyphen (``a.-b``, ``a-.b``: not a
+    DNS label), not an IPv4 address, none of AWS's reserved
     prefixes (``xn--``, ``sthree-``, ``amzn-s3-demo-``) or suffixes (``-s3alias``,
     ``--ol-s3``, ``.mrap``, ``--x-s3``, ``--table-s3``).
     """
     if (
         _BUCKET_NAME.fullmatch(name) is None
         or ".." in name
+        or ".-" in name
+        or "-." in name
         or name.startswith(_RESERVED_PREFIXES)
         or name.endswith(_RESERVED_SUFFIXES)
         or _is_ipv4(name)

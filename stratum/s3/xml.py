@@ -388,7 +388,9 @@ def list_objects_v1(result: ListObjectsV1Result) -> bytes:
     enc = _encoder(result.encoding_type)
     w = XmlWriter("ListBucketResult", listing=True)
     w.leaf("Name", result.bucket)
-    w.leaf("Prefix", enc(result.prefix))
+    # v1 echoes Prefix as sent even with encoding-type=url (AWS; boto3, which asks for url
+    # encoding on its own, decodes Marker and Delimiter of a v1 listing but not Prefix).
+    w.leaf("Prefix", result.prefix)
     w.leaf("Marker", enc(result.marker))
     if result.next_marker is not None:
         w.leaf("NextMarker", enc(result.next_marker))

@@ -207,7 +207,9 @@ def parse_complete_multipart(body: bytes) -> list[CompletedPart]:
 
     Raises ``MalformedXML`` for no parts, more than 10,000, or a part number that is not an
     integer; ``InvalidArgument`` for a part number outside 1..10000; ``InvalidPartOrder``
-    unless part numbers strictly ascend (duplicates included), as AWS.
+    when a part number is below the one before it. A part number listed twice in a row (a
+    part re-sent while its first upload was still running, both ETags listed) is accepted
+    as AWS accepts it: the later entry stands for the part.
     """
     root = _root(body, MAX_COMPLETE_MULTIPART_BODY, "CompleteMultipartUpload")
     parts: list[CompletedPart] = []
@@ -224,7 +226,7 @@ def parse_complete_multipart(body: bytes) -> list[CompletedPart]:
                 f"Part number must be an integer between 1 and {MAX_PARTS}, inclusive",
                 extra={"ArgumentName": "PartNumber", "ArgumentValue": raw_number},
             )
-        if parts and number <= parts[-1].part_number:
+        if parts and number < parts[-1].part_number:
             raise S3Error("InvalidPartOrder")
         etag = _text(part, "ETag").strip().strip('"')
         checksums = {
@@ -232,6 +234,8 @@ def parse_complete_multipart(body: bytes) -> list[CompletedPart]:
             for name in CHECKSUM_ELEMENTS
             if (value := _optional_text(part, name)) is not None
         }
+        if parts and number == parts[-1].part_number:
+            parts.pop()
         parts.append(CompletedPart(number, etag, checksums))
     if not parts:
         raise _malformed("no Part in CompleteMultipartUpload")

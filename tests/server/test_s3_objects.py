@@ -687,6 +687,48 @@ def test_put_if_none_match_star(s3: Any, bucket: str) -> None:
     assert got["ETag"] == md5_etag(b"first")
 
 
+def test_put_and_complete_if_none_match_an_etag(s3: Any, bucket: str) -> None:
+    current = s3.put_object(Bucket=bucket, Key="inm", Body=b"v1")["ETag"]
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="inm", Body=b"v2", IfNoneMatch=current)
+    assert error_of(exc) == (412, "PreconditionFailed")
+    s3.put_object(Bucket=bucket, Key="inm", Body=b"v2", IfNoneMatch=md5_etag(b"other"))
+    assert s3.get_object(Bucket=bucket, Key="inm")["Body"].read() == b"v2"
+    current = md5_etag(b"v2")
+    for condition, expected in ((current, 412), (md5_etag(b"v1"), 200)):
+        upload = s3.create_multipart_upload(Bucket=bucket, Key="inm")["UploadId"]
+        etag = s3.upload_part(
+            Bucket=bucket, Key="inm", UploadId=upload, PartNumber=1, Body=b"mp"
+        )["ETag"]
+        parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+        complete = dict(Bucket=bucket, Key="inm", UploadId=upload, MultipartUpload=parts)
+        if expected == 412:
+            with pytest.raises(ClientError) as exc:
+                s3.complete_multipart_upload(IfNoneMatch=condition, **complete)
+            assert error_of(exc) == (412, "PreconditionFailed")
+            s3.abort_multipart_upload(Bucket=bucket, Key="inm", UploadId=upload)
+        else:
+            s3.complete_multipart_upload(IfNoneMatch=condition, **complete)
+    assert s3.get_object(Bucket=bucket, Key="inm")["Body"].read() == b"mp"
+
+
+def test_complete_with_a_part_listed_twice_takes_the_later_entry(s3: Any, bucket: str) -> None:
+    # A part re-sent while its first upload was still running: both ETags listed, the part
+    # stored last (and listed last) makes the object.
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="resent")["UploadId"]
+    first = s3.upload_part(
+        Bucket=bucket, Key="resent", UploadId=upload, PartNumber=1, Body=b"B" * 8
+    )["ETag"]
+    last = s3.upload_part(
+        Bucket=bucket, Key="resent", UploadId=upload, PartNumber=1, Body=b"A" * 8
+    )["ETag"]
+    parts = [{"PartNumber": 1, "ETag": first}, {"PartNumber": 1, "ETag": last}]
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="resent", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    assert s3.get_object(Bucket=bucket, Key="resent")["Body"].read() == b"A" * 8
+
+
 def test_put_if_match(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=bucket, Key="m", Body=b"x", IfMatch=md5_etag(b"x"))

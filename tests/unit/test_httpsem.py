@@ -489,9 +489,11 @@ def _write(headers: dict[str, str], current: str | None) -> str:
         ({"If-None-Match": "*"}, None, "ok"),
         ({"If-None-Match": "*"}, ETAG, "PreconditionFailed"),
         ({"if-none-match": " * "}, ETAG, "PreconditionFailed"),
-        ({"If-None-Match": ETAG}, ETAG, "NotImplemented"),
-        ({"If-None-Match": ETAG}, None, "NotImplemented"),
-        ({"If-None-Match": '"*"'}, None, "NotImplemented"),
+        ({"If-None-Match": ETAG}, ETAG, "PreconditionFailed"),
+        ({"If-None-Match": BARE}, ETAG, "PreconditionFailed"),
+        ({"If-None-Match": f"{OTHER}, {ETAG}"}, ETAG, "PreconditionFailed"),
+        ({"If-None-Match": OTHER}, ETAG, "ok"),
+        ({"If-None-Match": ETAG}, None, "ok"),
         ({"If-None-Match": ""}, ETAG, "ok"),
         ({"If-Match": ETAG}, ETAG, "ok"),
         ({"If-Match": BARE}, ETAG, "ok"),
@@ -519,8 +521,8 @@ def test_write_condition_errors() -> None:
         evaluate_write_conditions({"If-Match": ETAG}, None)
     assert info.value.status == 404
     with pytest.raises(S3Error) as info:
-        evaluate_write_conditions({"If-None-Match": ETAG}, None)
-    assert (info.value.status, info.value.extra) == (501, {"Header": "If-None-Match"})
+        evaluate_write_conditions({"If-None-Match": ETAG}, ETAG)
+    assert (info.value.status, info.value.extra) == (412, {"Condition": "If-None-Match"})
 
 
 # --------------------------------------------------------------------------- overrides

@@ -584,6 +584,8 @@ def test_valid_bucket_names(name: str) -> None:
         ".bucket",
         "bucket.",
         "my..bucket",
+        "abc.-def",
+        "abc-.def",
         "192.168.5.4",
         "10.0.0.1",
         "xn--bucket",
