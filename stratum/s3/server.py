@@ -335,9 +335,8 @@ class S3Server:
             response = render_error(error, state.resource, request_id)
             if request.can_read_body:
                 # A refused upload (or one refused before its 100 Continue, a 501 for a
-                # feature it asks for included): don't read on; close rather than drain a
-                # huge body or wait for one that will not come.
-                response.force_close()
+                # feature it asks for included): don't read on (see _close_after).
+                _close_after(request, response)
         if not response.prepared:
             response.headers["x-amz-request-id"] = request_id
             response.headers["x-amz-id-2"] = request_id
@@ -388,6 +387,20 @@ def _cut_short(
     if transport is not None:
         transport.abort()
     return web.Response(status=CLIENT_CLOSED if gone else 500)
+
+
+def _close_after(request: web.Request, response: web.StreamResponse) -> None:
+    """End the connection with ``response``: the request's body is left unread (a refused
+    upload, or one refused before its 100 Continue, whatever the status).
+
+    Draining a huge body, or waiting for one the client may never send, is no option; and a
+    kept connection would read the body the client may still send as its next request. So
+    what arrives from here on is dropped (:meth:`RequestHandler.close`), the body is ended
+    where it stands (else aiohttp lingers up to 10 s reading it before it closes), and the
+    response says ``Connection: close``."""
+    response.force_close()
+    request.protocol.close()
+    request.content.feed_eof()
 
 
 def _expects_continue(request: web.Request) -> bool:

@@ -215,7 +215,8 @@ class ObjectService:
         return [b for b in self.meta.read(catalog.list_buckets) if b.owner_id == owner_id]
 
     def find_bucket(self, name: str) -> BucketRecord | None:
-        """A bucket's record whoever owns it: for access control, decided above the service."""
+        """A bucket's record whoever owns it: for access control and CORS, decided above the
+        service."""
         return self.meta.read(lambda tx: catalog.get_bucket(tx, name))
 
     def get_bucket(self, name: str, owner_id: str) -> BucketRecord:

@@ -133,6 +133,14 @@ def test_anonymous_requests_are_denied(server: RunningServer, s3: Any, bucket: s
     assert_absent(s3, bucket, "anon")
 
 
+def test_anonymous_request_to_a_missing_bucket_is_no_such_bucket(server: RunningServer) -> None:
+    for method, path in (("GET", "/no-such-bucket-anon"), ("GET", "/no-such-bucket-anon/k")):
+        response = requests.request(method, server.endpoint + path, timeout=10)
+        assert response.status_code == 404, (method, path)
+        assert code_of(response) == "NoSuchBucket"
+        assert ET.fromstring(response.content).findtext("BucketName") == "no-such-bucket-anon"
+
+
 def test_unknown_access_key(server: RunningServer) -> None:
     stranger = dataclasses.replace(server, access_key="NOSUCHKEY00000000000").client()
     with pytest.raises(ClientError) as exc:

@@ -159,6 +159,34 @@ def test_expect_100_continue_bad_signature_refused_first(
     assert error_code(body) == "SignatureDoesNotMatch"
 
 
+@pytest.mark.parametrize("query", ["?website", ""])
+def test_error_before_the_body_closes_a_keep_alive_connection(
+    server: RunningServer, bucket: str, query: str
+) -> None:
+    # A 501 (an operation Stratum lacks) or 404 to a PUT whose client waits for 100 Continue:
+    # the body never came, so the connection must end with the answer; were it kept, the
+    # body the client may still send would be read as its next request.
+    target = f"/{bucket}{query}" if query else "/no-such-bucket-keepalive/k"
+    headers = sign(server, "PUT", target, {"Expect": "100-continue"}, payload_hash=UNSIGNED)
+    headers["Content-Length"] = "3"
+    with connect(server) as sock:
+        sock.sendall(request_head(server, "PUT", target, headers))
+        status, response_headers, body = read_response(sock)
+        assert status in (404, 501)
+        assert error_code(body) in ("NoSuchBucket", "NotImplemented")
+        assert response_headers["connection"] == "close"
+        assert sock.recv(1024) == b""
+
+
+def test_boto3_retries_on_a_new_connection_after_an_error_before_the_body(
+    s3: Any, bucket: str
+) -> None:
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        s3.put_object(Bucket=f"{bucket}-but-missing", Key="k", Body=b"x" * (2 << 20))
+    s3.put_object(Bucket=bucket, Key="after-refusal", Body=b"bar")
+    assert s3.get_object(Bucket=bucket, Key="after-refusal")["Body"].read() == b"bar"
+
+
 def test_boto3_large_put_uses_expect_and_succeeds(s3: Any, bucket: str) -> None:
     # botocore sends Expect: 100-continue for bodies over 1 MB
     data = bytes(range(256)) * 8192  # 2 MiB

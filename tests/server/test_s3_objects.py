@@ -697,10 +697,8 @@ def test_put_and_complete_if_none_match_an_etag(s3: Any, bucket: str) -> None:
     current = md5_etag(b"v2")
     for condition, expected in ((current, 412), (md5_etag(b"v1"), 200)):
         upload = s3.create_multipart_upload(Bucket=bucket, Key="inm")["UploadId"]
-        etag = s3.upload_part(
-            Bucket=bucket, Key="inm", UploadId=upload, PartNumber=1, Body=b"mp"
-        )["ETag"]
-        parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+        part = s3.upload_part(Bucket=bucket, Key="inm", UploadId=upload, PartNumber=1, Body=b"mp")
+        parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
         complete = dict(Bucket=bucket, Key="inm", UploadId=upload, MultipartUpload=parts)
         if expected == 412:
             with pytest.raises(ClientError) as exc:
