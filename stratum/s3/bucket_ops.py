@@ -180,7 +180,6 @@ HANDLERS: Mapping[str, Handler] = {
     "GetBucketLocation": get_bucket_location,
     "GetBucketVersioning": get_bucket_versioning,
     "PutBucketVersioning": put_bucket_versioning,
-    "GetBucketCors": _not_configured("NoSuchCORSConfiguration"),
     "GetBucketEncryption": _not_configured("ServerSideEncryptionConfigurationNotFoundError"),
     "GetBucketWebsite": _not_configured("NoSuchWebsiteConfiguration"),
 }

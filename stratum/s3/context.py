@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -59,9 +59,12 @@ class ReqCtx:
     continue_pending: bool = False
     # the access decision (stratum.s3.authorize); None only for requests made in tests
     access: RequestAccess | None = None
+    # headers every response to this request carries (CORS), streamed or not
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     def start_response(self, status: int, headers: dict[str, str]) -> web.StreamResponse:
         """A streamed response whose headers carry the request id like every other."""
+        headers.update(self.response_headers)
         headers["x-amz-request-id"] = self.request_id
         headers["x-amz-id-2"] = self.request_id
         headers["Server"] = "Stratum"

@@ -17,6 +17,7 @@ from stratum.auth import AuthError
 # AWS error code -> (HTTP status, default message). Messages follow AWS's wording.
 ERROR_CODES: dict[str, tuple[int, str]] = {
     "AccessDenied": (403, "Access Denied"),
+    "AccessForbidden": (403, "CORSResponse: This CORS request is not allowed."),
     "AuthorizationHeaderMalformed": (400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": (
         400,
@@ -58,6 +59,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "InvalidDigest": (400, "The Content-MD5 you specified is not valid."),
     "InvalidLocationConstraint": (400, "The specified location constraint is not valid."),
     "InvalidObjectState": (403, "The operation is not valid for the current state of the object."),
+    "InvalidPolicyDocument": (
+        400,
+        "The content of the form does not meet the conditions specified in the policy document.",
+    ),
     "InvalidPart": (
         400,
         "One or more of the specified parts could not be found. The part may not have been "

@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from aiohttp import ClientPayloadError, web
@@ -32,6 +32,7 @@ from stratum.s3 import (
     acl_ops,
     attributes_ops,
     bucket_ops,
+    cors,
     honest,
     lifecycle_ops,
     list_ops,
@@ -49,6 +50,7 @@ from stratum.s3.router import (
     PREFLIGHT,
     UNSUPPORTED,
     UNSUPPORTED_SERVICE_ACTION,
+    Endpoint,
     route,
     virtual_host_bucket,
 )
@@ -77,6 +79,7 @@ HANDLERS: Mapping[str, Handler] = {
     **policy_ops.HANDLERS,
     **lifecycle_ops.HANDLERS,
     **lock_ops.HANDLERS,
+    **cors.HANDLERS,
 }
 
 # The object service's conditions, as S3 names them.
@@ -170,6 +173,8 @@ class _RequestState:
     resource: str | None
     endpoint: str = "-"
     ctx: ReqCtx | None = None
+    # Access-Control-* headers the bucket's CORS rules give this request (errors included)
+    cors: dict[str, str] = field(default_factory=dict)
 
 
 def user_secrets(users: UserDirectory) -> auth.LookupSecret:
@@ -221,11 +226,15 @@ class S3Server:
         state.endpoint, state.resource = endpoint.name, endpoint.resource
         response: web.StreamResponse
         if endpoint.name == PREFLIGHT:
-            response = _preflight(request)
+            response = self._preflight(request, endpoint)
         elif endpoint.name == UNSUPPORTED_SERVICE_ACTION:
             # Signed for IAM/STS, not S3: answer before checking a signature we can't match.
             raise router_unsupported(endpoint)
         else:
+            if endpoint.bucket is not None and "Origin" in request.headers:
+                state.cors = cors.actual_request_headers(
+                    self.service.find_bucket(endpoint.bucket), request.method, request.headers
+                )
             view = auth.RequestView.from_wire(
                 request.method, raw_path, query, request.headers.items()
             )
@@ -274,10 +283,24 @@ class S3Server:
                 clock=self.clock,
                 continue_pending=_expects_continue(request),
                 access=access,
+                response_headers=state.cors,
             )
             honest.check(ctx)  # features asked for that Stratum lacks: NotImplemented
             response = await handler(ctx)
         return response
+
+    def _preflight(self, request: web.Request, endpoint: Endpoint) -> web.Response:
+        """A CORS preflight, answered by the bucket's rules before any signature check
+        (browsers send none); there are no rules above the bucket level."""
+        if endpoint.bucket is None:
+            if "Origin" not in request.headers:
+                raise S3Error(
+                    "InvalidRequest", "Insufficient information. Origin request header needed."
+                )
+            raise S3Error("AccessForbidden", "CORSResponse: CORS is not enabled for this bucket.")
+        bucket = self.service.find_bucket(endpoint.bucket)
+        on_object = endpoint.key is not None
+        return cors.preflight(bucket, endpoint.bucket, on_object, request.headers)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Serve one S3 request."""
@@ -338,6 +361,7 @@ class S3Server:
                 # feature it asks for included): don't read on (see _close_after).
                 _close_after(request, response)
         if not response.prepared:
+            response.headers.update(state.cors)
             response.headers["x-amz-request-id"] = request_id
             response.headers["x-amz-id-2"] = request_id
             response.headers.setdefault("Server", "Stratum")
@@ -426,24 +450,6 @@ def render_error(error: S3Error, resource: str | None, request_id: str) -> web.R
     return web.Response(
         status=error.status, body=body, content_type="application/xml", headers=headers
     )
-
-
-def _preflight(request: web.Request) -> web.Response:
-    """CORS preflight: allow any origin (a self-hosted store's web clients are its own)."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        raise S3Error("InvalidRequest", "Insufficient information. Origin request header needed.")
-    method = request.headers.get("Access-Control-Request-Method", "GET")
-    headers = {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Methods": method,
-        "Access-Control-Max-Age": "3000",
-        "Vary": "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
-    }
-    wanted = request.headers.get("Access-Control-Request-Headers")
-    if wanted:
-        headers["Access-Control-Allow-Headers"] = wanted
-    return web.Response(status=200, headers=headers)
 
 
 def _finished(

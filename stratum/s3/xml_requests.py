@@ -100,6 +100,11 @@ def _root(body: bytes, limit: int, name: str) -> ET.Element:
     return root
 
 
+# For the parsers of other modules (CORS): the same checks, the same answers.
+malformed = _malformed
+document_root = _root
+
+
 def _children(element: ET.Element, name: str) -> Iterator[ET.Element]:
     return (child for child in element if child.tag == name)
 
