@@ -13,14 +13,10 @@ go on is the caller's decision.
   the body arrives from the :class:`ChunkSigningContext` a SigV4 result carries;
 - :mod:`stratum.auth.checks`: what those share (request time, secrets, refusals).
 
-Browser POST uploads (``PostObject``, a ``multipart/form-data`` body) are not verified yet:
-the router names the operation and the server answers ``NotImplemented``. Their signature
-covers the base64 ``policy`` form field rather than a canonical request, with the form's
-``x-amz-credential``/``x-amz-date``/``x-amz-signature`` (SigV4: :func:`sigv4.signing_key`
-and :func:`sigv4.sign` over the policy) or ``AWSAccessKeyId``/``signature`` (SigV2:
-:func:`sigv2.sign`). That check belongs in a ``stratum/auth/post_policy.py`` beside these,
-as a second entry point taking the form fields, since they arrive in the body, not the
-headers; the policy's conditions on bucket, key and size are the S3 layer's to enforce.
+Browser POST uploads (``PostObject``, a ``multipart/form-data`` body) carry their
+credentials in form fields and sign the base64 ``policy`` field rather than a canonical
+request: :mod:`stratum.auth.post_policy` is their entry point (the signature, the policy
+document and its conditions), called with the fields the S3 layer read from the body.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ AuthErrorCode = Literal[
     "AuthorizationQueryParametersError",
     "InvalidAccessKeyId",
     "InvalidArgument",
+    "InvalidPolicyDocument",
     "InvalidRequest",
     "RequestTimeTooSkewed",
     "SignatureDoesNotMatch",

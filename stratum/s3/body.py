@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from aiohttp import web
+
 from stratum.auth.request import UNSIGNED_PAYLOAD
 from stratum.auth.streaming import ChunkSignatureChain
 from stratum.block.tierstore import Hasher
@@ -46,19 +48,23 @@ class Body:
 
 
 async def _within(ctx: ReqCtx, read: Awaitable[T]) -> T:
-    """One read of the body, which waits at most ``body_timeout`` for data to arrive.
+    return await within(ctx.request, ctx.settings.body_timeout, read)
+
+
+async def within(request: web.Request, seconds: float, read: Awaitable[T]) -> T:
+    """One read of the body, which waits at most ``seconds`` (``body_timeout``) for data.
 
     The limit is per read, not per body: a slow but steady upload is never cut, a stalled
     one is refused as S3 refuses it. (A read waits only when nothing the client sent is
     left unread: data that arrived while the server was busy is there at once.)
     """
     try:
-        async with asyncio.timeout(ctx.settings.body_timeout):
+        async with asyncio.timeout(seconds):
             return await read
     except TimeoutError:
         # Nothing more is expected: aiohttp would otherwise linger (up to 10 s) reading the
         # rest of the body before it closes the connection after the refusal.
-        ctx.request.content.feed_eof()
+        request.content.feed_eof()
         raise S3Error("RequestTimeout") from None
 
 
@@ -145,6 +151,14 @@ def open_body(ctx: ReqCtx, *, require_length: bool = True, checksums: bool = Tru
         body.checks.append(check_sha)
     if checksums:
         _add_checksums(body, headers, None)
+    return body
+
+
+def form_body(chunks: AsyncIterator[bytes], fields: Any) -> Body:
+    """A browser form's file (POST Object): its checksum comes in an ``x-amz-checksum-*``
+    form field instead of a header, and is verified the same way."""
+    body = Body(chunks, None)
+    _add_checksums(body, fields, None)
     return body
 
 

@@ -79,9 +79,7 @@ class ReqCtx:
         """
         if self.continue_pending:
             self.continue_pending = False
-            writer = self.request.writer
-            await writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            writer.output_size = 0  # the interim response is no part of the reply's size
+            await send_continue(self.request)
 
     @property
     def bucket(self) -> str:
@@ -109,6 +107,13 @@ class ReqCtx:
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
+
+
+async def send_continue(request: web.Request) -> None:
+    """``100 Continue``: the client that sent ``Expect: 100-continue`` may send its body."""
+    writer = request.writer
+    await writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    writer.output_size = 0  # the interim response is no part of the reply's size
 
 
 Handler = Callable[[ReqCtx], Awaitable[web.StreamResponse]]

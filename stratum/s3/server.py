@@ -40,6 +40,7 @@ from stratum.s3 import (
     multipart_ops,
     object_ops,
     policy_ops,
+    post_ops,
     tagging_ops,
     xml,
 )
@@ -61,7 +62,7 @@ from stratum.service import multipart as model_multipart
 from stratum.service import versioning as model_versioning
 from stratum.service.multipart import MultipartService
 from stratum.service.objects import ObjectService
-from stratum.service.users import UserDirectory
+from stratum.service.users import User, UserDirectory
 from stratum.util.clock import Clock
 from stratum.util.prng import process_random
 
@@ -225,16 +226,19 @@ class S3Server:
         )
         state.endpoint, state.resource = endpoint.name, endpoint.resource
         response: web.StreamResponse
+        origin = "Origin" in request.headers
+        if origin and endpoint.bucket is not None and endpoint.name != PREFLIGHT:
+            state.cors = cors.actual_request_headers(
+                self.service.find_bucket(endpoint.bucket), request.method, request.headers
+            )
         if endpoint.name == PREFLIGHT:
             response = self._preflight(request, endpoint)
         elif endpoint.name == UNSUPPORTED_SERVICE_ACTION:
             # Signed for IAM/STS, not S3: answer before checking a signature we can't match.
             raise router_unsupported(endpoint)
+        elif endpoint.name == post_ops.OPERATION:  # signed in its form, not its headers
+            response = await self._post_object(request, request_id, state, endpoint, query)
         else:
-            if endpoint.bucket is not None and "Origin" in request.headers:
-                state.cors = cors.actual_request_headers(
-                    self.service.find_bucket(endpoint.bucket), request.method, request.headers
-                )
             view = auth.RequestView.from_wire(
                 request.method, raw_path, query, request.headers.items()
             )
@@ -288,6 +292,35 @@ class S3Server:
             honest.check(ctx)  # features asked for that Stratum lacks: NotImplemented
             response = await handler(ctx)
         return response
+
+    async def _post_object(
+        self,
+        request: web.Request,
+        request_id: str,
+        state: _RequestState,
+        endpoint: Endpoint,
+        query: list[tuple[str, str]],
+    ) -> web.StreamResponse:
+        def begin(user: User, signed: auth.AuthResult) -> ReqCtx:
+            ctx = state.ctx = ReqCtx(
+                request=request,
+                endpoint=endpoint,
+                user=user,
+                auth=signed,
+                params=dict(query),
+                request_id=request_id,
+                service=self.service,
+                multipart=self.multipart,
+                settings=self.settings,
+                clock=self.clock,
+                response_headers=state.cors,
+            )
+            return ctx
+
+        server = post_ops.PostServer(
+            self.service, self.users, self.settings, self.clock, self._secret, begin
+        )
+        return await post_ops.post_object(request, endpoint, server, _expects_continue(request))
 
     def _preflight(self, request: web.Request, endpoint: Endpoint) -> web.Response:
         """A CORS preflight, answered by the bucket's rules before any signature check

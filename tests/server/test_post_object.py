@@ -1,0 +1,175 @@
+"""Browser form uploads (POST Object) on a real server: boto3's generate_presigned_post
+(SigV4) and hand-signed SigV2 forms, sent with requests as a browser sends them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+import requests
+
+from tests.server.conftest import RunningServer
+
+
+def error_of(response: requests.Response) -> tuple[int, str | None]:
+    return response.status_code, ET.fromstring(response.content).findtext("Code")
+
+
+def sigv2_form(server: RunningServer, conditions: list[Any], **fields: str) -> dict[str, str]:
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 600))
+    policy = base64.b64encode(
+        json.dumps({"expiration": expires, "conditions": conditions}).encode()
+    ).decode()
+    digest = hmac.new(server.secret_key.encode(), policy.encode(), hashlib.sha1).digest()
+    return {
+        "AWSAccessKeyId": server.access_key,
+        "policy": policy,
+        "signature": base64.b64encode(digest).decode(),
+        **fields,
+    }
+
+
+def post(
+    server: RunningServer, bucket: str, fields: dict[str, str], data: bytes, name: str = "f"
+) -> requests.Response:
+    # requests sends fields in order, the file last, as browsers do
+    return requests.post(
+        f"{server.endpoint}/{bucket}",
+        data=fields,
+        files={"file": (name, data)},
+        allow_redirects=False,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(("version", "field"), [("s3v4", "x-amz-signature"), ("s3", "signature")])
+def test_boto3_presigned_post_uploads(
+    server: RunningServer, s3: Any, bucket: str, version: str, field: str
+) -> None:
+    form = server.client(signature_version=version).generate_presigned_post(
+        bucket,
+        "uploads/${filename}",
+        Fields={"Content-Type": "image/png", "x-amz-meta-album": "summer"},
+        Conditions=[
+            ["starts-with", "$key", "uploads/"],
+            {"Content-Type": "image/png"},
+            {"x-amz-meta-album": "summer"},
+            ["content-length-range", 1, 10 << 20],
+        ],
+        ExpiresIn=600,
+    )
+    assert field in form["fields"]
+    data = bytes(range(256)) * 4096  # 1 MiB
+    response = requests.post(
+        form["url"], data=form["fields"], files={"file": ("cat.png", data)}, timeout=30
+    )
+    assert response.status_code == 204, response.content
+    assert response.headers["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    got = s3.get_object(Bucket=bucket, Key="uploads/cat.png")
+    assert got["Body"].read() == data
+    assert got["ContentType"] == "image/png"
+    assert got["Metadata"] == {"album": "summer"}
+
+
+def test_sigv2_form_201_and_redirect(server: RunningServer, s3: Any, bucket: str) -> None:
+    conditions: list[Any] = [{"bucket": bucket}, ["starts-with", "$key", "doc"]]
+    created = post(
+        server,
+        bucket,
+        sigv2_form(
+            server,
+            [*conditions, {"success_action_status": "201"}],
+            key="doc1",
+            success_action_status="201",
+        ),
+        b"one",
+    )
+    assert created.status_code == 201
+    document = ET.fromstring(created.content)
+    assert (document.tag, document.findtext("Key"), document.findtext("Bucket")) == (
+        "PostResponse",
+        "doc1",
+        bucket,
+    )
+    assert document.findtext("ETag") == f'"{hashlib.md5(b"one").hexdigest()}"'
+    back = "https://app.example/done"
+    redirected = post(
+        server,
+        bucket,
+        sigv2_form(
+            server,
+            [*conditions, ["eq", "$success_action_redirect", back]],
+            key="doc2",
+            success_action_redirect=back,
+        ),
+        b"two",
+    )
+    assert redirected.status_code == 303
+    etag = hashlib.md5(b"two").hexdigest()
+    assert redirected.headers["Location"] == f"{back}?bucket={bucket}&key=doc2&etag=%22{etag}%22"
+    assert s3.get_object(Bucket=bucket, Key="doc2")["Body"].read() == b"two"
+
+
+@pytest.mark.parametrize(
+    ("conditions", "fields", "expected"),
+    [
+        ([["content-length-range", 0, 2]], {"key": "k"}, (400, "EntityTooLarge")),
+        ([["content-length-range", 10, 20]], {"key": "k"}, (400, "EntityTooSmall")),
+        ([["starts-with", "$key", "up/"]], {"key": "k"}, (403, "AccessDenied")),
+        ([], {"key": "k", "x-amz-meta-a": "b"}, (403, "AccessDenied")),  # a field no one named
+        ([{"bucket": "another-bucket"}], {"key": "k"}, (403, "AccessDenied")),
+        ([], {}, (400, "InvalidArgument")),  # no key
+        ([{"acl": "public-read"}], {"key": "k", "acl": "public-read"}, (501, "NotImplemented")),
+    ],
+)
+def test_refused_forms_store_nothing(
+    server: RunningServer,
+    s3: Any,
+    bucket: str,
+    conditions: list[Any],
+    fields: dict[str, str],
+    expected: tuple[int, str],
+) -> None:
+    response = post(
+        server, bucket, sigv2_form(server, [["eq", "$key", "k"], *conditions], **fields), b"abc"
+    )
+    assert error_of(response) == expected
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_signature_and_expiry_are_checked(server: RunningServer, bucket: str) -> None:
+    fields = sigv2_form(server, [["eq", "$key", "k"]], key="k")
+    forged = dict(fields, signature=base64.b64encode(b"x" * 20).decode())
+    assert error_of(post(server, bucket, forged, b"x")) == (403, "SignatureDoesNotMatch")
+    stranger = dict(fields, AWSAccessKeyId="NOSUCHKEY00000000000")
+    assert error_of(post(server, bucket, stranger, b"x")) == (403, "InvalidAccessKeyId")
+    unsigned = {k: v for k, v in fields.items() if k != "signature"}
+    assert error_of(post(server, bucket, unsigned, b"x")) == (400, "InvalidArgument")
+    expired_policy = base64.b64encode(
+        json.dumps({"expiration": "2020-01-01T00:00:00Z", "conditions": []}).encode()
+    ).decode()
+    digest = hmac.new(server.secret_key.encode(), expired_policy.encode(), hashlib.sha1).digest()
+    expired = dict(fields, policy=expired_policy, signature=base64.b64encode(digest).decode())
+    assert error_of(post(server, bucket, expired, b"x")) == (403, "AccessDenied")
+
+
+def test_anonymous_form(server: RunningServer, bucket: str) -> None:
+    assert error_of(post(server, bucket, {"key": "k"}, b"x")) == (403, "AccessDenied")
+    missing = post(server, f"{bucket}-missing", {"key": "k"}, b"x")
+    assert error_of(missing) == (404, "NoSuchBucket")
+
+
+def test_large_form_upload_streams(server: RunningServer, s3: Any, bucket: str) -> None:
+    data = hashlib.sha256(b"seed").digest() * (1 << 20)  # 32 MiB
+    fields = sigv2_form(server, [["eq", "$key", "big"]], key="big")
+    response = post(server, bucket, fields, data)
+    assert response.status_code == 204
+    head = s3.head_object(Bucket=bucket, Key="big")
+    assert head["ContentLength"] == len(data)
+    assert head["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
