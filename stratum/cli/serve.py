@@ -48,7 +48,7 @@ from stratum.util import loopwatch, memory
 from stratum.util.loglines import BatchingStreamHandler
 from stratum.util.periodic import Periodic
 from stratum.web.admin import AdminApi
-from stratum.web.app import make_app
+from stratum.web.app import FrontRunner, make_app
 from stratum.web.forward import (
     PUBLISH_INTERVAL,
     MetricsPublisher,
@@ -196,7 +196,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         node.service.on_pinned = functools.partial(os.kill, parent, signal.SIGUSR1)
     server = S3Server(node.service, node.multipart, node.users, settings, node.clock)
     app = make_app(server, observer, admin)
-    runner = web.AppRunner(
+    runner = FrontRunner(
         app,
         handle_signals=False,
         access_log=None,

@@ -372,7 +372,7 @@ class S3Server:
         relayed: bool = False,
     ) -> web.StreamResponse:
         started = time.perf_counter()
-        request_id = _new_request_id()
+        request_id = new_request_id()
         state = _RequestState(resource=request.path)
         try:
             response = await inner(request, request_id, state)
@@ -422,7 +422,7 @@ class S3Server:
 _request_ids = process_random()
 
 
-def _new_request_id() -> str:
+def new_request_id() -> str:
     return f"{_request_ids.getrandbits(64):016X}"
 
 

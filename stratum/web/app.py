@@ -10,16 +10,25 @@ One port serves everything. :class:`Front` looks at each request, in this order:
    which logs and counts it;
 3. anything else: the S3 API (:class:`~stratum.s3.server.S3Server`).
 
+A request aiohttp cannot even parse never reaches the front: :class:`FrontRunner` makes the
+connections answer it in S3's XML form too, logged in one line.
+
 The S3 server reports each request it finished through ``on_finished``; the front points that
 at the observer, so the S3 layer needs nothing from this one.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+import logging
+from typing import Any
 
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+
+from stratum.s3.errors import S3Error
 from stratum.s3.router import virtual_host_bucket
-from stratum.s3.server import S3Server, expect_later
+from stratum.s3.server import S3Server, expect_later, new_request_id, render_error
 from stratum.web.admin import PREFIX as ADMIN_PREFIX
 from stratum.web.admin import AdminApi
 from stratum.web.forward import PrimaryForwarder
@@ -73,3 +82,43 @@ def make_app(
     # [\s\S], not ".": a key may hold a newline (%0A), and "." would let the router 404 it.
     app.router.add_route("*", r"/{tail:[\s\S]*}", front.handle, expect_handler=expect_later)
     return app
+
+
+log = logging.getLogger("stratum.s3")
+
+
+class _S3Connection(RequestHandler):
+    """aiohttp's connection handler, but a request it cannot parse is answered as S3 answers
+    errors (XML with a request id) and logged in one line, not with a traceback each."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        request_id = new_request_id()
+        log.info("malformed request from %s (id=%s): %s", request.remote, request_id, exc.message)
+        error = S3Error("InvalidRequest", f"The request could not be parsed: {exc.message}")
+        response = render_error(error, None, request_id)
+        response.headers["Server"] = "Stratum"
+        response.force_close()
+        return response
+
+
+class _S3Protocols(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _S3Connection(self, loop=self._loop, **self._kwargs)
+
+
+class FrontRunner(web.AppRunner):
+    """An :class:`~aiohttp.web.AppRunner` whose connections answer malformed HTTP (a bad
+    request line, header or chunk framing) in S3's XML form."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _S3Protocols  # the same object, making S3-speaking connections
+        return server

@@ -13,6 +13,7 @@ import http.client
 import socket
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +22,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.server.conftest import RunningServer
+from tests.server.conftest import RunningServer, start_server
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
 
@@ -185,6 +186,35 @@ def test_boto3_retries_on_a_new_connection_after_an_error_before_the_body(
         s3.put_object(Bucket=f"{bucket}-but-missing", Key="k", Body=b"x" * (2 << 20))
     s3.put_object(Bucket=bucket, Key="after-refusal", Body=b"bar")
     assert s3.get_object(Bucket=bucket, Key="after-refusal")["Body"].read() == b"bar"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+        b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PUT /b/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_malformed_http_is_answered_in_s3_xml_without_a_traceback(
+    tmp_path: Path, raw: bytes
+) -> None:
+    config = tmp_path / "stratum.toml"
+    config.write_text(f'[server]\nworkers = 1\n[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    server = start_server(tmp_path / "data", config=config)
+    try:
+        with connect(server) as sock:
+            sock.sendall(raw)
+            status, headers, body = read_response(sock)
+            assert sock.recv(1024) == b""  # the connection ends with the answer
+        assert status == 400
+        assert error_code(body) == "InvalidRequest"
+        assert headers["x-amz-request-id"] == ET.fromstring(body).findtext("RequestId")
+    finally:
+        assert server.stop() == 0
+    output = "".join(server.output)
+    assert "malformed request from" in output
+    assert "Traceback" not in output
 
 
 def test_boto3_large_put_uses_expect_and_succeeds(s3: Any, bucket: str) -> None:
