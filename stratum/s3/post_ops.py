@@ -17,8 +17,9 @@ whole; fields after it are ignored, as AWS ignores them. Field names are case-in
    added to its query), else ``success_action_status`` ``200`` (empty), ``201`` (a
    ``PostResponse`` document) or ``204`` (any other value, and the default).
 
-``acl`` may only be ``private`` (what every object is) and ``tagging`` is refused
-(``NotImplemented``) until Stratum stores ACLs and tags: a field is never silently dropped.
+``tagging`` (a ``Tagging`` document) tags the new object. ``acl`` may only be ``private``
+(what every object is), and ``x-amz-grant-*`` fields are refused (``NotImplemented``) until
+Stratum stores ACLs: a field is never silently dropped.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from stratum.s3.lookup import written_version
 from stratum.s3.object_ops import MAX_SINGLE_PUT
 from stratum.s3.router import Endpoint, validate_key
 from stratum.s3.xml import XmlWriter, quote_etag
+from stratum.s3.xml_requests import parse_tagging
 from stratum.service.objects import ObjectService, PutOptions
 from stratum.service.users import User, UserDirectory
 from stratum.util.clock import Clock
@@ -123,6 +125,7 @@ async def post_object(
         hashers=body.hashers,
         verify=verify,
         checksums=body.checksums,
+        tags=_tags(fields.get("tagging")),
     )
     record = await ctx.service.put_object(bucket, key, body.chunks, opts)
     ctx.bytes_in = request.content.total_bytes
@@ -169,16 +172,21 @@ async def _file_chunks(
         yield chunk
 
 
+def _tags(document: str | None) -> dict[str, str]:
+    """The ``tagging`` field: a ``Tagging`` document, as PutObjectTagging takes it."""
+    if not document:
+        return {}
+    return dict(parse_tagging(document.encode("utf-8", "surrogateescape")))
+
+
 def _refuse_unsupported(fields: dict[str, str]) -> None:
-    """Fields asking for what Stratum does not store yet are refused, never dropped."""
+    """ACL fields ask for what Stratum does not store yet: refused, never dropped."""
     acl = fields.get("acl")
     if acl is not None and acl.strip() != CANNED_PRIVATE:
         raise S3Error("NotImplemented", "Canned ACLs other than private are not supported")
     grants = sorted(name for name in fields if name.startswith("x-amz-grant-"))
     if grants:
         raise S3Error("NotImplemented", f"ACL grants are not supported: {', '.join(grants)}")
-    if fields.get("tagging"):
-        raise S3Error("NotImplemented", "Object tags are not supported")
 
 
 def _answer(

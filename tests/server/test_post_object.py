@@ -143,6 +143,22 @@ def test_refused_forms_store_nothing(
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
+def test_tagging_field_tags_the_object(server: RunningServer, s3: Any, bucket: str) -> None:
+    tagging = "<Tagging><TagSet><Tag><Key>album</Key><Value>summer</Value></Tag></TagSet></Tagging>"
+    fields = sigv2_form(
+        server, [["eq", "$key", "t"], ["starts-with", "$tagging", ""]], key="t", tagging=tagging
+    )
+    assert post(server, bucket, fields, b"x").status_code == 204
+    assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == [
+        {"Key": "album", "Value": "summer"}
+    ]
+    bad = "<Tagging><TagSet><Tag><Key>aws:x</Key><Value>v</Value></Tag></TagSet></Tagging>"
+    fields = sigv2_form(
+        server, [["eq", "$key", "u"], ["starts-with", "$tagging", ""]], key="u", tagging=bad
+    )
+    assert error_of(post(server, bucket, fields, b"x")) == (400, "InvalidTag")
+
+
 def test_signature_and_expiry_are_checked(server: RunningServer, bucket: str) -> None:
     fields = sigv2_form(server, [["eq", "$key", "k"]], key="k")
     forged = dict(fields, signature=base64.b64encode(b"x" * 20).decode())
