@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import html
 import http.server
-import shutil
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.server.browser import need_chromium, new_browser, wait_for
 from tests.server.conftest import RunningServer
-
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 class _Pages(http.server.BaseHTTPRequestHandler):
@@ -51,25 +48,8 @@ def origin() -> Iterator[tuple[str, type[_Pages]]]:
 
 @pytest.fixture
 def chromium(tmp_path: Path) -> Iterator[Any]:
-    if not (shutil.which("chromium") and Path(CHROMEDRIVER).exists()):
-        pytest.skip("needs Debian's chromium and chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    options.binary_location = shutil.which("chromium") or "chromium"
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(60)
+    need_chromium()
+    driver = new_browser(tmp_path / "profile", tmp_path / "downloads")
     yield driver
     driver.quit()
 
@@ -84,16 +64,6 @@ def form_page(url: str, fields: dict[str, str]) -> bytes:
         f'enctype="multipart/form-data">{inputs}<input type="file" name="file" id="file">'
         f'<input type="submit" id="send"></form></body></html>'
     ).encode()
-
-
-def wait_for(condition: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def test_browser_form_upload_and_cors_preflight(
