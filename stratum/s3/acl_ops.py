@@ -55,11 +55,13 @@ def _known_ids(ctx: ReqCtx) -> Mapping[str, str]:
     return ctx.access.display_names()
 
 
-def _requested(ctx: ReqCtx, owner: str, bucket_owner: str) -> acls.Acl | None:
+def _requested(
+    ctx: ReqCtx, owner: str, bucket_owner: str, headers: Mapping[str, str]
+) -> acls.Acl | None:
     """The ACL the request's headers ask for (``None``: none asked for)."""
-    canned = ctx.header("x-amz-acl")
+    canned = headers.get("x-amz-acl")
     try:
-        granted = acls.from_grant_headers(ctx.request.headers, owner)
+        granted = acls.from_grant_headers(headers, owner)
         if canned is not None and granted is not None:
             raise S3Error(
                 "InvalidRequest", "Specifying both Canned ACLs and Header Grants is not allowed"
@@ -78,23 +80,26 @@ def _refuse_public(bucket: BucketAccess, acl: acls.Acl) -> None:
         raise S3Error("AccessDenied", "The bucket's public access block refuses public ACLs")
 
 
-def write_acl(ctx: ReqCtx) -> dict[str, Any]:
+def write_acl(ctx: ReqCtx, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The stored ACL (and so the owner) of an object this request writes: PutObject,
-    CopyObject, CreateMultipartUpload."""
+    CopyObject, CreateMultipartUpload; PostObject passes its form's ACL fields as
+    ``headers`` (``x-amz-acl`` for its ``acl`` field)."""
     access = ctx.access
     if access is None or access.bucket is None:
         return {}  # no such bucket: the service answers NoSuchBucket
+    if headers is None:
+        headers = ctx.request.headers
     bucket = access.bucket
-    canned = ctx.header("x-amz-acl")
+    canned = headers.get("x-amz-acl")
     if not bucket.acls_enabled:
-        grants = any(h in ctx.request.headers for h in acls.GRANT_HEADERS)
+        grants = any(h in headers for h in acls.GRANT_HEADERS)
         if grants or (canned is not None and canned.strip() != BUCKET_OWNER_FULL_CONTROL):
             raise not_supported()
         return {}
     owner = access.principal or bucket.owner
     if bucket.ownership == BUCKET_OWNER_PREFERRED and canned == BUCKET_OWNER_FULL_CONTROL:
         owner = bucket.owner
-    acl = _requested(ctx, owner, bucket.owner) or acls.private(owner)
+    acl = _requested(ctx, owner, bucket.owner, headers) or acls.private(owner)
     _refuse_public(bucket, acl)
     return acl.stored(bucket.owner)
 
@@ -122,7 +127,7 @@ async def create_bucket(ctx: ReqCtx) -> web.StreamResponse:
             extra={"ArgumentName": OWNERSHIP_HEADER, "ArgumentValue": ownership},
         )
     me = ctx.user.canonical_id
-    acl = _requested(ctx, me, me)
+    acl = _requested(ctx, me, me, ctx.request.headers)
     if ownership == BUCKET_OWNER_ENFORCED and acl is not None and acl != acls.private(me):
         raise S3Error(
             "InvalidBucketAclWithObjectOwnership",
@@ -169,7 +174,7 @@ async def put_bucket_acl(ctx: ReqCtx) -> web.StreamResponse:
 
 def _from_request(ctx: ReqCtx, document: bytes, owner: str, bucket_owner: str) -> acls.Acl:
     """PutBucketAcl/PutObjectAcl: the ACL of the headers or of the body (never both)."""
-    from_headers = _requested(ctx, owner, bucket_owner)
+    from_headers = _requested(ctx, owner, bucket_owner, ctx.request.headers)
     if from_headers is not None:
         if document.strip():
             raise S3Error("UnexpectedContent", "This request does not support content")

@@ -199,19 +199,19 @@ async def put_bucket_cors(ctx: ReqCtx) -> web.StreamResponse:
         raise S3Error("BadDigest")
     rules = parse_cors_configuration(document)
     value = {"v": FORMAT_VERSION, "rules": [r.to_setting() for r in rules]}
-    await ctx.service.set_bucket_setting(ctx.bucket, ctx.user.canonical_id, SETTING, value)
+    await ctx.service.set_bucket_setting(ctx.bucket, ctx.acting_id, SETTING, value)
     return web.Response(status=200)
 
 
 async def get_bucket_cors(ctx: ReqCtx) -> web.StreamResponse:
-    rules = bucket_rules(ctx.service.get_bucket(ctx.bucket, ctx.user.canonical_id))
+    rules = bucket_rules(ctx.service.get_bucket(ctx.bucket, ctx.acting_id))
     if not rules:
         raise S3Error("NoSuchCORSConfiguration", extra={"BucketName": ctx.bucket})
     return web.Response(body=configuration_xml(rules), content_type=XML)
 
 
 async def delete_bucket_cors(ctx: ReqCtx) -> web.StreamResponse:
-    await ctx.service.set_bucket_setting(ctx.bucket, ctx.user.canonical_id, SETTING, None)
+    await ctx.service.set_bucket_setting(ctx.bucket, ctx.acting_id, SETTING, None)
     return web.Response(status=204)
 
 

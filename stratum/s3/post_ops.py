@@ -6,7 +6,8 @@ whole; fields after it are ignored, as AWS ignores them. Field names are case-in
 
 1. The fields are authenticated (:func:`stratum.auth.post_policy.authenticate_form`: the
    policy's signature, SigV4 or SigV2, and its expiration). An anonymous form (no policy)
-   is refused unless the bucket lets anyone write, which Stratum has no way to say yet.
+   writes only where the bucket's ACL or policy lets anyone write
+   (:meth:`~stratum.s3.authorize.RequestAccess.grant_form` decides, once the key is known).
 2. ``key`` is required; ``${filename}`` in it becomes the file's name. The policy's
    conditions are checked on the final fields, and every field must be named by one.
 3. The file streams into the bucket: ``content-length-range`` is enforced as it arrives
@@ -17,9 +18,8 @@ whole; fields after it are ignored, as AWS ignores them. Field names are case-in
    added to its query), else ``success_action_status`` ``200`` (empty), ``201`` (a
    ``PostResponse`` document) or ``204`` (any other value, and the default).
 
-``tagging`` (a ``Tagging`` document) tags the new object. ``acl`` may only be ``private``
-(what every object is), and ``x-amz-grant-*`` fields are refused (``NotImplemented``) until
-Stratum stores ACLs: a field is never silently dropped.
+``tagging`` (a ``Tagging`` document) tags the new object; ``acl`` (a canned ACL) and
+``x-amz-grant-*`` fields set its ACL as their headers do on a PUT.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from stratum.auth import AuthResult, LookupSecret, post_policy
 from stratum.auth.request import UNSIGNED_PAYLOAD
 from stratum.s3 import httpsem
+from stratum.s3.acl_ops import write_acl
+from stratum.s3.authorize import ANONYMOUS, RequestAccess
 from stratum.s3.body import READ_CHUNK, form_body, within
 from stratum.s3.context import ApiSettings, ReqCtx, send_continue
 from stratum.s3.errors import S3Error
@@ -60,6 +62,8 @@ class PostServer:
     settings: ApiSettings
     clock: Clock
     lookup_secret: LookupSecret
+    # the request's access decision, finished once the form says who signed it
+    access: RequestAccess
     # the request's context once the form says who sent it
     begin: Callable[[User, AuthResult], ReqCtx]
 
@@ -84,13 +88,13 @@ async def post_object(
         now=server.clock.now(),
         allow_sigv2=server.settings.sigv2,
     )
-    if signed is None:  # anonymous: only a bucket that lets anyone write would take it
-        if server.service.find_bucket(bucket) is None:
-            raise S3Error("NoSuchBucket", extra={"BucketName": bucket})
-        raise S3Error("AccessDenied")
-    user = server.users.lookup(signed.access_key)
-    if user is None:
-        raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": signed.access_key})
+    if signed is None:  # anonymous: as far as the bucket's ACL and policy let anyone write
+        user, principal = ANONYMOUS, None
+    else:
+        found = server.users.lookup(signed.access_key)
+        if found is None:
+            raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": signed.access_key})
+        user, principal = found, found.canonical_id
     if part is None:
         raise _argument("file", "POST requires exactly one file upload per request.")
     key = fields.get("key")
@@ -100,10 +104,14 @@ async def post_object(
     if not key:
         raise _argument("key", "User key must have a length greater than 0.")
     validate_key(key)
-    post_policy.check_conditions(signed.policy, {**fields, "key": key}, bucket)
-    _refuse_unsupported(fields)
-    ctx = server.begin(user, AuthResult(signed.access_key, UNSIGNED_PAYLOAD))
-    low, high = signed.policy.length_range or (0, MAX_SINGLE_PUT)
+    if signed is not None:
+        post_policy.check_conditions(signed.policy, {**fields, "key": key}, bucket)
+    server.access.grant_form(principal, key)
+    access_key = "" if signed is None else signed.access_key
+    ctx = server.begin(user, AuthResult(access_key, UNSIGNED_PAYLOAD))
+    acl = write_acl(ctx, _acl_fields(fields))
+    length_range = None if signed is None else signed.policy.length_range
+    low, high = length_range or (0, MAX_SINGLE_PUT)
     high = min(high, MAX_SINGLE_PUT)
     stored = [0]
     body = form_body(_file_chunks(ctx, part, high, stored), fields)
@@ -118,7 +126,7 @@ async def post_object(
         body.verify()
 
     opts = PutOptions(
-        owner_id=user.canonical_id,
+        owner_id=ctx.acting_id,
         content_type=fields.get("content-type") or "binary/octet-stream",
         user_meta=httpsem.extract_user_metadata(fields),
         headers=httpsem.stored_standard_headers(fields),
@@ -126,6 +134,7 @@ async def post_object(
         verify=verify,
         checksums=body.checksums,
         tags=_tags(fields.get("tagging")),
+        acl=acl,
     )
     record = await ctx.service.put_object(bucket, key, body.chunks, opts)
     ctx.bytes_in = request.content.total_bytes
@@ -179,14 +188,12 @@ def _tags(document: str | None) -> dict[str, str]:
     return dict(parse_tagging(document.encode("utf-8", "surrogateescape")))
 
 
-def _refuse_unsupported(fields: dict[str, str]) -> None:
-    """ACL fields ask for what Stratum does not store yet: refused, never dropped."""
-    acl = fields.get("acl")
-    if acl is not None and acl.strip() != CANNED_PRIVATE:
-        raise S3Error("NotImplemented", "Canned ACLs other than private are not supported")
-    grants = sorted(name for name in fields if name.startswith("x-amz-grant-"))
-    if grants:
-        raise S3Error("NotImplemented", f"ACL grants are not supported: {', '.join(grants)}")
+def _acl_fields(fields: dict[str, str]) -> dict[str, str]:
+    """The form's ACL fields as the headers a PUT would carry them in."""
+    out = {name: value for name, value in fields.items() if name.startswith("x-amz-grant-")}
+    if "acl" in fields:
+        out["x-amz-acl"] = fields["acl"]
+    return out
 
 
 def _answer(

@@ -314,11 +314,22 @@ class S3Server:
                 settings=self.settings,
                 clock=self.clock,
                 response_headers=state.cors,
+                access=access,
             )
             return ctx
 
+        params = dict(query)
+        access = authorize(
+            self.service,
+            endpoint.name,
+            endpoint.bucket,
+            None,
+            None,
+            request_facts(request, None, ANONYMOUS, params, self.clock.now()),
+            self._display_names,
+        )
         server = post_ops.PostServer(
-            self.service, self.users, self.settings, self.clock, self._secret, begin
+            self.service, self.users, self.settings, self.clock, self._secret, access, begin
         )
         return await post_ops.post_object(request, endpoint, server, _expects_continue(request))
 

@@ -125,7 +125,7 @@ def test_sigv2_form_201_and_redirect(server: RunningServer, s3: Any, bucket: str
         ([], {"key": "k", "x-amz-meta-a": "b"}, (403, "AccessDenied")),  # a field no one named
         ([{"bucket": "another-bucket"}], {"key": "k"}, (403, "AccessDenied")),
         ([], {}, (400, "InvalidArgument")),  # no key
-        ([{"acl": "public-read"}], {"key": "k", "acl": "public-read"}, (501, "NotImplemented")),
+        ([], {"key": "k", "acl": "public-read"}, (403, "AccessDenied")),  # acl not named
     ],
 )
 def test_refused_forms_store_nothing(
@@ -175,10 +175,24 @@ def test_signature_and_expiry_are_checked(server: RunningServer, bucket: str) ->
     assert error_of(post(server, bucket, expired, b"x")) == (403, "AccessDenied")
 
 
-def test_anonymous_form(server: RunningServer, bucket: str) -> None:
+def test_anonymous_form(server: RunningServer, s3: Any, bucket: str) -> None:
     assert error_of(post(server, bucket, {"key": "k"}, b"x")) == (403, "AccessDenied")
     missing = post(server, f"{bucket}-missing", {"key": "k"}, b"x")
     assert error_of(missing) == (404, "NoSuchBucket")
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    assert post(server, bucket, {"key": "dropbox/k"}, b"from anyone").status_code == 204
+    assert s3.get_object(Bucket=bucket, Key="dropbox/k")["Body"].read() == b"from anyone"
+
+
+def test_acl_field_sets_the_objects_acl(server: RunningServer, s3: Any, bucket: str) -> None:
+    fields = sigv2_form(
+        server, [["eq", "$key", "pub"], {"acl": "public-read"}], key="pub", acl="public-read"
+    )
+    assert post(server, bucket, fields, b"for all").status_code == 204
+    anonymous = requests.get(f"{server.endpoint}/{bucket}/pub", timeout=10)
+    assert (anonymous.status_code, anonymous.content) == (200, b"for all")
+    grants = s3.get_object_acl(Bucket=bucket, Key="pub")["Grants"]
+    assert any(g["Grantee"].get("URI", "").endswith("AllUsers") for g in grants)
 
 
 def test_large_form_upload_streams(server: RunningServer, s3: Any, bucket: str) -> None:
