@@ -273,8 +273,6 @@ def _presigned_claim(request: RequestView, region: str, now: float) -> _Claim:
         raise _query_error("X-Amz-Expires must be non-negative")
     # Beyond a week anyway; capping the length keeps int() away from huge inputs.
     expires = int(digits) if len(digits) <= 12 else MAX_PRESIGNED_EXPIRES + 1
-    if expires == 0:
-        raise _query_error("X-Amz-Expires must be at least 1 second")
     if expires > MAX_PRESIGNED_EXPIRES:
         raise _query_error(
             "X-Amz-Expires must be less than a week (in seconds); that is, the given "
@@ -282,7 +280,9 @@ def _presigned_claim(request: RequestView, region: str, now: float) -> _Claim:
         )
     if request_time - now > MAX_SKEW_SECONDS:
         raise AuthError("AccessDenied", "Request is not valid yet")
-    if now > request_time + expires:
+    # A URL good for 0 seconds has expired when it arrives: 403, as MinIO and Ceph answer
+    # it (AWS refuses negative and over-a-week values as malformed, 400, and so does this).
+    if expires == 0 or now > request_time + expires:
         raise AuthError(
             "AccessDenied",
             "Request has expired",
