@@ -19,7 +19,8 @@ whole; fields after it are ignored, as AWS ignores them. Field names are case-in
    ``PostResponse`` document) or ``204`` (any other value, and the default).
 
 ``tagging`` (a ``Tagging`` document) tags the new object; ``acl`` (a canned ACL) and
-``x-amz-grant-*`` fields set its ACL as their headers do on a PUT.
+``x-amz-grant-*`` fields set its ACL as their headers do on a PUT. Server-side encryption,
+asked for in a field or a header, is ``NotImplemented`` as on a PUT.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 
 from stratum.auth import AuthResult, LookupSecret, post_policy
 from stratum.auth.request import UNSIGNED_PAYLOAD
-from stratum.s3 import httpsem
+from stratum.s3 import honest, httpsem
 from stratum.s3.acl_ops import write_acl
 from stratum.s3.authorize import ANONYMOUS, RequestAccess
 from stratum.s3.body import READ_CHUNK, form_body, within
@@ -109,6 +110,8 @@ async def post_object(
     server.access.grant_form(principal, key)
     access_key = "" if signed is None else signed.access_key
     ctx = server.begin(user, AuthResult(access_key, UNSIGNED_PAYLOAD))
+    honest.check(ctx)  # the request's own headers, as on a PUT
+    _refuse_unimplemented(fields)
     acl = write_acl(ctx, _acl_fields(fields))
     length_range = None if signed is None else signed.policy.length_range
     low, high = length_range or (0, MAX_SINGLE_PUT)
@@ -139,6 +142,20 @@ async def post_object(
     record = await ctx.service.put_object(bucket, key, body.chunks, opts)
     ctx.bytes_in = request.content.total_bytes
     return _answer(request, fields, bucket, key, record.etag, written_version(record))
+
+
+def _refuse_unimplemented(fields: dict[str, str]) -> None:
+    """A field asking for what Stratum does not do (server-side encryption: AWS takes it in a
+    form as in a header) is refused as its header is (:mod:`stratum.s3.honest`): storing the
+    file unencrypted and answering success would be a lie the page cannot see."""
+    for name in fields:
+        if name.startswith(honest.REFUSED):
+            raise S3Error(
+                "NotImplemented",
+                f"Stratum does not implement this feature: the form field {name} is refused "
+                "rather than ignored",
+                extra={"Header": name},
+            )
 
 
 async def _read_fields(

@@ -77,6 +77,31 @@ def test_boto3_presigned_post_uploads(
     assert got["Metadata"] == {"album": "summer"}
 
 
+def test_a_form_asking_for_encryption_is_refused_not_ignored(
+    server: RunningServer, s3: Any, bucket: str
+) -> None:
+    sse = {"x-amz-server-side-encryption": "AES256"}
+    signed = server.client().generate_presigned_post(
+        bucket, "secret", Fields=sse, Conditions=[sse], ExpiresIn=600
+    )
+    response = requests.post(
+        signed["url"], data=signed["fields"], files={"file": ("s", b"data")}, timeout=30
+    )
+    assert error_of(response) == (501, "NotImplemented")
+    assert ET.fromstring(response.content).findtext("Header") == "x-amz-server-side-encryption"
+    # the same asked for in a header of the POST itself
+    plain = server.client().generate_presigned_post(bucket, "plain", ExpiresIn=600)
+    response = requests.post(
+        plain["url"],
+        data=plain["fields"],
+        files={"file": ("p", b"data")},
+        headers=sse,
+        timeout=30,
+    )
+    assert error_of(response) == (501, "NotImplemented")
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
 def test_sigv2_form_201_and_redirect(server: RunningServer, s3: Any, bucket: str) -> None:
     conditions: list[Any] = [{"bucket": bucket}, ["starts-with", "$key", "doc"]]
     created = post(
