@@ -3,8 +3,10 @@
 An object's tags are a field of each version's record (``ObjectRecord.tags``), set when the
 version is written (``x-amz-tagging`` on PutObject, CreateMultipartUpload and CopyObject's
 ``x-amz-tagging-directive: REPLACE``) and written into its on-disk header, so recovery from
-the disks keeps them. A bucket's tags are its ``tagging`` setting: a list of ``[key, value]``
-pairs (:meth:`~stratum.service.objects.ObjectService.set_bucket_setting`).
+the disks keeps them; Put/DeleteObjectTagging change them later through the object
+service's ``amend_version``, which records the change on disk as well. A bucket's tags are
+its ``tagging`` setting: a list of ``[key, value]`` pairs
+(:meth:`~stratum.service.objects.ObjectService.set_bucket_setting`).
 
 Limits and errors as AWS's: 10 tags per object, 50 per bucket, keys of 1-128 characters,
 values of at most 256, no key twice, no ``aws:`` prefix, else ``InvalidTag``
@@ -19,6 +21,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from stratum.meta.records import ObjectRecord
 from stratum.s3 import xml
 from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.context import Handler, ReqCtx
@@ -90,6 +93,36 @@ async def get_object_tagging(ctx: ReqCtx) -> web.StreamResponse:
     return response
 
 
+async def _set_tags(ctx: ReqCtx, tags: dict[str, str], status: int) -> web.StreamResponse:
+    """Replace the tag set of the version the request names, on disk too (an amend record,
+    so recovery keeps the change): :meth:`ObjectService.amend_version`."""
+    method = ctx.request.method
+    view = view_object(ctx, ctx.bucket, ctx.key, ctx.endpoint.version_id, method)
+
+    def change(record: ObjectRecord) -> bool:
+        if record.tags == tags:
+            return False
+        record.tags = dict(tags)
+        return True
+
+    record = await ctx.service.amend_version(
+        ctx.bucket, ctx.key, view.record.version_id, ctx.user.canonical_id, change
+    )
+    response = web.Response(status=status)
+    if view.versioned:
+        response.headers[VERSION_HEADER] = record.version_id
+    return response
+
+
+async def put_object_tagging(ctx: ReqCtx) -> web.StreamResponse:
+    tags = parse_tagging(await read_document(ctx, MAX_TAGGING_BODY), max_tags=MAX_OBJECT_TAGS)
+    return await _set_tags(ctx, dict(tags), 200)
+
+
+async def delete_object_tagging(ctx: ReqCtx) -> web.StreamResponse:
+    return await _set_tags(ctx, {}, 204)
+
+
 # -- buckets --------------------------------------------------------------------------------
 
 
@@ -115,6 +148,8 @@ async def delete_bucket_tagging(ctx: ReqCtx) -> web.StreamResponse:
 
 HANDLERS: Mapping[str, Handler] = {
     "GetObjectTagging": get_object_tagging,
+    "PutObjectTagging": put_object_tagging,
+    "DeleteObjectTagging": delete_object_tagging,
     "GetBucketTagging": get_bucket_tagging,
     "PutBucketTagging": put_bucket_tagging,
     "DeleteBucketTagging": delete_bucket_tagging,

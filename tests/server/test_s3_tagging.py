@@ -113,6 +113,44 @@ def test_tags_per_version(s3: Any, bucket: str) -> None:
             s3.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
 
 
+def test_put_and_delete_object_tagging_per_version(s3: Any, bucket: str) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    first = s3.put_object(Bucket=bucket, Key="k", Body=b"1", Tagging="v=1")["VersionId"]
+    s3.put_object(Bucket=bucket, Key="k", Body=b"2")
+    answer = s3.put_object_tagging(
+        Bucket=bucket,
+        Key="k",
+        Tagging={"TagSet": [{"Key": "b", "Value": "2"}, {"Key": "a", "Value": ""}]},
+    )
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert tag_set(s3, bucket, "k") == {"a": "", "b": "2"}
+    assert tag_set(s3, bucket, "k", VersionId=first) == {"v": "1"}
+    s3.put_object_tagging(
+        Bucket=bucket, Key="k", VersionId=first, Tagging={"TagSet": [{"Key": "old", "Value": "y"}]}
+    )
+    assert tag_set(s3, bucket, "k", VersionId=first) == {"old": "y"}
+    head = s3.head_object(Bucket=bucket, Key="k", VersionId=first)
+    assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-tagging-count"] == "1"
+    with pytest.raises(ClientError) as caught:
+        s3.put_object_tagging(
+            Bucket=bucket,
+            Key="k",
+            Tagging={"TagSet": [{"Key": f"k{i}", "Value": ""} for i in range(11)]},
+        )
+    assert error_of(caught) == (400, "InvalidTag")
+    assert tag_set(s3, bucket, "k") == {"a": "", "b": "2"}
+    deleted = s3.delete_object_tagging(Bucket=bucket, Key="k")
+    assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert tag_set(s3, bucket, "k") == {}
+    assert tag_set(s3, bucket, "k", VersionId=first) == {"old": "y"}
+    with pytest.raises(ClientError) as caught:
+        s3.put_object_tagging(Bucket=bucket, Key="missing", Tagging={"TagSet": []})
+    assert error_of(caught) == (404, "NoSuchKey")
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+
+
 def test_bucket_tagging(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as caught:
         s3.get_bucket_tagging(Bucket=bucket)
@@ -156,6 +194,12 @@ def test_tags_survive_recover_metadata(tmp_path: Path) -> None:
             UploadId=upload["UploadId"],
             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
         )
+        s3.put_object(Bucket="tagged", Key="changed", Body=b"c", Tagging="at=write")
+        s3.put_object_tagging(
+            Bucket="tagged", Key="changed", Tagging={"TagSet": [{"Key": "at", "Value": "change"}]}
+        )
+        s3.put_object(Bucket="tagged", Key="cleared", Body=b"c", Tagging="at=write")
+        s3.delete_object_tagging(Bucket="tagged", Key="cleared")
     finally:
         stop_cleanly(server)
     lose_metadata(layout)
@@ -167,6 +211,8 @@ def test_tags_survive_recover_metadata(tmp_path: Path) -> None:
         assert tag_set(s3, "tagged", "small") == {"size": "small"}
         assert tag_set(s3, "tagged", "large") == {"size": "large"}
         assert tag_set(s3, "tagged", "mp") == {"size": "multi"}
+        assert tag_set(s3, "tagged", "changed") == {"at": "change"}
+        assert tag_set(s3, "tagged", "cleared") == {}
         assert s3.get_bucket_tagging(Bucket="tagged")["TagSet"] == [{"Key": "team", "Value": "ops"}]
     finally:
         stop_cleanly(server)
