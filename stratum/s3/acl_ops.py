@@ -206,6 +206,33 @@ async def get_object_acl(ctx: ReqCtx) -> web.StreamResponse:
     return response
 
 
+async def put_object_acl(ctx: ReqCtx) -> web.StreamResponse:
+    """PutObjectAcl, on the version asked for (the current one by default); the change is
+    recorded on disk too (the object service's version amendment)."""
+    bucket = bucket_settings(ctx)
+    view = view_object(ctx, ctx.bucket, ctx.key, ctx.endpoint.version_id, "PUT")
+    document = await read_document(ctx)
+    if not bucket.acls_enabled:
+        raise not_supported()
+    current = _object_acl(bucket, view.record)
+    acl = _from_request(ctx, document, current.owner, bucket.owner)
+    _refuse_public(bucket, acl)
+    new_acl = acl.stored(view.record.owner_id)
+
+    def change(record: ObjectRecord) -> bool:
+        changed = record.acl != new_acl
+        record.acl = dict(new_acl)
+        return changed
+
+    await ctx.service.amend_version(
+        ctx.bucket, ctx.key, ctx.endpoint.version_id, ctx.acting_id, change
+    )
+    response = web.Response(status=200)
+    if view.versioned:
+        response.headers[VERSION_HEADER] = view.record.version_id
+    return response
+
+
 # --- rendering ------------------------------------------------------------------------
 
 
@@ -228,4 +255,5 @@ HANDLERS: Mapping[str, Handler] = {
     "GetBucketAcl": get_bucket_acl,
     "PutBucketAcl": put_bucket_acl,
     "GetObjectAcl": get_object_acl,
+    "PutObjectAcl": put_object_acl,
 }

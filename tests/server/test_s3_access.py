@@ -300,3 +300,24 @@ def test_bucket_owner_enforced_disables_acls(owner: Any, bob: Any, bucket: str) 
     assert code(no_acl) == (400, "AccessControlListNotSupported")
     rules = owner.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
     assert rules == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+
+
+def test_put_object_acl_changes_one_version(owner: Any, bob: Any, bucket: str) -> None:
+    owner.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    old = owner.put_object(Bucket=bucket, Key="k", Body=b"old")["VersionId"]
+    new = owner.put_object(Bucket=bucket, Key="k", Body=b"new")["VersionId"]
+    owner.put_object_acl(Bucket=bucket, Key="k", VersionId=old, GrantRead=f"id={user_id(bob)}")
+    got = bob.get_object(Bucket=bucket, Key="k", VersionId=old)
+    assert got["Body"].read() == b"old"
+    for version in (new, None):
+        with pytest.raises(ClientError) as denied:
+            bob.get_object(Bucket=bucket, Key="k", **({"VersionId": version} if version else {}))
+        assert code(denied) == (403, "AccessDenied")
+    with pytest.raises(ClientError) as refused:
+        bob.put_object_acl(Bucket=bucket, Key="k", VersionId=old, ACL="public-read")
+    assert code(refused) == (403, "AccessDenied")
+    owner.put_object_acl(Bucket=bucket, Key="k", ACL="public-read")
+    grants = owner.get_object_acl(Bucket=bucket, Key="k")["Grants"]
+    assert [g["Permission"] for g in grants] == ["READ", "FULL_CONTROL"]
+    assert grants[0]["Grantee"]["URI"] == ALL_USERS
+    assert bob.get_object(Bucket=bucket, Key="k")["Body"].read() == b"new"
