@@ -314,7 +314,7 @@ class UploadRecord(Record):
     tags: dict[str, str] = field(default_factory=dict)  # the completed object's (x-amz-tagging)
     # the object's access control list once completed (stratum.access.acl; {} = private)
     acl: dict[str, Any] = field(default_factory=dict)
-    # amendable fields asked for at creation (Object Lock, tags, ACL), given at completion
+    # Object Lock fields asked for at creation (tags and ACL: above), given at completion
     amendable: dict[str, Any] = field(default_factory=dict)
 
 

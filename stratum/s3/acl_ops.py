@@ -25,7 +25,7 @@ from stratum.s3.authorize import load_bucket_access
 from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
-from stratum.s3.lookup import VERSION_HEADER, view_object
+from stratum.s3.lookup import VERSION_HEADER, amend_viewed, view_object
 from stratum.s3.xml_requests import parse_access_control_policy
 
 OWNERSHIP_HEADER = "x-amz-object-ownership"
@@ -207,8 +207,8 @@ async def get_object_acl(ctx: ReqCtx) -> web.StreamResponse:
 
 
 async def put_object_acl(ctx: ReqCtx) -> web.StreamResponse:
-    """PutObjectAcl, on the version asked for (the current one by default); the change is
-    recorded on disk too (the object service's version amendment)."""
+    """PutObjectAcl, on the version asked for (the current one by default), recorded on
+    disk too; Object Lock does not stop it."""
     bucket = bucket_settings(ctx)
     view = view_object(ctx, ctx.bucket, ctx.key, ctx.endpoint.version_id, "PUT")
     document = await read_document(ctx)
@@ -217,20 +217,7 @@ async def put_object_acl(ctx: ReqCtx) -> web.StreamResponse:
     current = _object_acl(bucket, view.record)
     acl = _from_request(ctx, document, current.owner, bucket.owner)
     _refuse_public(bucket, acl)
-    new_acl = acl.stored(view.record.owner_id)
-
-    def change(record: ObjectRecord) -> bool:
-        changed = record.acl != new_acl
-        record.acl = dict(new_acl)
-        return changed
-
-    await ctx.service.amend_version(
-        ctx.bucket, ctx.key, ctx.endpoint.version_id, ctx.acting_id, change
-    )
-    response = web.Response(status=200)
-    if view.versioned:
-        response.headers[VERSION_HEADER] = view.record.version_id
-    return response
+    return await amend_viewed(ctx, view, 200, acl=acl.stored(view.record.owner_id))
 
 
 # --- rendering ------------------------------------------------------------------------

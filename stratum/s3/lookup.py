@@ -2,10 +2,15 @@
 
 GET, HEAD, the object ACL and tagging reads, and the sources of CopyObject and UploadPartCopy
 all name an object by key and optional version id; this module turns what the object service
-says about it into what S3 answers (``x-amz-delete-marker``, 404, 405 or 400).
+says about it into what S3 answers (``x-amz-delete-marker``, 404, 405 or 400). The tagging and
+ACL writes change the version so found (:func:`amend_viewed`).
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
 
 from stratum.meta.records import ObjectRecord
 from stratum.meta.versions import NULL
@@ -14,7 +19,7 @@ from stratum.s3.authorize import source_access
 from stratum.s3.context import ReqCtx
 from stratum.s3.errors import S3Error
 from stratum.s3.router import CopySource
-from stratum.service import errors
+from stratum.service import amend, errors
 from stratum.service.objects import ObjectView
 from stratum.service.versioning import DeleteMarkerFound, NoSuchVersion
 
@@ -58,6 +63,21 @@ def view_object(
     if access is not None:
         access.check_object(key, version_id, view.record)
     return view
+
+
+async def amend_viewed(ctx: ReqCtx, view: ObjectView, status: int, **fields: Any) -> web.Response:
+    """Give the version a request found (:func:`view_object`) new amendable fields (tags,
+    ACL), recorded on disk too (:func:`stratum.service.amend.amend_version`); answer
+    ``status``, naming the version in a bucket that has versioning. The version is named
+    by its id, so the change goes to the version whose access was checked even if another
+    became current meanwhile. Object Lock does not stop it, as on AWS."""
+    record = await ctx.service.amend_version(
+        ctx.bucket, ctx.key, view.record.version_id, ctx.acting_id, amend.setting(**fields)
+    )
+    response = web.Response(status=status)
+    if view.versioned:
+        response.headers[VERSION_HEADER] = record.version_id
+    return response
 
 
 def copy_source_view(ctx: ReqCtx, source: CopySource) -> ObjectView:

@@ -3,9 +3,9 @@
 An object's tags are a field of each version's record (``ObjectRecord.tags``), set when the
 version is written (``x-amz-tagging`` on PutObject, CreateMultipartUpload and CopyObject's
 ``x-amz-tagging-directive: REPLACE``) and written into its on-disk header, so recovery from
-the disks keeps them; Put/DeleteObjectTagging change them later through the object
-service's ``amend_version``, which records the change on disk as well. A bucket's tags are
-its ``tagging`` setting: a list of ``[key, value]`` pairs
+the disks keeps them; Put/DeleteObjectTagging change them later, on disk too (an amend
+record, :mod:`stratum.service.amend`), whatever Object Lock the version is under. A
+bucket's tags are its ``tagging`` setting: a list of ``[key, value]`` pairs
 (:meth:`~stratum.service.objects.ObjectService.set_bucket_setting`).
 
 Limits and errors as AWS's: 10 tags per object, 50 per bucket, keys of 1-128 characters,
@@ -21,12 +21,11 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from stratum.meta.records import ObjectRecord
 from stratum.s3 import xml
 from stratum.s3.bucket_ops import read_document, xml_response
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
-from stratum.s3.lookup import VERSION_HEADER, view_object
+from stratum.s3.lookup import VERSION_HEADER, amend_viewed, view_object
 from stratum.s3.xml_requests import (
     MAX_BUCKET_TAGS,
     MAX_OBJECT_TAGS,
@@ -94,24 +93,8 @@ async def get_object_tagging(ctx: ReqCtx) -> web.StreamResponse:
 
 
 async def _set_tags(ctx: ReqCtx, tags: dict[str, str], status: int) -> web.StreamResponse:
-    """Replace the tag set of the version the request names, on disk too (an amend record,
-    so recovery keeps the change): :meth:`ObjectService.amend_version`."""
-    method = ctx.request.method
-    view = view_object(ctx, ctx.bucket, ctx.key, ctx.endpoint.version_id, method)
-
-    def change(record: ObjectRecord) -> bool:
-        if record.tags == tags:
-            return False
-        record.tags = dict(tags)
-        return True
-
-    record = await ctx.service.amend_version(
-        ctx.bucket, ctx.key, view.record.version_id, ctx.user.canonical_id, change
-    )
-    response = web.Response(status=status)
-    if view.versioned:
-        response.headers[VERSION_HEADER] = record.version_id
-    return response
+    view = view_object(ctx, ctx.bucket, ctx.key, ctx.endpoint.version_id, ctx.request.method)
+    return await amend_viewed(ctx, view, status, tags=tags)
 
 
 async def put_object_tagging(ctx: ReqCtx) -> web.StreamResponse:

@@ -96,6 +96,22 @@ def creation_fields(record: ObjectRecord) -> dict[str, Any]:
     return {k: v for k, v in fields_of(record).items() if v != getattr(_DEFAULTS, k)}
 
 
+def setting(**values: Any) -> Callable[[ObjectRecord], bool]:
+    """A ``change`` for :func:`amend_version` that gives a version these amendable fields,
+    each as a whole (a tag set replaces the tag set), and says whether that changed any."""
+    unknown = values.keys() - set(AMENDABLE)
+    if unknown:
+        raise ValueError(f"not amendable: {sorted(unknown)}")
+
+    def change(record: ObjectRecord) -> bool:
+        before = fields_of(record)
+        for name, value in values.items():
+            setattr(record, name, copy.deepcopy(value))
+        return fields_of(record) != before
+
+    return change
+
+
 def _copy(record: ObjectRecord) -> ObjectRecord:
     """A copy whose amendable fields ``change`` may edit in place."""
     return dataclasses.replace(record, tags=dict(record.tags), acl=copy.deepcopy(record.acl))

@@ -53,8 +53,9 @@ def default_until(lock_default: Mapping[str, Any], now: float) -> float:
 def creation_fields(
     requested: Mapping[str, Any], bucket: BucketRecord, now: float
 ) -> dict[str, Any]:
-    """The amendable fields a new version gets: those its write asked for (lock mode and
-    retain-until, legal hold; tags and ACL), else for retention the bucket's default.
+    """The Object Lock fields a new version gets: those its write asked for (lock mode and
+    retain-until, legal hold), else for retention the bucket's default. (Its tags and ACL
+    come with the write as fields of their own: ``PutOptions.tags`` and ``.acl``.)
 
     Raises :class:`NotLockable` when lock settings are asked for in a bucket without
     Object Lock."""

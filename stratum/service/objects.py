@@ -89,8 +89,9 @@ class PutOptions:
     tags: Mapping[str, str] = field(default_factory=dict)  # the new version's tag set
     # the new version's access control list, stored form (stratum.access.acl; {} = private)
     acl: Mapping[str, Any] = field(default_factory=dict)
-    # amendable fields the write asks for (Object Lock retention and legal hold, tags, ACL);
-    # the bucket's default retention applies when it names none (stratum.service.locks)
+    # the Object Lock fields the write asks for (retention, legal hold; its tags and ACL are
+    # the two fields above); the bucket's default retention applies when it names none
+    # (stratum.service.locks)
     amendable: Mapping[str, Any] = field(default_factory=dict)
 
 

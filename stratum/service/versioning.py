@@ -82,8 +82,8 @@ class NewVersion:
     order: bytes
     version_id: str
     versioning: str
-    # the amendable fields it gets at creation (Object Lock, tags, ACL: see
-    # stratum.service.locks.creation_fields), written into its data's header too
+    # the Object Lock fields it gets at creation (stratum.service.locks.creation_fields),
+    # written into its data's header too (its tags and ACL are there as fields of their own)
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def stamp(self, record: ObjectRecord) -> ObjectRecord:

@@ -298,6 +298,10 @@ def test_bucket_owner_enforced_disables_acls(owner: Any, bob: Any, bucket: str) 
     with pytest.raises(ClientError) as no_acl:
         owner.put_bucket_acl(Bucket=bucket, ACL="private")
     assert code(no_acl) == (400, "AccessControlListNotSupported")
+    for acl in ({"ACL": "private"}, {"GrantRead": f"id={user_id(bob)}"}):
+        with pytest.raises(ClientError) as no_object_acl:
+            owner.put_object_acl(Bucket=bucket, Key="from-bob", **acl)
+        assert code(no_object_acl) == (400, "AccessControlListNotSupported")
     rules = owner.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
     assert rules == [{"ObjectOwnership": "BucketOwnerEnforced"}]
 
@@ -321,3 +325,49 @@ def test_put_object_acl_changes_one_version(owner: Any, bob: Any, bucket: str) -
     assert [g["Permission"] for g in grants] == ["READ", "FULL_CONTROL"]
     assert grants[0]["Grantee"]["URI"] == ALL_USERS
     assert bob.get_object(Bucket=bucket, Key="k")["Body"].read() == b"new"
+
+
+def test_put_object_acl_with_a_grant_document(owner: Any, bob: Any, bucket: str) -> None:
+    owner.put_object(Bucket=bucket, Key="k", Body=b"v")
+    mine = owner.get_object_acl(Bucket=bucket, Key="k")
+    policy = {
+        "Owner": mine["Owner"],
+        "Grants": [
+            *mine["Grants"],
+            {"Grantee": {"Type": "CanonicalUser", "ID": user_id(bob)}, "Permission": "READ"},
+        ],
+    }
+    owner.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy=policy)
+    assert bob.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    grants = owner.get_object_acl(Bucket=bucket, Key="k")["Grants"]
+    assert {(g["Grantee"].get("ID"), g["Permission"]) for g in grants} == {
+        (user_id(owner), "FULL_CONTROL"),
+        (user_id(bob), "READ"),
+    }
+    owner.put_object_acl(Bucket=bucket, Key="k", ACL="private")
+    with pytest.raises(ClientError) as denied:
+        bob.get_object(Bucket=bucket, Key="k")
+    assert code(denied) == (403, "AccessDenied")
+
+
+def test_a_policy_lets_a_second_user_change_tags(owner: Any, bob: Any, bucket: str) -> None:
+    """A tag change allowed by the bucket's policy is made on the bucket owner's authority."""
+    owner.put_object(Bucket=bucket, Key="k", Body=b"v")
+    with pytest.raises(ClientError) as denied:
+        bob.put_object_tagging(Bucket=bucket, Key="k", Tagging={"TagSet": []})
+    assert code(denied) == (403, "AccessDenied")
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"AWS": user_id(bob)},
+        "Action": ["s3:PutObjectTagging", "s3:DeleteObjectTagging"],
+        "Resource": f"arn:aws:s3:::{bucket}/*",
+    }
+    owner.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Statement": [statement]}))
+    bob.put_object_tagging(
+        Bucket=bucket, Key="k", Tagging={"TagSet": [{"Key": "by", "Value": "bob"}]}
+    )
+    assert owner.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == [
+        {"Key": "by", "Value": "bob"}
+    ]
+    bob.delete_object_tagging(Bucket=bucket, Key="k")
+    assert owner.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == []

@@ -1,6 +1,7 @@
 """Tagging against a real server, driven by boto3: x-amz-tagging on PUT, CopyObject (with
-its directive) and CreateMultipartUpload, GetObjectTagging per version, x-amz-tagging-count,
-bucket tag sets, AWS's limits and errors, and tags brought back by recover-metadata."""
+its directive) and CreateMultipartUpload, Get/Put/DeleteObjectTagging per version,
+x-amz-tagging-count, bucket tag sets, AWS's limits and errors, and tags (as written and as
+changed later) brought back by recover-metadata."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.server.conftest import start_server
-from tests.server.faultload import client_config, stop_cleanly, write_config
+from tests.server.conftest import RunningServer, start_server
+from tests.server.faultload import Layout, client_config, stop_cleanly, write_config
 from tests.server.test_recover_metadata import lose_metadata, run_recover
 from tests.server.test_s3_objects import error_of
 
 MIB = 1024 * 1024
+
+
+def rebuilt_from_disks(layout: Layout) -> RunningServer:
+    """The metadata store and its backups lost, ``stratum recover-metadata`` run, and the
+    server started again on what it rebuilt from the disks."""
+    lose_metadata(layout)
+    result = run_recover(layout.config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return start_server(layout.data_dir, config=layout.config)
 
 
 def tag_set(s3: Any, bucket: str, key: str, **kw: Any) -> dict[str, str]:
@@ -151,6 +161,69 @@ def test_put_and_delete_object_tagging_per_version(s3: Any, bucket: str) -> None
             s3.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
 
 
+def _tag_list(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"TagSet": [{"Key": k, "Value": v} for k, v in pairs]}
+
+
+def test_object_tagging_limits_and_count(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", Tagging="w=1")
+    most = [("k" * 128, "v" * 256), *((f"t{i}", "") for i in range(9))]  # 10 at the limits
+    s3.put_object_tagging(Bucket=bucket, Key="k", Tagging=_tag_list(most))
+    assert tag_set(s3, bucket, "k") == dict(most)
+    got = s3.get_object(Bucket=bucket, Key="k")
+    assert got["TagCount"] == 10
+    s3.delete_object_tagging(Bucket=bucket, Key="k")
+    headers = s3.get_object(Bucket=bucket, Key="k")["ResponseMetadata"]["HTTPHeaders"]
+    assert "x-amz-tagging-count" not in headers
+    s3.put_object_tagging(Bucket=bucket, Key="k", Tagging=_tag_list([("one", "1")]))
+    head = s3.head_object(Bucket=bucket, Key="k")
+    assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-tagging-count"] == "1"
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [(f"k{i}", "v") for i in range(11)],  # 11 tags
+        [("k", "1"), ("k", "2")],  # a key twice
+        [("k" * 129, "v")],
+        [("k", "v" * 257)],
+        [("aws:name", "v")],  # reserved prefix
+    ],
+)
+def test_put_object_tagging_refuses_invalid_tags(
+    s3: Any, bucket: str, pairs: list[tuple[str, str]]
+) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", Tagging="kept=yes")
+    with pytest.raises(ClientError) as caught:
+        s3.put_object_tagging(Bucket=bucket, Key="k", Tagging=_tag_list(pairs))
+    assert error_of(caught) == (400, "InvalidTag")
+    assert tag_set(s3, bucket, "k") == {"kept": "yes"}
+
+
+def test_object_tagging_of_a_missing_version(s3: Any, bucket: str) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    version = s3.put_object(Bucket=bucket, Key="k", Body=b"x")["VersionId"]
+    missing = "0" * (len(version) - 1) + "1"
+    for call in (
+        lambda: s3.put_object_tagging(
+            Bucket=bucket, Key="k", VersionId=missing, Tagging=_tag_list([("a", "b")])
+        ),
+        lambda: s3.delete_object_tagging(Bucket=bucket, Key="k", VersionId=missing),
+    ):
+        with pytest.raises(ClientError) as caught:
+            call()
+        assert error_of(caught) == (404, "NoSuchVersion")
+    # a delete marker has no tags to change, as AWS answers
+    s3.delete_object(Bucket=bucket, Key="k")
+    with pytest.raises(ClientError) as caught:
+        s3.put_object_tagging(Bucket=bucket, Key="k", Tagging=_tag_list([("a", "b")]))
+    assert error_of(caught) == (404, "NoSuchKey")
+    assert tag_set(s3, bucket, "k", VersionId=version) == {}
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+
+
 def test_bucket_tagging(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as caught:
         s3.get_bucket_tagging(Bucket=bucket)
@@ -202,10 +275,7 @@ def test_tags_survive_recover_metadata(tmp_path: Path) -> None:
         s3.delete_object_tagging(Bucket="tagged", Key="cleared")
     finally:
         stop_cleanly(server)
-    lose_metadata(layout)
-    result = run_recover(layout.config)
-    assert result.returncode == 0, result.stdout + result.stderr
-    server = start_server(layout.data_dir, config=layout.config)
+    server = rebuilt_from_disks(layout)
     try:
         s3 = server.client(**client_config())
         assert tag_set(s3, "tagged", "small") == {"size": "small"}

@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from stratum.maintenance.recovery import recover
 from stratum.meta import catalog, versions
-from stratum.meta.records import BucketRecord, ObjectRecord
+from stratum.meta.records import BucketRecord
 from stratum.node import Node
 from stratum.service import amend
 from tests.unit import test_recovery as rec
@@ -18,16 +20,6 @@ from tests.unit.test_recovery import Env, env  # noqa: F401 - env: the fixture
 from tests.unit.test_recovery_versions import _versioning
 
 FAR = 4_000_000_000.0
-
-
-def _setter(**fields: Any) -> Any:
-    def change(record: ObjectRecord) -> bool:
-        before = amend.fields_of(record)
-        for name, value in fields.items():
-            setattr(record, name, value)
-        return amend.fields_of(record) != before
-
-    return change
 
 
 def _fields(node: Node, bucket: str, key: str) -> list[tuple[str, dict[str, Any]]]:
@@ -58,25 +50,27 @@ async def test_changes_of_versions_come_back_from_the_disks(env: Env) -> None:  
         old_id = _fields(node, "ver", "k")[1][0]
         # several changes of one noncurrent version: the last one wins
         first = await node.service.amend_version(
-            "ver", "k", old_id, root, _setter(lock_mode="GOVERNANCE", lock_until=FAR)
+            "ver", "k", old_id, root, amend.setting(lock_mode="GOVERNANCE", lock_until=FAR)
         )
         superseded.append(first.amend_record["volume_id"])
         env.clock.advance(0.01)
         await node.service.amend_version(
-            "ver", "k", old_id, root, _setter(lock_mode="COMPLIANCE", legal_hold=True)
+            "ver", "k", old_id, root, amend.setting(lock_mode="COMPLIANCE", legal_hold=True)
         )
         # the current version, by no version id, in the versioned bucket and the flat one
         await node.service.amend_version(
-            "ver", "k", None, root, _setter(tags={"a": "1"}, acl={"grants": [{"p": "READ"}]})
+            "ver", "k", None, root, amend.setting(tags={"a": "1"}, acl={"grants": [{"p": "READ"}]})
         )
-        await node.service.amend_version("flat", "f", None, root, _setter(tags={"t": "v"}))
+        await node.service.amend_version("flat", "f", None, root, amend.setting(tags={"t": "v"}))
         # a version changed, then removed for good: its change record is freed with it
-        gone = await node.service.amend_version("ver", "gone", None, root, _setter(tags={"x": "y"}))
+        gone = await node.service.amend_version(
+            "ver", "gone", None, root, amend.setting(tags={"x": "y"})
+        )
         superseded.append(gone.amend_record["volume_id"])
         await node.service.delete_object("ver", "gone", root, gone.version_id)
         await node.service.collect_garbage()
         unchanged = await node.service.amend_version(
-            "ver", "k", None, root, _setter(tags={"a": "1"})
+            "ver", "k", None, root, amend.setting(tags={"a": "1"})
         )
         want = _fields(node, "ver", "k")
         flat = _fields(node, "flat", "f")
@@ -107,7 +101,7 @@ async def test_changes_of_versions_come_back_from_the_disks(env: Env) -> None:  
         assert node.service.head_object("ver", "k", root).record.tags == {"a": "1"}
         # and the next change frees the record recovery found in force
         held = node.service.head_object("flat", "f", root).record.amend_record["volume_id"]
-        await node.service.amend_version("flat", "f", None, root, _setter(tags={}))
+        await node.service.amend_version("flat", "f", None, root, amend.setting(tags={}))
         queued = node.meta.read(lambda tx: catalog.pending_garbage(tx, 10_000))
         assert held in {volume.volume_id for _key, volume in queued}
     finally:
@@ -128,11 +122,11 @@ async def test_a_backup_older_than_a_change_does_not_undo_it(env: Env) -> None: 
         await node.service.create_bucket("ver", root, "us-east-1")
         await _versioning(node, "ver", "Enabled")
         await rec._put(node, "ver", "k", b"data")
-        await node.service.amend_version("ver", "k", None, root, _setter(legal_hold=True))
+        await node.service.amend_version("ver", "k", None, root, amend.setting(legal_hold=True))
         assert node.backup is not None
         await node.backup.backup_now()
         env.clock.advance(60)
-        await node.service.amend_version("ver", "k", None, root, _setter(legal_hold=False))
+        await node.service.amend_version("ver", "k", None, root, amend.setting(legal_hold=False))
         want = _fields(node, "ver", "k")
     finally:
         await rec._close(node)
@@ -175,3 +169,9 @@ async def test_locks_set_at_creation_come_back_from_the_disks(env: Env) -> None:
         assert bucket.lock_default == {"mode": "COMPLIANCE", "days": 30}
     finally:
         await rec._close(node)
+
+
+def test_only_amendable_fields_are_set() -> None:
+    """Size, ETag and the rest are the data's, fixed when it was written."""
+    with pytest.raises(ValueError, match="etag"):
+        amend.setting(tags={}, etag='"x"')
