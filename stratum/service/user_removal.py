@@ -7,13 +7,16 @@ The caller chooses:
   included, in the transaction that removes the user; then the object records, page by page,
   take the new owner's id. An interruption there leaves some objects naming the old id, which
   only listings show: access follows the bucket's owner.
-- ``delete_buckets``: the buckets' objects are deleted page by page (:data:`PAGE` keys a
-  transaction, so the server's requests are never held up long, whatever the bucket's size),
-  their volumes queued for the garbage collector, which frees the data on its next pass. The
-  last transaction removes the buckets, their unfinished uploads and the user at once, and
-  only when every bucket is empty: a user still writing gets another round, and after
-  :data:`ROUNDS` an error. An interruption leaves the user and its (fewer) objects: run the
-  command again.
+- ``delete_buckets``: the buckets' objects, every version and delete marker of them, are
+  deleted page by page (:data:`PAGE` versions a transaction, so the server's requests are
+  never held up long, whatever the bucket's size), their volumes (and the records of later
+  changes to them) queued for the garbage collector, which frees the data on its next pass.
+  The last transaction removes the buckets (their configuration records queued likewise),
+  their unfinished uploads and the user at once, and only when every bucket is empty: a user
+  still writing gets another round, and after :data:`ROUNDS` an error. A version under Object
+  Lock (a legal hold or a retention in force) is never deleted: a user whose buckets hold one
+  is not removed this way (:class:`LockedVersions`, before anything is deleted). An
+  interruption leaves the user and its (fewer) objects: run the command again.
 
 Runs beside a running server (each transaction is LMDB's; the server reads metadata per
 request). Blocking.
@@ -22,13 +25,17 @@ request). Blocking.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from stratum.meta import catalog, uploads
-from stratum.meta.records import BucketRecord, UserRecord
+from stratum.meta.records import BucketRecord, ObjectRecord, UserRecord
 from stratum.meta.store import MetaStore, Tx
+from stratum.meta.version_listing import every_version
+from stratum.service import errors, versioning
 from stratum.service.users import UserDirectory
+from stratum.util.clock import Clock, SystemClock
 
 PAGE = 1000
 ROUNDS = 3
@@ -50,12 +57,26 @@ class UserOwnsBuckets(Exception):
         self.buckets = buckets
 
 
+class LockedVersions(ValueError):
+    """A bucket to delete holds versions that Object Lock keeps (a ValueError: the command
+    line and the admin API refuse it as a request that cannot be done)."""
+
+    def __init__(self, bucket: str, key: str, why: str) -> None:
+        super().__init__(
+            f"bucket {bucket} holds versions under Object Lock (version of {key}: {why}): they "
+            "cannot be deleted before their retention ends; give the buckets to another user "
+            "with --to ACCESS_KEY instead"
+        )
+        self.bucket = bucket
+
+
 @dataclass
 class Removal:
     access_key: str
     buckets: list[str] = field(default_factory=list)  # handed over or deleted
     heir: str = ""  # the access key the buckets went to
-    objects: int = 0  # object records that took the heir's id, or were deleted
+    # object records that took the heir's id, or versions (delete markers too) deleted
+    objects: int = 0
 
 
 def remove_user(
@@ -65,11 +86,14 @@ def remove_user(
     to: str = "",
     delete_buckets: bool = False,
     page: int = PAGE,
+    clock: Clock | None = None,
 ) -> Removal:
-    """Remove the user with ``access_key`` (see the module's docstring).
+    """Remove the user with ``access_key`` (see the module's docstring); ``clock`` judges
+    Object Lock retention.
 
     Raises :class:`NoSuchUser`, :class:`UserOwnsBuckets` (neither ``to`` nor
-    ``delete_buckets`` given), ``ValueError`` for a request that makes no sense.
+    ``delete_buckets`` given), :class:`LockedVersions`, ``ValueError`` for a request that
+    makes no sense.
     """
     if to and delete_buckets:
         raise ValueError("either hand the buckets over (--to) or delete them, not both")
@@ -81,7 +105,7 @@ def remove_user(
     if to:
         return _hand_over(users, user, to, page)
     if delete_buckets:
-        return _delete_buckets(users.meta, user, page)
+        return _delete_buckets(users.meta, user, page, clock or SystemClock())
 
     def remove(tx: Tx) -> None:
         _still(tx, user)
@@ -160,13 +184,33 @@ def _pages(
         after = marker
 
 
-def _delete_buckets(meta: MetaStore, user: UserRecord, page: int) -> Removal:
+def _refuse_locked(tx: Tx, buckets: list[str], now: float) -> None:
+    """Raise :class:`LockedVersions` if a version in ``buckets`` may not be removed at
+    ``now`` (read before anything is deleted; each removal checks again)."""
+    for name in buckets:
+        for version in every_version(tx, name):
+            why = versioning.removal_refused(version, now)
+            if why is not None:
+                raise LockedVersions(name, version.key, why)
+
+
+def _delete_buckets(meta: MetaStore, user: UserRecord, page: int, clock: Clock) -> Removal:
     def delete_page(bucket: str, _after: str, tx: Tx) -> tuple[int, str | None]:
-        listed = catalog.list_objects(tx, bucket, max_keys=page)
-        for record in listed.objects:
-            catalog.delete_object(tx, bucket, record.key)
-            catalog.retire_volume(tx, record.volume_id)
-        return len(listed.objects), "" if listed.objects else None  # from the start again
+        record = catalog.get_bucket(tx, bucket)
+        if record is None:
+            return 0, None
+        removed: list[ObjectRecord] = []
+        for version in list(itertools.islice(every_version(tx, bucket), page)):
+            try:
+                gone = versioning.remove_version(
+                    tx, record, version.key, version.version_id, clock.now()
+                )
+            except errors.AccessDenied as refused:  # locked since the check
+                raise LockedVersions(bucket, version.key, str(refused)) from None
+            removed.extend([gone] if gone is not None else [])
+        versioning.retire(tx, removed)
+        # from the start again, until a page removes nothing (then ``finish`` judges)
+        return len(removed), "" if removed else None
 
     def finish(tx: Tx) -> list[str] | None:
         _still(tx, user)
@@ -177,13 +221,19 @@ def _delete_buckets(meta: MetaStore, user: UserRecord, page: int) -> Removal:
             for upload in uploads.uploads_in_bucket(tx, bucket.name):
                 for part in uploads.delete_upload(tx, bucket.name, upload.upload_id):
                     catalog.retire_volume(tx, part.volume_id)
+            versioning.retire_config_record(tx, bucket)
             catalog.delete_bucket(tx, bucket.name)
         catalog.delete_user(tx, user.access_key)
         return [b.name for b in owned]
 
+    def owned_unlocked(tx: Tx) -> list[str]:
+        names = [b.name for b in _owned(tx, user.canonical_id)]
+        _refuse_locked(tx, names, clock.now())
+        return names
+
     deleted = 0
     for _round in range(ROUNDS):
-        names = meta.read(lambda tx: [b.name for b in _owned(tx, user.canonical_id)])
+        names = meta.read(owned_unlocked)
         deleted += sum(_pages(meta, name, delete_page) for name in names)
         done = meta.write_sync(finish)
         if done is not None:

@@ -17,9 +17,17 @@ from stratum.meta.records import (
     VolumeRecord,
 )
 from stratum.meta.store import MetaStore, Tx
-from stratum.service.user_removal import NoSuchUser, UserOwnsBuckets, remove_user
+from stratum.meta.version_listing import every_version
+from stratum.service import versioning
+from stratum.service.user_removal import (
+    LockedVersions,
+    NoSuchUser,
+    UserOwnsBuckets,
+    remove_user,
+)
 from stratum.service.user_secrets import UserSecrets
 from stratum.service.users import User, UserDirectory, load_root_credentials
+from stratum.util.clock import ManualClock
 
 ROOT = User("ROOTKEY", "root-secret-key", "f" * 64, "root")
 LONG = "long/" + "k" * (catalog.LONG_KEY + 20)  # stored in a list record with its neighbours
@@ -124,6 +132,90 @@ def test_buckets_and_their_objects_are_deleted_page_by_page(
     # every volume of the bucket, the upload's part included, waits for the collector
     assert garbage == {f"photos-{len(k)}-{k[-1]}" for k in KEYS} | {"part-photos"}
     assert len(catalog_keys(meta, "keep")) == len(KEYS)
+
+
+def fill_versions(meta: MetaStore, bucket: str, owner: str, **lock: object) -> list[str]:
+    """A bucket with versioning Enabled and a configuration record on disk: two keys with a
+    noncurrent version each, one under a delete marker, one version changed after it was
+    written (its amend record on disk), ``lock`` given to the newest version of ``a``.
+    Returns every volume id it holds, records on disk included."""
+    made: list[str] = []
+
+    def volume(tx: Tx, volume_id: str) -> str:
+        catalog.put_volume(tx, VolumeRecord(volume_id, "hot", "seg", {}, 1, "0" * 32, 1.0))
+        made.append(volume_id)
+        return volume_id
+
+    def held(volume_id: str) -> dict[str, object]:
+        made.append(volume_id)
+        return versioning.hold(volume_id, "hot", {"disk": 0}, 1.0, 1)
+
+    def write(tx: Tx) -> None:
+        record = BucketRecord(bucket, owner, 1.0, versioning="Enabled")
+        record.config_record = held(f"{bucket}-config")
+        catalog.put_bucket(tx, record)
+        for n, (key, marker) in enumerate([("a", False), ("a", False), ("b", False), ("b", True)]):
+            version = ObjectRecord(key, volume(tx, f"{bucket}-{n}"), 1, '"e"', 1.0 + n)
+            version.owner_id, version.delete_marker = owner, marker
+            version.order = (n + 1).to_bytes(16, "big").hex()
+            version.version_id = version.order
+            if n == 0:
+                version.amend_record = held(f"{bucket}-amend")
+            if n == 1:
+                for name, value in lock.items():
+                    setattr(version, name, value)
+            versioning.retire(tx, versioning.write_version(tx, record, version, 1.0 + n))
+
+    meta.write_sync(write)
+    return made
+
+
+def test_every_version_and_delete_marker_goes_with_the_bucket(
+    users: UserDirectory, meta: MetaStore
+) -> None:
+    alice = users.add("ALICEKEY", "alice-secret", "alice", 1.0)
+    made = fill_versions(meta, "history", alice.canonical_id)
+    fill(meta, "keep", ROOT.canonical_id)
+    assert len(meta.read(lambda tx: list(every_version(tx, "history")))) == 4
+    removal = remove_user(users, "ALICEKEY", delete_buckets=True, page=3)
+    assert (removal.buckets, removal.objects) == (["history"], 4)
+
+    def state(tx: Tx) -> tuple[set[str], list[object], bool]:
+        garbage = {key for key, _record in catalog.pending_garbage(tx, 1000)}
+        return garbage, list(every_version(tx, "history")), catalog.bucket_is_empty(tx, "history")
+
+    garbage, left, empty = meta.read(state)
+    assert left == [] and empty
+    assert set(made) <= garbage  # data, markers, the change record and the configuration record
+    # a bucket of that name made again starts with no history
+    meta.write_sync(lambda tx: catalog.put_bucket(tx, BucketRecord("history", "x", 2.0)))
+    assert meta.read(lambda tx: list(every_version(tx, "history"))) == []
+
+
+@pytest.mark.parametrize(
+    "lock",
+    [
+        {"legal_hold": True},
+        {"lock_mode": "COMPLIANCE", "lock_until": 2_000.0},
+        {"lock_mode": "GOVERNANCE", "lock_until": 2_000.0},
+    ],
+)
+def test_locked_versions_keep_their_user(
+    users: UserDirectory, meta: MetaStore, lock: dict[str, object]
+) -> None:
+    alice = users.add("ALICEKEY", "alice-secret", "alice", 1.0)
+    fill_versions(meta, "vault", alice.canonical_id, **lock)
+    fill(meta, "plain", alice.canonical_id)
+    clock = ManualClock(1_000.0)
+    with pytest.raises(LockedVersions, match=r"vault .*Object Lock.*--to"):
+        remove_user(users, "ALICEKEY", delete_buckets=True, clock=clock)
+    assert users.lookup("ALICEKEY") == alice
+    assert len(meta.read(lambda tx: list(every_version(tx, "vault")))) == 4
+    assert len(catalog_keys(meta, "plain")) == len(KEYS)  # nothing deleted before the refusal
+    if "lock_until" in lock:  # a retention past its date keeps nothing
+        clock.set(3_000.0)
+        removal = remove_user(users, "ALICEKEY", delete_buckets=True, clock=clock)
+        assert sorted(removal.buckets) == ["plain", "vault"]
 
 
 def catalog_keys(meta: MetaStore, bucket: str) -> list[str]:
