@@ -634,7 +634,11 @@ class ObjectService:
     async def replace_metadata(
         self, bucket: str, key: str, opts: PutOptions, expect_volume: str
     ) -> ObjectRecord:
-        """Copy an object onto itself with new metadata: the data stays where it is."""
+        """Copy an object onto itself with new metadata: the data stays where it is, and so
+        does its place in the key's history (its order, which the data's header and the
+        records of later changes name). Its tags and ACL become those of ``opts`` as
+        PutObjectTagging and PutObjectAcl would set them (:func:`amend.amend_version`), so
+        recovery from the disks finds them, and the record of an earlier change is freed."""
 
         def replace(tx: Tx) -> ObjectRecord:
             found = self._owned(catalog.get_bucket(tx, bucket), bucket, opts.owner_id)
@@ -645,22 +649,15 @@ class ObjectService:
                 raise errors.NoSuchKey(bucket=bucket, key=key)
             if opts.condition is not None:
                 opts.condition(current)
-            record = ObjectRecord(
-                key=key,
-                volume_id=current.volume_id,
-                size=current.size,
-                etag=current.etag,
+            record = dataclasses.replace(
+                current,
                 last_modified=self.clock.now(),
                 content_type=opts.content_type,
                 user_meta=dict(opts.user_meta),
                 headers=dict(opts.headers),
                 storage_class=opts.storage_class,
-                checksums=dict(current.checksums),
-                parts=current.parts,
                 owner_id=opts.owner_id,
-                order=self.orders.next(self.clock.now()).hex(),
-                tags=dict(opts.tags),
-                acl=dict(opts.acl),
+                order=versions.order_of(current).hex(),
             )
             catalog.put_object(tx, bucket, record)
             return record
@@ -668,7 +665,12 @@ class ObjectService:
         record = await self.meta.write(replace)
         if opts.storage_class and self.on_pinned is not None:
             self.on_pinned()
-        return record
+        setting = amend.setting(tags=dict(opts.tags), acl=dict(opts.acl))
+
+        def change(now_stored: ObjectRecord) -> bool:  # not an object written since
+            return now_stored.volume_id == expect_volume and setting(now_stored)
+
+        return await self.amend_version(bucket, key, record.version_id, opts.owner_id, change)
 
     # -- garbage (see stratum.service.garbage) ----------------------------------------
 

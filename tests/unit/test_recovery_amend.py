@@ -15,6 +15,7 @@ from stratum.meta import catalog, versions
 from stratum.meta.records import BucketRecord
 from stratum.node import Node
 from stratum.service import amend
+from stratum.service.objects import PutOptions
 from tests.unit import test_recovery as rec
 from tests.unit.test_recovery import Env, env  # noqa: F401 - env: the fixture
 from tests.unit.test_recovery_versions import _versioning
@@ -175,3 +176,45 @@ def test_only_amendable_fields_are_set() -> None:
     """Size, ETag and the rest are the data's, fixed when it was written."""
     with pytest.raises(ValueError, match="etag"):
         amend.setting(tags={}, etag='"x"')
+
+
+async def test_metadata_replaced_in_place_keeps_tags_and_acl_on_disk(env: Env) -> None:  # noqa: F811
+    """CopyObject onto itself (replace_metadata) sets the tags and ACL its request names: the
+    record of an earlier change goes to the collector, and what recovery finds on the disks is
+    what was set last, also when the object is changed again after the copy."""
+    node = await rec._open(env)
+    node.service.garbage.gc_grace = 3600.0  # on the test's clock: the queue keeps what it got
+    root = rec._root(node)
+    acl = {"grants": [{"p": "READ"}]}
+    try:
+        await node.service.create_bucket("flat", root, "us-east-1")
+        await rec._put(node, "flat", "replaced", b"r", tags={"at": "write"})
+        await rec._put(node, "flat", "changed-after", b"c", tags={"at": "write"})
+        for key in ("replaced", "changed-after"):
+            await node.service.amend_version(
+                "flat", key, None, root, amend.setting(tags={"at": "tag"})
+            )
+        stale = {
+            key: node.service.head_object("flat", key, root).record.amend_record["volume_id"]
+            for key in ("replaced", "changed-after")
+        }
+        for key, tags in (("replaced", {"at": "copy"}), ("changed-after", {"at": "tag"})):
+            view = node.service.head_object("flat", key, root)
+            opts = PutOptions(owner_id=root, content_type="text/plain", tags=tags, acl=acl)
+            await node.service.replace_metadata("flat", key, opts, view.record.volume_id)
+        await node.service.amend_version(
+            "flat", "changed-after", None, root, amend.setting(tags={"at": "later"})
+        )
+        want = {k: _fields(node, "flat", k) for k in ("replaced", "changed-after")}
+        queued = {v.volume_id for _k, v in node.meta.read(lambda tx: catalog.pending_garbage(tx))}
+    finally:
+        await rec._close(node)
+    assert want["replaced"][0][1]["tags"] == {"at": "copy"}
+    assert want["changed-after"][0][1]["tags"] == {"at": "later"}
+    assert want["replaced"][0][1]["acl"] == acl
+    assert set(stale.values()) <= queued
+    node = await _rebuilt(env)
+    try:
+        assert {k: _fields(node, "flat", k) for k in want} == want
+    finally:
+        await rec._close(node)
