@@ -90,12 +90,6 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def creation_fields(record: ObjectRecord) -> dict[str, Any]:
-    """What a version's data header carries of its amendable fields at creation (those set:
-    recovery rebuilds the rest as defaults)."""
-    return {k: v for k, v in fields_of(record).items() if v != getattr(_DEFAULTS, k)}
-
-
 def setting(**values: Any) -> Callable[[ObjectRecord], bool]:
     """A ``change`` for :func:`amend_version` that gives a version these amendable fields,
     each as a whole (a tag set replaces the tag set), and says whether that changed any."""
