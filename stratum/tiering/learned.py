@@ -34,7 +34,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stratum.tiering.pricing import GB, MONTH, Prices
@@ -69,12 +69,20 @@ def class_of(bucket: str, key: str, size: int, written: str = "put") -> str:
     return f"{bucket}/{_DIGITS.sub('#', directory)} {4**band}B+ {written}"
 
 
+#: lower edges of the gap bins
+LOWS: tuple[float, ...] = (0.0, *EDGES[:-1])
+
+
 @dataclass
 class ClassStats:
     """The decayed gap histogram of one class (see the module docstring)."""
 
     counts: list[float]
     updated: float
+    # Sums over the bins from each one up (counts; counts x bin middles), made on the first
+    # question after a change: a pass asks about many objects of a few classes, and with them
+    # an answer is one bin's share plus two lookups, not a walk of every bin.
+    _suffix: tuple[list[float], list[float]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def empty(cls, now: float) -> ClassStats:
@@ -85,31 +93,43 @@ class ClassStats:
             factor = 0.5 ** ((now - self.updated) / HALF_LIFE)
             self.counts = [c * factor for c in self.counts]
             self.updated = now
+            self._suffix = None
 
     def observe(self, gap: float | None, now: float, weight: float = 1.0) -> None:
         """A gap between two reads (or the write and a read); None: none within the horizon."""
         self.decay_to(now)
         index = NEVER if gap is None or gap >= HORIZON else bisect.bisect_right(EDGES, gap)
         self.counts[index] += weight
+        self._suffix = None
+
+    def _sums(self) -> tuple[list[float], list[float]]:
+        if self._suffix is None:
+            counts, middles = [0.0] * (NEVER + 1), [0.0] * (NEVER + 1)
+            for index in range(NEVER - 1, -1, -1):
+                count = self.counts[index]
+                counts[index] = counts[index + 1] + count
+                middles[index] = middles[index + 1] + count * (LOWS[index] + EDGES[index]) / 2
+            self._suffix = (counts, middles)
+        return self._suffix
 
     def remaining(self, age: float) -> tuple[float, float, float]:
         """(evidence, P(R < H), E[min(R, H)]) for an object idle for ``age`` seconds, from the
         gaps longer than ``age`` (uniform within a bin), ``R`` the time to its next read."""
-        mass = reads = expected = 0.0
-        low = 0.0
-        for index, high in enumerate(EDGES):
-            count = self.counts[index]
-            if count and high > age:
-                start = max(low, age)
-                share = count * (high - start) / (high - low)
-                mass += share
-                # those reads come in (start, high): on average halfway, seen from age
-                mid = (start + high) / 2 - age
-                reads += share
-                expected += share * mid
-            low = high
+        counts, middles = self._sums()
+        index = bisect.bisect_right(EDGES, age)  # the first bin that ends after age
+        reads = expected = 0.0
+        if index < NEVER:
+            # the bin age falls in: the share of its gaps longer than age, on average
+            # halfway between age (or the bin's start) and its end, seen from age
+            low, high = LOWS[index], EDGES[index]
+            start = max(low, age)
+            reads = self.counts[index] * (high - start) / (high - low)
+            expected = reads * ((start + high) / 2 - age)
+            # the bins after it: all their gaps, each at its bin's middle
+            reads += counts[index + 1]
+            expected += middles[index + 1] - age * counts[index + 1]
         never = self.counts[NEVER]
-        mass += never
+        mass = reads + never
         if mass <= 0:
             return 0.0, 0.0, HORIZON
         # reads after the horizon from age count as never: the horizon is from the gap's start

@@ -4,6 +4,8 @@ decision, and the policy in the simulator against AWS-IT's rules and the offline
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stratum.config import load_config
 from stratum.tiering.learned import (
@@ -54,6 +56,49 @@ def test_gap_statistics_decay_and_condition_on_the_idle_age() -> None:
     assert stats.counts[0] == pytest.approx(5) and stats.counts[NEVER] == pytest.approx(5)
     assert EDGES[0] == 60.0 and EDGES[-1] == HORIZON
     assert stats.summary() == {"evidence": 10.0, "reread_ratio": 0.5, "median_gap_below": 60.0}
+
+
+def _remaining_by_walking_every_bin(stats: ClassStats, age: float) -> tuple[float, ...]:
+    """The definition of ClassStats.remaining, bin by bin (its answers come from sums)."""
+    mass = reads = expected = 0.0
+    low = 0.0
+    for index, high in enumerate(EDGES):
+        count = stats.counts[index]
+        if count and high > age:
+            start = max(low, age)
+            share = count * (high - start) / (high - low)
+            mass += share
+            reads += share
+            expected += share * ((start + high) / 2 - age)
+        low = high
+    mass += stats.counts[NEVER]
+    if mass <= 0:
+        return 0.0, 0.0, HORIZON
+    expected += stats.counts[NEVER] * max(0.0, HORIZON - age)
+    return mass, reads / mass, expected / mass
+
+
+@given(
+    gaps=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.floats(0, 2 * HORIZON)), st.floats(0.01, 5), st.floats(0, DAY)
+        ),
+        max_size=30,
+    ),
+    ages=st.lists(st.one_of(st.floats(0, 1.2 * HORIZON), st.sampled_from(EDGES)), max_size=5),
+)
+def test_remaining_from_sums_equals_the_walk_over_every_bin(
+    gaps: list[tuple[float | None, float, float]], ages: list[float]
+) -> None:
+    stats = ClassStats.empty(0.0)
+    now = 0.0
+    for gap, weight, later in gaps:
+        now += later  # decay between observations: the sums must follow
+        stats.observe(gap, now, weight)
+        for age in ages:
+            got = stats.remaining(age)
+            want = _remaining_by_walking_every_bin(stats, age)
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
 
 
 def test_the_decision_weighs_storage_against_reads_and_defers_without_evidence() -> None:
