@@ -73,10 +73,11 @@ def parse_date(value: str, what: str) -> float:
 # -- the lock headers of writes ------------------------------------------------------------
 
 
-def requested_lock(ctx: ReqCtx) -> dict[str, Any]:
-    """The lock fields a write's headers ask for (none: ``{}``), validated as AWS does."""
-    mode, until = ctx.header(MODE_HEADER), ctx.header(UNTIL_HEADER)
-    hold = ctx.header(HOLD_HEADER)
+def requested_lock(ctx: ReqCtx, named: Callable[[str], str | None] | None = None) -> dict[str, Any]:
+    """The lock fields a write's headers ask for (none: ``{}``), validated as AWS does;
+    ``named``: where else to look them up by (lower-case) name, a form upload's fields."""
+    get = ctx.header if named is None else named
+    mode, until, hold = get(MODE_HEADER), get(UNTIL_HEADER), get(HOLD_HEADER)
     out: dict[str, Any] = {}
     if (mode is None) != (until is None):
         raise S3Error(

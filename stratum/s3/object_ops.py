@@ -56,7 +56,11 @@ TIER_HEADER = "x-stratum-tier"
 
 
 def _storage_class(ctx: ReqCtx) -> str:
-    value = ctx.header("x-amz-storage-class")
+    return storage_class_named(ctx.header("x-amz-storage-class"))
+
+
+def storage_class_named(value: str | None) -> str:
+    """A write's ``x-amz-storage-class`` (a header, or a form upload's field), validated."""
     if value is None or value == "":
         return ""
     if value not in STORAGE_CLASSES:

@@ -33,14 +33,14 @@ from aiohttp import BodyPartReader, MultipartReader, web
 
 from stratum.auth import AuthResult, LookupSecret, post_policy
 from stratum.auth.request import UNSIGNED_PAYLOAD
-from stratum.s3 import honest, httpsem
+from stratum.s3 import honest, httpsem, lock_ops
 from stratum.s3.acl_ops import write_acl
 from stratum.s3.authorize import ANONYMOUS, RequestAccess
 from stratum.s3.body import READ_CHUNK, form_body, within
 from stratum.s3.context import ApiSettings, ReqCtx, send_continue
 from stratum.s3.errors import S3Error
 from stratum.s3.lookup import written_version
-from stratum.s3.object_ops import MAX_SINGLE_PUT
+from stratum.s3.object_ops import MAX_SINGLE_PUT, storage_class_named
 from stratum.s3.router import Endpoint, validate_key
 from stratum.s3.xml import XmlWriter, quote_etag
 from stratum.s3.xml_requests import parse_tagging
@@ -113,6 +113,8 @@ async def post_object(
     honest.check(ctx)  # the request's own headers, as on a PUT
     _refuse_unimplemented(fields)
     acl = write_acl(ctx, _acl_fields(fields))
+    storage_class = storage_class_named(fields.get("x-amz-storage-class"))
+    lock = lock_ops.requested_lock(ctx, fields.get)
     length_range = None if signed is None else signed.policy.length_range
     low, high = length_range or (0, MAX_SINGLE_PUT)
     high = min(high, MAX_SINGLE_PUT)
@@ -138,6 +140,8 @@ async def post_object(
         checksums=body.checksums,
         tags=_tags(fields.get("tagging")),
         acl=acl,
+        storage_class=storage_class,
+        amendable=lock,
     )
     record = await ctx.service.put_object(bucket, key, body.chunks, opts)
     ctx.bytes_in = request.content.total_bytes

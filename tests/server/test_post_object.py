@@ -228,3 +228,49 @@ def test_large_form_upload_streams(server: RunningServer, s3: Any, bucket: str) 
     head = s3.head_object(Bucket=bucket, Key="big")
     assert head["ContentLength"] == len(data)
     assert head["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+
+
+def test_storage_class_and_lock_fields_apply_as_their_headers_do(
+    server: RunningServer, s3: Any, bucket: str
+) -> None:
+    any_of = [["starts-with", f"${name}", ""] for name in ("x-amz-storage-class",)]
+    fields = sigv2_form(
+        server, [["eq", "$key", "ia"], *any_of], key="ia", **{"x-amz-storage-class": "STANDARD_IA"}
+    )
+    assert post(server, bucket, fields, b"x").status_code == 204
+    assert s3.head_object(Bucket=bucket, Key="ia")["StorageClass"] == "STANDARD_IA"
+    fields = sigv2_form(
+        server, [["eq", "$key", "bad"], *any_of], key="bad", **{"x-amz-storage-class": "COLDER"}
+    )
+    assert error_of(post(server, bucket, fields, b"x")) == (400, "InvalidStorageClass")
+
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+    lock = {
+        "x-amz-object-lock-mode": "GOVERNANCE",
+        "x-amz-object-lock-retain-until-date": until,
+        "x-amz-object-lock-legal-hold": "ON",
+    }
+    named = [["starts-with", f"${name}", ""] for name in lock]
+    fields = sigv2_form(server, [["eq", "$key", "l"], *named], key="l", **lock)
+    # in a bucket without Object Lock: refused, as the headers would be
+    assert error_of(post(server, bucket, fields, b"x"))[0] == 400
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="l")
+    s3.create_bucket(Bucket=f"{bucket}-locked", ObjectLockEnabledForBucket=True)
+    response = post(server, f"{bucket}-locked", fields, b"locked by a form")
+    assert response.status_code == 204, response.text
+    head = s3.head_object(Bucket=f"{bucket}-locked", Key="l")
+    assert head["ObjectLockMode"] == "GOVERNANCE" and head["ObjectLockLegalHoldStatus"] == "ON"
+    assert head["ObjectLockRetainUntilDate"].strftime("%Y-%m-%dT%H:%M:%SZ") == until
+    s3.put_object_legal_hold(
+        Bucket=f"{bucket}-locked",
+        Key="l",
+        VersionId=head["VersionId"],
+        LegalHold={"Status": "OFF"},
+    )
+    s3.delete_object(
+        Bucket=f"{bucket}-locked",
+        Key="l",
+        VersionId=head["VersionId"],
+        BypassGovernanceRetention=True,
+    )
+    s3.delete_bucket(Bucket=f"{bucket}-locked")
