@@ -32,6 +32,7 @@ from stratum.maintenance.compaction import Compactor
 from stratum.maintenance.lifecycle import LifecycleWorker
 from stratum.maintenance.scrub import Maintenance
 from stratum.meta.store import MetaStore
+from stratum.meta.versions import OrderClock
 from stratum.pool import PoolError, tier_pool
 from stratum.service.multipart import MultipartService
 from stratum.service.objects import ObjectService
@@ -129,6 +130,7 @@ class Node:
             small_threshold=config.storage.small_object_threshold,
             max_object_size=config.storage.max_object_size,
         )
+        service.orders = OrderClock(config.server.site_id)  # version ids name their site
         multipart = MultipartService(service, expiry=config.storage.multipart_expiry)
         users = UserDirectory(meta, root.user, UserSecrets(data_dir))
         if not worker:

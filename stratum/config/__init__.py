@@ -31,7 +31,12 @@ The modules, each importing only those before it:
 from __future__ import annotations
 
 from stratum.config.checks import ZFS_COMPRESSION, split_listen
-from stratum.config.credentials import Credentials, cold_credentials, server_credentials
+from stratum.config.credentials import (
+    Credentials,
+    cold_credentials,
+    replication_credentials,
+    server_credentials,
+)
 from stratum.config.errors import ConfigError
 from stratum.config.kinds import Kind
 from stratum.config.load import load_config
@@ -42,6 +47,7 @@ from stratum.config.schema import (
     ConsoleConfig,
     LifecycleConfig,
     PricesConfig,
+    ReplicationTarget,
     ScrubConfig,
     ServerConfig,
     Setting,
@@ -64,6 +70,7 @@ __all__ = [
     "Kind",
     "LifecycleConfig",
     "PricesConfig",
+    "ReplicationTarget",
     "ScrubConfig",
     "ServerConfig",
     "Setting",
@@ -73,6 +80,7 @@ __all__ = [
     "TiersConfig",
     "cold_credentials",
     "load_config",
+    "replication_credentials",
     "server_credentials",
     "settings",
     "split_listen",

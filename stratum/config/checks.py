@@ -166,3 +166,24 @@ def bucket(value: str) -> None:
 def prefix(value: str) -> None:
     if value.startswith("/"):
         raise ValueError(f'must not start with "/", got "{value}"')
+
+
+TARGET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.A)
+
+
+def replication_buckets(value: tuple[str, ...]) -> None:
+    for name in value:
+        if name != "*" and not _BUCKET.fullmatch(name):
+            raise ValueError(f'must hold bucket names or "*", got "{name}"')
+
+
+def target_bucket(value: str) -> None:
+    """A target bucket name in which ``{bucket}`` stands for the source bucket's name."""
+    bucket(value.replace("{bucket}", "bucket"))
+    if not value:
+        raise ValueError('must not be empty ("{bucket}": the source bucket\'s name)')
+
+
+def access_keys(value: tuple[str, ...]) -> None:
+    for key in value:
+        access_key(key)

@@ -49,12 +49,23 @@ def cold_credentials(
     from_file: dict[str, str] = {}
     path = config.tiers.cold.credentials_file
     if path is not None:
-        from_file = _read_credentials_file(config, path)
+        from_file = _read_credentials_file(config, path, "tiers.cold.credentials_file")
     pair = (
         env.get("STRATUM_COLD_ACCESS_KEY") or from_file.get("access_key", ""),
         env.get("STRATUM_COLD_SECRET_KEY") or from_file.get("secret_key", ""),
     )
     return _pair(pair, "the cold access key and secret key", "tiers.cold.credentials_file")
+
+
+def replication_credentials(config: Config, name: str) -> Credentials | None:
+    """The keys of replication target ``name``, from its credentials_file; None: none set
+    (the default AWS credential chain). Blocking (reads a file)."""
+    path = config.target(name).credentials_file
+    if path is None:
+        return None
+    key = f"replication.{name}.credentials_file"
+    found = _read_credentials_file(config, path, key)
+    return _pair((found.get("access_key", ""), found.get("secret_key", "")), "the keys", key)
 
 
 def _pair(pair: tuple[str, str], what: str, key: str) -> Credentials | None:
@@ -71,9 +82,8 @@ def _pair(pair: tuple[str, str], what: str, key: str) -> Credentials | None:
     return Credentials(access, secret)
 
 
-def _read_credentials_file(config: Config, path: Path) -> dict[str, str]:
+def _read_credentials_file(config: Config, path: Path, key: str) -> dict[str, str]:
     """``access_key`` and ``secret_key`` from a TOML file, or from ``name = value`` lines."""
-    key = "tiers.cold.credentials_file"
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

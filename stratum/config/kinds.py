@@ -95,6 +95,12 @@ def _optional_size(value: object, base: Path) -> int:
     return 0 if value == "" else _size(value, base)
 
 
+def _string_list(value: object, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise want('an array of strings, e.g. ["photos", "backup"]', value)
+    return tuple(value)
+
+
 def _path_list(value: object, base: Path) -> tuple[Path, ...]:
     if not isinstance(value, list | tuple):
         raise want('an array of paths, e.g. ["/mnt/disk1", "/mnt/disk2"]', value)
@@ -115,6 +121,7 @@ STRING, BOOL, INT, FLOAT = (
 )
 DURATION, SIZE = Kind("duration", _duration), Kind("size", _size)
 OPTIONAL_SIZE = Kind("size", _optional_size)  # "" -> 0
+STRINGS = Kind("array of strings", _string_list)
 PATH, OPTIONAL_PATH, PATHS = (
     Kind("path", _path),
     Kind("path", _optional_path),

@@ -17,13 +17,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from stratum.config.checks import DATASET_COMPONENT
+from stratum.config.checks import DATASET_COMPONENT, TARGET_NAME
 from stratum.config.errors import ConfigError
 from stratum.config.kinds import want
 from stratum.config.schema import (
     MAX_SHARDS,
+    NAME,
     Config,
     is_table,
+    named_type,
     schema_fields,
     settings,
     subtable_type,
@@ -64,6 +66,14 @@ class _Loader:
         self.values: dict[str, Any] = {}
         self.explicit: set[str] = set(self.overrides)  # keys set by the file or the command line
         self.inherited: set[str] = set()
+        self.named: dict[str, list[str]] = {}  # "replication" -> the names of its tables
+        # "replication.offsite." -> "replication.<name>.": where a named table's keys are
+        self.schema_keys: dict[str, str] = {}
+
+    def schema_key(self, key: str) -> str:
+        """The schema's dotted key for ``key`` (a named table's name replaced by <name>)."""
+        prefix, _, name = key.rpartition(".")
+        return self.schema_keys.get(prefix + ".", prefix + ".") + name if prefix else key
 
     def error(self, key: str, why: str) -> ConfigError:
         if key in self.overrides:
@@ -71,7 +81,7 @@ class _Loader:
         return ConfigError(self.path, key, why)
 
     def load(self, document: Mapping[str, Any], source: Path | None) -> Config:
-        known = list(settings())
+        known = [key for key in settings() if NAME not in key]
         for key in self.overrides:
             if key not in known:
                 raise ConfigError(None, key, f"unknown setting{_suggest(key, known)}")
@@ -92,16 +102,34 @@ class _Loader:
                     hint = f", did you mean {homes[0]}?" if homes else ""
                 raise self.error(prefix + name, f"unknown {what}{hint}")
         for name, f in fields.items():
-            if is_table(f):
+            each = named_type(f)
+            if is_table(f) or each is not None:
                 sub = table.get(name, {})
                 if not isinstance(sub, dict):
                     raise self.error(prefix + name, str(want(f"a table [{prefix}{name}]", sub)))
-                self.walk(subtable_type(cls, name), sub, f"{prefix}{name}.")
+                if each is None:
+                    self.walk(subtable_type(cls, name), sub, f"{prefix}{name}.")
+                else:
+                    self.walk_named(each, sub, f"{prefix}{name}")
             else:
                 self.values[prefix + name] = self.convert(prefix + name, table)
 
+    def walk_named(self, each: type, tables: Mapping[str, Any], where: str) -> None:
+        """``[where.<name>]`` tables, each of the dataclass ``each``, in file order."""
+        self.named[where] = []
+        for name, sub in tables.items():
+            if not isinstance(sub, dict):
+                raise self.error(f"{where}.{name}", str(want(f"a table [{where}.{name}]", sub)))
+            if not TARGET_NAME.fullmatch(name):
+                raise self.error(
+                    f"{where}.{name}", "a table's name must be 1-64 of A-Z a-z 0-9 _ -"
+                )
+            self.named[where].append(name)
+            self.schema_keys[f"{where}.{name}."] = f"{where}.{NAME}."
+            self.walk(each, sub, f"{where}.{name}.")
+
     def convert(self, key: str, table: Mapping[str, Any]) -> Any:
-        setting = settings()[key]
+        setting = settings()[self.schema_key(key)]
         name = key.rsplit(".", 1)[-1]
         if key in self.overrides:
             raw, base = self.overrides[key], Path.cwd()
@@ -154,6 +182,21 @@ class _Loader:
         self.check_tls()
         if values["tiers.cold.endpoint"] and not values["tiers.cold.bucket"]:
             raise self.error("tiers.cold.bucket", "is required when tiers.cold.endpoint is set")
+        self.check_replication()
+
+    def check_replication(self) -> None:
+        """Each target names its endpoint and buckets; sites with targets have an id."""
+        names = self.named.get("replication", [])
+        for name in names:
+            for key in ("endpoint", "buckets"):
+                if not self.values[f"replication.{name}.{key}"]:
+                    raise self.error(f"replication.{name}.{key}", "is required")
+        if names and not self.values["server.site_id"]:
+            raise self.error(
+                "server.site_id",
+                "must be set (1-4294967295, distinct on every site) when replication targets"
+                " are configured",
+            )
 
     def check_tls(self) -> None:
         """Both files or neither, and they load as a certificate and its key."""
@@ -248,7 +291,14 @@ class _Loader:
     def build(self, cls: type, prefix: str) -> Any:
         kwargs: dict[str, Any] = {}
         for f in schema_fields(cls):
-            if is_table(f):
+            each = named_type(f)
+            if each is not None:
+                where = prefix + f.name
+                kwargs[f.name] = tuple(
+                    dataclasses.replace(self.build(each, f"{where}.{name}."), name=name)
+                    for name in self.named[where]
+                )
+            elif is_table(f):
                 kwargs[f.name] = self.build(subtable_type(cls, f.name), f"{prefix}{f.name}.")
             else:
                 kwargs[f.name] = self.values[prefix + f.name]

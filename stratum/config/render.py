@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from stratum.config.schema import settings, table_help
+from stratum.config.schema import NAME, settings, table_help
 
 _WIDTH = 98
 
@@ -100,11 +100,14 @@ def render_default_toml() -> str:
     """The fully commented default file: every key, its default and its help text."""
     lines = _comment(_FILE_HEADER)
     for table in iter_tables():
-        lines += ["", "", *_comment(table.help), f"[{table.name}]"]
+        # A table the user names exists only when written: shown commented out, as an example.
+        example = NAME in table.name
+        header = f"[{table.name.replace(NAME, 'offsite')}]"
+        lines += ["", "", *_comment(table.help), f"# {header}" if example else header]
         for doc in table.keys:
             lines += ["", *_comment(doc.help)]
             assignment = f"{doc.name} = {doc.default}"
-            lines.append(f"# {assignment}" if doc.inherits else assignment)
+            lines.append(f"# {assignment}" if doc.inherits or example else assignment)
     return "\n".join(lines) + "\n"
 
 

@@ -31,12 +31,15 @@ from stratum.config.kinds import (
     PATHS,
     SIZE,
     STRING,
+    STRINGS,
     Kind,
 )
 
 MAX_SHARDS = 256  # zfec's limit on data + parity shards
 _SETTING = "stratum.setting"
 _TABLE = "stratum.table"
+_NAMED = "stratum.named"  # tables the user names: [replication.<name>]
+NAME = "<name>"  # stands for the user's name of a named table in dotted keys
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,12 @@ def _key(
 def _table(help: str, **key_help: str) -> dict[str, object]:
     """The metadata of a sub-table; ``key_help`` replaces the help of some of its keys."""
     return {_TABLE: (help, key_help)}
+
+
+def _named(help: str, cls: type) -> dict[str, object]:
+    """The metadata of a table of tables the user names (``[replication.offsite]``), each
+    of the dataclass ``cls``; none by default."""
+    return {_NAMED: (help, cls)}
 
 
 # --- the schema ---------------------------------------------------------------------------
@@ -219,6 +228,27 @@ class ServerConfig:
             " RequestTimeout, as S3 does, and its connection closed. It bounds each pause"
             " between two reads, not the whole body: a slow but steady upload is never cut.",
             checks.positive,
+        )
+    )
+    site_id: int = field(
+        metadata=_key(
+            0,
+            INT,
+            "This site's id (1-4294967295), written into every version id it makes, so that"
+            " of two versions written in the same microsecond on two sites the one of the"
+            " higher site id is current on both. Required, and distinct on every site, when"
+            " [replication.<name>] tables are set.",
+            checks.between(0, 2**32 - 1),
+        )
+    )
+    replication_keys: tuple[str, ...] = field(
+        metadata=_key(
+            [],
+            STRINGS,
+            "Access keys granted replication rights: only requests signed with one of them may"
+            " write replicas (a version with the id, order and time another site gave it);"
+            " the other site's [replication.<name>] credentials_file holds one of these keys.",
+            checks.access_keys,
         )
     )
 
@@ -759,6 +789,73 @@ class LifecycleConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReplicationTarget:
+    """``[replication.<name>]``: another site (a Stratum, or any S3) that keeps a copy."""
+
+    buckets: tuple[str, ...] = field(
+        metadata=_key(
+            [],
+            STRINGS,
+            'Buckets replicated to this target, or ["*"] for every bucket. Only versions'
+            " written while a bucket's versioning is Enabled are replicated.",
+            checks.replication_buckets,
+        )
+    )
+    endpoint: str = field(
+        metadata=_key(
+            "",
+            STRING,
+            'URL of the target\'s S3 endpoint, e.g. "https://stratum.parents.example:9000";'
+            " required.",
+            checks.endpoint,
+        )
+    )
+    region: str = field(
+        metadata=_key("us-east-1", STRING, "Region the target expects.", checks.region)
+    )
+    bucket: str = field(
+        metadata=_key(
+            "{bucket}",
+            STRING,
+            "Name of the target bucket; {bucket} stands for the source bucket's name. The"
+            " target bucket must exist with versioning Enabled.",
+            checks.target_bucket,
+        )
+    )
+    prefix: str = field(
+        metadata=_key(
+            "", STRING, "Key prefix of the copies on the target (empty: none).", checks.prefix
+        )
+    )
+    credentials_file: Path | None = field(
+        metadata=_key(
+            "",
+            OPTIONAL_PATH,
+            "File with the target's keys, as the cold tier's: access_key = \"...\" and"
+            ' secret_key = "..." (TOML, or plain lines). On a Stratum target, list that'
+            " access key in the target's [server] replication_keys so that it keeps version"
+            " ids and times; without them every copy is a new version there.",
+        )
+    )
+    delete_markers: bool = field(
+        metadata=_key(
+            True,
+            BOOL,
+            "Replicate delete markers. Versions removed for good (a DELETE naming a version)"
+            " are never replicated.",
+        )
+    )
+
+    name: str = ""  # the table's name: [replication.<name>]
+
+    def covers(self, bucket: str) -> bool:
+        return "*" in self.buckets or bucket in self.buckets
+
+    def target_bucket(self, bucket: str) -> str:
+        return self.bucket.replace("{bucket}", bucket)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration; build it with :func:`load_config`."""
 
@@ -776,7 +873,24 @@ class Config:
     lifecycle: LifecycleConfig = field(
         metadata=_table("Lifecycle rules: expiring objects and versions, aborting uploads.")
     )
+    replication: tuple[ReplicationTarget, ...] = field(
+        default=(),
+        metadata=_named(
+            "A replication target: every new version and delete marker of the buckets listed"
+            " is queued (in the transaction that writes it) and copied there with its version"
+            " id, time, metadata and checksums. One table per target, named as you like"
+            " ([replication.offsite]); none by default.",
+            ReplicationTarget,
+        ),
+    )
     source: Path | None = None  # the file this was loaded from (absolute); None: no file
+
+    def target(self, name: str) -> ReplicationTarget:
+        """The replication target ``[replication.<name>]``; KeyError if there is none."""
+        for target in self.replication:
+            if target.name == name:
+                return target
+        raise KeyError(name)
 
 
 # --- walking the schema -------------------------------------------------------------------
@@ -784,11 +898,21 @@ class Config:
 
 def schema_fields(cls: type) -> list[dataclasses.Field[Any]]:
     """The fields of one table that are keys or sub-tables (not ``Config.source``)."""
-    return [f for f in dataclasses.fields(cls) if _SETTING in f.metadata or _TABLE in f.metadata]
+    return [
+        f
+        for f in dataclasses.fields(cls)
+        if _SETTING in f.metadata or _TABLE in f.metadata or _NAMED in f.metadata
+    ]
 
 
 def is_table(f: dataclasses.Field[Any]) -> bool:
     return _TABLE in f.metadata
+
+
+def named_type(f: dataclasses.Field[Any]) -> type | None:
+    """The dataclass of each table of a table of named tables; None for other fields."""
+    named = f.metadata.get(_NAMED)
+    return None if named is None else named[1]
 
 
 @functools.cache
@@ -819,6 +943,10 @@ def _schema() -> tuple[Mapping[str, Setting], Mapping[str, str]]:
                 help, sub_key_help = f.metadata[_TABLE]
                 tables[prefix + f.name] = help
                 walk(subtable_type(cls, f.name), f"{prefix}{f.name}.", sub_key_help)
+            elif _NAMED in f.metadata:
+                help, each = f.metadata[_NAMED]
+                tables[f"{prefix}{f.name}.{NAME}"] = help
+                walk(each, f"{prefix}{f.name}.{NAME}.", {})
             else:
                 setting = f.metadata[_SETTING]
                 help = key_help.get(f.name, setting.help)

@@ -106,9 +106,12 @@ def _dataclass_keys(cls: type, prefix: str = "") -> list[str]:
     keys = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name == "source":
+        if f.name in ("source", "name"):
             continue
-        if dataclasses.is_dataclass(hints[f.name]):
+        (each,) = typing.get_args(hints[f.name])[:1] or (None,)
+        if dataclasses.is_dataclass(each):  # a table of named tables: [replication.<name>]
+            keys += _dataclass_keys(each, f"{prefix}{f.name}.<name>.")  # type: ignore[arg-type]
+        elif dataclasses.is_dataclass(hints[f.name]):
             keys += _dataclass_keys(hints[f.name], f"{prefix}{f.name}.")
         else:
             keys.append(prefix + f.name)
@@ -129,12 +132,13 @@ def test_every_key_appears_in_the_default_file() -> None:
     current = ""
     for line in text.splitlines():
         assert len(line) <= 100
-        if line.startswith("["):
-            current = line.strip("[]")
+        if re.fullmatch(r"(# )?\[[a-z_.]+\]", line):  # a named table: an example, commented
+            current = line.removeprefix("# ").strip("[]").replace("offsite", "<name>")
         elif re.match(r"(# )?[a-z_0-9]+ = ", line):
             sections.setdefault(current, []).append(line)
     for doc in iter_keys():
-        expected = f"{'# ' if doc.inherits else ''}{doc.name} = {doc.default}"
+        commented = doc.inherits or "<name>" in doc.key
+        expected = f"{'# ' if commented else ''}{doc.name} = {doc.default}"
         assert expected in sections[doc.table], doc.key
     # and nothing else is set
     document = tomllib.loads(text)
@@ -143,7 +147,9 @@ def test_every_key_appears_in_the_default_file() -> None:
         for table, values in _flatten_tables(document).items()
         for name in values
     }
-    assert set_keys == {doc.key for doc in iter_keys() if not doc.inherits}
+    assert set_keys == {
+        doc.key for doc in iter_keys() if not doc.inherits and "<name>" not in doc.key
+    }
 
 
 def _flatten_tables(document: dict[str, object], prefix: str = "") -> dict[str, list[str]]:
