@@ -51,6 +51,7 @@ from stratum.util.imports import import_off_loop
 if TYPE_CHECKING:
     from stratum.maintenance.backups import MetaBackup
     from stratum.pool.snapshot import SnapshotSchedule
+    from stratum.replication.replicator import Replicator
 
 log = logging.getLogger("stratum.node")
 
@@ -89,6 +90,7 @@ class Node:
     lifecycle: LifecycleWorker
     backup: MetaBackup | None = None  # copies of the metadata store, made while started
     snapshots: SnapshotSchedule | None = None  # ZFS snapshots, when scheduled
+    replicator: Replicator | None = None  # replication targets, when configured
 
     @classmethod
     def open(cls, config: Config, clock: Clock | None = None, *, worker: bool = False) -> Node:
@@ -151,6 +153,11 @@ class Node:
         tiering = TierEngine(service, config.tiering, clock, cold=cold)
         service.on_pinned = tiering.nudge
         tiering.lifecycle_day = config.lifecycle.day_seconds
+        replicator = None
+        if config.replication:  # every process queues what it writes; the primary pushes
+            from stratum.replication.replicator import Replicator
+
+            replicator = Replicator(service, config, clock)
         return cls(
             config,
             meta,
@@ -165,6 +172,7 @@ class Node:
             tiering,
             Compactor(service, clock),
             LifecycleWorker(service, multipart, config.lifecycle, clock),
+            replicator=replicator,
         )
 
     @property
@@ -198,6 +206,8 @@ class Node:
         await self.compaction.start()
         await self.tiering.start()
         self.lifecycle.start()
+        if self.replicator is not None:
+            await self.replicator.start()
         # Imported here (off the loop), as snapshots below: only the primary runs them, and
         # modules a process never uses only add to its memory.
         await import_off_loop("stratum.maintenance.backups")
@@ -231,6 +241,8 @@ class Node:
             await self.snapshots.stop()
         if self.backup is not None:
             await self.backup.stop()
+        if self.replicator is not None:
+            await self.replicator.stop()
         await self.lifecycle.stop()
         await self.tiering.stop()
         await self.compaction.stop()

@@ -166,6 +166,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         access_log=config.server.access_log,
         sigv2=config.server.sigv2,
         body_timeout=config.server.body_timeout,
+        replication_keys=frozenset(config.server.replication_keys),
     )
     observer = Observer(
         node.meta,

@@ -169,6 +169,9 @@ class ObjectRecord(Record):
     # where the newest on-disk record of a change to the fields above is, once the version
     # was changed after it was written (stratum.service.amend), so the next change frees it
     amend_record: dict[str, Any] = field(default_factory=dict)
+    # x-amz-replication-status: "" (not replicated), PENDING, COMPLETED or FAILED on the
+    # site that wrote it, REPLICA where another site's replication wrote it
+    replication: str = ""
 
 
 @dataclass

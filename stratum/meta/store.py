@@ -24,8 +24,9 @@ their write transactions with its own lock, and a process whose map another one 
 Sub-databases (all values are versioned records, see :mod:`stratum.meta.records`):
 ``buckets``, ``objects``, ``volumes``, ``users``, ``gc``, ``uploads``, ``parts``, ``info``,
 ``versions`` and ``nullver`` (:mod:`stratum.meta.versions`); ``decisions``
-(:mod:`stratum.tiering.decisions`) and ``console`` (the web console's history,
-:mod:`stratum.console.history`) have formats of their own.
+(:mod:`stratum.tiering.decisions`), ``console`` (the web console's history,
+:mod:`stratum.console.history`) and ``replq`` (:mod:`stratum.replication.queue`) have
+formats of their own.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ DB_NAMES = (
     "versions",
     "nullver",
     "console",
+    "replq",
 )
 INITIAL_MAP_SIZE = 256 << 20
 MAX_BATCH = 512

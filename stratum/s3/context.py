@@ -35,6 +35,7 @@ class ApiSettings:
     access_log: bool = True
     sigv2: bool = True  # accept Signature Version 2 ([server] sigv2)
     body_timeout: float = 30.0  # seconds a body read may wait for data ([server] body_timeout)
+    replication_keys: frozenset[str] = frozenset()  # may write replicas (stratum.s3.replica_ops)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import cast
 from aiohttp import web
 
 from stratum.meta.records import UploadRecord
-from stratum.s3 import checksums, httpsem, lock_ops, xml
+from stratum.s3 import checksums, httpsem, lock_ops, replica_ops, xml
 from stratum.s3.acl_ops import object_owner
 from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
@@ -171,7 +171,7 @@ async def complete_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
     document = await read_document(ctx, MAX_COMPLETE_MULTIPART_BODY)
     requested = parse_complete_multipart(document)
     wanted = [CompletedPart(p.part_number, p.etag, dict(p.checksums)) for p in requested]
-    record = await ctx.multipart.complete(
+    complete = ctx.multipart.complete(
         ctx.bucket,
         ctx.key,
         upload_id,
@@ -179,7 +179,9 @@ async def complete_multipart_upload(ctx: ReqCtx) -> web.StreamResponse:
         ctx.acting_id,
         checksum_of=completion_checksums(ctx, requested),
         condition=write_condition(ctx),
+        replica=replica_ops.replica_of(ctx),
     )
+    record = await replica_ops.written(complete)
     location = f"/{ctx.bucket}/{ctx.key}"
     elements = {
         checksums.element_of(cast(checksums.Algorithm, alg)): value

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from stratum.meta.records import ObjectRecord
 from stratum.meta.versions import InvalidVersionId, parse_version_id
-from stratum.s3 import checksum_ops, checksums, httpsem, lock_ops, xml
+from stratum.s3 import checksum_ops, checksums, httpsem, lock_ops, replica_ops, xml
 from stratum.s3.acl_ops import write_acl
 from stratum.s3.body import open_body
 from stratum.s3.bucket_ops import read_document, xml_response
@@ -115,8 +115,11 @@ async def put_object(ctx: ReqCtx) -> web.StreamResponse:
         condition=condition,
         checksums=body.checksums,  # filled by verify() before the commit reads it
         acl=base.acl,
+        replica=replica_ops.replica_of(ctx),
     )
-    record = await ctx.service.put_object(ctx.bucket, ctx.key, body.chunks, opts)
+    record = await replica_ops.written(
+        ctx.service.put_object(ctx.bucket, ctx.key, body.chunks, opts)
+    )
     out = {"ETag": record.etag, **written_version(record)}
     out.update(checksums.response_headers(record.checksums))
     out.update(written_expiration(ctx, record))
@@ -158,6 +161,8 @@ def object_headers(view: ObjectView, ctx: ReqCtx) -> dict[str, str]:
     if ctx.endpoint.version_id is None:  # the current version
         out.update(expiration_headers(view.bucket, record))
     out.update(checksum_ops.read_headers(ctx, record, view.volume, ctx.endpoint.part_number))
+    if record.replication:
+        out[replica_ops.STATUS] = record.replication
     return out
 
 
@@ -241,12 +246,16 @@ async def _serve(ctx: ReqCtx, *, send_body: bool) -> web.StreamResponse:
 
 async def delete_object(ctx: ReqCtx) -> web.StreamResponse:
     version_id = ctx.endpoint.version_id
-    outcome = await ctx.service.delete_object(
-        ctx.bucket,
-        ctx.key,
-        ctx.acting_id,
-        version_id,
-        bypass_governance=lock_ops.bypass_governance(ctx),
+    replica = replica_ops.replica_of(ctx) if version_id is None else None
+    outcome = await replica_ops.deleted(
+        ctx.service.delete_object(
+            ctx.bucket,
+            ctx.key,
+            ctx.acting_id,
+            version_id,
+            bypass_governance=lock_ops.bypass_governance(ctx),
+            replica=replica,
+        )
     )
     headers: dict[str, str] = {}
     if version_id is not None:

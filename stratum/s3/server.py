@@ -59,6 +59,7 @@ from stratum.s3.router import unsupported_error as router_unsupported
 from stratum.service import errors as model_errors
 from stratum.service import locks as model_locks
 from stratum.service import multipart as model_multipart
+from stratum.service import replicas as model_replicas
 from stratum.service import versioning as model_versioning
 from stratum.service.multipart import MultipartService
 from stratum.service.objects import ObjectService
@@ -102,6 +103,7 @@ _MODEL_ERRORS: Mapping[type[model_errors.ObjectServiceError], str] = {
     model_multipart.EntityTooSmall: "EntityTooSmall",
     model_versioning.NoSuchVersion: "NoSuchVersion",
     model_locks.NotLockable: "InvalidRequest",
+    model_replicas.ReplicaRefused: "InvalidRequest",
 }
 _DETAIL_ELEMENTS = {
     "bucket": "BucketName",

@@ -21,7 +21,7 @@ from stratum.meta import catalog
 from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import Tx
 from stratum.meta.versions import NULL
-from stratum.service import errors, versioning
+from stratum.service import errors, replicas, versioning
 from stratum.service.ids import new_volume_id
 
 if TYPE_CHECKING:
@@ -52,11 +52,19 @@ async def delete(
     owner_id: str,
     *,
     bypass_governance: bool = False,
+    replica: replicas.Replica | None = None,
 ) -> list[DeleteOutcome]:
-    """Delete ``targets`` (key, well-formed version id or None) in one transaction."""
+    """Delete ``targets`` (key, well-formed version id or None) in one transaction.
+
+    ``replica``: the one target is a delete marker another site made, with its order and
+    time (:mod:`stratum.service.replicas`)."""
     for attempt in range(ATTEMPTS):
         record = service.get_bucket(bucket, owner_id)
-        markers = await _write_markers(service, record, targets) if record.versioning else {}
+        if replica is not None:
+            replicas.check_bucket(record)
+        markers = (
+            await _write_markers(service, record, targets, replica) if record.versioning else {}
+        )
         committed: set[int] = set()
         try:
             commit = functools.partial(
@@ -68,6 +76,7 @@ async def delete(
                 markers=markers,
                 committed=committed,
                 bypass=bypass_governance,
+                replica=replica,
             )
             outcomes = await service.meta.write(commit)
         except _Replan:
@@ -87,7 +96,10 @@ async def delete(
 
 
 async def _write_markers(
-    service: ObjectService, bucket: BucketRecord, targets: Sequence[tuple[str, str | None]]
+    service: ObjectService,
+    bucket: BucketRecord,
+    targets: Sequence[tuple[str, str | None]],
+    replica: replicas.Replica | None = None,
 ) -> dict[int, tuple[ObjectRecord, VolumeRecord]]:
     """The delete markers the targets without a version id need, written to the hot tier."""
     now = service.clock.now()
@@ -98,6 +110,20 @@ async def _write_markers(
     def plan(tx: Tx) -> list[ObjectRecord]:
         out = []
         for _i, key in wanted:
+            if replica is not None:
+                out.append(
+                    replica.stamp(
+                        versioning.marker_record(
+                            key,
+                            new_volume_id(now),
+                            replica.order,
+                            bucket.versioning,
+                            bucket.owner_id,
+                            replica.mtime,
+                        )
+                    )
+                )
+                continue
             new = service.new_version(bucket, key, tx, now)
             out.append(
                 versioning.marker_record(
@@ -149,6 +175,7 @@ def _commit(
     markers: dict[int, tuple[ObjectRecord, VolumeRecord]],
     committed: set[int],
     bypass: bool,
+    replica: replicas.Replica | None = None,
 ) -> list[DeleteOutcome]:
     found = service._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
     now = service.clock.now()
@@ -165,6 +192,9 @@ def _commit(
                 if i not in markers:
                     raise _Replan
                 marker, volume = markers[i]
+                if replica is not None:
+                    replicas.check_new(tx, found, key, replica)
+                service.note_version(tx, found, marker)
                 replaced = versioning.write_version(tx, found, marker, now, bypass=bypass)
                 catalog.put_volume(tx, volume)  # after the check that may refuse the key
                 versioning.retire(tx, replaced)

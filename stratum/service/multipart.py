@@ -32,7 +32,7 @@ from stratum.meta.records import (
     VolumeRecord,
 )
 from stratum.meta.store import Tx
-from stratum.service import errors, versioning
+from stratum.service import errors, replicas, versioning
 from stratum.service.ids import new_volume_id
 from stratum.service.objects import MULTI, ObjectService, PutOptions
 from stratum.util.periodic import Periodic
@@ -244,8 +244,10 @@ class MultipartService:
         *,
         checksum_of: Callable[[UploadRecord, list[PartRecord]], dict[str, str]] | None = None,
         condition: Callable[[ObjectRecord | None], None] | None = None,
+        replica: replicas.Replica | None = None,
     ) -> ObjectRecord:
-        """Make the object from the listed parts without copying their data.
+        """Make the object from the listed parts without copying their data (a replica:
+        with the order and time its source gave it, see stratum.service.replicas).
 
         A small manifest (the part list and the object's metadata) is written to the
         segment store first, so a lost metadata store can be rebuilt from the disks;
@@ -298,7 +300,9 @@ class MultipartService:
             condition(self.meta.read(lambda tx: catalog.get_object(tx, bucket, key)))
         checksums = checksum_of(upload, chosen) if checksum_of is not None else {}
         etag = multipart_etag([p.etag for p in chosen], len(chosen))
-        plan = self.objects.plan_write(bucket, key, owner_id, now, requested=upload.amendable)
+        plan = self.objects.plan_write(
+            bucket, key, owner_id, now, requested=upload.amendable, replica=replica
+        )
         record = ObjectRecord(
             key=key,
             volume_id=volume_id,
@@ -317,6 +321,8 @@ class MultipartService:
             acl=dict(upload.acl),
         )
         plan.stamp(record)
+        if replica is not None:
+            replica.stamp(record)
         manifest = {
             "kind": "manifest",
             "bucket": bucket,
@@ -362,7 +368,10 @@ class MultipartService:
                     tx.delete("volumes", part.volume_id.encode())  # absorbed, not freed
                 else:
                     catalog.retire_volume(tx, part.volume_id)
+            if replica is not None:
+                replicas.check_new(tx, found, key, replica)
             catalog.put_volume(tx, volume)
+            self.objects.note_version(tx, found, record)
             versioning.retire(tx, versioning.write_version(tx, found, record, self.clock.now()))
 
         await self.objects.commit_or_free(

@@ -49,7 +49,7 @@ from stratum.meta.catalog import ListPage
 from stratum.meta.records import RECENT_READS, BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.meta.version_listing import VersionPage, list_versions
-from stratum.service import amend, deletes, errors, locks, versioning
+from stratum.service import amend, deletes, errors, locks, replicas, versioning
 from stratum.service.deletes import DeleteOutcome
 from stratum.service.garbage import MULTI as MULTI
 from stratum.service.garbage import GarbageCollector, VolumeStorage
@@ -93,6 +93,8 @@ class PutOptions:
     # the two fields above); the bucket's default retention applies when it names none
     # (stratum.service.locks)
     amendable: Mapping[str, Any] = field(default_factory=dict)
+    # a version another site made, written with its order and time (stratum.service.replicas)
+    replica: replicas.Replica | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,9 @@ class ObjectService:
         self.reading_table: ReadingTable | None = None
         self.flush_peers: Callable[[], Awaitable[None]] | None = None  # the workers' batches
         self.orders = versions.OrderClock()
+        # called in the transaction that writes a new version or delete marker, before it
+        # is written: replication queues it there (set up by the node)
+        self.on_version: Callable[[Tx, BucketRecord, ObjectRecord], None] | None = None
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -403,19 +408,30 @@ class ObjectService:
         now: float,
         condition: Callable[[ObjectRecord | None], None] | None = None,
         requested: Mapping[str, Any] | None = None,
+        replica: replicas.Replica | None = None,
     ) -> versioning.NewVersion:
         """Check the bucket (and fail fast on a write condition) before a body is stored;
-        ``requested``: the amendable fields the write asks for (see PutOptions)."""
+        ``requested``: the amendable fields the write asks for (see PutOptions); a replica
+        keeps the order its source gave it."""
 
         def look(tx: Tx) -> versioning.NewVersion:
             record = self._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
             if condition is not None:  # checked again at commit
                 condition(catalog.get_object(tx, bucket, key))
-            new = self.new_version(record, key, tx, now)
+            if replica is not None:
+                replicas.check_bucket(record)
+                new = versioning.NewVersion(replica.order, replica.version_id, record.versioning)
+            else:
+                new = self.new_version(record, key, tx, now)
             new.fields.update(locks.creation_fields(requested or {}, record, now))
             return new
 
         return self.meta.read(look)
+
+    def note_version(self, tx: Tx, bucket: BucketRecord, record: ObjectRecord) -> None:
+        """A new version or delete marker is about to be written in ``tx`` (see on_version)."""
+        if self.on_version is not None:
+            self.on_version(tx, bucket, record)
 
     async def put_object(
         self, bucket: str, key: str, body: AsyncIterable[bytes], opts: PutOptions
@@ -424,7 +440,9 @@ class ObjectService:
             self.get_bucket(bucket, opts.owner_id)
             raise errors.EntityTooLarge()
         now = self.clock.now()
-        plan = self.plan_write(bucket, key, opts.owner_id, now, opts.condition, opts.amendable)
+        plan = self.plan_write(
+            bucket, key, opts.owner_id, now, opts.condition, opts.amendable, opts.replica
+        )
         opts = dataclasses.replace(opts, header_meta={**opts.header_meta, **plan.header()})
         volume = await self.store_body(bucket, key, body, opts, now)
         volume.order = plan.order.hex()
@@ -445,6 +463,8 @@ class ObjectService:
                 acl=dict(opts.acl),
             )
         )
+        if opts.replica is not None:
+            opts.replica.stamp(record)
         await self.commit_or_free(
             self._commit_fn(bucket, record, volume, opts), self.free_volume, volume
         )
@@ -482,7 +502,10 @@ class ObjectService:
             found = self._owned(catalog.get_bucket(tx, bucket), bucket, opts.owner_id)
             if opts.condition is not None:
                 opts.condition(catalog.get_object(tx, bucket, record.key))
+            if opts.replica is not None:
+                replicas.check_new(tx, found, record.key, opts.replica)
             catalog.put_volume(tx, volume)
+            self.note_version(tx, found, record)
             versioning.retire(tx, versioning.write_version(tx, found, record, self.clock.now()))
 
         return commit
@@ -604,10 +627,17 @@ class ObjectService:
         version_id: str | None = None,
         *,
         bypass_governance: bool = False,
+        replica: replicas.Replica | None = None,
     ) -> DeleteOutcome:
-        """Delete the key (a delete marker in a versioned bucket) or one version of it."""
+        """Delete the key (a delete marker in a versioned bucket) or one version of it;
+        ``replica``: a delete marker another site made (stratum.service.replicas)."""
         [outcome] = await deletes.delete(
-            self, bucket, [(key, version_id)], owner_id, bypass_governance=bypass_governance
+            self,
+            bucket,
+            [(key, version_id)],
+            owner_id,
+            bypass_governance=bypass_governance,
+            replica=replica,
         )
         if outcome.error is not None:
             raise outcome.error

@@ -1,0 +1,265 @@
+"""The pusher: one background loop per target sending the queue's versions (primary only).
+
+Each pass takes the target's due entries, oldest order first, and pushes them: the versions
+of one key one after another in order (a plain S3 target makes the last one it receives
+current), different keys several at a time. A version goes with its id, time, metadata,
+checksums, tags and lock state:
+
+- an object made by a multipart upload as a multipart upload with the same part sizes
+  (so its ETag is the same on the target), any other with one streamed PUT carrying its
+  Content-MD5 and full-object checksums, which the target verifies;
+- a delete marker as a DELETE of the key.
+
+Bodies stream from the source's volume: memory is a few chunks per push, whatever the
+object's size. On success the entry leaves the queue (:func:`stratum.replication.queue.
+finish`); on failure it waits ``min(CAP, FIRST * 2**attempts)`` seconds and the versions
+after it of the same key wait with it. A version gone for good before its push (a DELETE
+naming it) is dropped: permanent deletes are never replicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from stratum.config import ReplicationTarget
+from stratum.meta import catalog, versions
+from stratum.meta.records import ObjectRecord, VolumeRecord
+from stratum.meta.store import Tx
+from stratum.replication import queue
+from stratum.replication.client import PushError, TargetClient
+from stratum.replication.queue import QueueEntry
+from stratum.service.objects import ObjectService
+from stratum.util.clock import Clock
+from stratum.util.periodic import Periodic
+
+log = logging.getLogger("stratum.replication")
+
+POLL = 1.0  # seconds between passes when nothing wakes the pusher (writes of worker processes)
+PAGE = 256  # entries per pass
+KEYS_AT_ONCE = 4  # keys pushed concurrently
+FIRST, CAP = 1.0, 300.0  # backoff after a failed push, seconds
+REPLICA_VERSION_ID = "x-stratum-replica-version-id"  # see stratum.s3.replica_ops
+REPLICA_MTIME = "x-stratum-replica-mtime"
+
+
+@dataclass
+class TargetStats:
+    """What /metrics and `stratum replication status` show of a target (this process)."""
+
+    versions_sent: int = 0
+    bytes_sent: int = 0
+    failures: int = 0
+    last_error: str = ""
+    last_error_at: float = 0.0
+    lags: list[float] = field(default_factory=list)  # seconds from queueing to push, recent
+
+
+def backoff(attempts: int) -> float:
+    return float(min(CAP, FIRST * 2 ** min(attempts, 20)))
+
+
+def object_headers(record: ObjectRecord, *, single: bool) -> dict[str, str]:
+    """The headers that give the target's copy the version's metadata; ``single``: the
+    headers of one PUT (with the digests of the whole body), else of CreateMultipartUpload."""
+    headers = {"Content-Type": record.content_type}
+    headers.update(record.headers)
+    for name, value in record.user_meta.items():
+        headers[f"x-amz-meta-{name}"] = value
+    if record.tags:
+        headers["x-amz-tagging"] = urlencode(record.tags)
+    if record.lock_mode and record.lock_until:
+        headers["x-amz-object-lock-mode"] = record.lock_mode
+        until = datetime.fromtimestamp(record.lock_until, UTC)
+        headers["x-amz-object-lock-retain-until-date"] = until.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if record.legal_hold:
+        headers["x-amz-object-lock-legal-hold"] = "ON"
+    if single:
+        md5 = record.etag.strip('"')
+        if len(md5) == 32 and "-" not in md5:
+            headers["Content-MD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
+        for alg, value in record.checksums.items():
+            if "-" not in value:  # a composite (per-part) checksum is no whole-body digest
+                headers[f"x-amz-checksum-{alg}"] = value
+    return headers
+
+
+def replica_headers(record: ObjectRecord) -> dict[str, str]:
+    return {REPLICA_VERSION_ID: record.version_id, REPLICA_MTIME: repr(record.last_modified)}
+
+
+class Pusher:
+    """Pushes one target's queue."""
+
+    def __init__(
+        self,
+        service: ObjectService,
+        target: ReplicationTarget,
+        client: TargetClient,
+        clock: Clock,
+        all_targets: Sequence[str],
+    ) -> None:
+        self.service = service
+        self.meta = service.meta
+        self.target = target
+        self.client = client
+        self.clock = clock
+        self.all_targets = tuple(all_targets)
+        self.stats = TargetStats()
+        self._keys = asyncio.Semaphore(KEYS_AT_ONCE)
+        self._loop = Periodic(
+            f"replication-{target.name}",
+            self.run_pass,
+            interval=POLL,
+            log=log,
+            what=f"replication pass to {target.name}",
+            first_delay=0,
+        )
+
+    async def start(self) -> None:
+        await self.client.start()
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+        await self.client.close()
+
+    def wake(self) -> None:
+        self._loop.wake()
+
+    async def run_pass(self) -> int:
+        """Push what is due, page after page, until nothing is; return how many pushed."""
+        pushed = 0
+        while True:
+            now = self.clock.now()
+            page = self.meta.read(
+                functools.partial(queue.due, target=self.target.name, now=now, limit=PAGE)
+            )
+            if not page:
+                return pushed
+            by_key: dict[tuple[str, str], list[tuple[bytes, QueueEntry]]] = {}
+            for dbkey, entry in page:
+                by_key.setdefault((entry.bucket, entry.key), []).append((dbkey, entry))
+            results = await asyncio.gather(*(self._push_key(group) for group in by_key.values()))
+            done = sum(results)
+            pushed += done
+            if done == 0:
+                return pushed  # every due entry failed: they wait for their backoff
+
+    async def _push_key(self, group: list[tuple[bytes, QueueEntry]]) -> int:
+        """The versions of one key, in order; the first failure holds back the rest."""
+        done = 0
+        async with self._keys:
+            for dbkey, entry in group:
+                if not await self._push(dbkey, entry):
+                    break
+                done += 1
+        return done
+
+    async def _push(self, dbkey: bytes, entry: QueueEntry) -> bool:
+        order = bytes.fromhex(entry.version_id)
+
+        def look(tx: Tx) -> tuple[ObjectRecord | None, VolumeRecord | None]:
+            record = versions.get(tx, entry.bucket, entry.key, order)
+            if record is None or record.delete_marker:
+                return record, None
+            return record, catalog.get_volume(tx, record.volume_id)
+
+        record, volume = self.meta.read(look)
+        if record is None:
+            await self.meta.write(functools.partial(queue.drop, dbkey=dbkey))
+            return True
+        bucket = self.target.target_bucket(entry.bucket)
+        started = time.monotonic()
+        try:
+            if record.delete_marker:
+                await self.client.delete(bucket, record.key, replica_headers(record))
+                sent = 0
+            elif volume is None:
+                raise PushError(f"version {record.version_id} of {record.key} has no volume")
+            else:
+                sent = await self._send_object(bucket, record, volume, retry=entry.attempts > 0)
+        except PushError as exc:
+            await self._failed(dbkey, entry, str(exc))
+            return False
+        except Exception as exc:  # reading the source failed (a disk, the cold tier)
+            log.exception("replication of %s/%s to %s", entry.bucket, entry.key, self.target.name)
+            await self._failed(dbkey, entry, f"{type(exc).__name__}: {exc}")
+            return False
+        await self.meta.write(
+            functools.partial(queue.finish, dbkey=dbkey, entry=entry, targets=self.all_targets)
+        )
+        stats = self.stats
+        stats.versions_sent += 1
+        stats.bytes_sent += sent
+        stats.lags = [*stats.lags[-999:], max(0.0, self.clock.now() - entry.queued)]
+        log.debug(
+            "replicated %s/%s %s to %s in %.3fs",
+            entry.bucket,
+            entry.key,
+            entry.version_id,
+            self.target.name,
+            time.monotonic() - started,
+        )
+        return True
+
+    async def _failed(self, dbkey: bytes, entry: QueueEntry, why: str) -> None:
+        now = self.clock.now()
+        self.stats.failures += 1
+        self.stats.last_error, self.stats.last_error_at = why, now
+        if not entry.attempts:
+            log.warning("replication to %s failed (will retry): %s", self.target.name, why)
+        next_try = now + backoff(entry.attempts)
+        await self.meta.write(
+            functools.partial(queue.failed, dbkey=dbkey, entry=entry, error=why, next_try=next_try)
+        )
+
+    async def _send_object(
+        self, bucket: str, record: ObjectRecord, volume: VolumeRecord, *, retry: bool
+    ) -> int:
+        """Send an object version; return the bytes sent (0 if the target had it)."""
+        if retry and await self.client.head_version(bucket, record.key, record.version_id):
+            return 0  # an earlier attempt got there; its answer was lost
+        sizes = volume.part_sizes if record.parts and len(volume.part_sizes) > 1 else []
+        if not sizes:
+            body = self._read(volume, 0, record.size)
+            async with contextlib.aclosing(body):
+                headers = {**object_headers(record, single=True), **replica_headers(record)}
+                await self.client.put(bucket, record.key, body, record.size, headers)
+            return record.size
+        upload_id = await self.client.create_upload(
+            bucket, record.key, object_headers(record, single=False)
+        )
+        try:
+            etags = []
+            offset = 0
+            for number, size in enumerate(sizes, 1):
+                part = self._read(volume, offset, offset + size)
+                async with contextlib.aclosing(part):
+                    etag = await self.client.upload_part(
+                        bucket, record.key, upload_id, number, part, size
+                    )
+                etags.append(etag)
+                offset += size
+            await self.client.complete(
+                bucket, record.key, upload_id, etags, replica_headers(record)
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.client.abort(bucket, record.key, upload_id)
+            raise
+        return record.size
+
+    async def _read(self, volume: VolumeRecord, start: int, end: int) -> AsyncGenerator[bytes]:
+        if start == end:
+            return
+        async for chunk in self.service.read_volume(volume, start, end):
+            yield chunk

@@ -1,0 +1,60 @@
+"""Replication for one node: the queueing hook in every process, the pushers in the primary."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from stratum.config import Config, replication_credentials
+from stratum.replication.queue import Enqueuer
+from stratum.service.objects import ObjectService
+from stratum.util.clock import Clock
+
+if TYPE_CHECKING:
+    from stratum.replication.pusher import Pusher
+
+log = logging.getLogger("stratum.replication")
+
+
+class Replicator:
+    def __init__(self, service: ObjectService, config: Config, clock: Clock) -> None:
+        self.service = service
+        self.config = config
+        self.clock = clock
+        self.enqueuer = Enqueuer(config.replication, clock.now, wake=self._wake)
+        self.pushers: dict[str, Pusher] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        service.on_version = self.enqueuer
+
+    async def start(self) -> None:
+        """Start pushing (the primary process only; every process queues)."""
+        from stratum.replication.client import TargetClient  # aiohttp client, botocore signer
+        from stratum.replication.pusher import Pusher
+
+        loop = self._loop = asyncio.get_running_loop()
+        names = [target.name for target in self.config.replication]
+        for target in self.config.replication:
+            credentials = await loop.run_in_executor(
+                None, replication_credentials, self.config, target.name
+            )
+            client = TargetClient(target, credentials)
+            pusher = Pusher(self.service, target, client, self.clock, names)
+            await pusher.start()
+            self.pushers[target.name] = pusher
+        if names:
+            log.info("replicating to %s", ", ".join(names))
+
+    async def stop(self) -> None:
+        for pusher in self.pushers.values():
+            await pusher.stop()
+        self.pushers.clear()
+        self._loop = None
+
+    def _wake(self) -> None:
+        """From the metadata writer's thread: a version was queued."""
+        loop = self._loop
+        if loop is None:
+            return
+        for pusher in list(self.pushers.values()):
+            loop.call_soon_threadsafe(pusher.wake)

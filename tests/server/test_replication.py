@@ -1,0 +1,177 @@
+"""Replication between two real Stratum servers on loopback, each a target of the other."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.server.conftest import RunningServer
+from tests.server.replication_sites import (
+    Site,
+    two_sites,
+    version_listing,
+    versioned_bucket,
+    wait_for,
+)
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Site]]:
+    a, b = two_sites(tmp_path_factory.mktemp("sites"))
+    a.start()
+    b.start()
+    yield a, b
+    for site in (a, b):
+        assert site.server is not None
+        code = site.server.stop()
+        assert code == 0, "".join(site.server.output[-50:])
+
+
+def test_a_put_on_one_site_is_readable_on_the_other(sites: tuple[Site, Site]) -> None:
+    a, b = sites
+    s3a, s3b = a.client(), b.client()
+    versioned_bucket("photos", s3a, s3b)
+    put = s3a.put_object(
+        Bucket="photos",
+        Key="2026/beach.jpg",
+        Body=b"sand" * 1000,
+        ContentType="image/jpeg",
+        Metadata={"camera": "x100"},
+        ChecksumAlgorithm="SHA256",
+    )
+    version = put["VersionId"]
+    started = time.monotonic()
+    copy = wait_for(lambda: s3b.get_object(Bucket="photos", Key="2026/beach.jpg"), what="copy")
+    lag = time.monotonic() - started
+    assert lag < 5
+    assert copy["Body"].read() == b"sand" * 1000
+    assert copy["VersionId"] == version
+    assert copy["ContentType"] == "image/jpeg" and copy["Metadata"] == {"camera": "x100"}
+    assert copy["ETag"] == put["ETag"]
+    assert copy["ResponseMetadata"]["HTTPHeaders"]["x-amz-replication-status"] == "REPLICA"
+    source = s3a.head_object(Bucket="photos", Key="2026/beach.jpg", ChecksumMode="ENABLED")
+    assert copy["LastModified"] == source["LastModified"]
+    head_b = s3b.head_object(Bucket="photos", Key="2026/beach.jpg", ChecksumMode="ENABLED")
+    assert head_b["ChecksumSHA256"] == source["ChecksumSHA256"]
+    status = wait_for(
+        lambda: (
+            s3a.head_object(Bucket="photos", Key="2026/beach.jpg")["ReplicationStatus"]
+            == "COMPLETED"
+        ),
+        what="COMPLETED on the source",
+    )
+    assert status
+    # The replica is not sent back: the source holds one version, not two.
+    time.sleep(1.5)
+    assert [v[1] for v in version_listing(s3a, "photos")] == [version]
+
+
+def test_delete_markers_and_multipart_objects_replicate(sites: tuple[Site, Site]) -> None:
+    a, b = sites
+    s3a, s3b = a.client(), b.client()
+    versioned_bucket("backup", s3a, s3b)
+    part = os.urandom(5 << 20)
+    upload = s3b.create_multipart_upload(Bucket="backup", Key="big.tar")["UploadId"]
+    etags = [
+        s3b.upload_part(Bucket="backup", Key="big.tar", UploadId=upload, PartNumber=n, Body=body)[
+            "ETag"
+        ]
+        for n, body in ((1, part), (2, b"tail"))
+    ]
+    done = s3b.complete_multipart_upload(
+        Bucket="backup",
+        Key="big.tar",
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]},
+    )
+    copy = wait_for(lambda: s3a.head_object(Bucket="backup", Key="big.tar"), what="multipart")
+    assert copy["ETag"] == done["ETag"] and copy["VersionId"] == done["VersionId"]
+    assert copy["ContentLength"] == len(part) + 4
+    body = s3a.get_object(Bucket="backup", Key="big.tar")["Body"].read()
+    assert body == part + b"tail"
+    marker = s3b.delete_object(Bucket="backup", Key="big.tar")
+    assert marker["DeleteMarker"]
+
+    def gone_on_a() -> bool:
+        try:
+            s3a.head_object(Bucket="backup", Key="big.tar")
+        except ClientError as exc:
+            return exc.response["Error"]["Code"] == "404"
+        return False
+
+    wait_for(gone_on_a, what="the delete marker on a")
+    assert wait_for(lambda: version_listing(s3a, "backup") == version_listing(s3b, "backup"))
+    markers = [v for v in version_listing(s3a, "backup") if v[2]]
+    assert [m[1] for m in markers] == [marker["VersionId"]]
+
+
+def test_replica_headers_need_replication_rights(server: RunningServer, bucket: str) -> None:
+    s3 = server.client()
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def add_headers(request: Any, **_: Any) -> None:
+        request.headers["x-stratum-replica-version-id"] = "00" * 16
+        request.headers["x-stratum-replica-mtime"] = "1700000000.5"
+
+    s3.meta.events.register("before-sign.s3.PutObject", add_headers)
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=bucket, Key="forged", Body=b"x")
+    assert info.value.response["Error"]["Code"] == "AccessDenied"
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_concurrent_mixed_writes_on_both_sites_converge(sites: tuple[Site, Site]) -> None:
+    import concurrent.futures
+    import random
+
+    a, b = sites
+    s3a, s3b = a.client(), b.client()
+    versioned_bucket("mixed", s3a, s3b)
+    keys = [f"k{i}" for i in range(20)]
+
+    def writer(s3: Any, seed: int, count: int) -> None:
+        rng = random.Random(seed)
+        for i in range(count):
+            key = rng.choice(keys)
+            if rng.random() < 0.2:
+                s3.delete_object(Bucket="mixed", Key=key)
+            else:
+                s3.put_object(Bucket="mixed", Key=key, Body=f"{seed}-{i}".encode())
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        jobs = [
+            pool.submit(writer, s3, seed, 250)
+            for s3, seed in ((s3a, 1), (s3a, 2), (s3b, 3), (s3b, 4))
+        ]
+        for job in jobs:
+            job.result()
+
+    wait_for(
+        lambda: version_listing(s3a, "mixed") == version_listing(s3b, "mixed"),
+        timeout=60,
+        what="identical version listings",
+    )
+    listing = version_listing(s3a, "mixed")
+    assert len(listing) == 1000  # every acknowledged write, on both sites
+    for key in keys:
+        latest_a = [v for v in listing if v[0] == key and v[4]]
+        try:
+            body_a = s3a.get_object(Bucket="mixed", Key=key)["Body"].read()
+            body_b = s3b.get_object(Bucket="mixed", Key=key)["Body"].read()
+        except ClientError:
+            assert latest_a and latest_a[0][2], key  # the current version is a delete marker
+            continue
+        assert body_a == body_b, key
+
+
+def test_the_site_id_is_in_every_version_id(sites: tuple[Site, Site]) -> None:
+    a, _b = sites
+    s3a = a.client()
+    versioned_bucket("ids", s3a)
+    version = s3a.put_object(Bucket="ids", Key="k", Body=b"")["VersionId"]
+    assert bytes.fromhex(version)[8:12] == (1).to_bytes(4, "big")

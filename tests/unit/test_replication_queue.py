@@ -1,0 +1,147 @@
+"""The replication queue in a real LMDB store: queued with the version, settled per target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stratum.config import load_config
+from stratum.meta import catalog, versions
+from stratum.meta.records import BucketRecord, ObjectRecord
+from stratum.meta.store import MetaStore, Tx
+from stratum.replication import queue
+from stratum.replication.pusher import backoff, object_headers
+from stratum.service import versioning
+
+CONFIG = """
+[server]
+site_id = 3
+
+[replication.one]
+buckets = ["photos"]
+endpoint = "http://127.0.0.1:1"
+
+[replication.two]
+buckets = ["*"]
+endpoint = "http://127.0.0.1:2"
+delete_markers = false
+"""
+
+
+@pytest.fixture
+def enqueuer(tmp_path: Path) -> queue.Enqueuer:
+    path = tmp_path / "stratum.toml"
+    path.write_text(CONFIG)
+    return queue.Enqueuer(load_config(path).replication, lambda: 1000.0)
+
+
+def bucket(name: str, state: str = "Enabled") -> BucketRecord:
+    return BucketRecord(name=name, owner_id="o", created=0.0, versioning=state)
+
+
+def version(key: str, order: bytes, *, marker: bool = False) -> ObjectRecord:
+    return ObjectRecord(
+        key=key,
+        volume_id=order.hex(),
+        size=0 if marker else 10,
+        etag="" if marker else '"0123456789abcdef0123456789abcdef"',
+        last_modified=1.0,
+        version_id=order.hex(),
+        order=order.hex(),
+        delete_marker=marker,
+    )
+
+
+def write(store: MetaStore, enqueuer: queue.Enqueuer, b: BucketRecord, r: ObjectRecord) -> None:
+    def commit(tx: Tx) -> None:
+        catalog.put_bucket(tx, b)
+        enqueuer(tx, b, r)
+        versioning.write_version(tx, b, r, 0.0)
+
+    store.write_sync(commit)
+
+
+def test_a_version_is_queued_for_each_target_of_its_bucket(
+    store: MetaStore, enqueuer: queue.Enqueuer
+) -> None:
+    clock = versions.OrderClock(3)
+    photo = version("a.jpg", clock.next(1.0))
+    write(store, enqueuer, bucket("photos"), photo)
+    other = version("b.txt", clock.next(1.0))
+    write(store, enqueuer, bucket("music"), other)
+    marker = version("c", clock.next(1.0), marker=True)
+    write(store, enqueuer, bucket("photos"), marker)
+    one = store.read(lambda tx: list(queue.entries(tx, "one")))
+    two = store.read(lambda tx: list(queue.entries(tx, "two")))
+    assert [(e.bucket, e.key, e.marker) for _k, e in one] == [
+        ("photos", "a.jpg", False),
+        ("photos", "c", True),
+    ]
+    assert [(e.bucket, e.key) for _k, e in two] == [("photos", "a.jpg"), ("music", "b.txt")]
+    assert one[0][1].queued == 1000.0 and one[0][1].version_id == photo.version_id
+    stored = store.read(lambda tx: versions.get(tx, "photos", "a.jpg", bytes.fromhex(photo.order)))
+    assert stored is not None and stored.replication == "PENDING"
+    depth = store.read(lambda tx: queue.depth(tx, "two"))
+    assert (depth.entries, depth.bytes, depth.oldest) == (2, 20, 1000.0)
+
+
+def test_replicas_unversioned_buckets_and_null_versions_are_not_queued(
+    store: MetaStore, enqueuer: queue.Enqueuer
+) -> None:
+    clock = versions.OrderClock(3)
+    replica = version("r", clock.next(1.0))
+    replica.replication = "REPLICA"
+    write(store, enqueuer, bucket("photos"), replica)
+    write(store, enqueuer, bucket("photos", ""), version("plain", clock.next(1.0)))
+    suspended = version("s", clock.next(1.0))
+    suspended.version_id = versions.NULL
+    write(store, enqueuer, bucket("photos", "Suspended"), suspended)
+    assert store.read(lambda tx: list(queue.entries(tx, "one"))) == []
+
+
+def test_completed_once_every_target_has_it_failed_after_repeated_failures(
+    store: MetaStore, enqueuer: queue.Enqueuer
+) -> None:
+    r = version("a.jpg", versions.OrderClock(3).next(1.0))
+    write(store, enqueuer, bucket("photos"), r)
+    order = bytes.fromhex(r.order)
+    [(key_one, entry_one)] = store.read(lambda tx: list(queue.entries(tx, "one")))
+    [(key_two, entry_two)] = store.read(lambda tx: list(queue.entries(tx, "two")))
+
+    def status() -> str:
+        found = store.read(lambda tx: versions.get(tx, "photos", "a.jpg", order))
+        current = store.read(lambda tx: catalog.get_object(tx, "photos", "a.jpg"))
+        assert found is not None and current is not None
+        assert current.replication == found.replication  # both copies of the record agree
+        return found.replication
+
+    for _attempt in range(queue.FAILED_AFTER):
+        assert status() == "PENDING"
+        store.write_sync(lambda tx: queue.failed(tx, key_two, entry_two, "boom", 50.0))
+    assert status() == "FAILED"
+    assert store.read(lambda tx: queue.due(tx, "two", 49.0, 10)) == []
+    assert len(store.read(lambda tx: queue.due(tx, "two", 50.0, 10))) == 1
+    assert store.read(lambda tx: queue.depth(tx, "two")).last_error == "boom"
+    store.write_sync(lambda tx: queue.finish(tx, key_one, entry_one, ["one", "two"]))
+    assert status() == "FAILED"  # "two" still waits
+    store.write_sync(lambda tx: queue.finish(tx, key_two, entry_two, ["one", "two"]))
+    assert status() == "COMPLETED"
+    assert store.read(lambda tx: queue.depth(tx, "two")).entries == 0
+
+
+def test_backoff_doubles_up_to_a_cap() -> None:
+    assert [backoff(n) for n in range(4)] == [1.0, 2.0, 4.0, 8.0]
+    assert backoff(50) == 300.0
+
+
+def test_a_single_put_carries_the_whole_body_digests_only() -> None:
+    r = version("k", versions.OrderClock(3).next(1.0))
+    r.checksums = {"sha256": "abc=", "crc32": "def=-2"}
+    r.user_meta = {"camera": "x100"}
+    r.tags = {"a": "b c"}
+    single = object_headers(r, single=True)
+    assert single["Content-MD5"] == "ASNFZ4mrze8BI0VniavN7w=="
+    assert single["x-amz-checksum-sha256"] == "abc=" and "x-amz-checksum-crc32" not in single
+    assert single["x-amz-meta-camera"] == "x100" and single["x-amz-tagging"] == "a=b+c"
+    assert "Content-MD5" not in object_headers(r, single=False)
