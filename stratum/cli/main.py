@@ -148,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--placements", type=Path, help="write every PUT, move and DELETE of each policy (CSV)"
     )
 
+    replication = sub.add_parser("replication", help="replication to other sites")
+    replication_sub = replication.add_subparsers(
+        dest="replication_command", metavar="ACTION", required=True
+    )
+    rstatus = replication_sub.add_parser(
+        "status", help="per target: queued versions and bytes, lag, last error"
+    )
+    rstatus.add_argument("--json", action="store_true")
+    _common(rstatus)
+
     config = sub.add_parser("config", help="check or print configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
@@ -209,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stratum.cli import tiering as tiering_cli
 
             return tiering_cli.run(args, load(args))
+        if args.command == "replication":
+            from stratum.cli import replication as replication_cli
+
+            return replication_cli.run(args, load(args))
         if args.command == "disk":
             from stratum.cli import admin
 

@@ -167,6 +167,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         sigv2=config.server.sigv2,
         body_timeout=config.server.body_timeout,
         replication_keys=frozenset(config.server.replication_keys),
+        replication_targets=config.replication,
     )
     observer = Observer(
         node.meta,
@@ -180,9 +181,16 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
     forwarder: PrimaryForwarder | None = None
     publishing: Periodic | None = None  # a worker's request metrics, for the primary
     if role.primary:
+        replication = node.replicator.status if node.replicator is not None else None
         admin = AdminApi(
-            node.maintenance, node.users, config.server.region, node.clock, tiering=node.tiering
+            node.maintenance,
+            node.users,
+            config.server.region,
+            node.clock,
+            tiering=node.tiering,
+            replication=replication,
         )
+        observer.replication = replication
         if role.shared:
             _clear_metrics(role.run_dir)
 

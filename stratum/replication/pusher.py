@@ -28,6 +28,7 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from stratum.config import ReplicationTarget
@@ -43,7 +44,11 @@ from stratum.util.periodic import Periodic
 
 log = logging.getLogger("stratum.replication")
 
-POLL = 1.0  # seconds between passes when nothing wakes the pusher (writes of worker processes)
+# Seconds between passes when nothing wakes the pusher: worker processes' writes are found
+# this way (a pass that finds nothing is one LMDB cursor seek); entries held back by backoff
+# make the pause longer, up to IDLE_MAX.
+POLL = 0.05
+IDLE_MAX = 5.0
 PAGE = 256  # entries per pass
 KEYS_AT_ONCE = 4  # keys pushed concurrently
 FIRST, CAP = 1.0, 300.0  # backoff after a failed push, seconds
@@ -114,11 +119,13 @@ class Pusher:
         self.clock = clock
         self.all_targets = tuple(all_targets)
         self.stats = TargetStats()
+        self.last_comparison: dict[str, Any] | None = None  # the last full drift comparison
+        self._pause = POLL
         self._keys = asyncio.Semaphore(KEYS_AT_ONCE)
         self._loop = Periodic(
             f"replication-{target.name}",
             self.run_pass,
-            interval=POLL,
+            interval=lambda: self._pause,
             log=log,
             what=f"replication pass to {target.name}",
             first_delay=0,
@@ -138,11 +145,15 @@ class Pusher:
     async def run_pass(self) -> int:
         """Push what is due, page after page, until nothing is; return how many pushed."""
         pushed = 0
+        self._pause = POLL
         while True:
             now = self.clock.now()
-            page = self.meta.read(
+            found = self.meta.read(
                 functools.partial(queue.due, target=self.target.name, now=now, limit=PAGE)
             )
+            page = found.entries
+            if found.next_try is not None and not page:
+                self._pause = min(IDLE_MAX, max(POLL, found.next_try - now))
             if not page:
                 return pushed
             by_key: dict[tuple[str, str], list[tuple[bytes, QueueEntry]]] = {}

@@ -148,15 +148,29 @@ def entries(tx: Tx, target: str, after: bytes = b"") -> Iterator[tuple[bytes, Qu
         yield bytes(dbkey), QueueEntry.decode(bytes(raw))
 
 
-def due(tx: Tx, target: str, now: float, limit: int) -> list[tuple[bytes, QueueEntry]]:
-    """Up to ``limit`` entries whose time has come, oldest first."""
-    out = []
-    for dbkey, entry in entries(tx, target):
+@dataclass
+class Due:
+    """What a pass may push now, and when the first entry held back by backoff is due."""
+
+    entries: list[tuple[bytes, QueueEntry]]
+    next_try: float | None  # None: nothing seen is waiting for its backoff
+
+
+def due(tx: Tx, target: str, now: float, limit: int, scan: int = 10_000) -> Due:
+    """Up to ``limit`` entries whose time has come, oldest first, among the first ``scan``
+    entries (a queue held back by an unreachable target is not walked whole every pass)."""
+    out: list[tuple[bytes, QueueEntry]] = []
+    later: float | None = None
+    for seen, (dbkey, entry) in enumerate(entries(tx, target)):
         if entry.next_try <= now:
             out.append((dbkey, entry))
             if len(out) >= limit:
                 break
-    return out
+        else:
+            later = entry.next_try if later is None else min(later, entry.next_try)
+        if seen >= scan:
+            break
+    return Due(out, later)
 
 
 @dataclass

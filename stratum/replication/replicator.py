@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from typing import TYPE_CHECKING
+import statistics
+from typing import TYPE_CHECKING, Any
 
 from stratum.config import Config, replication_credentials
+from stratum.replication import queue, rules
 from stratum.replication.queue import Enqueuer
 from stratum.service.objects import ObjectService
 from stratum.util.clock import Clock
@@ -22,7 +25,9 @@ class Replicator:
         self.service = service
         self.config = config
         self.clock = clock
-        self.enqueuer = Enqueuer(config.replication, clock.now, wake=self._wake)
+        self.enqueuer = Enqueuer(
+            config.replication, clock.now, rules=rules.queue_rules, wake=self._wake
+        )
         self.pushers: dict[str, Pusher] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         service.on_version = self.enqueuer
@@ -58,3 +63,35 @@ class Replicator:
             return
         for pusher in list(self.pushers.values()):
             loop.call_soon_threadsafe(pusher.wake)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per target: what waits (a walk of its queue: blocking) and what was sent since
+        this process started. Ages and times in seconds."""
+        now = self.clock.now()
+        out = []
+        for target in self.config.replication:
+            depth = self.service.meta.read(functools.partial(queue.depth, target=target.name))
+            entry: dict[str, Any] = {
+                "target": target.name,
+                "endpoint": target.endpoint,
+                "queued": depth.entries,
+                "queued_bytes": depth.bytes,
+                "oldest_pending_age": 0.0 if depth.oldest is None else max(0.0, now - depth.oldest),
+                "failing": depth.failing,
+                "last_error": depth.last_error,
+            }
+            pusher = self.pushers.get(target.name)
+            if pusher is not None:
+                stats = pusher.stats
+                lags = sorted(stats.lags)
+                entry.update(
+                    versions_sent=stats.versions_sent,
+                    bytes_sent=stats.bytes_sent,
+                    failures=stats.failures,
+                    last_error=entry["last_error"] or stats.last_error,
+                    lag_p50=statistics.median(lags) if lags else None,
+                    lag_p99=lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
+                    last_comparison=pusher.last_comparison,
+                )
+            out.append(entry)
+        return out

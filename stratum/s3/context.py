@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from stratum.auth import AuthResult
+from stratum.config import ReplicationTarget
 from stratum.s3 import xml
 from stratum.s3.authorize import RequestAccess
 from stratum.s3.router import Endpoint
@@ -36,6 +37,8 @@ class ApiSettings:
     sigv2: bool = True  # accept Signature Version 2 ([server] sigv2)
     body_timeout: float = 30.0  # seconds a body read may wait for data ([server] body_timeout)
     replication_keys: frozenset[str] = frozenset()  # may write replicas (stratum.s3.replica_ops)
+    # the [replication.<name>] targets (Get/PutBucketReplication's rules name them)
+    replication_targets: tuple[ReplicationTarget, ...] = ()
 
 
 @dataclass

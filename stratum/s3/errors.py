@@ -129,6 +129,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         404,
         "Object Lock configuration does not exist for this bucket",
     ),
+    "ReplicationConfigurationNotFoundError": (
+        404,
+        "The replication configuration was not found",
+    ),
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist"),
     "NotImplemented": (
         501,

@@ -41,6 +41,7 @@ from stratum.s3 import (
     object_ops,
     policy_ops,
     post_ops,
+    replication_ops,
     tagging_ops,
     xml,
 )
@@ -82,6 +83,7 @@ HANDLERS: Mapping[str, Handler] = {
     **lifecycle_ops.HANDLERS,
     **lock_ops.HANDLERS,
     **cors.HANDLERS,
+    **replication_ops.HANDLERS,
 }
 
 # The object service's conditions, as S3 names them.

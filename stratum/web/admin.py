@@ -22,6 +22,7 @@ envelope (request id, error rendering, access log line, request metrics).
 - ``DELETE /_stratum/users?access_key=A[&to=B|&delete_buckets=1]`` remove a user; one who owns
   buckets hands them to B, or has them deleted with their objects, else is refused
   (:mod:`stratum.service.user_removal`, as ``stratum user remove``)
+- ``GET  /_stratum/replication/status``      per replication target: queue, lag, errors
 
 A parameter out of its range (``limit`` is 1 to 10,000, 100 if absent; ``tier``; a missing
 ``bucket``) is refused with 400 ``InvalidArgument`` naming it; pinning a bucket that does not
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -66,9 +68,11 @@ class AdminApi:
         region: str,
         clock: Clock,
         tiering: TierEngine | None = None,
+        replication: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.maintenance = maintenance
         self.tiering = tiering
+        self.replication = replication  # per target status (blocking), when replicating
         self.users = users
         self.region = region
         self.clock = clock
@@ -104,6 +108,10 @@ class AdminApi:
             return _json(vars(figures))
         if route[1].startswith("users"):
             return await self._users(route, params)
+        if route == ("GET", "replication/status"):
+            loop = asyncio.get_running_loop()  # walks the queue
+            replication = self.replication or list
+            return _json(await loop.run_in_executor(None, replication))
         if self.tiering is not None:
             response = await self._tiering(route, params)
             if response is not None:

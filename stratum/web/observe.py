@@ -512,6 +512,8 @@ class Observer:
         # primary (``forward``); the primary adds the workers' request metrics (``peers``).
         self.forward: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
         self.peers: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
+        # per replication target status (blocking: walks the queue), when replicating
+        self.replication: Callable[[], list[dict[str, Any]]] | None = None
 
     # -- routing
 
@@ -619,6 +621,10 @@ class Observer:
             out += maintenance_families(status, show_paths=show_paths)
         if self.tiering is not None:
             out += move_families(self.tiering.moves, self.tiering.moved_bytes)
+        if self.replication is not None:
+            from stratum.web.replication_metrics import replication_families
+
+            out += replication_families(await loop.run_in_executor(None, self.replication))
         out += process_families(self.started_at)
         return out
 

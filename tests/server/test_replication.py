@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.server.conftest import RunningServer
+from tests.server.conftest import RunningServer, stratum_command
 from tests.server.replication_sites import (
     Site,
     two_sites,
@@ -175,3 +178,91 @@ def test_the_site_id_is_in_every_version_id(sites: tuple[Site, Site]) -> None:
     versioned_bucket("ids", s3a)
     version = s3a.put_object(Bucket="ids", Key="k", Body=b"")["VersionId"]
     assert bytes.fromhex(version)[8:12] == (1).to_bytes(4, "big")
+
+
+def test_status_and_metrics_show_each_target(sites: tuple[Site, Site]) -> None:
+    a, b = sites
+    s3a = a.client()
+    versioned_bucket("status", s3a, b.client())
+    s3a.put_object(Bucket="status", Key="k", Body=b"12345")
+    wait_for(lambda: s3a.head_object(Bucket="status", Key="k")["ReplicationStatus"] == "COMPLETED")
+    assert a.server is not None
+    done = subprocess.run(
+        [*stratum_command(), "replication", "status", "--config", str(a.config)],
+        capture_output=True,
+        text=True,
+        env=a.server.env()
+        | {"STRATUM_ACCESS_KEY": a.server.access_key, "STRATUM_SECRET_KEY": a.server.secret_key},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"b  http://127.0.0.1:{b.port}\n")
+    assert "  queued: 0 versions, 0B; oldest pending -\n" in done.stdout
+    assert "failures 0" in done.stdout and "last error: -" in done.stdout
+    with urllib.request.urlopen(f"{a.server.endpoint}/metrics") as response:
+        metrics = response.read().decode()
+    assert 'stratum_replication_queue_versions{target="b"} 0' in metrics
+    assert 'stratum_replication_lag_seconds{target="b"} 0' in metrics
+    sent = re.search(r'stratum_replication_sent_bytes_total\{target="b"\} (\d+)', metrics)
+    assert sent is not None and int(sent.group(1)) >= 5
+
+
+def test_bucket_replication_answers_the_configured_rules(sites: tuple[Site, Site]) -> None:
+    a, b = sites
+    s3a = a.client()
+    versioned_bucket("rules", s3a, b.client())
+    config = s3a.get_bucket_replication(Bucket="rules")["ReplicationConfiguration"]
+    [rule] = config["Rules"]
+    assert rule["ID"] == "b" and rule["Status"] == "Enabled"
+    assert rule["Destination"]["Bucket"] == "arn:aws:s3:::rules"
+    assert rule["DeleteMarkerReplication"] == {"Status": "Enabled"}
+
+    def put(rule_id: str, destination: str) -> None:
+        s3a.put_bucket_replication(
+            Bucket="rules",
+            ReplicationConfiguration={
+                "Role": "arn:aws:iam::000000000000:role/replication",
+                "Rules": [
+                    {
+                        "ID": rule_id,
+                        "Priority": 1,
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": "logs/"},
+                        "DeleteMarkerReplication": {"Status": "Disabled"},
+                        "Destination": {"Bucket": destination},
+                    }
+                ],
+            },
+        )
+
+    for rule_id, destination in (("nowhere", "arn:aws:s3:::rules"), ("b", "arn:aws:s3:::x")):
+        with pytest.raises(ClientError) as info:
+            put(rule_id, destination)
+        assert info.value.response["Error"]["Code"] == "InvalidRequest"
+    put("b", "arn:aws:s3:::rules")
+    config = s3a.get_bucket_replication(Bucket="rules")["ReplicationConfiguration"]
+    assert config["Role"] == "arn:aws:iam::000000000000:role/replication"
+    assert [(r["ID"], r["Filter"]["Prefix"]) for r in config["Rules"]] == [
+        ("b", ""),
+        ("b", "logs/"),
+    ]
+    s3a.delete_bucket_replication(Bucket="rules")
+    assert len(s3a.get_bucket_replication(Bucket="rules")["ReplicationConfiguration"]["Rules"]) == 1
+
+
+def test_bucket_replication_needs_versioning(server: RunningServer, bucket: str) -> None:
+    s3 = server.client()
+    with pytest.raises(ClientError) as info:
+        s3.get_bucket_replication(Bucket=bucket)
+    assert info.value.response["Error"]["Code"] == "ReplicationConfigurationNotFoundError"
+    with pytest.raises(ClientError) as info:
+        s3.put_bucket_replication(
+            Bucket=bucket,
+            ReplicationConfiguration={
+                "Role": "",
+                "Rules": [
+                    {"ID": "x", "Status": "Enabled", "Prefix": "", "Destination": {"Bucket": "a"}}
+                ],
+            },
+        )
+    assert info.value.response["Error"]["Code"] == "InvalidRequest"

@@ -10,7 +10,7 @@ from stratum.config import load_config
 from stratum.meta import catalog, versions
 from stratum.meta.records import BucketRecord, ObjectRecord
 from stratum.meta.store import MetaStore, Tx
-from stratum.replication import queue
+from stratum.replication import queue, rules
 from stratum.replication.pusher import backoff, object_headers
 from stratum.service import versioning
 
@@ -120,8 +120,9 @@ def test_completed_once_every_target_has_it_failed_after_repeated_failures(
         assert status() == "PENDING"
         store.write_sync(lambda tx: queue.failed(tx, key_two, entry_two, "boom", 50.0))
     assert status() == "FAILED"
-    assert store.read(lambda tx: queue.due(tx, "two", 49.0, 10)) == []
-    assert len(store.read(lambda tx: queue.due(tx, "two", 50.0, 10))) == 1
+    held = store.read(lambda tx: queue.due(tx, "two", 49.0, 10))
+    assert held.entries == [] and held.next_try == 50.0
+    assert len(store.read(lambda tx: queue.due(tx, "two", 50.0, 10)).entries) == 1
     assert store.read(lambda tx: queue.depth(tx, "two")).last_error == "boom"
     store.write_sync(lambda tx: queue.finish(tx, key_one, entry_one, ["one", "two"]))
     assert status() == "FAILED"  # "two" still waits
@@ -145,3 +146,32 @@ def test_a_single_put_carries_the_whole_body_digests_only() -> None:
     assert single["x-amz-checksum-sha256"] == "abc=" and "x-amz-checksum-crc32" not in single
     assert single["x-amz-meta-camera"] == "x100" and single["x-amz-tagging"] == "a=b+c"
     assert "Content-MD5" not in object_headers(r, single=False)
+
+
+def test_stored_rules_queue_keys_under_their_prefix(store: MetaStore, tmp_path: Path) -> None:
+    path = tmp_path / "stratum.toml"
+    path.write_text(CONFIG)
+    targets = load_config(path).replication
+    enqueuer = queue.Enqueuer((), lambda: 5.0, rules=rules.queue_rules)
+    b = bucket("music")
+    b.settings = {
+        "replication": {
+            "role": "",
+            "rules": [
+                rules.Rule("one", 1, "Enabled", "live/", False, "arn:aws:s3:::music").stored(),
+                rules.Rule("two", 2, "Disabled", "", True, "arn:aws:s3:::music").stored(),
+            ],
+        }
+    }
+    assert rules.refusal("music", rules.stored_rules(b)[0], targets) is None
+    assert "must name" in (
+        rules.refusal("music", rules.Rule("x", 0, "Enabled", "", True, ""), targets) or ""
+    )
+    clock = versions.OrderClock(3)
+    write(store, enqueuer, b, version("live/a", clock.next(1.0)))
+    write(store, enqueuer, b, version("studio/b", clock.next(1.0)))
+    write(store, enqueuer, b, version("live/c", clock.next(1.0), marker=True))
+    queued = store.read(lambda tx: [e.key for _k, e in queue.entries(tx, "one")])
+    assert queued == ["live/a"]
+    assert store.read(lambda tx: list(queue.entries(tx, "two"))) == []
+    assert [r.id for r in rules.all_rules(b, targets)] == ["two", "one", "two"]

@@ -84,6 +84,9 @@ CASES: list[tuple[str, str, str, dict[str, str], str, str | None, str | None, di
     ("PUT", "/bkt", "lifecycle", {}, "PutBucketLifecycleConfiguration", "bkt", None, {}),
     ("DELETE", "/bkt", "lifecycle", {}, "DeleteBucketLifecycle", "bkt", None, {}),
     ("GET", "/bkt", "encryption", {}, "GetBucketEncryption", "bkt", None, {}),
+    ("GET", "/bkt", "replication", {}, "GetBucketReplication", "bkt", None, {}),
+    ("PUT", "/bkt", "replication", {}, "PutBucketReplication", "bkt", None, {}),
+    ("DELETE", "/bkt", "replication", {}, "DeleteBucketReplication", "bkt", None, {}),
     ("GET", "/bkt", "object-lock", {}, "GetObjectLockConfiguration", "bkt", None, {}),
     ("PUT", "/bkt", "object-lock", {}, "PutObjectLockConfiguration", "bkt", None, {}),
     ("GET", "/bkt", "ownershipControls", {}, "GetBucketOwnershipControls", "bkt", None, {}),
@@ -475,7 +478,7 @@ def test_repeated_query_name_first_wins() -> None:
         ("DELETE", "/bkt", "encryption", {}),
         ("GET", "/bkt", "inventory", {}),
         ("GET", "/bkt", "analytics&id=x", {}),
-        ("GET", "/bkt", "replication", {}),
+        ("GET", "/bkt", "metrics", {}),
         ("GET", "/bkt/k", "torrent", {}),
         ("GET", "/bkt", "acl&tagging", {}),  # ambiguous
         ("POST", "/bkt/k", "uploads&uploadId=u", {}),  # ambiguous
