@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.server.conftest import RunningServer, stratum_command
+from tests.server.conftest import ACCESS_KEY, SECRET_KEY, RunningServer, stratum_command
 from tests.server.replication_sites import (
     Site,
+    free_port,
+    site_config,
     two_sites,
     version_listing,
     versioned_bucket,
@@ -266,3 +271,111 @@ def test_bucket_replication_needs_versioning(server: RunningServer, bucket: str)
             },
         )
     assert info.value.response["Error"]["Code"] == "InvalidRequest"
+
+
+def test_one_way_to_a_plain_s3_store(tmp_path: Path) -> None:
+    """moto server as the target: it ignores the replica headers and gives each push an id
+    of its own, in the source's order per key, so its current object is the source's."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        remote = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+        )
+        versioned_bucket("oneway", remote)
+        src_port = free_port()
+        targets = {"moto": remote.meta.endpoint_url}
+        source = Site("src", site_config(tmp_path, "src", 5, src_port, targets), src_port)
+        source.start()
+        try:
+            s3 = source.client()
+            versioned_bucket("oneway", s3)
+            for body in (b"first", b"second", b"third"):
+                s3.put_object(Bucket="oneway", Key="doc.txt", Body=body, Metadata={"n": "1"})
+            s3.put_object(Bucket="oneway", Key="gone.txt", Body=b"x")
+            s3.delete_object(Bucket="oneway", Key="gone.txt")
+            wait_for(
+                lambda: len(version_listing(remote, "oneway")) == 5, what="five versions on moto"
+            )
+            got = remote.get_object(Bucket="oneway", Key="doc.txt")
+            assert got["Body"].read() == b"third" and got["Metadata"] == {"n": "1"}
+            with pytest.raises(ClientError):
+                remote.head_object(Bucket="oneway", Key="gone.txt")
+            wait_for(
+                lambda: (
+                    s3.head_object(Bucket="oneway", Key="doc.txt")["ReplicationStatus"]
+                    == "COMPLETED"
+                )
+            )
+        finally:
+            assert source.server is not None
+            source.server.stop()
+    finally:
+        moto.stop()
+
+
+@pytest.fixture
+def fresh_sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
+    """Two sites of the test's own, which it may stop and start."""
+    a, b = two_sites(tmp_path)
+    a.start()
+    b.start()
+    yield a, b
+    for site in (a, b):
+        if site.server is not None and site.server.process.poll() is None:
+            site.server.stop()
+
+
+def _write(s3: Any, prefix: str, count: int) -> set[str]:
+    """Mixed writes; the version ids acknowledged."""
+    acked = set()
+    for i in range(count):
+        key = f"{prefix}{i % 7}"
+        if i % 5 == 4:
+            acked.add(s3.delete_object(Bucket="pp1", Key=key)["VersionId"])
+        else:
+            acked.add(s3.put_object(Bucket="pp1", Key=key, Body=os.urandom(i * 100))["VersionId"])
+    return acked
+
+
+def test_a_partition_heals(fresh_sites: tuple[Site, Site]) -> None:
+    a, b = fresh_sites
+    versioned_bucket("pp1", a.client(), b.client())
+    acked = _write(b.client(), "k", 30)  # B's, partly not pushed when it stops
+    assert b.server is not None
+    assert b.server.stop() == 0
+    acked |= _write(a.client(), "k", 30)  # A's, while B is away
+    time.sleep(2)  # A's pushes fail and back off meanwhile
+    b.start()
+    s3a, s3b = a.client(), b.client()
+    wait_for(
+        lambda: version_listing(s3a, "pp1") == version_listing(s3b, "pp1"),
+        timeout=60,
+        what="the sites converge",
+    )
+    assert {v[1] for v in version_listing(s3a, "pp1")} == acked
+
+
+def test_kill_9_during_replication_loses_nothing(fresh_sites: tuple[Site, Site]) -> None:
+    a, b = fresh_sites
+    versioned_bucket("pp1", a.client(), b.client())
+    acked: set[str] = set()
+    for round_no in range(3):
+        acked |= _write(a.client(), f"r{round_no}-", 40)
+        assert a.server is not None
+        a.server.stop(signal.SIGKILL)
+        a.start()
+    s3a, s3b = a.client(), b.client()
+    wait_for(
+        lambda: version_listing(s3a, "pp1") == version_listing(s3b, "pp1"),
+        timeout=60,
+        what="the sites converge",
+    )
+    assert {v[1] for v in version_listing(s3b, "pp1")} == acked
