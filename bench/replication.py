@@ -35,6 +35,7 @@ from botocore.config import Config as BotoConfig
 
 ACCESS_KEY, SECRET_KEY = "BENCHREPLICATION0001", "bench-replication-secret-0000000000000001"
 MiB = 1 << 20
+STATUS = [sys.executable, "-m", "stratum", "replication", "status", "--json"]
 
 
 def _port() -> int:
@@ -86,8 +87,7 @@ def _client(port: int) -> Any:
 
 def _status(home: Path) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "stratum", "replication", "status", "--json"]
-        + ["--config", str(home / "stratum.toml")],
+        [*STATUS, "--config", str(home / "stratum.toml")],
         capture_output=True,
         text=True,
         env=_env(),
@@ -162,9 +162,7 @@ def main() -> None:
         for s3, names in ((s3a, ("rep", "plain")), (s3b, ("rep",))):
             for name in names:
                 s3.create_bucket(Bucket=name)
-                s3.put_bucket_versioning(
-                    Bucket=name, VersioningConfiguration={"Status": "Enabled"}
-                )
+                s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         lag = steady(s3a, work / "a", args.rate, args.seconds)
         print(f"steady {args.rate:.0f} PUT/s of 1 MiB for {args.seconds:.0f}s: {lag}", flush=True)
         rates: dict[str, list[float]] = {"rep": [], "plain": []}

@@ -156,7 +156,7 @@ class Due:
     next_try: float | None  # None: nothing seen is waiting for its backoff
 
 
-def due(tx: Tx, target: str, now: float, limit: int, scan: int = 10_000) -> Due:
+def due(tx: Tx, target: str, now: float, limit: int, scan: int = 2_000) -> Due:
     """Up to ``limit`` entries whose time has come, oldest first, among the first ``scan``
     entries (a queue held back by an unreachable target is not walked whole every pass)."""
     out: list[tuple[bytes, QueueEntry]] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import logging
 import statistics
 from typing import TYPE_CHECKING, Any
@@ -34,10 +35,13 @@ class Replicator:
 
     async def start(self) -> None:
         """Start pushing (the primary process only; every process queues)."""
-        from stratum.replication.client import TargetClient  # aiohttp client, botocore signer
+        loop = self._loop = asyncio.get_running_loop()
+        # botocore (the signer) takes a few hundred ms of CPU to import: not on the loop, and
+        # not in processes that never push (imported here rather than at the top).
+        await loop.run_in_executor(None, importlib.import_module, "stratum.replication.pusher")
+        from stratum.replication.client import TargetClient
         from stratum.replication.pusher import Pusher
 
-        loop = self._loop = asyncio.get_running_loop()
         names = [target.name for target in self.config.replication]
         for target in self.config.replication:
             credentials = await loop.run_in_executor(

@@ -178,9 +178,9 @@ def test_concurrent_mixed_writes_on_both_sites_converge(sites: tuple[Site, Site]
 
 
 def test_the_site_id_is_in_every_version_id(sites: tuple[Site, Site]) -> None:
-    a, _b = sites
+    a, b = sites
     s3a = a.client()
-    versioned_bucket("ids", s3a)
+    versioned_bucket("ids", s3a, b.client())
     version = s3a.put_object(Bucket="ids", Key="k", Body=b"")["VersionId"]
     assert bytes.fromhex(version)[8:12] == (1).to_bytes(4, "big")
 
