@@ -51,6 +51,7 @@ def test_a_put_on_one_site_is_readable_on_the_other(sites: tuple[Site, Site]) ->
         ContentType="image/jpeg",
         Metadata={"camera": "x100"},
         ChecksumAlgorithm="SHA256",
+        Tagging="album=summer&people=2",
     )
     version = put["VersionId"]
     started = time.monotonic()
@@ -61,6 +62,8 @@ def test_a_put_on_one_site_is_readable_on_the_other(sites: tuple[Site, Site]) ->
     assert copy["VersionId"] == version
     assert copy["ContentType"] == "image/jpeg" and copy["Metadata"] == {"camera": "x100"}
     assert copy["ETag"] == put["ETag"]
+    tags = s3b.get_object_tagging(Bucket="photos", Key="2026/beach.jpg", VersionId=version)
+    assert {t["Key"]: t["Value"] for t in tags["TagSet"]} == {"album": "summer", "people": "2"}
     assert copy["ResponseMetadata"]["HTTPHeaders"]["x-amz-replication-status"] == "REPLICA"
     source = s3a.head_object(Bucket="photos", Key="2026/beach.jpg", ChecksumMode="ENABLED")
     assert copy["LastModified"] == source["LastModified"]
