@@ -846,6 +846,16 @@ class ReplicationTarget:
         )
     )
 
+    compare_interval: float = field(
+        metadata=_key(
+            "6h",
+            DURATION,
+            "How often this site's versions of the target's buckets are compared with the"
+            " target's listing, and what it lacks is sent again (a lost queue, a restored"
+            " backup); 0: never. Only on a target that keeps version ids (a Stratum that"
+            " lists this site's key in its replication_keys).",
+        )
+    )
     name: str = ""  # the table's name: [replication.<name>]
 
     def covers(self, bucket: str) -> bool:

@@ -38,6 +38,7 @@ from stratum.meta.store import Tx
 from stratum.replication import queue
 from stratum.replication.client import PushError, TargetClient
 from stratum.replication.queue import QueueEntry
+from stratum.replication.repair import Comparison
 from stratum.service.objects import ObjectService
 from stratum.util.clock import Clock
 from stratum.util.periodic import Periodic
@@ -119,9 +120,20 @@ class Pusher:
         self.clock = clock
         self.all_targets = tuple(all_targets)
         self.stats = TargetStats()
-        self.last_comparison: dict[str, Any] | None = None  # the last full drift comparison
         self._pause = POLL
         self._keys = asyncio.Semaphore(KEYS_AT_ONCE)
+        # whether the target keeps the version ids it is sent (a Stratum granting us
+        # replication rights): learnt from its answers; drift repair needs it
+        self.keeps_ids: bool | None = None
+        self._compare: Periodic | None = None
+        if target.compare_interval > 0:
+            self._compare = Periodic(
+                f"replication-compare-{target.name}",
+                self.compare,
+                interval=target.compare_interval,
+                log=log,
+                what=f"comparison with replication target {target.name}",
+            )
         self._loop = Periodic(
             f"replication-{target.name}",
             self.run_pass,
@@ -134,13 +146,38 @@ class Pusher:
     async def start(self) -> None:
         await self.client.start()
         self._loop.start()
+        if self._compare is not None:
+            self._compare.start()
 
     async def stop(self) -> None:
+        if self._compare is not None:
+            await self._compare.stop()
         await self._loop.stop()
         await self.client.close()
 
     def wake(self) -> None:
         self._loop.wake()
+
+    async def compare(self) -> dict[str, Any] | None:
+        """A full comparison with the target (drift repair); None if skipped because the
+        target is not known to keep version ids."""
+        if not self.keeps_ids:
+            if self.keeps_ids is None:
+                log.info(
+                    "comparison with %s skipped: not yet known to keep version ids",
+                    self.target.name,
+                )
+            return None
+        comparison = Comparison(self.meta, self.target, self.client, self.clock.now)
+        result = await comparison.run()
+        if result["resent"]:
+            log.warning(
+                "comparison with %s: %d versions it lacked queued again",
+                self.target.name,
+                result["resent"],
+            )
+            self.wake()
+        return result
 
     async def run_pass(self) -> int:
         """Push what is due, page after page, until nothing is; return how many pushed."""
@@ -192,7 +229,8 @@ class Pusher:
         started = time.monotonic()
         try:
             if record.delete_marker:
-                await self.client.delete(bucket, record.key, replica_headers(record))
+                answer = await self.client.delete(bucket, record.key, replica_headers(record))
+                self._learn(answer.headers.get("x-amz-version-id"), record)
                 sent = 0
             elif volume is None:
                 raise PushError(f"version {record.version_id} of {record.key} has no volume")
@@ -222,6 +260,11 @@ class Pusher:
         )
         return True
 
+    def _learn(self, version_id: str | None, record: ObjectRecord) -> None:
+        """Note whether the target kept the id a push sent."""
+        if version_id is not None:
+            self.keeps_ids = version_id == record.version_id
+
     async def _failed(self, dbkey: bytes, entry: QueueEntry, why: str) -> None:
         now = self.clock.now()
         self.stats.failures += 1
@@ -238,13 +281,15 @@ class Pusher:
     ) -> int:
         """Send an object version; return the bytes sent (0 if the target had it)."""
         if retry and await self.client.head_version(bucket, record.key, record.version_id):
+            self.keeps_ids = True
             return 0  # an earlier attempt got there; its answer was lost
         sizes = volume.part_sizes if record.parts and len(volume.part_sizes) > 1 else []
         if not sizes:
             body = self._read(volume, 0, record.size)
             async with contextlib.aclosing(body):
                 headers = {**object_headers(record, single=True), **replica_headers(record)}
-                await self.client.put(bucket, record.key, body, record.size, headers)
+                answer = await self.client.put(bucket, record.key, body, record.size, headers)
+            self._learn(answer.headers.get("x-amz-version-id"), record)
             return record.size
         upload_id = await self.client.create_upload(
             bucket, record.key, object_headers(record, single=False)
@@ -260,9 +305,10 @@ class Pusher:
                     )
                 etags.append(etag)
                 offset += size
-            await self.client.complete(
+            answer = await self.client.complete(
                 bucket, record.key, upload_id, etags, replica_headers(record)
             )
+            self._learn(answer.headers.get("x-amz-version-id"), record)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.client.abort(bucket, record.key, upload_id)

@@ -10,7 +10,7 @@ import statistics
 from typing import TYPE_CHECKING, Any
 
 from stratum.config import Config, replication_credentials
-from stratum.replication import queue, rules
+from stratum.replication import queue, repair, rules
 from stratum.replication.queue import Enqueuer
 from stratum.service.objects import ObjectService
 from stratum.util.clock import Clock
@@ -75,6 +75,9 @@ class Replicator:
         out = []
         for target in self.config.replication:
             depth = self.service.meta.read(functools.partial(queue.depth, target=target.name))
+            progress = self.service.meta.read(
+                functools.partial(repair.read_progress, target=target.name)
+            )
             entry: dict[str, Any] = {
                 "target": target.name,
                 "endpoint": target.endpoint,
@@ -83,6 +86,7 @@ class Replicator:
                 "oldest_pending_age": 0.0 if depth.oldest is None else max(0.0, now - depth.oldest),
                 "failing": depth.failing,
                 "last_error": depth.last_error,
+                "last_comparison": progress.get("last"),
             }
             pusher = self.pushers.get(target.name)
             if pusher is not None:
@@ -95,7 +99,7 @@ class Replicator:
                     last_error=entry["last_error"] or stats.last_error,
                     lag_p50=statistics.median(lags) if lags else None,
                     lag_p99=lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
-                    last_comparison=pusher.last_comparison,
+                    keeps_ids=pusher.keeps_ids,
                 )
             out.append(entry)
         return out

@@ -23,7 +23,13 @@ def free_port() -> int:
 
 
 def site_config(
-    root: Path, name: str, site_id: int, port: int, targets: dict[str, str], buckets: str = '["*"]'
+    root: Path,
+    name: str,
+    site_id: int,
+    port: int,
+    targets: dict[str, str],
+    buckets: str = '["*"]',
+    extra: str = "",
 ) -> Path:
     """A site's configuration file: its data, its id, and a target per (name, endpoint)."""
     home = root / name
@@ -37,7 +43,7 @@ def site_config(
     for target, endpoint in targets.items():
         text += (
             f'\n[replication.{target}]\nbuckets = {buckets}\nendpoint = "{endpoint}"\n'
-            f'credentials_file = "{creds}"\n'
+            f'credentials_file = "{creds}"\n{extra}'
         )
     path = home / "stratum.toml"
     path.write_text(text)

@@ -382,3 +382,51 @@ def test_kill_9_during_replication_loses_nothing(fresh_sites: tuple[Site, Site])
         what="the sites converge",
     )
     assert {v[1] for v in version_listing(s3b, "pp1")} == acked
+
+
+def test_drift_repair_sends_what_the_queue_missed(tmp_path: Path) -> None:
+    """Versions written while the target did not list the bucket (as after a lost queue)
+    reach it through the periodic comparison of both listings."""
+    port_a, port_b = free_port(), free_port()
+    b = Site("b", site_config(tmp_path, "b", 2, port_b, {}), port_b)
+    endpoint = {"b": f"http://127.0.0.1:{port_b}"}
+    a = Site("a", site_config(tmp_path, "a", 1, port_a, endpoint, '["other"]'), port_a)
+    b.start()
+    a.start()
+    try:
+        versioned_bucket("drift", a.client(), b.client())
+        missed = {
+            a.client().put_object(Bucket="drift", Key=f"old{i}", Body=b"x")["VersionId"]
+            for i in range(5)
+        }
+        missed.add(a.client().delete_object(Bucket="drift", Key="old0")["VersionId"])
+        assert a.server is not None
+        a.server.stop()
+        site_config(tmp_path, "a", 1, port_a, endpoint, '["*"]', 'compare_interval = "1s"\n')
+        a.start()
+        s3a, s3b = a.client(), b.client()
+        new = s3a.put_object(Bucket="drift", Key="new", Body=b"y")["VersionId"]
+        wait_for(
+            lambda: {v[1] for v in version_listing(s3b, "drift")} == missed | {new},
+            timeout=30,
+            what="the missed versions on the target",
+        )
+        assert version_listing(s3a, "drift") == version_listing(s3b, "drift")
+        done = subprocess.run(
+            [*stratum_command(), "replication", "status", "--config", str(a.config)],
+            capture_output=True,
+            text=True,
+            env=a.server.env()
+            | {
+                "STRATUM_ACCESS_KEY": a.server.access_key,
+                "STRATUM_SECRET_KEY": a.server.secret_key,
+            },
+            timeout=60,
+        )
+        assert re.search(
+            r"last full comparison: .*, \d+ versions compared, \d+ sent again", done.stdout
+        ), done.stdout
+    finally:
+        for site in (a, b):
+            if site.server is not None and site.server.process.poll() is None:
+                site.server.stop()
