@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file", type=Path)
+    check.add_argument(
+        "--targets",
+        action="store_true",
+        help="also reach every [replication.<name>] target: keys, buckets, their versioning",
+    )
     config_sub.add_parser("default", help="print the fully commented default configuration")
     config_sub.add_parser("reference", help="print the configuration reference (Markdown)")
     return parser
@@ -243,8 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stratum.config.render import render_default_toml, render_markdown_reference
 
             if args.config_command == "check":
-                load_config(args.file)
+                checked = load_config(args.file)
                 print(f"{args.file}: OK")
+                if args.targets:
+                    from stratum.cli import replication as replication_cli
+
+                    return replication_cli.check_targets(checked)
                 return 0
             if args.config_command == "reference":
                 sys.stdout.write(render_markdown_reference())

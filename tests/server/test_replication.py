@@ -394,6 +394,14 @@ def test_drift_repair_sends_what_the_queue_missed(tmp_path: Path) -> None:
     b.start()
     a.start()
     try:
+        check = [*stratum_command(), "config", "check", str(a.config), "--targets"]
+        done = subprocess.run(check, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "b: endpoint and keys: OK\n" in done.stdout
+        assert "b: bucket other: FAILED: GET" in done.stdout and "NoSuchBucket" in done.stdout
+        b.client().create_bucket(Bucket="other")
+        done = subprocess.run(check, capture_output=True, text=True, timeout=60)
+        assert "b: bucket other: versioning is never enabled, not Enabled" in done.stdout
         versioned_bucket("drift", a.client(), b.client())
         missed = {
             a.client().put_object(Bucket="drift", Key=f"old{i}", Body=b"x")["VersionId"]
