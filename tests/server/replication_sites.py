@@ -7,13 +7,20 @@ are chosen first (bound to port 0 and released) rather than by the servers thems
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.server.conftest import ACCESS_KEY, SECRET_KEY, RunningServer, start_server
+from tests.server.conftest import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    RunningServer,
+    start_server,
+    stratum_command,
+)
 
 
 def free_port() -> int:
@@ -108,3 +115,29 @@ def version_listing(s3: Any, bucket: str) -> list[tuple[str, str, bool, str, boo
                 (entry["Key"], entry["VersionId"], marker, entry.get("ETag", ""), entry["IsLatest"])
             )
     return sorted(out)
+
+
+def converged(s3a: Any, s3b: Any, bucket: str, timeout: float = 60) -> list[Any]:
+    """Wait until both sites list the same versions of ``bucket``; return the listing."""
+    wait_for(
+        lambda: version_listing(s3a, bucket) == version_listing(s3b, bucket),
+        timeout=timeout,
+        what=f"the sites to converge on {bucket}",
+    )
+    return version_listing(s3a, bucket)
+
+
+def replication_status(site: Site) -> str:
+    """What ``stratum replication status`` prints for a running site."""
+    assert site.server is not None
+    server = site.server
+    done = subprocess.run(
+        [*stratum_command(), "replication", "status", "--config", str(site.config)],
+        capture_output=True,
+        text=True,
+        env=server.env()
+        | {"STRATUM_ACCESS_KEY": server.access_key, "STRATUM_SECRET_KEY": server.secret_key},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

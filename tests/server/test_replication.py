@@ -19,7 +19,9 @@ from botocore.exceptions import ClientError
 from tests.server.conftest import ACCESS_KEY, SECRET_KEY, RunningServer, stratum_command
 from tests.server.replication_sites import (
     Site,
+    converged,
     free_port,
+    replication_status,
     site_config,
     two_sites,
     version_listing,
@@ -112,7 +114,7 @@ def test_delete_markers_and_multipart_objects_replicate(sites: tuple[Site, Site]
         try:
             s3a.head_object(Bucket="backup", Key="big.tar")
         except ClientError as exc:
-            return exc.response["Error"]["Code"] == "404"
+            return bool(exc.response["Error"]["Code"] == "404")
         return False
 
     wait_for(gone_on_a, what="the delete marker on a")
@@ -195,18 +197,10 @@ def test_status_and_metrics_show_each_target(sites: tuple[Site, Site]) -> None:
     s3a.put_object(Bucket="status", Key="k", Body=b"12345")
     wait_for(lambda: s3a.head_object(Bucket="status", Key="k")["ReplicationStatus"] == "COMPLETED")
     assert a.server is not None
-    done = subprocess.run(
-        [*stratum_command(), "replication", "status", "--config", str(a.config)],
-        capture_output=True,
-        text=True,
-        env=a.server.env()
-        | {"STRATUM_ACCESS_KEY": a.server.access_key, "STRATUM_SECRET_KEY": a.server.secret_key},
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"b  http://127.0.0.1:{b.port}\n")
-    assert "  queued: 0 versions, 0B; oldest pending -\n" in done.stdout
-    assert "failures 0" in done.stdout and "last error: -" in done.stdout
+    status = replication_status(a)
+    assert status.startswith(f"b  http://127.0.0.1:{b.port}\n")
+    assert "  queued: 0 versions, 0B; oldest pending -\n" in status
+    assert "failures 0" in status and "last error: -" in status
     with urllib.request.urlopen(f"{a.server.endpoint}/metrics") as response:
         metrics = response.read().decode()
     assert 'stratum_replication_queue_versions{target="b"} 0' in metrics
@@ -357,13 +351,8 @@ def test_a_partition_heals(fresh_sites: tuple[Site, Site]) -> None:
     acked |= _write(a.client(), "k", 30)  # A's, while B is away
     time.sleep(2)  # A's pushes fail and back off meanwhile
     b.start()
-    s3a, s3b = a.client(), b.client()
-    wait_for(
-        lambda: version_listing(s3a, "pp1") == version_listing(s3b, "pp1"),
-        timeout=60,
-        what="the sites converge",
-    )
-    assert {v[1] for v in version_listing(s3a, "pp1")} == acked
+    listing = converged(a.client(), b.client(), "pp1")
+    assert {v[1] for v in listing} == acked
 
 
 def test_kill_9_during_replication_loses_nothing(fresh_sites: tuple[Site, Site]) -> None:
@@ -375,13 +364,8 @@ def test_kill_9_during_replication_loses_nothing(fresh_sites: tuple[Site, Site])
         assert a.server is not None
         a.server.stop(signal.SIGKILL)
         a.start()
-    s3a, s3b = a.client(), b.client()
-    wait_for(
-        lambda: version_listing(s3a, "pp1") == version_listing(s3b, "pp1"),
-        timeout=60,
-        what="the sites converge",
-    )
-    assert {v[1] for v in version_listing(s3b, "pp1")} == acked
+    listing = converged(a.client(), b.client(), "pp1")
+    assert {v[1] for v in listing} == acked
 
 
 def test_drift_repair_sends_what_the_queue_missed(tmp_path: Path) -> None:
@@ -420,20 +404,10 @@ def test_drift_repair_sends_what_the_queue_missed(tmp_path: Path) -> None:
             what="the missed versions on the target",
         )
         assert version_listing(s3a, "drift") == version_listing(s3b, "drift")
-        done = subprocess.run(
-            [*stratum_command(), "replication", "status", "--config", str(a.config)],
-            capture_output=True,
-            text=True,
-            env=a.server.env()
-            | {
-                "STRATUM_ACCESS_KEY": a.server.access_key,
-                "STRATUM_SECRET_KEY": a.server.secret_key,
-            },
-            timeout=60,
-        )
+        status = replication_status(a)
         assert re.search(
-            r"last full comparison: .*, \d+ versions compared, \d+ sent again", done.stdout
-        ), done.stdout
+            r"last full comparison: .*, \d+ versions compared, \d+ sent again", status
+        ), status
     finally:
         for site in (a, b):
             if site.server is not None and site.server.process.poll() is None:
