@@ -55,6 +55,7 @@ def _start(home: Path, port: int, site: int, target: int | None) -> subprocess.P
     text = (
         f'[server]\nlisten = "127.0.0.1:{port}"\nsite_id = {site}\naccess_log = false\n'
         f'replication_keys = ["{ACCESS_KEY}"]\n[storage]\ndata_dir = "{home / "data"}"\n'
+        '[console]\nlisten = ""\n'
     )
     if target is not None:
         text += (

@@ -46,6 +46,7 @@ def site_config(
     text = (
         f'[server]\nlisten = "127.0.0.1:{port}"\nsite_id = {site_id}\n'
         f'replication_keys = ["{ACCESS_KEY}"]\n\n[storage]\ndata_dir = "{home / "data"}"\n'
+        '\n[console]\nlisten = ""\n'  # one machine, many sites: no console port for each
     )
     for target, endpoint in targets.items():
         text += (
