@@ -118,7 +118,7 @@ def version_listing(s3: Any, bucket: str) -> list[tuple[str, str, bool, str, boo
     return sorted(out)
 
 
-def converged(s3a: Any, s3b: Any, bucket: str, timeout: float = 60) -> list[Any]:
+def converged(s3a: Any, s3b: Any, bucket: str, timeout: float = 90) -> list[Any]:
     """Wait until both sites list the same versions of ``bucket``; return the listing."""
     wait_for(
         lambda: version_listing(s3a, bucket) == version_listing(s3b, bucket),
