@@ -356,7 +356,7 @@ def test_iam_style_action_is_refused_fast(server: RunningServer) -> None:
         ("GET", "inventory"),
         ("GET", "analytics"),
         ("GET", "metrics"),
-        ("PUT", "replication"),
+        ("PUT", "intelligent-tiering"),
         ("GET", "acl&tagging"),
         ("PUT", "website"),
     ],
