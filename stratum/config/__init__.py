@@ -20,8 +20,12 @@ The modules, each importing only those before it:
 - :mod:`~stratum.config.errors`: :class:`ConfigError`.
 - :mod:`~stratum.config.kinds`: how a TOML value becomes a Python value (integer, size, ...).
 - :mod:`~stratum.config.checks`: the rules on single converted values.
+- :mod:`~stratum.config.setting`: how a schema field describes a key or a table.
+- :mod:`~stratum.config.schema_prices`, :mod:`~stratum.config.schema_lifecycle`,
+  :mod:`~stratum.config.schema_replication`: the tables ``[prices]``, ``[lifecycle]`` and
+  ``[replication.<name>]``.
 - :mod:`~stratum.config.schema`: the dataclasses, one per TOML table, with every key's default
-  and help text beside it.
+  and help text beside it (those three imported), and the whole :class:`Config`.
 - :mod:`~stratum.config.load`: :func:`load_config`, unknown keys and the rules between keys.
 - :mod:`~stratum.config.credentials`: the S3 user's and the cold store's keys.
 - :mod:`~stratum.config.render`: the commented default file and the Markdown reference (not
@@ -45,12 +49,8 @@ from stratum.config.schema import (
     ColdTierConfig,
     Config,
     ConsoleConfig,
-    LifecycleConfig,
-    PricesConfig,
-    ReplicationTarget,
     ScrubConfig,
     ServerConfig,
-    Setting,
     StorageConfig,
     TierConfig,
     TieringConfig,
@@ -58,6 +58,10 @@ from stratum.config.schema import (
     settings,
     table_help,
 )
+from stratum.config.schema_lifecycle import LifecycleConfig
+from stratum.config.schema_prices import PricesConfig
+from stratum.config.schema_replication import ReplicationTarget
+from stratum.config.setting import Setting
 
 __all__ = [
     "MAX_SHARDS",

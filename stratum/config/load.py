@@ -22,7 +22,6 @@ from stratum.config.errors import ConfigError
 from stratum.config.kinds import want
 from stratum.config.schema import (
     MAX_SHARDS,
-    NAME,
     Config,
     is_table,
     named_type,
@@ -30,6 +29,7 @@ from stratum.config.schema import (
     settings,
     subtable_type,
 )
+from stratum.config.setting import NAME
 from stratum.util.units import format_size
 
 

@@ -12,7 +12,8 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from stratum.config.schema import NAME, settings, table_help
+from stratum.config.schema import settings, table_help
+from stratum.config.setting import NAME
 
 _WIDTH = 98
 

@@ -2,9 +2,14 @@
 
 Each key is a dataclass field whose ``metadata`` holds a :class:`Setting`: its default as
 written in TOML, its kind (:mod:`stratum.config.kinds`), an optional check
-(:mod:`stratum.config.checks`) and its help text. A sub-table is a field whose type is another
-of these dataclasses, with its own help. :func:`settings` and :func:`table_help` flatten the
-tree in file order for the loader and the renderings.
+(:mod:`stratum.config.checks`) and its help text (:mod:`stratum.config.setting`). A sub-table
+is a field whose type is another of these dataclasses, with its own help. :func:`settings` and
+:func:`table_help` flatten the tree in file order for the loader and the renderings.
+
+The tables of the endpoint, storage, tiers, scrubbing and console are here; ``[prices]``,
+``[lifecycle]`` and ``[replication.<name>]`` have modules of their own
+(:mod:`stratum.config.schema_prices`, :mod:`~stratum.config.schema_lifecycle`,
+:mod:`~stratum.config.schema_replication`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -32,51 +37,13 @@ from stratum.config.kinds import (
     SIZE,
     STRING,
     STRINGS,
-    Kind,
 )
+from stratum.config.schema_lifecycle import LifecycleConfig
+from stratum.config.schema_prices import PricesConfig
+from stratum.config.schema_replication import ReplicationTarget
+from stratum.config.setting import NAME, NAMED, SETTING, TABLE, Setting, key, named, table
 
 MAX_SHARDS = 256  # zfec's limit on data + parity shards
-_SETTING = "stratum.setting"
-_TABLE = "stratum.table"
-_NAMED = "stratum.named"  # tables the user names: [replication.<name>]
-NAME = "<name>"  # stands for the user's name of a named table in dotted keys
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One key of the schema (see :func:`settings`)."""
-
-    default: object  # as written in TOML; None: absent, meaning the value of ``inherits``
-    kind: Kind
-    help: str
-    check: Callable[[Any], None] | None = None  # on the converted value; raises ValueError
-    inherits: str | None = None  # dotted key
-    secret: bool = False  # never shown in a repr or an error message
-
-
-def _key(
-    default: object,
-    kind: Kind,
-    help: str,
-    check: Callable[[Any], None] | None = None,
-    *,
-    inherits: str | None = None,
-    secret: bool = False,
-) -> dict[str, object]:
-    """The metadata of a setting; ``default`` is as written in TOML."""
-    return {_SETTING: Setting(default, kind, help, check, inherits, secret)}
-
-
-def _table(help: str, **key_help: str) -> dict[str, object]:
-    """The metadata of a sub-table; ``key_help`` replaces the help of some of its keys."""
-    return {_TABLE: (help, key_help)}
-
-
-def _named(help: str, cls: type) -> dict[str, object]:
-    """The metadata of a table of tables the user names (``[replication.offsite]``), each
-    of the dataclass ``cls``; none by default."""
-    return {_NAMED: (help, cls)}
-
 
 # --- the schema ---------------------------------------------------------------------------
 
@@ -86,7 +53,7 @@ class ServerConfig:
     """``[server]``: the S3 endpoint."""
 
     listen: str = field(
-        metadata=_key(
+        metadata=key(
             "127.0.0.1:9000",
             STRING,
             "Address the S3 endpoint listens on, HOST:PORT; an IPv6 host goes in brackets"
@@ -97,7 +64,7 @@ class ServerConfig:
         )
     )
     tls_cert: Path | None = field(
-        metadata=_key(
+        metadata=key(
             "",
             OPTIONAL_PATH,
             "PEM file of the certificate (followed by its chain) the server presents: with"
@@ -107,7 +74,7 @@ class ServerConfig:
         )
     )
     tls_key: Path | None = field(
-        metadata=_key(
+        metadata=key(
             "",
             OPTIONAL_PATH,
             "PEM file of the certificate's private key, not encrypted; readable by the service"
@@ -115,7 +82,7 @@ class ServerConfig:
         )
     )
     region: str = field(
-        metadata=_key(
+        metadata=key(
             "us-east-1",
             STRING,
             "Region the server reports and expects in request signatures"
@@ -124,7 +91,7 @@ class ServerConfig:
         )
     )
     domain: str = field(
-        metadata=_key(
+        metadata=key(
             "",
             STRING,
             'Base domain for virtual-host-style addressing: with "s3.home.lan", a request to'
@@ -134,7 +101,7 @@ class ServerConfig:
         )
     )
     access_key: str = field(
-        metadata=_key(
+        metadata=key(
             "",
             STRING,
             "Access key of the S3 user. Empty: taken from the environment variables"
@@ -144,7 +111,7 @@ class ServerConfig:
     )
     secret_key: str = field(
         repr=False,
-        metadata=_key(
+        metadata=key(
             "",
             STRING,
             "Secret key that goes with access_key. If you set it here, make this file readable by"
@@ -154,7 +121,7 @@ class ServerConfig:
         ),
     )
     sigv2: bool = field(
-        metadata=_key(
+        metadata=key(
             True,
             BOOL,
             "Accept AWS Signature Version 2 (the Authorization: AWS header and AWSAccessKeyId"
@@ -164,7 +131,7 @@ class ServerConfig:
         )
     )
     log_format: str = field(
-        metadata=_key(
+        metadata=key(
             "text",
             STRING,
             '"text" (human-readable lines) or "json" (one JSON object per line).',
@@ -172,7 +139,7 @@ class ServerConfig:
         )
     )
     access_log: bool = field(
-        metadata=_key(
+        metadata=key(
             True,
             BOOL,
             "Log one line per S3 request (written in batches, at most 50 ms late; warnings and"
@@ -180,7 +147,7 @@ class ServerConfig:
         )
     )
     workers: int = field(
-        metadata=_key(
+        metadata=key(
             0,
             INT,
             "Server processes sharing the port and the data (each uses one core for its "
@@ -190,7 +157,7 @@ class ServerConfig:
     )
     metrics_token: str = field(
         repr=False,
-        metadata=_key(
+        metadata=key(
             "",
             STRING,
             "When set, GET /metrics answers only requests carrying Authorization: Bearer <this"
@@ -202,7 +169,7 @@ class ServerConfig:
         ),
     )
     metrics_loopback_only: bool = field(
-        metadata=_key(
+        metadata=key(
             False,
             BOOL,
             "Answer GET /metrics only to clients on this machine (127.0.0.1, ::1); others get"
@@ -210,7 +177,7 @@ class ServerConfig:
         )
     )
     idle_timeout: float = field(
-        metadata=_key(
+        metadata=key(
             "30s",
             DURATION,
             "A connection waiting for a request (just opened, or kept open after a response) is"
@@ -221,7 +188,7 @@ class ServerConfig:
         )
     )
     body_timeout: float = field(
-        metadata=_key(
+        metadata=key(
             "30s",
             DURATION,
             "A request body from which nothing arrives for this long is refused with 400"
@@ -231,7 +198,7 @@ class ServerConfig:
         )
     )
     site_id: int = field(
-        metadata=_key(
+        metadata=key(
             0,
             INT,
             "This site's id (1-4294967295), written into every version id it makes, so that"
@@ -242,7 +209,7 @@ class ServerConfig:
         )
     )
     replication_keys: tuple[str, ...] = field(
-        metadata=_key(
+        metadata=key(
             [],
             STRINGS,
             "Access keys granted replication rights: only requests signed with one of them may"
@@ -267,7 +234,7 @@ class StorageConfig:
     """``[storage]``: where data and metadata live, and how objects are stored."""
 
     data_dir: Path = field(
-        metadata=_key(
+        metadata=key(
             "./stratum-data",
             PATH,
             "Directory of the metadata, and of the hot tier's disk when [tiers.hot] lists none"
@@ -275,7 +242,7 @@ class StorageConfig:
         )
     )
     data_shards: int = field(
-        metadata=_key(
+        metadata=key(
             4,
             INT,
             "Data shards per erasure-coded stripe (1-255), for tiers that do not set their own.",
@@ -283,7 +250,7 @@ class StorageConfig:
         )
     )
     parity_shards: int = field(
-        metadata=_key(
+        metadata=key(
             2,
             INT,
             "Parity shards per stripe: how many shards (disks) may be lost without losing data."
@@ -293,7 +260,7 @@ class StorageConfig:
         )
     )
     block_size: int = field(
-        metadata=_key(
+        metadata=key(
             "256KiB",
             SIZE,
             "Large objects are erasure coded in blocks of this size, each cut into"
@@ -302,7 +269,7 @@ class StorageConfig:
         )
     )
     small_object_threshold: int = field(
-        metadata=_key(
+        metadata=key(
             "128KiB",
             SIZE,
             "Objects of this size or smaller are packed into replicated segment files instead of"
@@ -310,7 +277,7 @@ class StorageConfig:
         )
     )
     segment_size: int = field(
-        metadata=_key(
+        metadata=key(
             "64MiB",
             SIZE,
             "Size at which a segment file of packed small objects is closed and a new one started.",
@@ -318,7 +285,7 @@ class StorageConfig:
         )
     )
     max_object_size: int = field(
-        metadata=_key(
+        metadata=key(
             "5GiB",
             SIZE,
             "Largest object a single PUT accepts; larger objects need a multipart upload.",
@@ -326,7 +293,7 @@ class StorageConfig:
         )
     )
     multipart_expiry: float = field(
-        metadata=_key(
+        metadata=key(
             "7d",
             DURATION,
             "Multipart uploads neither completed nor aborted within this time are aborted and"
@@ -335,7 +302,7 @@ class StorageConfig:
         )
     )
     metadata_backup_interval: float = field(
-        metadata=_key(
+        metadata=key(
             "1h",
             DURATION,
             "Consistent copies of the metadata store are written this often (and shortly after"
@@ -345,7 +312,7 @@ class StorageConfig:
         )
     )
     snapshot_interval: float = field(
-        metadata=_key(
+        metadata=key(
             0,
             DURATION,
             "When data_dir is on a ZFS dataset, a ZFS snapshot of the metadata (and with"
@@ -354,7 +321,7 @@ class StorageConfig:
         )
     )
     snapshot_data: bool = field(
-        metadata=_key(
+        metadata=key(
             False,
             BOOL,
             'Scheduled snapshots also take the datasets of the tiers with backend = "zfs"'
@@ -362,7 +329,7 @@ class StorageConfig:
         )
     )
     snapshot_keep: int = field(
-        metadata=_key(
+        metadata=key(
             7,
             INT,
             "How many of Stratum's snapshots (named stratum-<time>) of each dataset are kept;"
@@ -375,8 +342,8 @@ class StorageConfig:
 def _like_storage(name: str, help: str) -> dict[str, object]:
     """The metadata of a tier's key that is absent by default, meaning the value of the
     [storage] key of the same name, with that key's kind and check."""
-    (setting,) = [f.metadata[_SETTING] for f in dataclasses.fields(StorageConfig) if f.name == name]
-    return _key(None, setting.kind, help, setting.check, inherits=f"storage.{name}")
+    (setting,) = [f.metadata[SETTING] for f in dataclasses.fields(StorageConfig) if f.name == name]
+    return key(None, setting.kind, help, setting.check, inherits=f"storage.{name}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -384,7 +351,7 @@ class TierConfig:
     """``[tiers.hot]`` or ``[tiers.warm]``: an erasure-coded tier on local disks."""
 
     disks: tuple[Path, ...] = field(
-        metadata=_key([], PATHS, "Directories of this tier, one per disk.")
+        metadata=key([], PATHS, "Directories of this tier, one per disk.")
     )
     data_shards: int = field(
         metadata=_like_storage("data_shards", "Data shards per stripe in this tier.")
@@ -393,7 +360,7 @@ class TierConfig:
         metadata=_like_storage("parity_shards", "Parity shards per stripe in this tier.")
     )
     backend: str = field(
-        metadata=_key(
+        metadata=key(
             "directory",
             STRING,
             '"directory": each disk is a plain directory. "zfs": each disk is the ZFS dataset'
@@ -404,7 +371,7 @@ class TierConfig:
         )
     )
     zfs_parent: str = field(
-        metadata=_key(
+        metadata=key(
             "",
             STRING,
             'Parent dataset of this tier\'s disks with backend = "zfs", e.g. "tank/stratum/hot";'
@@ -413,7 +380,7 @@ class TierConfig:
         )
     )
     zfs_compression: str = field(
-        metadata=_key(
+        metadata=key(
             "lz4",
             STRING,
             "compression of the datasets Stratum creates (atime is always off): lz4, zstd,"
@@ -422,7 +389,7 @@ class TierConfig:
         )
     )
     zfs_recordsize: int = field(
-        metadata=_key(
+        metadata=key(
             "",
             OPTIONAL_SIZE,
             "recordsize of the datasets Stratum creates, a power of two from 4KiB to 1MiB."
@@ -451,7 +418,7 @@ class ColdTierConfig:
     """``[tiers.cold]``: an S3-compatible bucket elsewhere."""
 
     endpoint: str = field(
-        metadata=_key(
+        metadata=key(
             "",
             STRING,
             "URL of an S3-compatible store that receives idle objects, encrypted, e.g."
@@ -460,10 +427,10 @@ class ColdTierConfig:
         )
     )
     region: str = field(
-        metadata=_key("us-east-1", STRING, "Region of the cold bucket.", checks.region)
+        metadata=key("us-east-1", STRING, "Region of the cold bucket.", checks.region)
     )
     bucket: str = field(
-        metadata=_key(
+        metadata=key(
             "",
             STRING,
             "Bucket that receives cold objects; required when endpoint is set.",
@@ -471,7 +438,7 @@ class ColdTierConfig:
         )
     )
     prefix: str = field(
-        metadata=_key(
+        metadata=key(
             "stratum/",
             STRING,
             "Key prefix of everything Stratum writes to the bucket.",
@@ -479,7 +446,7 @@ class ColdTierConfig:
         )
     )
     credentials_file: Path | None = field(
-        metadata=_key(
+        metadata=key(
             "",
             OPTIONAL_PATH,
             "File with the cold store's keys, as TOML (or plain lines without quotes):"
@@ -489,7 +456,7 @@ class ColdTierConfig:
         )
     )
     encryption_key_file: Path = field(
-        metadata=_key(
+        metadata=key(
             "",
             OPTIONAL_PATH,
             "File holding the key that encrypts objects before they go to the cold tier. Empty:"
@@ -505,17 +472,15 @@ class ColdTierConfig:
 @dataclass(frozen=True, kw_only=True)
 class TiersConfig:
     hot: TierConfig = field(
-        metadata=_table(
-            "The hot tier: new objects are written here (fast disks).", disks=_HOT_DISKS
-        )
+        metadata=table("The hot tier: new objects are written here (fast disks).", disks=_HOT_DISKS)
     )
     warm: TierConfig = field(
-        metadata=_table(
+        metadata=table(
             "The warm tier: objects idle in hot move here (large, slow disks).", disks=_WARM_DISKS
         )
     )
     cold: ColdTierConfig = field(
-        metadata=_table(
+        metadata=table(
             "The cold tier: an S3-compatible bucket elsewhere (Backblaze B2, AWS S3, a remote"
             " MinIO) that receives objects idle in warm."
         )
@@ -526,9 +491,9 @@ class TiersConfig:
 class TieringConfig:
     """``[tiering]``: automatic movement of objects between tiers."""
 
-    enabled: bool = field(metadata=_key(True, BOOL, "Move objects between tiers automatically."))
+    enabled: bool = field(metadata=key(True, BOOL, "Move objects between tiers automatically."))
     interval: float = field(
-        metadata=_key(
+        metadata=key(
             "1m",
             DURATION,
             "How often the tiering engine looks for objects to move.",
@@ -536,20 +501,20 @@ class TieringConfig:
         )
     )
     hot_idle_before_warm: float = field(
-        metadata=_key("7d", DURATION, "An object not read for this long moves from hot to warm.")
+        metadata=key("7d", DURATION, "An object not read for this long moves from hot to warm.")
     )
     warm_idle_before_cold: float = field(
-        metadata=_key("30d", DURATION, "An object not read for this long moves from warm to cold.")
+        metadata=key("30d", DURATION, "An object not read for this long moves from warm to cold.")
     )
     cold_min_size: int = field(
-        metadata=_key(
+        metadata=key(
             "128KiB",
             SIZE,
             "Smaller objects never go to cold (per-request cost and latency would dominate).",
         )
     )
     promote_reads: int = field(
-        metadata=_key(
+        metadata=key(
             3,
             INT,
             "An object read this many times within promote_window moves back to hot; 0 = never.",
@@ -557,7 +522,7 @@ class TieringConfig:
         )
     )
     promote_window: float = field(
-        metadata=_key(
+        metadata=key(
             "1d",
             DURATION,
             "Window in which promote_reads reads promote an object.",
@@ -565,7 +530,7 @@ class TieringConfig:
         )
     )
     hot_high_watermark: float = field(
-        metadata=_key(
+        metadata=key(
             0.85,
             FLOAT,
             "When the hot tier is fuller than this fraction of its capacity, the least recently"
@@ -574,7 +539,7 @@ class TieringConfig:
         )
     )
     hot_low_watermark: float = field(
-        metadata=_key(
+        metadata=key(
             0.70,
             FLOAT,
             "Fill level that hot_high_watermark moves bring hot back down to.",
@@ -582,7 +547,7 @@ class TieringConfig:
         )
     )
     warm_high_watermark: float = field(
-        metadata=_key(
+        metadata=key(
             0.90,
             FLOAT,
             "When the warm tier is fuller than this fraction, the least recently used objects move"
@@ -591,7 +556,7 @@ class TieringConfig:
         )
     )
     warm_low_watermark: float = field(
-        metadata=_key(
+        metadata=key(
             0.80,
             FLOAT,
             "Fill level that warm_high_watermark moves bring warm back down to.",
@@ -599,7 +564,7 @@ class TieringConfig:
         )
     )
     move_rate: int = field(
-        metadata=_key(
+        metadata=key(
             "50MiB",
             SIZE,
             "Bytes per second that tier moves may transfer, so clients keep their bandwidth.",
@@ -607,79 +572,11 @@ class TieringConfig:
         )
     )
     decision_log_keep: float = field(
-        metadata=_key(
+        metadata=key(
             "90d",
             DURATION,
             "How long the log of tiering decisions (what moved, when and why) is kept.",
             checks.positive,
-        )
-    )
-
-
-def _price(default: float, help: str) -> dict[str, object]:
-    return _key(default, FLOAT, help, checks.not_negative)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PricesConfig:
-    """``[prices]``: what storing, reading and moving a GB costs, in one currency."""
-
-    hot: float = field(
-        metadata=_price(
-            0.008,
-            "Storing one GB (10^9 bytes of object data) for a month (30 days) in the hot tier:"
-            " NVMe SSDs at about 60 EUR/TB worn out in 3 years, half full, times 1.5 for"
-            " erasure coding 4+2, plus power and spare capacity.",
-        )
-    )
-    warm: float = field(
-        metadata=_price(
-            0.002,
-            "One GB-month in the warm tier: HDDs at about 20 EUR/TB over 5 years, half full,"
-            " times 1.5, plus about 6 W per disk at 0.30 EUR/kWh.",
-        )
-    )
-    cold: float = field(
-        metadata=_price(
-            0.006,
-            "One GB-month in the cold tier: Backblaze B2's list price (USD taken at par).",
-        )
-    )
-    cold_read: float = field(
-        metadata=_price(
-            0.01,
-            "Each GB read out of the cold tier (retrieval and egress), by a client's GET or by"
-            " a move back to a local tier.",
-        )
-    )
-    cold_request: float = field(
-        metadata=_price(
-            0.0004,
-            "Every 1,000 requests to the cold tier: GETs of clients and the writes and reads"
-            " of moves.",
-        )
-    )
-    move: float = field(
-        metadata=_price(
-            0.0002,
-            "Each GB moved between two tiers (the writes' wear on the disks), on top of"
-            " cold_read and cold_request when the move involves cold.",
-        )
-    )
-    slow_read: float = field(
-        metadata=_price(
-            0.05,
-            "What 1,000 GETs not served from the hot tier are worth avoiding: the knob between"
-            " cost and speed. Not money spent: the simulator reports it beside the cost, and"
-            " placement that weighs reads against storage counts it. Higher keeps more in hot.",
-        )
-    )
-    currency: str = field(
-        metadata=_key(
-            "EUR",
-            STRING,
-            "The currency of the prices above, as reports name it.",
-            checks.currency,
         )
     )
 
@@ -689,7 +586,7 @@ class ScrubConfig:
     """``[scrub]``: background verification of stored data."""
 
     interval: float = field(
-        metadata=_key(
+        metadata=key(
             "30d",
             DURATION,
             "Every stored shard is read and its checksum verified once per this period; damaged"
@@ -698,7 +595,7 @@ class ScrubConfig:
         )
     )
     rate: int = field(
-        metadata=_key("20MiB", SIZE, "Bytes per second the scrubber may read.", checks.positive)
+        metadata=key("20MiB", SIZE, "Bytes per second the scrubber may read.", checks.positive)
     )
 
 
@@ -707,7 +604,7 @@ class ConsoleConfig:
     """``[console]``: the web console, on a port of its own."""
 
     listen: str = field(
-        metadata=_key(
+        metadata=key(
             "127.0.0.1:9001",
             STRING,
             "Address the web console listens on, HOST:PORT (its own port: no S3 path or bucket"
@@ -717,7 +614,7 @@ class ConsoleConfig:
         )
     )
     session_lifetime: float = field(
-        metadata=_key(
+        metadata=key(
             "12h",
             DURATION,
             "How long a console login lasts; then the user logs in again.",
@@ -725,7 +622,7 @@ class ConsoleConfig:
         )
     )
     history_interval: float = field(
-        metadata=_key(
+        metadata=key(
             "5m",
             DURATION,
             "How often the primary process records each tier's objects and bytes for the"
@@ -734,7 +631,7 @@ class ConsoleConfig:
         )
     )
     access_history: int = field(
-        metadata=_key(
+        metadata=key(
             100000,
             INT,
             "Object requests (PUT, GET, HEAD, DELETE: time, key, size) kept for the console's"
@@ -745,147 +642,26 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LifecycleConfig:
-    """``[lifecycle]``: the worker that applies buckets' lifecycle rules."""
-
-    enabled: bool = field(
-        metadata=_key(
-            True,
-            BOOL,
-            "Apply buckets' lifecycle rules (expirations, aborted uploads). false: rules are"
-            " stored and shown (x-amz-expiration) but nothing expires; transitions still move"
-            " objects, as the tier engine applies them.",
-        )
-    )
-    day_seconds: float = field(
-        metadata=_key(
-            86400,
-            FLOAT,
-            "Seconds in a lifecycle rule's day. Shorten it only to watch rules act in a test"
-            " (as Ceph's rgw_lc_debug_interval): with 10, an object of a 1-day expiration rule"
-            " goes after 10 to 20 seconds, and transitions count the same days. Dates in rules"
-            " stay real dates, and x-amz-expiration keeps telling real days.",
-            checks.positive,
-        )
-    )
-    interval: float = field(
-        metadata=_key(
-            "1h",
-            DURATION,
-            "How often the worker walks the buckets that have rules; a pass interrupted by a"
-            " restart resumes where it stopped. Shorten it with day_seconds.",
-            checks.positive,
-        )
-    )
-    rate: int = field(
-        metadata=_key(
-            2000,
-            INT,
-            "Versions the worker examines per second, at most: a pass over many objects stays"
-            " in the background of serving.",
-            checks.positive,
-        )
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReplicationTarget:
-    """``[replication.<name>]``: another site (a Stratum, or any S3) that keeps a copy."""
-
-    buckets: tuple[str, ...] = field(
-        metadata=_key(
-            [],
-            STRINGS,
-            'Buckets replicated to this target, or ["*"] for every bucket. Only versions'
-            " written while a bucket's versioning is Enabled are replicated.",
-            checks.replication_buckets,
-        )
-    )
-    endpoint: str = field(
-        metadata=_key(
-            "",
-            STRING,
-            'URL of the target\'s S3 endpoint, e.g. "https://stratum.parents.example:9000";'
-            " required.",
-            checks.endpoint,
-        )
-    )
-    region: str = field(
-        metadata=_key("us-east-1", STRING, "Region the target expects.", checks.region)
-    )
-    bucket: str = field(
-        metadata=_key(
-            "{bucket}",
-            STRING,
-            "Name of the target bucket; {bucket} stands for the source bucket's name. The"
-            " target bucket must exist with versioning Enabled.",
-            checks.target_bucket,
-        )
-    )
-    prefix: str = field(
-        metadata=_key(
-            "", STRING, "Key prefix of the copies on the target (empty: none).", checks.prefix
-        )
-    )
-    credentials_file: Path | None = field(
-        metadata=_key(
-            "",
-            OPTIONAL_PATH,
-            "File with the target's keys, as the cold tier's: access_key = \"...\" and"
-            ' secret_key = "..." (TOML, or plain lines). On a Stratum target, list that'
-            " access key in the target's [server] replication_keys so that it keeps version"
-            " ids and times; without them every copy is a new version there.",
-        )
-    )
-    delete_markers: bool = field(
-        metadata=_key(
-            True,
-            BOOL,
-            "Replicate delete markers. Versions removed for good (a DELETE naming a version)"
-            " are never replicated.",
-        )
-    )
-
-    compare_interval: float = field(
-        metadata=_key(
-            "6h",
-            DURATION,
-            "How often this site's versions of the target's buckets are compared with the"
-            " target's listing, and what it lacks is sent again (a lost queue, a restored"
-            " backup); 0: never. Only on a target that keeps version ids (a Stratum that"
-            " lists this site's key in its replication_keys).",
-        )
-    )
-    name: str = ""  # the table's name: [replication.<name>]
-
-    def covers(self, bucket: str) -> bool:
-        return "*" in self.buckets or bucket in self.buckets
-
-    def target_bucket(self, bucket: str) -> str:
-        return self.bucket.replace("{bucket}", bucket)
-
-
-@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration; build it with :func:`load_config`."""
 
-    server: ServerConfig = field(metadata=_table("The S3 endpoint."))
+    server: ServerConfig = field(metadata=table("The S3 endpoint."))
     storage: StorageConfig = field(
-        metadata=_table("Where data and metadata live, and how objects are stored.")
+        metadata=table("Where data and metadata live, and how objects are stored.")
     )
-    tiers: TiersConfig = field(metadata=_table("Storage tiers."))
-    tiering: TieringConfig = field(metadata=_table("Automatic movement of objects between tiers."))
+    tiers: TiersConfig = field(metadata=table("Storage tiers."))
+    tiering: TieringConfig = field(metadata=table("Automatic movement of objects between tiers."))
     prices: PricesConfig = field(
-        metadata=_table("What storage costs: the tier simulator's and placement's prices.")
+        metadata=table("What storage costs: the tier simulator's and placement's prices.")
     )
-    scrub: ScrubConfig = field(metadata=_table("Background verification of stored data."))
-    console: ConsoleConfig = field(metadata=_table("The web console."))
+    scrub: ScrubConfig = field(metadata=table("Background verification of stored data."))
+    console: ConsoleConfig = field(metadata=table("The web console."))
     lifecycle: LifecycleConfig = field(
-        metadata=_table("Lifecycle rules: expiring objects and versions, aborting uploads.")
+        metadata=table("Lifecycle rules: expiring objects and versions, aborting uploads.")
     )
     replication: tuple[ReplicationTarget, ...] = field(
         default=(),
-        metadata=_named(
+        metadata=named(
             "A replication target: every new version and delete marker of the buckets listed"
             " is queued (in the transaction that writes it) and copied there with its version"
             " id, time, metadata and checksums. One table per target, named as you like"
@@ -911,17 +687,17 @@ def schema_fields(cls: type) -> list[dataclasses.Field[Any]]:
     return [
         f
         for f in dataclasses.fields(cls)
-        if _SETTING in f.metadata or _TABLE in f.metadata or _NAMED in f.metadata
+        if SETTING in f.metadata or TABLE in f.metadata or NAMED in f.metadata
     ]
 
 
 def is_table(f: dataclasses.Field[Any]) -> bool:
-    return _TABLE in f.metadata
+    return TABLE in f.metadata
 
 
 def named_type(f: dataclasses.Field[Any]) -> type | None:
     """The dataclass of each table of a table of named tables; None for other fields."""
-    named = f.metadata.get(_NAMED)
+    named = f.metadata.get(NAMED)
     return None if named is None else named[1]
 
 
@@ -950,15 +726,15 @@ def _schema() -> tuple[Mapping[str, Setting], Mapping[str, str]]:
     def walk(cls: type, prefix: str, key_help: Mapping[str, str]) -> None:
         for f in schema_fields(cls):
             if is_table(f):
-                help, sub_key_help = f.metadata[_TABLE]
+                help, sub_key_help = f.metadata[TABLE]
                 tables[prefix + f.name] = help
                 walk(subtable_type(cls, f.name), f"{prefix}{f.name}.", sub_key_help)
-            elif _NAMED in f.metadata:
-                help, each = f.metadata[_NAMED]
+            elif NAMED in f.metadata:
+                help, each = f.metadata[NAMED]
                 tables[f"{prefix}{f.name}.{NAME}"] = help
                 walk(each, f"{prefix}{f.name}.{NAME}.", {})
             else:
-                setting = f.metadata[_SETTING]
+                setting = f.metadata[SETTING]
                 help = key_help.get(f.name, setting.help)
                 keys[prefix + f.name] = dataclasses.replace(setting, help=help)
 
