@@ -10,6 +10,8 @@ the replica headers of :mod:`stratum.s3.replica_ops`, which others ignore.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import re
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -177,9 +179,13 @@ class TargetClient:
         number: int,
         body: AsyncIterable[bytes],
         size: int,
+        md5: str = "",
     ) -> str:
+        """Send a part; ``md5``: its Content-MD5 (base64), if known."""
         query = f"partNumber={number}&uploadId={quote(upload_id, safe='')}"
         headers = {"Content-Length": str(size)}
+        if md5:
+            headers["Content-MD5"] = md5
         answer = await self.request("PUT", self.url(bucket, key, query), headers, body)
         return answer.headers.get("ETag", "")
 
@@ -198,6 +204,22 @@ class TargetClient:
         body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
         query = f"uploadId={quote(upload_id, safe='')}"
         return await self.request("POST", self.url(bucket, key, query), headers, body)
+
+    async def put_version_document(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        subresource: str,
+        document: bytes,
+        headers: Mapping[str, str],
+    ) -> Answer:
+        """PUT a version's ``?retention`` or ``?legal-hold`` document (with its Content-MD5,
+        which S3 asks for)."""
+        query = f"{subresource}&versionId={quote(version_id, safe='')}"
+        md5 = base64.b64encode(hashlib.md5(document).digest()).decode()
+        headers = {**headers, "Content-MD5": md5, "Content-Type": "application/xml"}
+        return await self.request("PUT", self.url(bucket, key, query), headers, document)
 
     async def abort(self, bucket: str, key: str, upload_id: str) -> None:
         query = f"uploadId={quote(upload_id, safe='')}"

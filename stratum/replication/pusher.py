@@ -8,7 +8,13 @@ checksums, tags and lock state:
 - an object made by a multipart upload as a multipart upload with the same part sizes
   (so its ETag is the same on the target), any other with one streamed PUT carrying its
   Content-MD5 and full-object checksums, which the target verifies;
-- a delete marker as a DELETE of the key.
+- a delete marker as a DELETE of the key;
+- a later change of its Object Lock state as PutObjectRetention and PutObjectLegalHold
+  (:mod:`stratum.replication.lock_state`).
+
+A version with lock settings, or in a bucket with Object Lock, goes with a digest of every
+request's body, as S3 asks of such writes: its Content-MD5 when the ETag is one, else the
+MD5 of each part, read once more before it is sent.
 
 Bodies stream from the source's volume: memory is a few chunks per push, whatever the
 object's size. On success the entry leaves the queue (:func:`stratum.replication.queue.
@@ -23,11 +29,11 @@ import asyncio
 import base64
 import contextlib
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,7 +41,7 @@ from stratum.config import ReplicationTarget
 from stratum.meta import catalog, versions
 from stratum.meta.records import ObjectRecord, VolumeRecord
 from stratum.meta.store import Tx
-from stratum.replication import queue
+from stratum.replication import lock_state, queue
 from stratum.replication.client import PushError, TargetClient
 from stratum.replication.queue import QueueEntry
 from stratum.replication.repair import Comparison
@@ -73,7 +79,7 @@ def backoff(attempts: int) -> float:
     return float(min(CAP, FIRST * 2 ** min(attempts, 20)))
 
 
-def object_headers(record: ObjectRecord, *, single: bool) -> dict[str, str]:
+def object_headers(record: ObjectRecord, now: float, *, single: bool) -> dict[str, str]:
     """The headers that give the target's copy the version's metadata; ``single``: the
     headers of one PUT (with the digests of the whole body), else of CreateMultipartUpload."""
     headers = {"Content-Type": record.content_type}
@@ -82,12 +88,7 @@ def object_headers(record: ObjectRecord, *, single: bool) -> dict[str, str]:
         headers[f"x-amz-meta-{name}"] = value
     if record.tags:
         headers["x-amz-tagging"] = urlencode(record.tags)
-    if record.lock_mode and record.lock_until:
-        headers["x-amz-object-lock-mode"] = record.lock_mode
-        until = datetime.fromtimestamp(record.lock_until, UTC)
-        headers["x-amz-object-lock-retain-until-date"] = until.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if record.legal_hold:
-        headers["x-amz-object-lock-legal-hold"] = "ON"
+    headers.update(lock_state.write_headers(record, now))
     if single:
         md5 = record.etag.strip('"')
         if len(md5) == 32 and "-" not in md5:
@@ -215,27 +216,35 @@ class Pusher:
     async def _push(self, dbkey: bytes, entry: QueueEntry) -> bool:
         order = bytes.fromhex(entry.version_id)
 
-        def look(tx: Tx) -> tuple[ObjectRecord | None, VolumeRecord | None]:
+        def look(tx: Tx) -> tuple[ObjectRecord | None, VolumeRecord | None, bool]:
             record = versions.get(tx, entry.bucket, entry.key, order)
+            found = catalog.get_bucket(tx, entry.bucket)
+            lockable = found is not None and found.object_lock
             if record is None or record.delete_marker:
-                return record, None
-            return record, catalog.get_volume(tx, record.volume_id)
+                return record, None, lockable
+            return record, catalog.get_volume(tx, record.volume_id), lockable
 
-        record, volume = self.meta.read(look)
+        record, volume, lockable = self.meta.read(look)
         if record is None:
             await self.meta.write(functools.partial(queue.drop, dbkey=dbkey))
             return True
         bucket = self.target.target_bucket(entry.bucket)
         started = time.monotonic()
         try:
-            if record.delete_marker:
+            if entry.amend and not record.delete_marker:
+                await self._send_lock(bucket, record)
+                sent = 0
+            elif record.delete_marker:
                 answer = await self.client.delete(bucket, record.key, replica_headers(record))
                 self._learn(answer.headers.get("x-amz-version-id"), record)
                 sent = 0
             elif volume is None:
                 raise PushError(f"version {record.version_id} of {record.key} has no volume")
             else:
-                sent = await self._send_object(bucket, record, volume, retry=entry.attempts > 0)
+                digests = lockable or lock_state.locked(record)
+                sent = await self._send_object(
+                    bucket, record, volume, retry=entry.attempts > 0, digests=digests
+                )
         except PushError as exc:
             await self._failed(dbkey, entry, str(exc))
             return False
@@ -260,6 +269,23 @@ class Pusher:
         )
         return True
 
+    async def _send_lock(self, bucket: str, record: ObjectRecord) -> None:
+        """A change of the version's lock state; one the target refuses is not retried."""
+        try:
+            if await lock_state.send_change(self.client, bucket, record, self.clock.now()):
+                self.keeps_ids = True
+        except PushError as exc:
+            if not exc.permanent:
+                raise
+            log.warning(
+                "%s refused the lock change of %s %s (not retried): %s",
+                self.target.name,
+                record.key,
+                record.version_id,
+                exc,
+            )
+            self.stats.last_error, self.stats.last_error_at = str(exc), self.clock.now()
+
     def _learn(self, version_id: str | None, record: ObjectRecord) -> None:
         """Note whether the target kept the id a push sent."""
         if version_id is not None:
@@ -277,31 +303,42 @@ class Pusher:
         )
 
     async def _send_object(
-        self, bucket: str, record: ObjectRecord, volume: VolumeRecord, *, retry: bool
+        self,
+        bucket: str,
+        record: ObjectRecord,
+        volume: VolumeRecord,
+        *,
+        retry: bool,
+        digests: bool = False,
     ) -> int:
-        """Send an object version; return the bytes sent (0 if the target had it)."""
+        """Send an object version; return the bytes sent (0 if the target had it).
+        ``digests``: every request carries a digest of its body (see the module's notes)."""
         if retry and await self.client.head_version(bucket, record.key, record.version_id):
             self.keeps_ids = True
             return 0  # an earlier attempt got there; its answer was lost
         sizes = volume.part_sizes if record.parts and len(volume.part_sizes) > 1 else []
+        now = self.clock.now()
         if not sizes:
+            headers = {**object_headers(record, now, single=True), **replica_headers(record)}
+            if digests and "Content-MD5" not in headers:
+                headers["Content-MD5"] = await self._md5(volume, 0, record.size)
             body = self._read(volume, 0, record.size)
             async with contextlib.aclosing(body):
-                headers = {**object_headers(record, single=True), **replica_headers(record)}
                 answer = await self.client.put(bucket, record.key, body, record.size, headers)
             self._learn(answer.headers.get("x-amz-version-id"), record)
             return record.size
         upload_id = await self.client.create_upload(
-            bucket, record.key, object_headers(record, single=False)
+            bucket, record.key, object_headers(record, now, single=False)
         )
         try:
             etags = []
             offset = 0
             for number, size in enumerate(sizes, 1):
+                md5 = await self._md5(volume, offset, offset + size) if digests else ""
                 part = self._read(volume, offset, offset + size)
                 async with contextlib.aclosing(part):
                     etag = await self.client.upload_part(
-                        bucket, record.key, upload_id, number, part, size
+                        bucket, record.key, upload_id, number, part, size, md5
                     )
                 etags.append(etag)
                 offset += size
@@ -314,6 +351,16 @@ class Pusher:
                 await self.client.abort(bucket, record.key, upload_id)
             raise
         return record.size
+
+    async def _md5(self, volume: VolumeRecord, start: int, end: int) -> str:
+        """The Content-MD5 of a range of the volume: read once, hashed off the loop."""
+        md5 = hashlib.md5()
+        loop = asyncio.get_running_loop()
+        chunks = self._read(volume, start, end)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                await loop.run_in_executor(None, md5.update, chunk)
+        return base64.b64encode(md5.digest()).decode()
 
     async def _read(self, volume: VolumeRecord, start: int, end: int) -> AsyncGenerator[bytes]:
         if start == end:

@@ -10,6 +10,11 @@ Database (format 1)::
     replq  target NUL order (16 bytes) bucket
            -> 0x01 + JSON QueueEntry (stratum.meta.records' record encoding)
 
+A change of a version's Object Lock state after it was written (:mod:`stratum.service.amend`)
+is queued the same way (:meth:`Enqueuer.amended`): as an *amend* entry if the version has
+none waiting, else by counting the change in the entry waiting (``amended``), whose push
+then sends the state as it is by then.
+
 Entries of a target sort by order, so a target receives the versions of one key, and
 roughly all versions, oldest first. The key itself is in the value (a key may be too long
 for an LMDB key next to the rest). Two versions never share an order in one bucket (an
@@ -52,6 +57,12 @@ class QueueEntry(Record):
     attempts: int = 0
     next_try: float = 0.0  # not before (backoff after a failure)
     error: str = ""  # the last failure, for `stratum replication status`
+    # only the version's Object Lock state is to be sent: the target has the version
+    # (stratum.replication.lock_state)
+    amend: bool = False
+    # lock changes made while the entry waited: a push under way may have read the version
+    # before them, so its finish leaves an amend entry instead of none
+    amended: int = 0
 
 
 def entry_key(target: str, order: bytes, bucket: str) -> bytes:
@@ -116,6 +127,29 @@ class Enqueuer:
         for name in names:
             tx.put(DB, entry_key(name, order, bucket.name), entry)
         if self.wake is not None:
+            self.wake()
+
+    def amended(self, tx: Tx, bucket: BucketRecord, record: ObjectRecord) -> None:
+        """The object service's ``on_amend`` hook: the Object Lock state of a version written
+        on this site changed (changes made to a replica are the other site's to send)."""
+        if record.replication == REPLICA or not bucket.object_lock or record.delete_marker:
+            return
+        if bucket.versioning != ENABLED or record.version_id == versions.NULL:
+            return
+        names = self.targets_for(bucket, record)
+        order = versions.order_of(record)
+        for name in names:
+            dbkey = entry_key(name, order, bucket.name)
+            raw = tx.get(DB, dbkey)
+            if raw is None:
+                entry = QueueEntry(
+                    bucket.name, record.key, order.hex(), False, 0, self.now(), amend=True
+                )
+            else:
+                entry = QueueEntry.decode(raw)
+                entry.amended += 1
+            tx.put(DB, dbkey, entry.encode())
+        if names and self.wake is not None:
             self.wake()
 
 
@@ -217,8 +251,15 @@ def _set_status(tx: Tx, entry: QueueEntry, status: str) -> None:
 def finish(tx: Tx, dbkey: bytes, entry: QueueEntry, targets: Sequence[str]) -> None:
     """The entry's target has the version: forget the entry; once no target of ``targets``
     still waits for it, the version's status becomes COMPLETED."""
-    if tx.get(DB, dbkey) is None:
+    raw = tx.get(DB, dbkey)
+    if raw is None:
         return  # settled already (a transaction run twice)
+    stored = QueueEntry.decode(raw)
+    if stored.amended != entry.amended:  # the lock changed after this push read the version
+        stored.amend, stored.amended = True, 0
+        stored.attempts, stored.next_try, stored.error = 0, 0.0, ""
+        tx.put(DB, dbkey, stored.encode())
+        return
     tx.delete(DB, dbkey)
     order = bytes.fromhex(entry.version_id)
     others = (entry_key(name, order, entry.bucket) for name in targets)
@@ -234,14 +275,16 @@ def finish(tx: Tx, dbkey: bytes, entry: QueueEntry, targets: Sequence[str]) -> N
 def failed(tx: Tx, dbkey: bytes, entry: QueueEntry, error: str, next_try: float) -> None:
     """A push failed: try again at ``next_try``; after FAILED_AFTER attempts the version's
     status is FAILED (until a later attempt succeeds)."""
-    if tx.get(DB, dbkey) is None:
+    raw = tx.get(DB, dbkey)
+    if raw is None:
         return
-    entry.attempts += 1
-    entry.error = error[:500]
-    entry.next_try = next_try
-    tx.put(DB, dbkey, entry.encode())
-    if entry.attempts >= FAILED_AFTER:
-        _set_status(tx, entry, FAILED)
+    stored = QueueEntry.decode(raw)  # with the lock changes counted since the push read it
+    stored.attempts += 1
+    stored.error = error[:500]
+    stored.next_try = next_try
+    tx.put(DB, dbkey, stored.encode())
+    if stored.attempts >= FAILED_AFTER:
+        _set_status(tx, stored, FAILED)
 
 
 def drop(tx: Tx, dbkey: bytes) -> None:

@@ -32,6 +32,7 @@ class Replicator:
         self.pushers: dict[str, Pusher] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         service.on_version = self.enqueuer
+        service.on_amend = self.enqueuer.amended
 
     async def start(self) -> None:
         """Start pushing (the primary process only; every process queues)."""

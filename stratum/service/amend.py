@@ -195,6 +195,7 @@ async def _attempt_amend(
         versioning.retire_held(tx, now_stored.amend_record, bucket)
         record.amend_record = held
         store_version(tx, bucket, record)
+        service.note_amend(tx, bucket, record)
         return record
 
     return await service.commit_or_free(commit, functools.partial(hot.delete, "seg"), location)

@@ -162,6 +162,9 @@ class ObjectService:
         # called in the transaction that writes a new version or delete marker, before it
         # is written: replication queues it there (set up by the node)
         self.on_version: Callable[[Tx, BucketRecord, ObjectRecord], None] | None = None
+        # called in the transaction that changes a version's amendable fields (see
+        # stratum.service.amend), after the change: replication queues it too
+        self.on_amend: Callable[[Tx, BucketRecord, ObjectRecord], None] | None = None
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -432,6 +435,13 @@ class ObjectService:
         """A new version or delete marker is about to be written in ``tx`` (see on_version)."""
         if self.on_version is not None:
             self.on_version(tx, bucket, record)
+
+    def note_amend(self, tx: Tx, bucket: str, record: ObjectRecord) -> None:
+        """A version's amendable fields changed in ``tx`` (see on_amend)."""
+        if self.on_amend is not None:
+            found = catalog.get_bucket(tx, bucket)
+            if found is not None:
+                self.on_amend(tx, found, record)
 
     async def put_object(
         self, bucket: str, key: str, body: AsyncIterable[bytes], opts: PutOptions

@@ -141,11 +141,11 @@ def test_a_single_put_carries_the_whole_body_digests_only() -> None:
     r.checksums = {"sha256": "abc=", "crc32": "def=-2"}
     r.user_meta = {"camera": "x100"}
     r.tags = {"a": "b c"}
-    single = object_headers(r, single=True)
+    single = object_headers(r, 0.0, single=True)
     assert single["Content-MD5"] == "ASNFZ4mrze8BI0VniavN7w=="
     assert single["x-amz-checksum-sha256"] == "abc=" and "x-amz-checksum-crc32" not in single
     assert single["x-amz-meta-camera"] == "x100" and single["x-amz-tagging"] == "a=b+c"
-    assert "Content-MD5" not in object_headers(r, single=False)
+    assert "Content-MD5" not in object_headers(r, 0.0, single=False)
 
 
 def test_stored_rules_queue_keys_under_their_prefix(store: MetaStore, tmp_path: Path) -> None:
@@ -175,3 +175,55 @@ def test_stored_rules_queue_keys_under_their_prefix(store: MetaStore, tmp_path: 
     assert queued == ["live/a"]
     assert store.read(lambda tx: list(queue.entries(tx, "two"))) == []
     assert [r.id for r in rules.all_rules(b, targets)] == ["two", "one", "two"]
+
+
+def test_a_retention_goes_with_the_first_push_only_while_in_force() -> None:
+    r = version("k", versions.OrderClock(3).next(1.0))
+    r.lock_mode, r.lock_until, r.legal_hold = "COMPLIANCE", 2000.5, True
+    headers = object_headers(r, 1000.0, single=True)
+    assert headers["x-amz-object-lock-mode"] == "COMPLIANCE"
+    assert headers["x-amz-object-lock-retain-until-date"] == "1970-01-01T00:33:20.500000Z"
+    assert headers["x-amz-object-lock-legal-hold"] == "ON"
+    # run out before the push: a target refuses a date in the past, and nothing is locked
+    late = object_headers(r, 2000.5, single=True)
+    assert (
+        "x-amz-object-lock-mode" not in late and "x-amz-object-lock-retain-until-date" not in late
+    )
+    assert late["x-amz-object-lock-legal-hold"] == "ON"
+
+
+def test_a_lock_change_is_queued_as_an_amend_entry_or_counted_in_the_waiting_one(
+    store: MetaStore, enqueuer: queue.Enqueuer
+) -> None:
+    locked = bucket("photos")
+    locked.object_lock = True
+    clock = versions.OrderClock(3)
+    r = version("a.jpg", clock.next(1.0))
+    write(store, enqueuer, locked, r)
+    [(dbkey, entry)] = store.read(lambda tx: list(queue.entries(tx, "one")))
+
+    def amend(record: ObjectRecord, b: BucketRecord = locked) -> None:
+        store.write_sync(lambda tx: enqueuer.amended(tx, b, record))
+
+    # changed while its push is under way (the pusher read ``entry`` before the change):
+    # finishing that push leaves an amend entry, which the next pass sends
+    amend(r)
+    store.write_sync(lambda tx: queue.finish(tx, dbkey, entry, ["one", "two"]))
+    [(_k, left)] = store.read(lambda tx: list(queue.entries(tx, "one")))
+    assert left.amend and left.amended == 0 and left.attempts == 0
+    store.write_sync(lambda tx: queue.finish(tx, dbkey, left, ["one", "two"]))
+    assert store.read(lambda tx: list(queue.entries(tx, "one"))) == []
+    # a change of a version whose push is done: an amend entry per target of the bucket
+    amend(r)
+    one = store.read(lambda tx: list(queue.entries(tx, "one")))
+    two = store.read(lambda tx: list(queue.entries(tx, "two")))
+    assert [(e.amend, e.version_id, e.size) for _k, e in one] == [(True, r.version_id, 0)]
+    # "two" still waits for the version itself: both changes are counted in its entry
+    assert [(e.amend, e.amended) for _k, e in two] == [(False, 2)]
+    # not queued: a replica (its source sends its changes), a bucket without Object Lock
+    replica = version("b.jpg", clock.next(1.0))
+    replica.replication = "REPLICA"
+    amend(replica)
+    amend(version("c.jpg", clock.next(1.0)), bucket("photos"))
+    keys = store.read(lambda tx: [e.key for _k, e in queue.entries(tx, "one")])
+    assert keys == ["a.jpg"]
