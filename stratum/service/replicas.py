@@ -55,10 +55,6 @@ class Replica:
         record.replication = REPLICA
         return record
 
-    def header(self) -> dict[str, str]:
-        """What the on-disk header says of the version (see versioning.header_fields)."""
-        return {"version_id": self.version_id, "order": self.order.hex(), "versioning": ENABLED}
-
 
 def check_bucket(bucket: BucketRecord) -> None:
     if bucket.versioning != ENABLED:
