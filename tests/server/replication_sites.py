@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,19 @@ def two_sites(root: Path) -> tuple[Site, Site]:
     a = Site("a", site_config(root, "a", 1, port_a, {"b": f"http://127.0.0.1:{port_b}"}), port_a)
     b = Site("b", site_config(root, "b", 2, port_b, {"a": f"http://127.0.0.1:{port_a}"}), port_b)
     return a, b
+
+
+def running_sites(root: Path) -> Iterator[tuple[Site, Site]]:
+    """Two sites replicating to each other, started; each must then stop cleanly (exit 0).
+    A fixture yields from it."""
+    a, b = two_sites(root)
+    a.start()
+    b.start()
+    yield a, b
+    for site in (a, b):
+        assert site.server is not None
+        code = site.server.stop()
+        assert code == 0, "".join(site.server.output[-50:])
 
 
 def versioned_bucket(name: str, *clients: Any) -> None:

@@ -22,6 +22,7 @@ from tests.server.replication_sites import (
     converged,
     free_port,
     replication_status,
+    running_sites,
     site_config,
     two_sites,
     version_listing,
@@ -32,14 +33,7 @@ from tests.server.replication_sites import (
 
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Site]]:
-    a, b = two_sites(tmp_path_factory.mktemp("sites"))
-    a.start()
-    b.start()
-    yield a, b
-    for site in (a, b):
-        assert site.server is not None
-        code = site.server.stop()
-        assert code == 0, "".join(site.server.output[-50:])
+    yield from running_sites(tmp_path_factory.mktemp("sites"))
 
 
 def test_a_put_on_one_site_is_readable_on_the_other(sites: tuple[Site, Site]) -> None:

@@ -10,21 +10,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.server.replication_sites import Site, two_sites, version_listing, wait_for
+from tests.server.replication_sites import Site, running_sites, version_listing, wait_for
 
 DAY = datetime.timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Site]]:
-    a, b = two_sites(tmp_path_factory.mktemp("lock-sites"))
-    a.start()
-    b.start()
-    yield a, b
-    for site in (a, b):
-        assert site.server is not None
-        code = site.server.stop()
-        assert code == 0, "".join(site.server.output[-50:])
+    yield from running_sites(tmp_path_factory.mktemp("lock-sites"))
 
 
 def locked_bucket(name: str, *clients: Any) -> None:
