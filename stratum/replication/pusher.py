@@ -9,8 +9,8 @@ checksums, tags and lock state:
   (so its ETag is the same on the target), any other with one streamed PUT carrying its
   Content-MD5 and full-object checksums, which the target verifies;
 - a delete marker as a DELETE of the key;
-- a later change of its Object Lock state as PutObjectRetention and PutObjectLegalHold
-  (:mod:`stratum.replication.lock_state`).
+- a later change of its tags or Object Lock state as PutObjectTagging, PutObjectRetention
+  and PutObjectLegalHold (:mod:`stratum.replication.amendments`).
 
 A version with lock settings, or in a bucket with Object Lock, goes with a digest of every
 request's body, as S3 asks of such writes: its Content-MD5 when the ETag is one, else the
@@ -41,7 +41,7 @@ from stratum.config import ReplicationTarget
 from stratum.meta import catalog, versions
 from stratum.meta.records import ObjectRecord, VolumeRecord
 from stratum.meta.store import Tx
-from stratum.replication import lock_state, queue
+from stratum.replication import amendments, queue
 from stratum.replication.client import PushError, TargetClient
 from stratum.replication.queue import QueueEntry
 from stratum.replication.repair import Comparison
@@ -88,7 +88,7 @@ def object_headers(record: ObjectRecord, now: float, *, single: bool) -> dict[st
         headers[f"x-amz-meta-{name}"] = value
     if record.tags:
         headers["x-amz-tagging"] = urlencode(record.tags)
-    headers.update(lock_state.write_headers(record, now))
+    headers.update(amendments.write_headers(record, now))
     if single:
         md5 = record.etag.strip('"')
         if len(md5) == 32 and "-" not in md5:
@@ -232,7 +232,7 @@ class Pusher:
         started = time.monotonic()
         try:
             if entry.amend and not record.delete_marker:
-                await self._send_lock(bucket, record)
+                await self._send_change(bucket, record, lockable)
                 sent = 0
             elif record.delete_marker:
                 answer = await self.client.delete(bucket, record.key, replica_headers(record))
@@ -241,7 +241,7 @@ class Pusher:
             elif volume is None:
                 raise PushError(f"version {record.version_id} of {record.key} has no volume")
             else:
-                digests = lockable or lock_state.locked(record)
+                digests = lockable or amendments.locked(record)
                 sent = await self._send_object(
                     bucket, record, volume, retry=entry.attempts > 0, digests=digests
                 )
@@ -269,16 +269,18 @@ class Pusher:
         )
         return True
 
-    async def _send_lock(self, bucket: str, record: ObjectRecord) -> None:
-        """A change of the version's lock state; one the target refuses is not retried."""
+    async def _send_change(self, bucket: str, record: ObjectRecord, lockable: bool) -> None:
+        """A change of the version's tags or lock state; one the target refuses is not
+        retried."""
         try:
-            if await lock_state.send_change(self.client, bucket, record, self.clock.now()):
+            now = self.clock.now()
+            if await amendments.send_change(self.client, bucket, record, now, lockable=lockable):
                 self.keeps_ids = True
         except PushError as exc:
             if not exc.permanent:
                 raise
             log.warning(
-                "%s refused the lock change of %s %s (not retried): %s",
+                "%s refused the change of %s %s (not retried): %s",
                 self.target.name,
                 record.key,
                 record.version_id,

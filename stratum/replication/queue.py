@@ -10,10 +10,10 @@ Database (format 1)::
     replq  target NUL order (16 bytes) bucket
            -> 0x01 + JSON QueueEntry (stratum.meta.records' record encoding)
 
-A change of a version's Object Lock state after it was written (:mod:`stratum.service.amend`)
-is queued the same way (:meth:`Enqueuer.amended`): as an *amend* entry if the version has
-none waiting, else by counting the change in the entry waiting (``amended``), whose push
-then sends the state as it is by then.
+A change of a version's tags, ACL or Object Lock state after it was written
+(:mod:`stratum.service.amend`) is queued the same way (:meth:`Enqueuer.amended`): as an
+*amend* entry if the version has none waiting, else by counting the change in the entry
+waiting (``amended``), whose push then sends the state as it is by then.
 
 Entries of a target sort by order, so a target receives the versions of one key, and
 roughly all versions, oldest first. The key itself is in the value (a key may be too long
@@ -57,10 +57,10 @@ class QueueEntry(Record):
     attempts: int = 0
     next_try: float = 0.0  # not before (backoff after a failure)
     error: str = ""  # the last failure, for `stratum replication status`
-    # only the version's Object Lock state is to be sent: the target has the version
-    # (stratum.replication.lock_state)
+    # only the version's tags and Object Lock state are to be sent: the target has the
+    # version (stratum.replication.amendments)
     amend: bool = False
-    # lock changes made while the entry waited: a push under way may have read the version
+    # changes made while the entry waited: a push under way may have read the version
     # before them, so its finish leaves an amend entry instead of none
     amended: int = 0
 
@@ -130,9 +130,10 @@ class Enqueuer:
             self.wake()
 
     def amended(self, tx: Tx, bucket: BucketRecord, record: ObjectRecord) -> None:
-        """The object service's ``on_amend`` hook: the Object Lock state of a version written
-        on this site changed (changes made to a replica are the other site's to send)."""
-        if record.replication == REPLICA or not bucket.object_lock or record.delete_marker:
+        """The object service's ``on_amend`` hook: the tags, ACL or Object Lock state of a
+        version written on this site changed (changes made to a replica are the other
+        site's to send)."""
+        if record.replication == REPLICA or record.delete_marker:
             return
         if bucket.versioning != ENABLED or record.version_id == versions.NULL:
             return
@@ -255,7 +256,7 @@ def finish(tx: Tx, dbkey: bytes, entry: QueueEntry, targets: Sequence[str]) -> N
     if raw is None:
         return  # settled already (a transaction run twice)
     stored = QueueEntry.decode(raw)
-    if stored.amended != entry.amended:  # the lock changed after this push read the version
+    if stored.amended != entry.amended:  # changed after this push read the version
         stored.amend, stored.amended = True, 0
         stored.attempts, stored.next_try, stored.error = 0, 0.0, ""
         tx.put(DB, dbkey, stored.encode())
@@ -278,7 +279,7 @@ def failed(tx: Tx, dbkey: bytes, entry: QueueEntry, error: str, next_try: float)
     raw = tx.get(DB, dbkey)
     if raw is None:
         return
-    stored = QueueEntry.decode(raw)  # with the lock changes counted since the push read it
+    stored = QueueEntry.decode(raw)  # with the changes counted since the push read it
     stored.attempts += 1
     stored.error = error[:500]
     stored.next_try = next_try

@@ -76,6 +76,34 @@ def test_a_put_on_one_site_is_readable_on_the_other(sites: tuple[Site, Site]) ->
     assert [v[1] for v in version_listing(s3a, "photos")] == [version]
 
 
+def test_tag_changes_follow_the_version(sites: tuple[Site, Site]) -> None:
+    a, b = sites
+    s3a, s3b = a.client(), b.client()
+    versioned_bucket("albums", s3a, s3b)
+    put = s3a.put_object(Bucket="albums", Key="cover.png", Body=b"png", Tagging="year=2025")
+    version = put["VersionId"]
+
+    def tags(s3: Any) -> dict[str, str]:
+        found = s3.get_object_tagging(Bucket="albums", Key="cover.png", VersionId=version)
+        return {t["Key"]: t["Value"] for t in found["TagSet"]}
+
+    wait_for(lambda: tags(s3b) == {"year": "2025"}, what="the copy with its tags")
+    tag_set = [{"Key": "year", "Value": "2026"}, {"Key": "note", "Value": "<a & b>"}]
+    s3a.put_object_tagging(
+        Bucket="albums", Key="cover.png", VersionId=version, Tagging={"TagSet": tag_set}
+    )
+    wanted = {"year": "2026", "note": "<a & b>"}
+    wait_for(lambda: tags(s3b) == wanted, what="the changed tags on the target")
+    s3a.delete_object_tagging(Bucket="albums", Key="cover.png", VersionId=version)
+    wait_for(lambda: tags(s3b) == {}, what="the tags removed on the target")
+    # a change made to the replica is not sent back to its source
+    s3b.put_object_tagging(
+        Bucket="albums", Key="cover.png", VersionId=version, Tagging={"TagSet": tag_set}
+    )
+    time.sleep(1.5)
+    assert tags(s3a) == {}
+
+
 def test_delete_markers_and_multipart_objects_replicate(sites: tuple[Site, Site]) -> None:
     a, b = sites
     s3a, s3b = a.client(), b.client()

@@ -192,7 +192,7 @@ def test_a_retention_goes_with_the_first_push_only_while_in_force() -> None:
     assert late["x-amz-object-lock-legal-hold"] == "ON"
 
 
-def test_a_lock_change_is_queued_as_an_amend_entry_or_counted_in_the_waiting_one(
+def test_a_change_is_queued_as_an_amend_entry_or_counted_in_the_waiting_one(
     store: MetaStore, enqueuer: queue.Enqueuer
 ) -> None:
     locked = bucket("photos")
@@ -220,10 +220,12 @@ def test_a_lock_change_is_queued_as_an_amend_entry_or_counted_in_the_waiting_one
     assert [(e.amend, e.version_id, e.size) for _k, e in one] == [(True, r.version_id, 0)]
     # "two" still waits for the version itself: both changes are counted in its entry
     assert [(e.amend, e.amended) for _k, e in two] == [(False, 2)]
-    # not queued: a replica (its source sends its changes), a bucket without Object Lock
+    # not queued: a replica (its source sends its changes), a version of a bucket whose
+    # versioning is not Enabled; queued: a tag change in a bucket without Object Lock
     replica = version("b.jpg", clock.next(1.0))
     replica.replication = "REPLICA"
     amend(replica)
-    amend(version("c.jpg", clock.next(1.0)), bucket("photos"))
+    amend(version("c.jpg", clock.next(1.0)), bucket("photos", "Suspended"))
+    amend(version("d.jpg", clock.next(1.0)), bucket("photos"))
     keys = store.read(lambda tx: [e.key for _k, e in queue.entries(tx, "one")])
-    assert keys == ["a.jpg"]
+    assert keys == ["a.jpg", "d.jpg"]
