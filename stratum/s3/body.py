@@ -154,6 +154,13 @@ def open_body(ctx: ReqCtx, *, require_length: bool = True, checksums: bool = Tru
     return body
 
 
+async def _after_loading(algorithm: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks``, once the checksum's native code is imported (off the event loop)."""
+    await checksums.load_native(algorithm)
+    async for chunk in chunks:
+        yield chunk
+
+
 def form_body(chunks: AsyncIterator[bytes], fields: Any) -> Body:
     """A browser form's file (POST Object): its checksum comes in an ``x-amz-checksum-*``
     form field instead of a header, and is verified the same way."""
@@ -197,6 +204,7 @@ def _add_checksums(body: Body, headers: Any, decoder: ChunkedDecoder | None) -> 
         raise S3Error("InvalidRequest", "x-amz-trailer is only valid with an aws-chunked body")
     summer = wanted.checksummer()
     body.hashers.append(summer)
+    body.chunks = _after_loading(wanted.algorithm, body.chunks)
 
     def check() -> None:
         trailers = decoder.trailers if decoder is not None else None

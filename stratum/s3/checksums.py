@@ -22,6 +22,7 @@ without reading the data again (:func:`full_object_checksum`, :func:`crc_combine
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -175,6 +176,15 @@ def _crc_update(algorithm: Algorithm) -> CrcFunction:
     return update
 
 
+async def load_native(algorithm: str) -> None:
+    """Import the algorithm's native CRC (if it has one) in the default executor: a first
+    import takes about 100 ms of CPU, which on the event loop would stall every request.
+    A request whose body is checksummed awaits this before its first chunk."""
+    if algorithm in _NATIVE_CRCS and algorithm not in _CRC_UPDATE:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, _crc_update, cast(Algorithm, algorithm))
+
+
 NATIVE: Final[Mapping[Algorithm, bool]] = {
     "crc32": True,
     "crc32c": _installed(_NATIVE_CRCS["crc32c"][0]),
@@ -198,22 +208,28 @@ class Checksummer:
 
     __slots__ = ("_crc", "_crc_update", "_hash", "algorithm")
 
-    def __init__(self, algorithm: Algorithm) -> None:
+    def __init__(self, algorithm: Algorithm, *, native: bool = True) -> None:
+        """``native=False``: a native CRC only if already imported, else the pure-Python one
+        (for a few bytes, where importing would cost more than it saves)."""
         self.algorithm: Algorithm = algorithm
         self._hash: _Hash | None = None
         self._crc_update: CrcFunction | None = None
         self._crc = 0
         if algorithm in CRC_ALGORITHMS:
-            self._crc_update = _crc_update(algorithm)
+            # Looked up at the first update, not here: see load_native.
+            self._crc_update = _CRC_UPDATE.get(algorithm)
+            if self._crc_update is None and not native:
+                self._crc_update = _CRC_MATH[algorithm].update
         else:
             self._hash = hashlib.new(algorithm)
 
     def update(self, data: BytesLike) -> None:
-        if self._crc_update is not None:
-            self._crc = self._crc_update(data, self._crc)
-        else:
-            assert self._hash is not None
+        if self._hash is not None:
             self._hash.update(data)
+            return
+        if self._crc_update is None:
+            self._crc_update = _crc_update(self.algorithm)
+        self._crc = self._crc_update(data, self._crc)
 
     def digest(self) -> bytes:
         if self._hash is not None:
@@ -469,7 +485,7 @@ def composite_checksum(algorithm: Algorithm, part_checksums: Sequence[str]) -> s
     ``part_checksums`` are the parts' base64 values in part order; a malformed one is a
     :class:`ValueError` (they are the values S3 itself stored for the parts).
     """
-    checksummer = Checksummer(algorithm)
+    checksummer = Checksummer(algorithm, native=False)  # a few bytes a part
     for value in part_checksums:
         digest = decode_checksum(algorithm, value)
         if digest is None:
