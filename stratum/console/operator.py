@@ -253,8 +253,13 @@ class OperatorPages:
         raise web.HTTPSeeOther("/users")
 
     async def replication(self, request: web.Request) -> web.Response:
+        """Each ``[replication.<name>]`` target's queue, lag and errors (the admin API's
+        ``replication/status``, as ``stratum replication status`` prints it)."""
         require_root(request)
-        return self.console.render(request, "replication.html")
+        targets = await self._admin("GET", "replication/status")
+        return self.console.render(
+            request, "replication.html", targets=targets if isinstance(targets, list) else []
+        )
 
 
 def _log_pass(task: asyncio.Task[Any]) -> None:
