@@ -24,7 +24,13 @@ from typing import Any
 import pytest
 
 from tests.server.browser import start_console_server
-from tests.server.conftest import ACCESS_KEY, SECRET_KEY, RunningServer, stratum_command
+from tests.server.conftest import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    RunningServer,
+    start_server,
+    stratum_command,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "dashboards" / "stratum.json"
@@ -63,7 +69,7 @@ def test_the_dashboard_is_importable_as_is() -> None:
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
     titles = " ".join(p["title"] for p in board["panels"]).lower()
-    for subject in ("requests", "latency", "errors", "tier", "moves", "disk", "scrub"):
+    for subject in ("requests", "latency", "errors", "tier", "moves", "disk", "scrub", "replica"):
         assert subject in titles, subject
 
 
@@ -74,8 +80,35 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    srv = start_console_server(tmp_path_factory.mktemp("dashboard"))
+def offsite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A second site the dashboard's server replicates its bucket to (the replication panels)."""
+    base = tmp_path_factory.mktemp("offsite")
+    config = base / "stratum.toml"
+    config.write_text(
+        f'[server]\nsite_id = 2\nreplication_keys = ["{ACCESS_KEY}"]\n\n'
+        f'[storage]\ndata_dir = "{base / "data"}"\n\n[console]\nlisten = ""\n'
+    )
+    srv = start_server(base / "data", config=config)
+    s3 = srv.client()
+    s3.create_bucket(Bucket="metrics-test")
+    s3.put_bucket_versioning(Bucket="metrics-test", VersioningConfiguration={"Status": "Enabled"})
+    yield srv
+    assert srv.stop() == 0, "".join(srv.output[-40:])
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, offsite: RunningServer
+) -> Iterator[RunningServer]:
+    base = tmp_path_factory.mktemp("dashboard")
+    keys = base / "offsite-keys.toml"
+    keys.write_text(f'access_key = "{ACCESS_KEY}"\nsecret_key = "{SECRET_KEY}"\n')
+    replicating = (
+        "[server]\nsite_id = 1\n\n"
+        f'[replication.offsite]\nbuckets = ["metrics-test"]\nendpoint = "{offsite.endpoint}"\n'
+        f'credentials_file = "{keys}"\n'
+    )
+    srv = start_console_server(base, replicating)
     yield srv
     assert srv.stop() == 0, "".join(srv.output[-40:])
 
@@ -154,7 +187,9 @@ def traffic(server: RunningServer, rounds: int) -> None:
 
 
 def test_every_dashboard_query_returns_data(server: RunningServer, prometheus: str) -> None:
-    server.client().create_bucket(Bucket="metrics-test")
+    s3 = server.client()
+    s3.create_bucket(Bucket="metrics-test")
+    s3.put_bucket_versioning(Bucket="metrics-test", VersioningConfiguration={"Status": "Enabled"})
     traffic(server, 8)
     time.sleep(1.5)  # every object idle past hot_idle_before_warm (1 s): the pass moves all 8
     env = {**os.environ, "STRATUM_ACCESS_KEY": ACCESS_KEY, "STRATUM_SECRET_KEY": SECRET_KEY}
