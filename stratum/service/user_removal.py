@@ -4,9 +4,11 @@ A user who owns buckets is not removed silently: that would leave buckets nobody
 The caller chooses:
 
 - ``to``: the buckets (and the uploads in progress in them) go to another user, root
-  included, in the transaction that removes the user; then the object records, page by page,
-  take the new owner's id. An interruption there leaves some objects naming the old id, which
-  only listings show: access follows the bucket's owner.
+  included, in the transaction that removes the user; then the object records, every version
+  and delete marker included, page by page, take the new owner's id, in their owner field and
+  in their ACL (its owner and its grants to the old id). An interruption there leaves the
+  rest naming the old id: the heir reaches them as the bucket's owner, except where the
+  bucket's ACLs are on and an object's own ACL decides.
 - ``delete_buckets``: the buckets' objects, every version and delete marker of them, are
   deleted page by page (:data:`PAGE` versions a transaction, so the server's requests are
   never held up long, whatever the bucket's size), their volumes (and the records of later
@@ -29,7 +31,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from stratum.meta import catalog, uploads
+from stratum.meta import catalog, uploads, versions
 from stratum.meta.records import BucketRecord, ObjectRecord, UserRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.meta.version_listing import every_version
@@ -160,14 +162,54 @@ def _hand_over(users: UserDirectory, user: UserRecord, to: str, page: int) -> Re
         listed = catalog.list_objects(tx, bucket, start_after=after, max_keys=page)
         changed = 0
         for record in listed.objects:
-            if record.owner_id == old_id:
-                record.owner_id = heir_id
+            if _reowned(record, old_id, heir_id):
                 catalog.put_object(tx, bucket, record)
                 changed += 1
         return changed, listed.next_marker
 
+    def reown_versions(bucket: str, after: str, tx: Tx) -> tuple[int, str | None]:
+        """A page of the bucket's ``versions`` entries (noncurrent ones and delete markers
+        included), from the raw key after ``after`` (hex)."""
+        base = versions.bucket_base(bucket)
+        cursor = tx.cursor("versions")
+        if not cursor.set_range(bytes.fromhex(after) + b"\x00" if after else base):
+            return 0, None
+        changed = 0
+        for seen, (dbkey, raw) in enumerate(cursor, start=1):
+            if not bytes(dbkey).startswith(base):
+                return changed, None
+            record = ObjectRecord.decode(bytes(raw))
+            if _reowned(record, old_id, heir_id):
+                tx.put("versions", bytes(dbkey), record.encode())
+                changed += 1
+            if seen >= page:
+                return changed, bytes(dbkey).hex()
+        return changed, None
+
     objects = sum(_pages(users.meta, name, reown) for name in names)
+    objects += sum(_pages(users.meta, name, reown_versions) for name in names)
     return Removal(user.access_key, names, heir=to, objects=objects)
+
+
+def _reowned(record: ObjectRecord, old_id: str, heir_id: str) -> bool:
+    """Give the removed user's place in a version to the heir: its owner, and its ACL's owner
+    and grants (else the heir, not the owner of the old versions, could not read them where
+    the object ACL decides). Whether anything changed."""
+    changed = False
+    if record.owner_id == old_id:
+        record.owner_id, changed = heir_id, True
+    acl = record.acl
+    if acl and (acl.get("owner") == old_id or any(g[1] == old_id for g in acl.get("grants", []))):
+        record.acl = {
+            **acl,
+            "owner": heir_id if acl.get("owner") == old_id else acl.get("owner"),
+            "grants": [
+                [kind, heir_id if kind == "id" and value == old_id else value, permission]
+                for kind, value, permission in acl.get("grants", [])
+            ],
+        }
+        changed = True
+    return changed
 
 
 def _pages(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stratum.cli.main import main
-from stratum.meta import catalog, uploads
+from stratum.meta import catalog, uploads, versions
 from stratum.meta.records import (
     BucketRecord,
     ObjectRecord,
@@ -190,6 +190,30 @@ def test_every_version_and_delete_marker_goes_with_the_bucket(
     # a bucket of that name made again starts with no history
     meta.write_sync(lambda tx: catalog.put_bucket(tx, BucketRecord("history", "x", 2.0)))
     assert meta.read(lambda tx: list(every_version(tx, "history"))) == []
+
+
+def test_handed_over_buckets_give_every_version_and_its_acl_to_the_heir(
+    users: UserDirectory, meta: MetaStore
+) -> None:
+    alice = users.add("ALICEKEY", "alice-secret", "alice", 1.0)
+    bob = users.add("BOBKEY", "bob-secret-00", "bob", 1.0)
+    old, heir = alice.canonical_id, bob.canonical_id
+    fill_versions(meta, "history", old)
+    acl = {"v": 1, "owner": old, "grants": [["id", old, "FULL_CONTROL"], ["group", "g", "READ"]]}
+
+    def give_acls(tx: Tx) -> None:
+        for version in list(every_version(tx, "history")):
+            version.acl = acl
+            versions.add(tx, "history", version)
+
+    meta.write_sync(give_acls)
+    removal = remove_user(users, "ALICEKEY", to="BOBKEY", page=1)
+    assert removal.objects >= 4  # the four versions (a current record counts again)
+    left = meta.read(lambda tx: list(every_version(tx, "history")))
+    assert len(left) == 4 and {v.owner_id for v in left} == {heir}
+    for version in left:
+        assert version.acl["owner"] == heir
+        assert version.acl["grants"] == [["id", heir, "FULL_CONTROL"], ["group", "g", "READ"]]
 
 
 @pytest.mark.parametrize(
