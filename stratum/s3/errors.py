@@ -138,6 +138,11 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         501,
         "A header you provided implies functionality that is not implemented",
     ),
+    "OperationAborted": (
+        409,
+        "A conflicting conditional operation is currently in progress against this resource. "
+        "Try again.",
+    ),
     "PreconditionFailed": (
         412,
         "At least one of the pre-conditions you specified did not hold",

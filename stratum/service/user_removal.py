@@ -59,6 +59,11 @@ class UserOwnsBuckets(Exception):
         self.buckets = buckets
 
 
+class StillWriting(RuntimeError):
+    """The user's buckets filled again as fast as they were emptied: nothing was removed but
+    objects; the caller may try again."""
+
+
 class LockedVersions(ValueError):
     """A bucket to delete holds versions that Object Lock keeps (a ValueError: the command
     line and the admin API refuse it as a request that cannot be done)."""
@@ -280,7 +285,7 @@ def _delete_buckets(meta: MetaStore, user: UserRecord, page: int, clock: Clock) 
         done = meta.write_sync(finish)
         if done is not None:
             return Removal(user.access_key, done, objects=deleted)
-    raise RuntimeError(
+    raise StillWriting(
         f"user {user.access_key} kept writing to its buckets while they were emptied "
         f"({deleted} objects deleted so far): try again"
     )

@@ -44,7 +44,7 @@ from stratum import auth
 from stratum.maintenance.scrub import Maintenance
 from stratum.s3.errors import S3Error
 from stratum.s3.server import user_secrets
-from stratum.service.user_removal import UserOwnsBuckets, remove_user
+from stratum.service.user_removal import StillWriting, UserOwnsBuckets, remove_user
 from stratum.service.users import (
     User,
     UserDirectory,
@@ -193,6 +193,8 @@ class AdminApi:
                 )
         except (ValueError, LookupError, UserOwnsBuckets) as exc:
             raise S3Error("InvalidArgument", str(exc.args[0])) from None
+        except StillWriting as exc:
+            raise S3Error("OperationAborted", str(exc.args[0])) from None
         raise S3Error("InvalidRequest", f"no admin operation {route[0]} /_stratum/{route[1]}")
 
 

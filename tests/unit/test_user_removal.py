@@ -268,3 +268,17 @@ def test_the_command_refuses_with_exit_code_2(
     assert main(["user", "remove", "ALICEKEY", "--to", root, *cli]) == 0
     assert f"1 bucket(s) now owned by {root}: photos" in capsys.readouterr().out
     assert main(["user", "remove", "ALICEKEY", *cli]) == 1  # gone
+
+
+def test_a_user_outrunning_the_emptying_is_kept_and_told_to_try_again(
+    users: UserDirectory, meta: MetaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stratum.service import user_removal
+
+    alice = users.add("ALICEKEY", "alice-secret", "alice", 1.0)
+    fill(meta, "busy", alice.canonical_id)
+    monkeypatch.setattr(user_removal, "ROUNDS", 0)  # no round empties the bucket in time
+    with pytest.raises(user_removal.StillWriting, match="try again"):
+        remove_user(users, "ALICEKEY", delete_buckets=True)
+    assert users.lookup("ALICEKEY") is not None
+    assert meta.read(lambda tx: catalog.get_bucket(tx, "busy")) is not None
