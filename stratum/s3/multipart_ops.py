@@ -278,7 +278,8 @@ async def list_multipart_uploads(ctx: ReqCtx) -> web.StreamResponse:
                 key=upload.key,
                 upload_id=upload.upload_id,
                 initiated=upload.initiated,
-                owner=ctx.owner,
+                # who started it (its object's owner-to-be), not the requester
+                owner=object_owner(ctx, upload.owner_id, upload.acl),
                 storage_class=upload.storage_class or "STANDARD",
             )
         )

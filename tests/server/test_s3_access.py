@@ -371,3 +371,17 @@ def test_a_policy_lets_a_second_user_change_tags(owner: Any, bob: Any, bucket: s
     ]
     bob.delete_object_tagging(Bucket=bucket, Key="k")
     assert owner.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == []
+
+
+def test_an_upload_lists_who_started_it(owner: Any, bob: Any, bucket: str) -> None:
+    owner.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    mine = owner.create_multipart_upload(Bucket=bucket, Key="a-owners")["UploadId"]
+    bobs = bob.create_multipart_upload(Bucket=bucket, Key="b-bobs")["UploadId"]
+    for s3 in (owner, bob):  # whoever lists them
+        listed = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+        assert [(u["Key"], u["Initiator"]["ID"], u["Owner"]["DisplayName"]) for u in listed] == [
+            ("a-owners", user_id(owner), listed[0]["Initiator"]["DisplayName"]),
+            ("b-bobs", user_id(bob), "bob"),
+        ]
+    owner.abort_multipart_upload(Bucket=bucket, Key="a-owners", UploadId=mine)
+    bob.abort_multipart_upload(Bucket=bucket, Key="b-bobs", UploadId=bobs)
