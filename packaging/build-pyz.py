@@ -253,7 +253,8 @@ class Build:
         merged.mkdir()
         constraints: Path | None = None
         included: list[str] = []
-        for python in self.pythons:
+        # oldest first: a stable-ABI module is kept from the oldest Python (see merge)
+        for python in sorted(self.pythons, key=lambda v: tuple(int(n) for n in v.split("."))):
             site = self.site_for(python, constraints)
             if site is None:
                 self.left_out.append(python)
@@ -321,7 +322,9 @@ def merge(site: Path, merged: Path) -> None:
     """Copy one Python's site-packages over the shared one.
 
     Compiled modules differ by file name; metadata (``*.dist-info``) may differ in its wheel
-    tags and is kept from the first Python; any other file must be identical.
+    tags and is kept from the first Python; so is a stable-ABI module (``*.abi3.so``; awscrt's
+    wheels for different Pythons hold different builds of one), since the oldest Python's
+    build loads on every later one; any other file must be identical.
     """
     for path in sorted(site.rglob("*")):
         if path.is_dir():
@@ -329,7 +332,9 @@ def merge(site: Path, merged: Path) -> None:
         rel = path.relative_to(site)
         dest = merged / rel
         if dest.exists():
-            if rel.parts[0].endswith(".dist-info") or filecmp.cmp(path, dest, shallow=False):
+            if rel.parts[0].endswith(".dist-info") or ".abi3." in rel.name:
+                continue
+            if filecmp.cmp(path, dest, shallow=False):
                 continue
             raise SystemExit(f"stratum.pyz: {rel} differs between Python versions")
         dest.parent.mkdir(parents=True, exist_ok=True)
