@@ -45,6 +45,7 @@ from stratum.service.users import (
     record_root_in_use,
 )
 from stratum.tiering.engine import TierEngine
+from stratum.tiering.pricing import Prices
 from stratum.util.clock import Clock, SystemClock
 from stratum.util.imports import import_off_loop
 
@@ -150,7 +151,8 @@ class Node:
             key = load_or_create_key(config.tiers.cold.encryption_key_file)
             cold = ColdStore(config.tiers.cold, cold_credentials(config), key, executor)
             maintenance.cold = cold
-        tiering = TierEngine(service, config.tiering, clock, cold=cold)
+        prices = Prices.from_config(config.prices)
+        tiering = TierEngine(service, config.tiering, clock, cold=cold, prices=prices)
         service.on_pinned = tiering.nudge
         tiering.lifecycle_day = config.lifecycle.day_seconds
         replicator = None

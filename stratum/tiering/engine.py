@@ -10,6 +10,13 @@ is not starved. Every move is kept in the decision log (:mod:`stratum.tiering.de
 and the last decision on the volume record, so ``stratum explain`` can say why an object
 is where it is and when it will move next.
 
+The engine also keeps the learned policy's class statistics
+(:class:`~stratum.tiering.learned.Learner`), whichever ``tiering.policy`` decides: the
+service tells it of every batch of reads it records and of every object version's data it
+frees, and each pass of the objects idle past the learner's horizon; the statistics are
+saved in LMDB (``info``/``tiering.learner``, format in :mod:`stratum.tiering.learned`) every
+:data:`LEARNER_SAVE_INTERVAL` and at stop, and loaded at start.
+
 A pass never holds the loop nor every record: it reads the volume records a page at a time
 off the event loop, decides a slice of a page per loop step, and keeps for the watermark
 rule only the candidates it can need (:class:`~stratum.tiering.policy.WatermarkCandidates`).
@@ -33,6 +40,7 @@ from stratum.meta.store import Tx
 from stratum.service import lifecycle
 from stratum.service.objects import ObjectService
 from stratum.tiering.decisions import decisions_indexed, index_decisions, prune_decisions
+from stratum.tiering.learned import Learner, class_of_volume, encode_snapshot
 from stratum.tiering.lifecycle_pins import lifecycle_pin
 from stratum.tiering.mover import ColdTierStorage, Mover
 from stratum.tiering.policy import (
@@ -43,6 +51,7 @@ from stratum.tiering.policy import (
     WatermarkCandidates,
     pinned_tier,
 )
+from stratum.tiering.pricing import DEFAULT_PRICES, Prices
 from stratum.util.clock import Clock
 from stratum.util.periodic import Periodic
 
@@ -60,6 +69,10 @@ SLICE = 50
 WATERMARK_CANDIDATES = 10_000
 # Moves listed in a pass's report (all are counted, and all are in the decision log).
 LISTED_MOVES = 1000
+# Seconds (of the injected clock) between two saves of the learner's statistics, checked
+# after each pass: a crash forgets at most this much learning.
+LEARNER_SAVE_INTERVAL = 600.0
+LEARNER_KEY = b"tiering.learner"
 
 
 @dataclass
@@ -81,6 +94,7 @@ class TierEngine:
         *,
         cold: ColdStore | None = None,
         capacity: Callable[[str], Usage] | None = None,
+        prices: Prices = DEFAULT_PRICES,
     ) -> None:
         self.service = service
         self.meta = service.meta
@@ -88,7 +102,12 @@ class TierEngine:
         self.clock = clock
         self.cold = cold
         tiers = set(service.tiers) | ({"cold"} if cold is not None else set())
-        self.policy = HeuristicPolicy(config, tiers)
+        self.learner = Learner(prices)
+        self.policy = HeuristicPolicy(config, tiers, self.learner)
+        self._learner_saved = clock.now()
+        if config.enabled:
+            service.on_reads = self._learn_reads
+            service.garbage.on_freed = self._learn_end
         self.mover = Mover(service, clock, cold)
         self._capacity = capacity or self._disk_capacity
         self._passes = Periodic(
@@ -106,12 +125,49 @@ class TierEngine:
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Run a pass every ``tiering.interval`` (the first one an interval after start)."""
+        """Load what the learner knew; run a pass every ``tiering.interval`` (the first one an
+        interval after start)."""
         if self.config.enabled:
+            await self.load_learner()
             self._passes.start()
 
     async def stop(self) -> None:
         await self._passes.stop()
+        if self.config.enabled:
+            await self.save_learner()
+
+    # -- learning -----------------------------------------------------------------------
+
+    def _learn_reads(self, batches: list[tuple[VolumeRecord, float, int, float]]) -> None:
+        for volume, previous, count, last in batches:
+            if volume.key and not volume.kind:
+                self.learner.reads(class_of_volume(volume), previous, count, last)
+
+    def _learn_end(self, volume: VolumeRecord, when: float) -> None:
+        last = max(volume.last_access, volume.created)
+        self.learner.ended(class_of_volume(volume), last, when)
+
+    async def load_learner(self) -> None:
+        """Take the stored statistics (decoded off the loop: a few MB at most)."""
+        loaded = Learner(self.learner.prices, self.learner.max_classes)
+
+        def load() -> bool:
+            return loaded.load(self.meta.read(lambda tx: tx.get("info", LEARNER_KEY)))
+
+        if await asyncio.get_running_loop().run_in_executor(None, load):
+            self.learner = self.policy.learner = loaded
+
+    async def save_learner(self) -> None:
+        """Store the statistics: copied on the loop, encoded and written off it."""
+        snapshot = self.learner.snapshot()
+        raw = await asyncio.get_running_loop().run_in_executor(None, encode_snapshot, snapshot)
+        await self.meta.write(lambda tx: tx.put("info", LEARNER_KEY, raw))
+        self._learner_saved = self.clock.now()
+
+    def classes(self, limit: int) -> dict[str, Any]:
+        """The learner's classes, most recently updated first (``stratum tier classes``)."""
+        table = self.learner.table()
+        return {"policy": self.config.policy, "count": len(table), "classes": table[:limit]}
 
     def nudge(self) -> None:
         """Run a pass soon (a pin was set): pins take effect within seconds."""
@@ -147,6 +203,7 @@ class TierEngine:
         usage = await loop.run_in_executor(None, self.usage)
         await self._index_log()
         report = PassReport()
+        self.learner.begin_round(now)
         candidates = WatermarkCandidates(self.policy, usage, WATERMARK_CANDIDATES)
         after = ""
         while True:
@@ -171,6 +228,8 @@ class TierEngine:
             decision = self.policy.watermark_decision(current, pick, picked_at)
             await self._move(current, decision, report)
         await self._prune_log(now)
+        if self.clock.now() - self._learner_saved >= LEARNER_SAVE_INTERVAL:
+            await self.save_learner()
         return report
 
     def _decide(
@@ -190,6 +249,8 @@ class TierEngine:
             record = versions.version_of_volume(tx, volume) if volume.key else None
             if volume.key and record is None:
                 continue  # a part, a delete marker, or not committed yet: not the engine's
+            if record is not None:
+                self.policy.observe_idle(volume, now)
             if volume.bucket not in buckets:
                 buckets[volume.bucket] = (
                     catalog.get_bucket(tx, volume.bucket) if volume.bucket else None
@@ -298,9 +359,36 @@ class TierEngine:
                 or {"rule": "new object: written to the hot tier", "at": volume.created},
                 "pending": dataclasses.asdict(decision) if decision else None,
                 "next_move": nxt,
+                "learned": self._learned_view(volume, pin, decision, now),
             }
 
         return self.meta.read(look)
+
+    def _learned_view(
+        self, volume: VolumeRecord, pin: tuple[str, str], decision: Decision | None, now: float
+    ) -> dict[str, Any]:
+        """The volume's class as the learner sees it, the expected cost of each tier and
+        what rule 3 decides with them (whether or not ``policy`` is "learned")."""
+        name = class_of_volume(volume)
+        age = now - max(volume.last_access, volume.created)
+        costs = self.learner.expected_costs(
+            name, volume.size, volume.tier, age, self.policy.learner_tiers(volume.size)
+        )
+        view: dict[str, Any] = {
+            "policy": self.config.policy,
+            "gaps": self.learner.describe(name, age),
+            "expected_costs": {t: round(c, 9) for t, c in costs.items()} if costs else None,
+        }
+        if costs is None:
+            view["decision"] = "too little evidence: the idle thresholds decide"
+        else:
+            best = min(costs, key=lambda t: (costs[t], t != volume.tier))
+            view["decision"] = "stay" if best == volume.tier else f"-> {best}"
+        if pin[0]:
+            view["decision"] += f" (overridden: pinned by {pin[1]})"
+        elif decision is not None and decision.rule not in ("learned", "idle"):
+            view["decision"] += f" (overridden by rule {decision.rule})"
+        return view
 
 
 def _version_summary(
