@@ -200,6 +200,7 @@ class Node:
         await self.service.start(background=background)
         await self.maintenance.start(scheduled=background)
         if not background:
+            await self.tiering.start_worker()
             return
         loop = asyncio.get_running_loop()
         data_dir = self.config.storage.data_dir
@@ -237,6 +238,12 @@ class Node:
                 log.error("no scheduled snapshots: %s", exc)
             else:
                 await self.snapshots.start()
+
+    async def flush_for_primary(self) -> None:
+        """A worker, asked by the primary (before a tiering pass): record its batched reads
+        and hand what its learner learned from them over."""
+        await self.service.flush_access()
+        await self.tiering.hand_over_learning()
 
     async def stop(self) -> None:
         if self.snapshots is not None:

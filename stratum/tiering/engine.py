@@ -13,9 +13,9 @@ is where it is and when it will move next.
 The engine also keeps the learned policy's class statistics
 (:class:`~stratum.tiering.learned.Learner`), whichever ``tiering.policy`` decides: the
 service tells it of every batch of reads it records and of every object version's data it
-frees, and each pass of the objects idle past the learner's horizon; the statistics are
-saved in LMDB (``info``/``tiering.learner``, format in :mod:`stratum.tiering.learned`) every
-:data:`LEARNER_SAVE_INTERVAL` and at stop, and loaded at start.
+frees, and each pass of the objects idle past the learner's horizon. They are kept in LMDB
+across restarts, and worker processes hand what they learn from their reads to the primary
+(:mod:`stratum.tiering.learning`).
 
 A pass never holds the loop nor every record: it reads the volume records a page at a time
 off the event loop, decides a slice of a page per loop step, and keeps for the watermark
@@ -40,7 +40,8 @@ from stratum.meta.store import Tx
 from stratum.service import lifecycle
 from stratum.service.objects import ObjectService
 from stratum.tiering.decisions import decisions_indexed, index_decisions, prune_decisions
-from stratum.tiering.learned import Learner, class_of_volume, encode_snapshot
+from stratum.tiering.learned import Learner, class_of_volume
+from stratum.tiering.learning import HAND_OVER_INTERVAL, SAVE_INTERVAL, LearnerStore
 from stratum.tiering.lifecycle_pins import lifecycle_pin
 from stratum.tiering.mover import ColdTierStorage, Mover
 from stratum.tiering.policy import (
@@ -69,10 +70,6 @@ SLICE = 50
 WATERMARK_CANDIDATES = 10_000
 # Moves listed in a pass's report (all are counted, and all are in the decision log).
 LISTED_MOVES = 1000
-# Seconds (of the injected clock) between two saves of the learner's statistics, checked
-# after each pass: a crash forgets at most this much learning.
-LEARNER_SAVE_INTERVAL = 600.0
-LEARNER_KEY = b"tiering.learner"
 
 
 @dataclass
@@ -104,7 +101,16 @@ class TierEngine:
         tiers = set(service.tiers) | ({"cold"} if cold is not None else set())
         self.learner = Learner(prices)
         self.policy = HeuristicPolicy(config, tiers, self.learner)
+        self._learner_store = LearnerStore(self.meta)
         self._learner_saved = clock.now()
+        self._role = ""  # "primary" (runs passes) or "worker" (hands its learning over)
+        self._hand_over = Periodic(
+            "learner",
+            self.hand_over_learning,
+            interval=HAND_OVER_INTERVAL,
+            log=log,
+            what="handing the learner's statistics over",
+        )
         if config.enabled:
             service.on_reads = self._learn_reads
             service.garbage.on_freed = self._learn_end
@@ -128,13 +134,24 @@ class TierEngine:
         """Load what the learner knew; run a pass every ``tiering.interval`` (the first one an
         interval after start)."""
         if self.config.enabled:
+            self._role = "primary"
             await self.load_learner()
             self._passes.start()
 
+    async def start_worker(self) -> None:
+        """A worker process: learn from the reads it serves, for the primary."""
+        if self.config.enabled:
+            self._role = "worker"
+            self.learner.defer_long = True
+            self._hand_over.start()
+
     async def stop(self) -> None:
         await self._passes.stop()
-        if self.config.enabled:
+        await self._hand_over.stop()
+        if self._role == "primary":
             await self.save_learner()
+        elif self._role == "worker":
+            await self.hand_over_learning()
 
     # -- learning -----------------------------------------------------------------------
 
@@ -148,21 +165,15 @@ class TierEngine:
         self.learner.ended(class_of_volume(volume), last, when)
 
     async def load_learner(self) -> None:
-        """Take the stored statistics (decoded off the loop: a few MB at most)."""
-        loaded = Learner(self.learner.prices, self.learner.max_classes)
-
-        def load() -> bool:
-            return loaded.load(self.meta.read(lambda tx: tx.get("info", LEARNER_KEY)))
-
-        if await asyncio.get_running_loop().run_in_executor(None, load):
-            self.learner = self.policy.learner = loaded
+        """Take the statistics saved in LMDB."""
+        self.learner = self.policy.learner = await self._learner_store.load(self.learner)
 
     async def save_learner(self) -> None:
-        """Store the statistics: copied on the loop, encoded and written off it."""
-        snapshot = self.learner.snapshot()
-        raw = await asyncio.get_running_loop().run_in_executor(None, encode_snapshot, snapshot)
-        await self.meta.write(lambda tx: tx.put("info", LEARNER_KEY, raw))
+        await self._learner_store.save(self.learner)
         self._learner_saved = self.clock.now()
+
+    async def hand_over_learning(self) -> None:
+        await self._learner_store.hand_over(self.learner)
 
     def classes(self, limit: int) -> dict[str, Any]:
         """The learner's classes, most recently updated first (``stratum tier classes``)."""
@@ -203,6 +214,7 @@ class TierEngine:
         usage = await loop.run_in_executor(None, self.usage)
         await self._index_log()
         report = PassReport()
+        await self._learner_store.merge_handed_over(self.learner)
         self.learner.begin_round(now)
         candidates = WatermarkCandidates(self.policy, usage, WATERMARK_CANDIDATES)
         after = ""
@@ -228,7 +240,7 @@ class TierEngine:
             decision = self.policy.watermark_decision(current, pick, picked_at)
             await self._move(current, decision, report)
         await self._prune_log(now)
-        if self.clock.now() - self._learner_saved >= LEARNER_SAVE_INTERVAL:
+        if self.clock.now() - self._learner_saved >= SAVE_INTERVAL:
             await self.save_learner()
         return report
 

@@ -41,7 +41,10 @@ loads it at start; :meth:`Learner.encode` / :meth:`Learner.load`), format 1: JSO
 "classes": [[name, updated, [count, ...]], ...]}``, classes least recently updated first, each
 with ``bins + 1`` decayed counts (the last: "not read again"). A record of another format or
 bin count is ignored (the learner starts empty: the fixed rules decide until evidence
-returns).
+returns). A worker process's learner (``defer_long``) also stores ``"long_gaps": [[name,
+previous, last], ...]``: reads after an idle past the horizon, which only the learner that
+runs the rounds can tell counted or not; :meth:`Learner.merge` adds a worker's record to
+the primary's.
 """
 
 from __future__ import annotations
@@ -193,10 +196,16 @@ class Learner:
     thread-safe: the engine calls it on the event loop only.
     """
 
-    def __init__(self, prices: Prices, max_classes: int = MAX_CLASSES) -> None:
+    def __init__(
+        self, prices: Prices, max_classes: int = MAX_CLASSES, *, defer_long: bool = False
+    ) -> None:
         self.prices = prices
         self.max_classes = max_classes
         self.classes: OrderedDict[str, ClassStats] = OrderedDict()
+        # a learner that runs no rounds (a worker process's) keeps the reads after an idle
+        # past the horizon for the one that does (merge()): at most max_classes of them
+        self.defer_long = defer_long
+        self.long_gaps: list[tuple[str, float, float]] = []
         # the start of the latest round and of the one before (None: none yet): whether an
         # object idle past the horizon was already counted as "not read again"
         self.last_round: float | None = None
@@ -239,7 +248,10 @@ class Learner:
         if count <= 0:
             return
         gap = last - previous
-        if gap < HORIZON or not self._counted(previous):
+        if gap >= HORIZON and self.defer_long:
+            if len(self.long_gaps) < self.max_classes:
+                self.long_gaps.append((name, previous, last))
+        elif gap < HORIZON or not self._counted(previous):
             self.observe(name, gap, last)  # a gap past the horizon lands in "not read again"
         if count > 1:
             self.observe(name, 0.0, last, weight=count - 1)
@@ -355,29 +367,71 @@ class Learner:
             "last_round": self.last_round,
             "previous_round": self.previous_round,
             "classes": [[n, s.updated, list(s.counts)] for n, s in self.classes.items()],
+            "long_gaps": [list(gap) for gap in self.long_gaps],
         }
+
+    def take(self) -> dict[str, Any]:
+        """The snapshot, then forget it all: what a worker hands to the primary."""
+        snapshot = self.snapshot()
+        self.classes.clear()
+        self.long_gaps = []
+        self.forget_answers()
+        return snapshot
 
     def load(self, raw: bytes | None) -> bool:
         """Take the statistics of a stored record; False (and nothing taken) when there is
         none or it is of another format."""
-        if not raw:
-            return False
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            return False
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            return False
-        if data.get("bins") != len(EDGES):
+        data = decode_record(raw)
+        if data is None:
             return False
         self.classes.clear()
         for name, updated, counts in data["classes"][-self.max_classes :]:
-            if len(counts) == NEVER + 1:
-                self.classes[name] = ClassStats([float(c) for c in counts], float(updated))
+            self.classes[name] = ClassStats([float(c) for c in counts], float(updated))
         self.last_round = data.get("last_round")
         self.previous_round = data.get("previous_round")
         self.forget_answers()
         return True
+
+    def merge(self, raw: bytes | None) -> bool:
+        """Add what another learner stored (a worker's :meth:`take`): its counts to this
+        one's, both decayed to the later of their times; its deferred reads as reads."""
+        data = decode_record(raw)
+        if data is None:
+            return False
+        for name, updated, counts in data["classes"]:
+            mine = self.classes.get(name)
+            if mine is None:
+                self.observe(name, 0.0, float(updated), weight=0.0)  # an empty class
+                mine = self.classes[name]
+            else:
+                self.classes.move_to_end(name)
+            theirs = ClassStats([float(c) for c in counts], float(updated))
+            later = max(mine.updated, theirs.updated)
+            mine.decay_to(later)
+            theirs.decay_to(later)
+            mine.counts = [a + b for a, b in zip(mine.counts, theirs.counts, strict=True)]
+            mine._suffix = None
+        for name, previous, last in data.get("long_gaps", []):
+            self.reads(name, float(previous), 1, float(last))
+        self.forget_answers()
+        return True
+
+
+def decode_record(raw: bytes | None) -> dict[str, Any] | None:
+    """A stored record's values, or None: none, unreadable, or another format or bin count
+    (its classes of the wrong length are dropped)."""
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    if data.get("bins") != len(EDGES):
+        return None
+    data["classes"] = [c for c in data.get("classes", []) if len(c[2]) == NEVER + 1]
+    return data
 
 
 def encode_snapshot(snapshot: dict[str, Any]) -> bytes:
