@@ -240,6 +240,7 @@ class TierEngine:
             decision = self.policy.watermark_decision(current, pick, picked_at)
             await self._move(current, decision, report)
         await self._prune_log(now)
+        self.learner.forget_answers()  # between passes only the counts are kept
         if self.clock.now() - self._learner_saved >= SAVE_INTERVAL:
             await self.save_learner()
         return report
