@@ -109,7 +109,7 @@ def _learned_lines(learned: dict[str, Any] | None) -> list[str]:
         lines.append("  gap shares  " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in shares.items()))
     costs = learned.get("expected_costs")
     if costs:
-        lines.append("  exp. cost   " + ", ".join(f"{t} {c:.6f}" for t, c in costs.items()))
+        lines.append("  exp. cost   " + ", ".join(f"{t} {c:.3g}" for t, c in costs.items()))
     lines.append(f"  learned     {learned['decision']}")
     return lines
 
@@ -119,7 +119,11 @@ def render_classes(answer: dict[str, Any]) -> str:
     re-reads within the horizon, the median re-read gap, when last updated."""
     lines = [
         f"policy {answer['policy']}: {answer['count']} classes"
-        + (f" (the {len(answer['classes'])} most recently updated)" if answer["classes"] else ""),
+        + (
+            f" (the {len(answer['classes'])} most recently updated)"
+            if len(answer["classes"]) < answer["count"]
+            else ""
+        ),
         f"{'evidence':>9} {'reread':>7} {'median gap':>11}  {'updated (UTC)':16}  class",
     ]
     for c in answer["classes"]:

@@ -355,6 +355,8 @@ class TierEngine:
             pin = pin if pin[0] else pinned_tier(record, found_bucket)
             decision = self.policy.decide(volume, pin, now, {})
             nxt = self.policy.next_move(volume, pin)
+            if nxt is not None and nxt["rule"] == "idle" and self.config.policy == "learned":
+                nxt = {**nxt, "rule": "idle, unless learned moves it first"}
             return {
                 "bucket": bucket,
                 "key": key,

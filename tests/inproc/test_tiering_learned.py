@@ -199,15 +199,21 @@ async def test_explain_and_classes_show_the_learned_statistics_and_costs(node: N
     assert learned["expected_costs"]["warm"] < learned["expected_costs"]["hot"]
     assert learned["decision"] == "-> warm"
     assert explained["pending"]["rule"] == "learned"
-    text = render_explanation(explained)
-    assert "class       b/logs/ 65536B+ put" in text and "learned     -> warm" in text
     classes = node.tiering.classes(10)
     assert classes["count"] == 1 and classes["classes"][0]["class"] == "b/logs/ 65536B+ put"
-    assert "b/logs/ 65536B+ put" in render_classes(classes)
+    # docs/tiering.md shows this very object and class table
+    assert _doc_example("stratum explain b/logs/day-100.log") == render_explanation(explained)
+    assert _doc_example("stratum tier classes") == render_classes(classes)
     # a class never seen: the fixed rules decide, and explain says so
     await node.service.put_object("b", "new/x", _chunks(b"x" * SIZE), PutOptions("owner"))
     fresh = node.tiering.explain("b", "new/x")["learned"]
     assert fresh["expected_costs"] is None and fresh["decision"].startswith("too little evidence")
+
+
+def _doc_example(command: str) -> str:
+    text = (Path(__file__).parents[2] / "docs" / "tiering.md").read_text()
+    start = text.index(f"$ {command}\n") + len(command) + 3
+    return text[start : text.index("\n```", start)]
 
 
 async def test_a_restart_keeps_what_was_learned(tmp_path: Path) -> None:
