@@ -92,7 +92,9 @@ def render_explanation(e: dict[str, Any]) -> str:
 
 
 def _learned_lines(learned: dict[str, Any] | None) -> list[str]:
-    if not learned:
+    """The learned policy's view, when it is the policy (the admin API's answer always has
+    it: what the learner would decide under the rules too)."""
+    if not learned or learned["policy"] != "learned":
         return []
     gaps = learned["gaps"]
     ratio = gaps.get("reread_ratio")
