@@ -53,6 +53,7 @@ the primary's.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import math
 import re
@@ -93,7 +94,8 @@ NEVER = len(EDGES)  # the bin of "not read again within the horizon"
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def class_of(bucket: str, key: str, size: int, written: str = "put") -> str:
+@functools.lru_cache(maxsize=4096)  # a pass asks about each object twice; the simulator
+def class_of(bucket: str, key: str, size: int, written: str = "put") -> str:  # every hour
     """The class name of an object: ``bucket/dir-pattern/ band written``."""
     directory = key[: key.rfind("/") + 1]
     band = max(0, int(math.log2(max(size, 1)) // 2))

@@ -91,11 +91,13 @@ class HeuristicPolicy:
         self.tiers = tiers
         self.learner = learner
         self.learned = self.deferred = 0  # rule 3's decisions by the learner / the fixed rule
+        local = tuple(t for t in ORDER if t in tiers and t != "cold")
+        self._choices = {False: local, True: (*local, "cold")}  # by "cold is allowed"
 
     def learner_tiers(self, size: int) -> tuple[str, ...]:
         """The tiers rule 3 may choose for a volume of ``size`` bytes."""
         cold_ok = "cold" in self.tiers and size >= self.config.cold_min_size
-        return tuple(t for t in ORDER if t in self.tiers and (t != "cold" or cold_ok))
+        return self._choices[cold_ok]
 
     def observe_idle(self, volume: VolumeRecord, now: float) -> None:
         """A pass sees the volume: the learner counts one idle past its horizon."""
@@ -131,15 +133,18 @@ class HeuristicPolicy:
 
     def signals(self, volume: VolumeRecord, now: float) -> dict[str, Any]:
         seen = max(volume.last_access, volume.created)
-        window = self.config.promote_window
         return {
             "size": volume.size,
             "idle_seconds": round(now - seen, 3),
             "last_access": volume.last_access,
             "access_count": volume.access_count,
             "access_rate_per_day": round(volume.access_rate, 4),
-            "reads_in_window": sum(1 for t in volume.recent if now - t <= window),
+            "reads_in_window": self._reads_in_window(volume, now),
         }
+
+    def _reads_in_window(self, volume: VolumeRecord, now: float) -> int:
+        window = self.config.promote_window
+        return sum(1 for t in volume.recent if now - t <= window)
 
     def decide(
         self,
@@ -148,22 +153,24 @@ class HeuristicPolicy:
         now: float,
         usage: Mapping[str, Usage],
     ) -> Decision | None:
-        """Where the volume should go now by rules 1 to 3, or None to stay."""
+        """Where the volume should go now by rules 1 to 3, or None to stay. The signals
+        (the decision's inputs) are gathered only for a decision: most volumes stay."""
         c = self.config
-        inputs = self.signals(volume, now)
         tier = volume.tier
         if pin[0]:
             target = self._available(pin[0])
             if target != tier:
+                inputs = self.signals(volume, now)
                 return Decision(target, f"pin:{pin[1]}", {**inputs, "pinned": pin[0]})
             return None
         hot = usage.get("hot")
         if (
             tier != "hot"
             and c.promote_reads > 0  # 0 means never (reads >= 0 would hold for every volume)
-            and inputs["reads_in_window"] >= c.promote_reads
+            and self._reads_in_window(volume, now) >= c.promote_reads
             and (hot is None or hot.fraction < c.hot_high_watermark)
         ):
+            inputs = self.signals(volume, now)
             return Decision("hot", "promote", {**inputs, "promote_reads": c.promote_reads})
         learned = self.learned_costs(volume, now)
         if learned is not None:
@@ -172,15 +179,18 @@ class HeuristicPolicy:
             if target == tier:
                 return None
             rounded = {t: round(cost, 9) for t, cost in costs.items()}
-            return Decision(target, "learned", {**inputs, "class": name, "expected_costs": rounded})
+            inputs = {**self.signals(volume, now), "class": name, "expected_costs": rounded}
+            return Decision(target, "learned", inputs)
         if self.learner is not None and c.policy == "learned":
             self.deferred += 1
-        idle = inputs["idle_seconds"]
+        idle = round(now - max(volume.last_access, volume.created), 3)  # as signals() has it
         cold_ok = "cold" in self.tiers and volume.size >= c.cold_min_size
         if tier in ("hot", "warm") and cold_ok and idle >= c.warm_idle_before_cold:
-            return Decision("cold", "idle", {**inputs, "threshold": c.warm_idle_before_cold})
+            inputs = {**self.signals(volume, now), "threshold": c.warm_idle_before_cold}
+            return Decision("cold", "idle", inputs)
         if tier == "hot" and "warm" in self.tiers and idle >= c.hot_idle_before_warm:
-            return Decision("warm", "idle", {**inputs, "threshold": c.hot_idle_before_warm})
+            inputs = {**self.signals(volume, now), "threshold": c.hot_idle_before_warm}
+            return Decision("warm", "idle", inputs)
         return None
 
     def watermarks(self) -> dict[str, tuple[float, float]]:
