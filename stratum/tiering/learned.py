@@ -2,7 +2,8 @@
 
 An object's **class** is its bucket, its key's directory with every run of digits replaced by
 ``#`` (``night-0042/part-03.tar`` -> ``night-#/``), its size band (a factor of 4) and how it
-was written (single PUT, multipart, copy). Objects of a class are assumed to share habits:
+was written (single PUT or multipart; the engine cannot tell a copy from a PUT, and the
+simulator's traces have only PUTs). Objects of a class are assumed to share habits:
 how long after a read (or the write) the next read comes.
 
 Each class keeps a histogram of those **gaps** over geometric bins (1 minute doubling up to
@@ -38,16 +39,16 @@ deleted or replaced (:meth:`Learner.ended`): "not read again". A round (a tierin
 crossed the horizon; a later read or end of that object knows from the round times (kept by
 the learner, not per object) that it was counted and adds nothing.
 
-**Stored form** (the engine keeps it in LMDB, ``info`` table, key ``tiering.learner``, and
-loads it at start; :meth:`Learner.encode` / :meth:`Learner.load`), format 1: JSON
+**Stored form** (the engine keeps it in LMDB, :mod:`stratum.tiering.learning` says where;
+:meth:`Learner.snapshot` with :func:`encode_snapshot`, :meth:`Learner.load`), format 1: JSON
 ``{"format": 1, "bins": len(EDGES), "last_round": t | null, "previous_round": t | null,
-"classes": [[name, updated, [count, ...]], ...]}``, classes least recently updated first, each
-with ``bins + 1`` decayed counts (the last: "not read again"). A record of another format or
-bin count is ignored (the learner starts empty: the fixed rules decide until evidence
-returns). A worker process's learner (``defer_long``) also stores ``"long_gaps": [[name,
-previous, last], ...]``: reads after an idle past the horizon, which only the learner that
-runs the rounds can tell counted or not; :meth:`Learner.merge` adds a worker's record to
-the primary's.
+"classes": [[name, updated, [count, ...]], ...], "long_gaps": [...]}``, classes least
+recently updated first, each with ``bins + 1`` decayed counts (the last: "not read again").
+A record of another format or bin count is ignored (the learner starts empty: the fixed
+rules decide until evidence returns). ``long_gaps`` is empty but in a worker process's
+record (``defer_long``): ``[[name, previous, last], ...]``, reads after an idle past the
+horizon, which only the learner that runs the rounds can tell counted or not;
+:meth:`Learner.merge` adds a worker's record to the primary's.
 """
 
 from __future__ import annotations

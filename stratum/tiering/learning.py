@@ -6,8 +6,9 @@ LMDB keys (table ``info``), each value a learner record (format in
 - ``tiering.learner``: the primary process's statistics, written every
   :data:`SAVE_INTERVAL` of the injected clock (after a pass) and at stop, read at start.
 - ``tiering.learner.from.<pid>.<seq>``: what one worker process learned from the reads it
-  recorded since its previous hand-over (written every :data:`HAND_OVER_INTERVAL` and at
-  stop); the primary adds each to its own at the start of a pass and deletes it.
+  recorded since its previous hand-over (written every :data:`HAND_OVER_INTERVAL`, when the
+  primary asks for the workers' reads before ``stratum tier run``, and at stop); the primary
+  adds each to its own at the start of a pass and deletes it.
 
 Worker processes serve reads too (``[server] workers``): without the hand-over the primary
 would see only its own share of the re-reads, and every class would look less read than it
