@@ -337,47 +337,56 @@ class TierEngine:
     # -- explanations -----------------------------------------------------------------
 
     def explain(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
-        def look(tx: Tx) -> dict[str, Any]:
-            current = catalog.get_object(tx, bucket, key)
-            try:
-                found = versions.find(tx, bucket, key, version_id) if version_id else current
-            except versions.InvalidVersionId:
-                return {"error": f"no version id of this store looks like {version_id!r}"}
-            record = found
-            if record is None or record.delete_marker:
-                what = f" version {version_id}" if version_id else ""
-                return {"error": f"no object {bucket}/{key}{what}"}
-            volume = catalog.get_volume(tx, record.volume_id)
-            assert volume is not None
-            now = self.clock.now()
-            found_bucket = catalog.get_bucket(tx, bucket)
-            pin = lifecycle_pin(tx, record, found_bucket, now, self.lifecycle_day)
-            pin = pin if pin[0] else pinned_tier(record, found_bucket)
-            decision = self.policy.decide(volume, pin, now, {})
-            nxt = self.policy.next_move(volume, pin)
-            if nxt is not None and nxt["rule"] == "idle" and self.config.policy == "learned":
-                nxt = {**nxt, "rule": "idle, unless learned moves it first"}
-            return {
-                "bucket": bucket,
-                "key": key,
-                "version": _version_summary(tx, bucket, record, volume, current),
-                "volume_id": volume.volume_id,
-                "tier": volume.tier,
-                "storage_class": TIER_CLASS[volume.tier],
-                "layout": volume.layout,
-                "size": volume.size,
-                "location": _location_summary(volume),
-                "signals": self.policy.signals(volume, now),
-                "pin": pin[0] or None,
-                "pinned_by": pin[1] or None,  # "object", "bucket" or "lifecycle:<rule id>"
-                "placed_by": volume.placed
-                or {"rule": "new object: written to the hot tier", "at": volume.created},
-                "pending": dataclasses.asdict(decision) if decision else None,
-                "next_move": nxt,
-                "learned": self._learned_view(volume, pin, decision, now),
-            }
+        # Between passes the learner's answers are not kept (reads since would make them
+        # stale): an explanation computes its own and leaves none. A pass's are its own.
+        between_passes = not self._lock.locked()
+        if between_passes:
+            self.learner.forget_answers()
+        try:
+            return self.meta.read(functools.partial(self._explain, bucket, key, version_id))
+        finally:
+            if between_passes:
+                self.learner.forget_answers()
 
-        return self.meta.read(look)
+    def _explain(self, bucket: str, key: str, version_id: str | None, tx: Tx) -> dict[str, Any]:
+        current = catalog.get_object(tx, bucket, key)
+        try:
+            found = versions.find(tx, bucket, key, version_id) if version_id else current
+        except versions.InvalidVersionId:
+            return {"error": f"no version id of this store looks like {version_id!r}"}
+        record = found
+        if record is None or record.delete_marker:
+            what = f" version {version_id}" if version_id else ""
+            return {"error": f"no object {bucket}/{key}{what}"}
+        volume = catalog.get_volume(tx, record.volume_id)
+        assert volume is not None
+        now = self.clock.now()
+        found_bucket = catalog.get_bucket(tx, bucket)
+        pin = lifecycle_pin(tx, record, found_bucket, now, self.lifecycle_day)
+        pin = pin if pin[0] else pinned_tier(record, found_bucket)
+        decision = self.policy.decide(volume, pin, now, {})
+        nxt = self.policy.next_move(volume, pin)
+        if nxt is not None and nxt["rule"] == "idle" and self.config.policy == "learned":
+            nxt = {**nxt, "rule": "idle, unless learned moves it first"}
+        return {
+            "bucket": bucket,
+            "key": key,
+            "version": _version_summary(tx, bucket, record, volume, current),
+            "volume_id": volume.volume_id,
+            "tier": volume.tier,
+            "storage_class": TIER_CLASS[volume.tier],
+            "layout": volume.layout,
+            "size": volume.size,
+            "location": _location_summary(volume),
+            "signals": self.policy.signals(volume, now),
+            "pin": pin[0] or None,
+            "pinned_by": pin[1] or None,  # "object", "bucket" or "lifecycle:<rule id>"
+            "placed_by": volume.placed
+            or {"rule": "new object: written to the hot tier", "at": volume.created},
+            "pending": dataclasses.asdict(decision) if decision else None,
+            "next_move": nxt,
+            "learned": self._learned_view(volume, pin, decision, now),
+        }
 
     def _learned_view(
         self, volume: VolumeRecord, pin: tuple[str, str], decision: Decision | None, now: float

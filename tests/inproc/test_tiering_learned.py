@@ -204,6 +204,15 @@ async def test_explain_and_classes_show_the_learned_statistics_and_costs(node: N
     # docs/tiering.md shows this very object and class table
     assert _doc_example("stratum explain b/logs/day-100.log") == render_explanation(explained)
     assert _doc_example("stratum tier classes") == render_classes(classes)
+    # reads learned since are in the next explanation (no answer is kept between passes):
+    # objects of the class read again 2 hours after their previous read, many times: at an
+    # hour idle it is likely read again soon, and stays hot
+    now = _clock(node).now()
+    for _ in range(60):
+        node.tiering.learner.reads(learned["gaps"]["class"], now - 2 * HOUR, 1, now)
+    again = node.tiering.explain("b", "logs/day-100.log")["learned"]
+    assert again["expected_costs"]["hot"] < again["expected_costs"]["warm"]
+    assert again["decision"] == "stay"
     # a class never seen: the fixed rules decide, and explain says so
     await node.service.put_object("b", "new/x", _chunks(b"x" * SIZE), PutOptions("owner"))
     fresh = node.tiering.explain("b", "new/x")["learned"]
