@@ -45,6 +45,7 @@ from stratum.service.users import (
     record_root_in_use,
 )
 from stratum.tiering.engine import TierEngine
+from stratum.tiering.pricing import Prices
 from stratum.util.clock import Clock, SystemClock
 from stratum.util.imports import import_off_loop
 
@@ -150,7 +151,8 @@ class Node:
             key = load_or_create_key(config.tiers.cold.encryption_key_file)
             cold = ColdStore(config.tiers.cold, cold_credentials(config), key, executor)
             maintenance.cold = cold
-        tiering = TierEngine(service, config.tiering, clock, cold=cold)
+        prices = Prices.from_config(config.prices)
+        tiering = TierEngine(service, config.tiering, clock, cold=cold, prices=prices)
         service.on_pinned = tiering.nudge
         tiering.lifecycle_day = config.lifecycle.day_seconds
         replicator = None
@@ -198,6 +200,7 @@ class Node:
         await self.service.start(background=background)
         await self.maintenance.start(scheduled=background)
         if not background:
+            await self.tiering.start_worker()
             return
         loop = asyncio.get_running_loop()
         data_dir = self.config.storage.data_dir
@@ -235,6 +238,12 @@ class Node:
                 log.error("no scheduled snapshots: %s", exc)
             else:
                 await self.snapshots.start()
+
+    async def flush_for_primary(self) -> None:
+        """A worker, asked by the primary (before a tiering pass): record its batched reads
+        and hand what its learner learned from them over."""
+        await self.service.flush_access()
+        await self.tiering.hand_over_learning()
 
     async def stop(self) -> None:
         if self.snapshots is not None:

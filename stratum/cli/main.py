@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     tlog.add_argument("--limit", type=int, default=50)
     tlog.add_argument("--json", action="store_true")
     _common(tlog)
+    tclasses = tier_sub.add_parser(
+        "classes", help="the learned policy's object classes and their re-read statistics"
+    )
+    tclasses.add_argument("--limit", type=int, default=100)
+    tclasses.add_argument("--json", action="store_true")
+    _common(tclasses)
     trun = tier_sub.add_parser("run", help="run a tiering pass now")
     _common(trun)
     tpin = tier_sub.add_parser("pin", help="pin a bucket to a tier (or 'auto')")

@@ -256,7 +256,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         node.service.flush_peers = functools.partial(flush_workers, role)
         role.release_workers()
     else:
-        flush = functools.partial(answer_flush, role, node.service.flush_access)
+        flush = functools.partial(answer_flush, role, node.flush_for_primary)
         publisher = MetricsPublisher(observer.requests, metrics_file(role.run_dir, role.index))
         publishing = Periodic(
             "metrics",

@@ -1,4 +1,4 @@
-"""``stratum explain`` and ``stratum tier log|run|pin|simulate``.
+"""``stratum explain`` and ``stratum tier log|classes|run|pin|simulate``.
 
 With a server running on the data directory they ask it (admin API); ``simulate``
 needs no server: it replays a trace through the same policy code on a simulated clock.
@@ -48,6 +48,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
                     f"{r['rule']}  {r['outcome']}"
                 )
         return 0
+    if args.tier_command == "classes":
+        query = urlencode({"limit": str(args.limit)})
+        answer = admin_call(config, endpoint, "GET", f"/_stratum/tier/classes?{query}", 30)
+        print(json.dumps(answer, indent=2) if args.json else render_classes(answer))
+        return 0
     if args.tier_command == "run":
         report = admin_call(config, endpoint, "POST", "/_stratum/tier/run", 24 * 3600)
         print(f"moved {report['moved']} of {report['decided']} ({report['bytes_moved']} bytes)")
@@ -78,10 +83,56 @@ def render_explanation(e: dict[str, Any]) -> str:
     if e.get("pending"):
         p = e["pending"]
         lines.append(f"  due now     -> {p['target']} ({p['rule']}) at the next pass")
+    lines += _learned_lines(e.get("learned"))
     nxt = e.get("next_move")
     if nxt:
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(nxt["at"])) if nxt["at"] else "-"
         lines.append(f"  next move   -> {nxt['to']} by {nxt['rule']}, {when} if not read")
+    return "\n".join(lines)
+
+
+def _learned_lines(learned: dict[str, Any] | None) -> list[str]:
+    """The learned policy's view, when it is the policy (the admin API's answer always has
+    it: what the learner would decide under the rules too)."""
+    if not learned or learned["policy"] != "learned":
+        return []
+    gaps = learned["gaps"]
+    ratio = gaps.get("reread_ratio")
+    median = gaps.get("median_gap_below")
+    lines = [
+        f"  class       {gaps['class']} (policy {learned['policy']})",
+        f"  gaps        evidence {gaps['evidence']}, {gaps['evidence_beyond_idle']} beyond this"
+        f" idle time (needs {gaps.get('min_evidence', '-')})"
+        + (f", re-read {100 * ratio:.0f}%" if ratio is not None else "")
+        + (f", median gap < {_ago(median)}" if median else ""),
+    ]
+    shares = gaps.get("gap_shares")
+    if shares:
+        lines.append("  gap shares  " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in shares.items()))
+    costs = learned.get("expected_costs")
+    if costs:
+        lines.append("  exp. cost   " + ", ".join(f"{t} {c:.3g}" for t, c in costs.items()))
+    lines.append(f"  learned     {learned['decision']}")
+    return lines
+
+
+def render_classes(answer: dict[str, Any]) -> str:
+    """One line per class: evidence (decayed count of gaps seen), the share of them that were
+    re-reads within the horizon, the median re-read gap, when last updated."""
+    lines = [
+        f"policy {answer['policy']}: {answer['count']} classes"
+        + (
+            f" (the {len(answer['classes'])} most recently updated)"
+            if len(answer["classes"]) < answer["count"]
+            else ""
+        ),
+        f"{'evidence':>9} {'reread':>7} {'median gap':>11}  {'updated (UTC)':16}  class",
+    ]
+    for c in answer["classes"]:
+        ratio = "-" if c["reread_ratio"] is None else f"{100 * c['reread_ratio']:.0f}%"
+        median = "-" if c["median_gap_below"] is None else "< " + _ago(c["median_gap_below"])
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(c["updated"]))
+        lines.append(f"{c['evidence']:>9.1f} {ratio:>7} {median:>11}  {when:16}  {c['class']}")
     return "\n".join(lines)
 
 

@@ -53,7 +53,6 @@ from stratum.config.schema import (
     ServerConfig,
     StorageConfig,
     TierConfig,
-    TieringConfig,
     TiersConfig,
     settings,
     table_help,
@@ -61,6 +60,7 @@ from stratum.config.schema import (
 from stratum.config.schema_lifecycle import LifecycleConfig
 from stratum.config.schema_prices import PricesConfig
 from stratum.config.schema_replication import ReplicationTarget
+from stratum.config.schema_tiering import TieringConfig
 from stratum.config.setting import Setting
 
 __all__ = [

@@ -219,8 +219,9 @@ def pending_garbage(tx: Tx, limit: int = 256, after: str = "") -> list[tuple[str
     return out
 
 
-def forget_garbage(tx: Tx, gc_key: str) -> None:
-    tx.delete("gc", gc_key.encode())
+def forget_garbage(tx: Tx, gc_key: str) -> bool:
+    """Forget a queue entry; False: it was not there (another pass forgot it)."""
+    return tx.delete("gc", gc_key.encode())
 
 
 def get_user(tx: Tx, access_key: str) -> UserRecord | None:

@@ -55,12 +55,18 @@ class VolumeStorage(Protocol):
     async def delete(self, layout: str, location: Mapping[str, Any]) -> None: ...
 
 
-def _forget_all(tx: Tx, gc_keys: list[str], revived: Sequence[VolumeRecord] = ()) -> None:
-    for gc_key in gc_keys:
-        catalog.forget_garbage(tx, gc_key)
+def _object_data(gc_key: str, volume: VolumeRecord) -> bool:
+    """A version's own data: not a part, a delete marker, nor a copy a move left behind."""
+    return gc_key == volume.volume_id and bool(volume.order) and not volume.kind
+
+
+def _forget_all(tx: Tx, gc_keys: list[str], revived: Sequence[VolumeRecord] = ()) -> set[str]:
+    """Forget the entries; the keys this transaction forgot (not a concurrent pass)."""
+    forgotten = {gc_key for gc_key in gc_keys if catalog.forget_garbage(tx, gc_key)}
     for volume in revived:  # a version still names it: its volume record comes back
         if catalog.get_volume(tx, volume.volume_id) is None:
             catalog.put_volume(tx, volume)
+    return forgotten
 
 
 def _still_held(tx: Tx, page: list[tuple[str, VolumeRecord]]) -> set[str]:
@@ -100,6 +106,9 @@ class GarbageCollector:
         self.gc_grace = 0.0
         # Several processes: what the workers read (asked once a pass).
         self.peers_reading: Callable[[], set[str]] | None = None
+        # told of each object version's volume freed (deleted or replaced: not read again),
+        # with the time its retirement was first seen; the tier engine learns from it
+        self.on_freed: Callable[[VolumeRecord, float], None] | None = None
         self._retired_seen: dict[str, float] = {}  # gc key -> clock time first seen
         self._retries = DeleteRetries(clock)  # garbage whose delete failed, to try again
         self._periodic = Periodic(
@@ -224,6 +233,7 @@ class GarbageCollector:
             after = page[-1][0]
             done: list[str] = []
             revived: list[VolumeRecord] = []
+            ended: list[tuple[str, VolumeRecord, float]] = []
             held = self.meta.read(functools.partial(_still_held, page=page))
             for gc_key, volume in page:
                 if gc_key in held:
@@ -252,13 +262,20 @@ class GarbageCollector:
                     continue
                 self._retries.succeeded(gc_key, volume.tier)
                 done.append(gc_key)
+                if _object_data(gc_key, volume):
+                    ended.append((gc_key, volume, first))
                 del seen[gc_key]
             if done:
                 # One commit for the page, not one per volume: each commit costs the writer
                 # two fsyncs, and a large delete queues thousands of volumes. A crash before
                 # it frees those volumes again at the next pass: harmless.
-                await self.meta.write(functools.partial(_forget_all, gc_keys=done, revived=revived))
+                forget = functools.partial(_forget_all, gc_keys=done, revived=revived)
+                forgotten = await self.meta.write(forget)
                 freed += len(done)
+                if self.on_freed is not None:  # once per version, whichever pass forgot it
+                    for gc_key, volume, first in ended:
+                        if gc_key in forgotten:
+                            self.on_freed(volume, first)
         self._retired_seen = seen
         self._retries.end_pass()
         return freed

@@ -155,6 +155,9 @@ class ObjectService:
         )
         # volume id -> (reads, last read): flushed to LMDB in one transaction per interval
         self._pending_access: dict[str, tuple[int, float]] = {}
+        # told of each batch of reads once recorded, on the loop: (volume as recorded, its
+        # previous read or write time, reads, last read); the tier engine learns the gaps
+        self.on_reads: Callable[[list[tuple[VolumeRecord, float, int, float]]], None] | None = None
         # A worker process publishes its own reads (see stratum.service.readers).
         self.reading_table: ReadingTable | None = None
         self.flush_peers: Callable[[], Awaitable[None]] | None = None  # the workers' batches
@@ -191,15 +194,21 @@ class ObjectService:
             return
         pending, self._pending_access = self._pending_access, {}
 
-        def apply(tx: Tx) -> None:
+        def apply(tx: Tx) -> list[tuple[VolumeRecord, float, int, float]]:
+            applied = []
             for volume_id, (count, last) in pending.items():
                 volume = catalog.get_volume(tx, volume_id)
                 if volume is None:
                     continue
+                previous = max(volume.last_access, volume.created)
                 apply_reads(volume, count, last)
                 catalog.put_volume(tx, volume)
+                applied.append((volume, previous, count, last))
+            return applied
 
-        await self.meta.write(apply)
+        applied = await self.meta.write(apply)
+        if self.on_reads is not None:
+            self.on_reads(applied)
 
     async def flush_access_everywhere(self) -> None:
         """Record the reads every server process counted so far (before a tiering pass)."""

@@ -10,6 +10,13 @@ is not starved. Every move is kept in the decision log (:mod:`stratum.tiering.de
 and the last decision on the volume record, so ``stratum explain`` can say why an object
 is where it is and when it will move next.
 
+The engine also keeps the learned policy's class statistics
+(:class:`~stratum.tiering.learned.Learner`), whichever ``tiering.policy`` decides: the
+service tells it of every batch of reads it records and of every object version's data it
+frees, and each pass of the objects idle past the learner's horizon. They are kept in LMDB
+across restarts, and worker processes hand what they learn from their reads to the primary
+(:mod:`stratum.tiering.learning`).
+
 A pass never holds the loop nor every record: it reads the volume records a page at a time
 off the event loop, decides a slice of a page per loop step, and keeps for the watermark
 rule only the candidates it can need (:class:`~stratum.tiering.policy.WatermarkCandidates`).
@@ -33,6 +40,8 @@ from stratum.meta.store import Tx
 from stratum.service import lifecycle
 from stratum.service.objects import ObjectService
 from stratum.tiering.decisions import decisions_indexed, index_decisions, prune_decisions
+from stratum.tiering.learned import Learner, class_of_volume
+from stratum.tiering.learning import HAND_OVER_INTERVAL, SAVE_INTERVAL, LearnerStore
 from stratum.tiering.lifecycle_pins import lifecycle_pin
 from stratum.tiering.mover import ColdTierStorage, Mover
 from stratum.tiering.policy import (
@@ -43,6 +52,7 @@ from stratum.tiering.policy import (
     WatermarkCandidates,
     pinned_tier,
 )
+from stratum.tiering.pricing import DEFAULT_PRICES, Prices
 from stratum.util.clock import Clock
 from stratum.util.periodic import Periodic
 
@@ -81,6 +91,7 @@ class TierEngine:
         *,
         cold: ColdStore | None = None,
         capacity: Callable[[str], Usage] | None = None,
+        prices: Prices = DEFAULT_PRICES,
     ) -> None:
         self.service = service
         self.meta = service.meta
@@ -88,7 +99,21 @@ class TierEngine:
         self.clock = clock
         self.cold = cold
         tiers = set(service.tiers) | ({"cold"} if cold is not None else set())
-        self.policy = HeuristicPolicy(config, tiers)
+        self.learner = Learner(prices)
+        self.policy = HeuristicPolicy(config, tiers, self.learner)
+        self._learner_store = LearnerStore(self.meta)
+        self._learner_saved = clock.now()
+        self._role = ""  # "primary" (runs passes) or "worker" (hands its learning over)
+        self._hand_over = Periodic(
+            "learner",
+            self.hand_over_learning,
+            interval=HAND_OVER_INTERVAL,
+            log=log,
+            what="handing the learner's statistics over",
+        )
+        if config.enabled:
+            service.on_reads = self._learn_reads
+            service.garbage.on_freed = self._learn_end
         self.mover = Mover(service, clock, cold)
         self._capacity = capacity or self._disk_capacity
         self._passes = Periodic(
@@ -106,12 +131,54 @@ class TierEngine:
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Run a pass every ``tiering.interval`` (the first one an interval after start)."""
+        """Load what the learner knew; run a pass every ``tiering.interval`` (the first one an
+        interval after start)."""
         if self.config.enabled:
+            self._role = "primary"
+            await self.load_learner()
             self._passes.start()
+
+    async def start_worker(self) -> None:
+        """A worker process: learn from the reads it serves, for the primary."""
+        if self.config.enabled:
+            self._role = "worker"
+            self.learner.defer_long = True
+            self._hand_over.start()
 
     async def stop(self) -> None:
         await self._passes.stop()
+        await self._hand_over.stop()
+        if self._role == "primary":
+            await self.save_learner()
+        elif self._role == "worker":
+            await self.hand_over_learning()
+
+    # -- learning -----------------------------------------------------------------------
+
+    def _learn_reads(self, batches: list[tuple[VolumeRecord, float, int, float]]) -> None:
+        for volume, previous, count, last in batches:
+            if volume.key and not volume.kind:
+                self.learner.reads(class_of_volume(volume), previous, count, last)
+
+    def _learn_end(self, volume: VolumeRecord, when: float) -> None:
+        last = max(volume.last_access, volume.created)
+        self.learner.ended(class_of_volume(volume), last, when)
+
+    async def load_learner(self) -> None:
+        """Take the statistics saved in LMDB."""
+        self.learner = self.policy.learner = await self._learner_store.load(self.learner)
+
+    async def save_learner(self) -> None:
+        await self._learner_store.save(self.learner)
+        self._learner_saved = self.clock.now()
+
+    async def hand_over_learning(self) -> None:
+        await self._learner_store.hand_over(self.learner)
+
+    def classes(self, limit: int) -> dict[str, Any]:
+        """The learner's classes, most recently updated first (``stratum tier classes``)."""
+        table = self.learner.table()
+        return {"policy": self.config.policy, "count": len(table), "classes": table[:limit]}
 
     def nudge(self) -> None:
         """Run a pass soon (a pin was set): pins take effect within seconds."""
@@ -147,6 +214,8 @@ class TierEngine:
         usage = await loop.run_in_executor(None, self.usage)
         await self._index_log()
         report = PassReport()
+        await self._learner_store.merge_handed_over(self.learner)
+        self.learner.begin_round(now)
         candidates = WatermarkCandidates(self.policy, usage, WATERMARK_CANDIDATES)
         after = ""
         while True:
@@ -171,6 +240,9 @@ class TierEngine:
             decision = self.policy.watermark_decision(current, pick, picked_at)
             await self._move(current, decision, report)
         await self._prune_log(now)
+        self.learner.forget_answers()  # between passes only the counts are kept
+        if self.clock.now() - self._learner_saved >= SAVE_INTERVAL:
+            await self.save_learner()
         return report
 
     def _decide(
@@ -190,6 +262,8 @@ class TierEngine:
             record = versions.version_of_volume(tx, volume) if volume.key else None
             if volume.key and record is None:
                 continue  # a part, a delete marker, or not committed yet: not the engine's
+            if record is not None:
+                self.policy.observe_idle(volume, now)
             if volume.bucket not in buckets:
                 buckets[volume.bucket] = (
                     catalog.get_bucket(tx, volume.bucket) if volume.bucket else None
@@ -263,44 +337,82 @@ class TierEngine:
     # -- explanations -----------------------------------------------------------------
 
     def explain(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
-        def look(tx: Tx) -> dict[str, Any]:
-            current = catalog.get_object(tx, bucket, key)
-            try:
-                found = versions.find(tx, bucket, key, version_id) if version_id else current
-            except versions.InvalidVersionId:
-                return {"error": f"no version id of this store looks like {version_id!r}"}
-            record = found
-            if record is None or record.delete_marker:
-                what = f" version {version_id}" if version_id else ""
-                return {"error": f"no object {bucket}/{key}{what}"}
-            volume = catalog.get_volume(tx, record.volume_id)
-            assert volume is not None
-            now = self.clock.now()
-            found_bucket = catalog.get_bucket(tx, bucket)
-            pin = lifecycle_pin(tx, record, found_bucket, now, self.lifecycle_day)
-            pin = pin if pin[0] else pinned_tier(record, found_bucket)
-            decision = self.policy.decide(volume, pin, now, {})
-            nxt = self.policy.next_move(volume, pin)
-            return {
-                "bucket": bucket,
-                "key": key,
-                "version": _version_summary(tx, bucket, record, volume, current),
-                "volume_id": volume.volume_id,
-                "tier": volume.tier,
-                "storage_class": TIER_CLASS[volume.tier],
-                "layout": volume.layout,
-                "size": volume.size,
-                "location": _location_summary(volume),
-                "signals": self.policy.signals(volume, now),
-                "pin": pin[0] or None,
-                "pinned_by": pin[1] or None,  # "object", "bucket" or "lifecycle:<rule id>"
-                "placed_by": volume.placed
-                or {"rule": "new object: written to the hot tier", "at": volume.created},
-                "pending": dataclasses.asdict(decision) if decision else None,
-                "next_move": nxt,
-            }
+        # Between passes the learner's answers are not kept (reads since would make them
+        # stale): an explanation computes its own and leaves none. A pass's are its own.
+        between_passes = not self._lock.locked()
+        if between_passes:
+            self.learner.forget_answers()
+        try:
+            return self.meta.read(functools.partial(self._explain, bucket, key, version_id))
+        finally:
+            if between_passes:
+                self.learner.forget_answers()
 
-        return self.meta.read(look)
+    def _explain(self, bucket: str, key: str, version_id: str | None, tx: Tx) -> dict[str, Any]:
+        current = catalog.get_object(tx, bucket, key)
+        try:
+            found = versions.find(tx, bucket, key, version_id) if version_id else current
+        except versions.InvalidVersionId:
+            return {"error": f"no version id of this store looks like {version_id!r}"}
+        record = found
+        if record is None or record.delete_marker:
+            what = f" version {version_id}" if version_id else ""
+            return {"error": f"no object {bucket}/{key}{what}"}
+        volume = catalog.get_volume(tx, record.volume_id)
+        assert volume is not None
+        now = self.clock.now()
+        found_bucket = catalog.get_bucket(tx, bucket)
+        pin = lifecycle_pin(tx, record, found_bucket, now, self.lifecycle_day)
+        pin = pin if pin[0] else pinned_tier(record, found_bucket)
+        decision = self.policy.decide(volume, pin, now, {})
+        nxt = self.policy.next_move(volume, pin)
+        if nxt is not None and nxt["rule"] == "idle" and self.config.policy == "learned":
+            nxt = {**nxt, "rule": "idle, unless learned moves it first"}
+        return {
+            "bucket": bucket,
+            "key": key,
+            "version": _version_summary(tx, bucket, record, volume, current),
+            "volume_id": volume.volume_id,
+            "tier": volume.tier,
+            "storage_class": TIER_CLASS[volume.tier],
+            "layout": volume.layout,
+            "size": volume.size,
+            "location": _location_summary(volume),
+            "signals": self.policy.signals(volume, now),
+            "pin": pin[0] or None,
+            "pinned_by": pin[1] or None,  # "object", "bucket" or "lifecycle:<rule id>"
+            "placed_by": volume.placed
+            or {"rule": "new object: written to the hot tier", "at": volume.created},
+            "pending": dataclasses.asdict(decision) if decision else None,
+            "next_move": nxt,
+            "learned": self._learned_view(volume, pin, decision, now),
+        }
+
+    def _learned_view(
+        self, volume: VolumeRecord, pin: tuple[str, str], decision: Decision | None, now: float
+    ) -> dict[str, Any]:
+        """The volume's class as the learner sees it, the expected cost of each tier and
+        what rule 3 decides with them (whether or not ``policy`` is "learned")."""
+        name = class_of_volume(volume)
+        age = now - max(volume.last_access, volume.created)
+        costs = self.learner.expected_costs(
+            name, volume.size, volume.tier, age, self.policy.learner_tiers(volume.size)
+        )
+        view: dict[str, Any] = {
+            "policy": self.config.policy,
+            "gaps": self.learner.describe(name, age),
+            "expected_costs": {t: round(c, 9) for t, c in costs.items()} if costs else None,
+        }
+        if costs is None:
+            view["decision"] = "too little evidence: the idle thresholds decide"
+        else:
+            best = min(costs, key=lambda t: (costs[t], t != volume.tier))
+            view["decision"] = "stay" if best == volume.tier else f"-> {best}"
+        if pin[0]:
+            view["decision"] += f" (overridden: pinned by {pin[1]})"
+        elif decision is not None and decision.rule not in ("learned", "idle"):
+            view["decision"] += f" (overridden by rule {decision.rule})"
+        return view
 
 
 def _version_summary(

@@ -2,7 +2,9 @@
 
 The engine (:mod:`stratum.tiering.engine`) asks :class:`HeuristicPolicy` about every volume
 on each pass; the simulator (:mod:`stratum.tiering.simulator`) asks the same policy through
-:class:`SimulatedStratumPolicy`, so what it predicts is what the engine would do.
+:class:`SimulatedStratumPolicy` (and :class:`LearnedPolicy`, which also reports reads and
+ends to the learner as the engine's access recording and garbage collector do), so what it
+predicts is what the engine would do.
 
 Rules, in order (all durations and thresholds from ``[tiering]``):
 
@@ -10,8 +12,11 @@ Rules, in order (all durations and thresholds from ``[tiering]``):
    or its bucket's pin puts it there, whatever its access pattern.
 2. **promote**: ``promote_reads`` reads within ``promote_window`` bring a warm or cold
    volume back to hot, if hot is below its high watermark (``promote_reads = 0``: never).
-3. **idle**: hot volumes unread for ``hot_idle_before_warm`` go to warm; volumes unread
-   for ``warm_idle_before_cold`` and at least ``cold_min_size`` go to cold.
+3. **learned** (``policy = "learned"``, with a :class:`~stratum.tiering.learned.Learner`):
+   the tier of lowest expected cost for the volume's class at its idle age; a class with too
+   little evidence defers to rule 3's fixed form, **idle**: hot volumes unread for
+   ``hot_idle_before_warm`` go to warm; volumes unread for ``warm_idle_before_cold`` and at
+   least ``cold_min_size`` go to cold.
 4. **watermark**: when a pool passes its high watermark, its least recently read
    volumes move down until it is under the low watermark.
 
@@ -21,13 +26,15 @@ that decided, which the decision log keeps (:mod:`stratum.tiering.decisions`).
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stratum.config import TieringConfig
 from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
+from stratum.tiering.learned import Learner, class_of, class_of_volume
 
 if TYPE_CHECKING:
     from stratum.tiering.simulator import SimObject
@@ -73,11 +80,46 @@ def pinned_tier(record: ObjectRecord | None, bucket: BucketRecord | None) -> tup
 
 
 class HeuristicPolicy:
-    """The zero-configuration rules of the module docstring, with [tiering]'s values."""
+    """The zero-configuration rules of the module docstring, with [tiering]'s values. With a
+    ``learner`` it reports idle objects to it; with ``policy = "learned"`` too, rule 3 is
+    the learned one."""
 
-    def __init__(self, config: TieringConfig, tiers: set[str]) -> None:
+    def __init__(
+        self, config: TieringConfig, tiers: set[str], learner: Learner | None = None
+    ) -> None:
         self.config = config
         self.tiers = tiers
+        self.learner = learner
+        self.learned = self.deferred = 0  # rule 3's decisions by the learner / the fixed rule
+        local = tuple(t for t in ORDER if t in tiers and t != "cold")
+        self._choices = {False: local, True: (*local, "cold")}  # by "cold is allowed"
+
+    def learner_tiers(self, size: int) -> tuple[str, ...]:
+        """The tiers rule 3 may choose for a volume of ``size`` bytes."""
+        cold_ok = "cold" in self.tiers and size >= self.config.cold_min_size
+        return self._choices[cold_ok]
+
+    def observe_idle(self, volume: VolumeRecord, now: float) -> None:
+        """A pass sees the volume: the learner counts one idle past its horizon."""
+        if self.learner is not None:
+            seen = max(volume.last_access, volume.created)
+            self.learner.idle(class_of_volume(volume), seen, now)
+
+    def learned_costs(
+        self, volume: VolumeRecord, now: float
+    ) -> tuple[str, str, dict[str, float]] | None:
+        """(class, cheapest tier, expected cost per tier) by the learner, or None: no
+        learner, or too little evidence for the volume's class at its idle age."""
+        if self.learner is None or self.config.policy != "learned":
+            return None
+        name = class_of_volume(volume)
+        age = now - max(volume.last_access, volume.created)
+        decision = self.learner.decide(
+            name, volume.size, volume.tier, age, self.learner_tiers(volume.size)
+        )
+        if decision is None:
+            return None
+        return name, decision[0], decision[1]
 
     def _available(self, tier: str) -> str:
         """The nearest tier that exists: a pin to a missing warm tier means hot, etc."""
@@ -91,15 +133,18 @@ class HeuristicPolicy:
 
     def signals(self, volume: VolumeRecord, now: float) -> dict[str, Any]:
         seen = max(volume.last_access, volume.created)
-        window = self.config.promote_window
         return {
             "size": volume.size,
             "idle_seconds": round(now - seen, 3),
             "last_access": volume.last_access,
             "access_count": volume.access_count,
             "access_rate_per_day": round(volume.access_rate, 4),
-            "reads_in_window": sum(1 for t in volume.recent if now - t <= window),
+            "reads_in_window": self._reads_in_window(volume, now),
         }
+
+    def _reads_in_window(self, volume: VolumeRecord, now: float) -> int:
+        window = self.config.promote_window
+        return sum(1 for t in volume.recent if now - t <= window)
 
     def decide(
         self,
@@ -108,29 +153,44 @@ class HeuristicPolicy:
         now: float,
         usage: Mapping[str, Usage],
     ) -> Decision | None:
-        """Where the volume should go now by rules 1 to 3, or None to stay."""
+        """Where the volume should go now by rules 1 to 3, or None to stay. The signals
+        (the decision's inputs) are gathered only for a decision: most volumes stay."""
         c = self.config
-        inputs = self.signals(volume, now)
         tier = volume.tier
         if pin[0]:
             target = self._available(pin[0])
             if target != tier:
+                inputs = self.signals(volume, now)
                 return Decision(target, f"pin:{pin[1]}", {**inputs, "pinned": pin[0]})
             return None
         hot = usage.get("hot")
         if (
             tier != "hot"
             and c.promote_reads > 0  # 0 means never (reads >= 0 would hold for every volume)
-            and inputs["reads_in_window"] >= c.promote_reads
+            and self._reads_in_window(volume, now) >= c.promote_reads
             and (hot is None or hot.fraction < c.hot_high_watermark)
         ):
+            inputs = self.signals(volume, now)
             return Decision("hot", "promote", {**inputs, "promote_reads": c.promote_reads})
-        idle = inputs["idle_seconds"]
+        learned = self.learned_costs(volume, now)
+        if learned is not None:
+            self.learned += 1
+            name, target, costs = learned
+            if target == tier:
+                return None
+            rounded = {t: round(cost, 9) for t, cost in costs.items()}
+            inputs = {**self.signals(volume, now), "class": name, "expected_costs": rounded}
+            return Decision(target, "learned", inputs)
+        if self.learner is not None and c.policy == "learned":
+            self.deferred += 1
+        idle = round(now - max(volume.last_access, volume.created), 3)  # as signals() has it
         cold_ok = "cold" in self.tiers and volume.size >= c.cold_min_size
         if tier in ("hot", "warm") and cold_ok and idle >= c.warm_idle_before_cold:
-            return Decision("cold", "idle", {**inputs, "threshold": c.warm_idle_before_cold})
+            inputs = {**self.signals(volume, now), "threshold": c.warm_idle_before_cold}
+            return Decision("cold", "idle", inputs)
         if tier == "hot" and "warm" in self.tiers and idle >= c.hot_idle_before_warm:
-            return Decision("warm", "idle", {**inputs, "threshold": c.hot_idle_before_warm})
+            inputs = {**self.signals(volume, now), "threshold": c.hot_idle_before_warm}
+            return Decision("warm", "idle", inputs)
         return None
 
     def watermarks(self) -> dict[str, tuple[float, float]]:
@@ -276,8 +336,10 @@ class SimulatedStratumPolicy:
 
     name = "stratum"
 
-    def __init__(self, config: TieringConfig, tiers: set[str]) -> None:
-        self.policy = HeuristicPolicy(config, tiers)
+    def __init__(
+        self, config: TieringConfig, tiers: set[str], learner: Learner | None = None
+    ) -> None:
+        self.policy = HeuristicPolicy(config, tiers, learner)
         self._seen: dict[tuple[str, str], tuple[int, list[float]]] = {}
 
     def place(self, obj: SimObject, now: float) -> str:
@@ -289,6 +351,8 @@ class SimulatedStratumPolicy:
         self._seen[ident] = (obj.access_count, recent)
         volume = VolumeRecord(
             volume_id="sim",
+            bucket=obj.bucket,
+            key=obj.key,
             tier=obj.tier,
             layout="sim",
             location={},
@@ -300,5 +364,45 @@ class SimulatedStratumPolicy:
             access_rate=obj.access_rate,
             recent=recent,
         )
+        self.policy.observe_idle(volume, now)
         decision = self.policy.decide(volume, ("", ""), now, {})
         return decision.target if decision is not None else str(obj.tier)
+
+
+class LearnedPolicy(SimulatedStratumPolicy):
+    """The learned policy in the simulator: the same rules with ``learner`` for rule 3, fed
+    by the simulator's hooks as the engine is by the service (a GET: the gap since the
+    object's previous read or write; a DELETE or a PUT over it: its end; each round: the
+    idle ones past the horizon). ``fallback`` gives the [tiering] values and tiers."""
+
+    name = "learned"
+
+    def __init__(
+        self, learner: Learner, fallback: SimulatedStratumPolicy, cold_min_size: int
+    ) -> None:
+        config = dataclasses.replace(
+            fallback.policy.config, cold_min_size=cold_min_size, policy="learned"
+        )
+        super().__init__(config, fallback.policy.tiers, learner)
+        self.learner = learner
+
+    @property
+    def learned(self) -> int:
+        return self.policy.learned
+
+    @property
+    def deferred(self) -> int:
+        return self.policy.deferred
+
+    def begin_round(self, now: float, tier_bytes: Any, objects: Iterable[Any]) -> None:
+        self.learner.begin_round(now)
+
+    def on_read(self, obj: SimObject, now: float) -> None:
+        """Before the simulator counts a GET at ``now``."""
+        previous = max(obj.last_access, obj.created)
+        self.learner.reads(class_of(obj.bucket, obj.key, obj.size), previous, 1, now)
+
+    def on_end(self, obj: SimObject, now: float) -> None:
+        """The object is deleted or replaced at ``now``."""
+        last = max(obj.last_access, obj.created)
+        self.learner.ended(class_of(obj.bucket, obj.key, obj.size), last, now)

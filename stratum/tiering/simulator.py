@@ -151,6 +151,8 @@ class Policy(Protocol):
     A policy that needs the whole picture (fill levels for watermarks, the least recently used
     objects) may also define ``begin_round(now, tier_bytes, objects)``: it is called before
     each round of ``place`` calls with the bytes in each tier and every object (read only).
+    A policy that learns from events may define ``on_read(obj, now)`` (called before a GET
+    is counted) and ``on_end(obj, now)`` (the object is deleted or replaced by a PUT).
     """
 
     def place(self, obj: SimObject, now: float) -> str: ...
@@ -262,6 +264,8 @@ class _Simulation:
     ) -> None:
         self.placements = placements
         self.policy = policy
+        self._on_read = getattr(policy, "on_read", None)
+        self._on_end = getattr(policy, "on_end", None)
         self.prices = prices
         self.tiers = prices.tiers
         self.first = self.tiers[0]
@@ -422,6 +426,8 @@ class _Simulation:
         obj = self.objects.get(name)
         if row.op == "PUT":
             if obj is not None:
+                if self._on_end is not None:
+                    self._on_end(obj, row.time)
                 self._remove(obj)
             self.deleted.discard(name)
             self._create(row, row.time)
@@ -440,8 +446,12 @@ class _Simulation:
             self.gets_by_tier[obj.tier] += 1
             self.get_bytes_by_tier[obj.tier] += obj.size
             self._read_cost(obj.tier, obj.size)
+            if self._on_read is not None:
+                self._on_read(obj, row.time)
             obj.read(row.time)
         elif row.op == "DELETE":
+            if self._on_end is not None:
+                self._on_end(obj, row.time)
             self._remove(obj)
             self.deleted.add(name)
             if self.placements is not None:

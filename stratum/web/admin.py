@@ -13,6 +13,7 @@ envelope (request id, error rendering, access log line, request metrics).
   is in its tier, and what's next
 - ``GET  /_stratum/tier/log[?bucket=B[&key=K]][&limit=N]`` the decision log, newest first
 - ``POST /_stratum/tier/run``                 a tiering pass now; answers with its moves
+- ``GET  /_stratum/tier/classes[?limit=N]``    the learned policy's classes and statistics
 - ``PUT  /_stratum/tier/pin?bucket=B&tier=T``  pin a bucket to hot/warm/cold ("" = automatic)
 - ``GET  /_stratum/users``                    the users (access key, name, canonical id; no
   secrets)
@@ -58,6 +59,7 @@ from stratum.util.clock import Clock
 
 PREFIX = "/_stratum/"
 MAX_LOG_LIMIT = 10_000  # decisions per answer
+MAX_CLASSES_LISTED = 10_000  # learned classes per answer (the learner keeps at most as many)
 
 
 class AdminApi:
@@ -138,6 +140,8 @@ class AdminApi:
                 )
             )
             return _json(records)
+        if route == ("GET", "tier/classes"):
+            return _json(engine.classes(_whole_number(params, "limit", 100, MAX_CLASSES_LISTED)))
         if route == ("POST", "tier/run"):
             await engine.service.flush_access_everywhere()
             return _json(vars(await engine.run_pass()))

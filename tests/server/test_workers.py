@@ -137,6 +137,38 @@ def test_admin_commands_answer_from_any_process(tmp_path: Path) -> None:
         stop_cleanly(server)
 
 
+def test_the_reads_of_every_process_reach_the_learner(tmp_path: Path) -> None:
+    """Each process learns the re-read gaps of the GETs it serves; the workers hand theirs
+    to the primary before a pass, so ``stratum tier classes`` counts every read."""
+    server = _start(tmp_path)
+    try:
+        s3 = server.client()
+        s3.create_bucket(Bucket="learn")
+        s3.put_object(Bucket="learn", Key="docs/a.txt", Body=b"x" * 1000)
+
+        def read(_: int) -> None:  # a connection of its own: the kernel picks its process
+            assert server.client().get_object(Bucket="learn", Key="docs/a.txt")["Body"].read()
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(read, range(24)))
+        run = tmp_path / "data" / "run"  # a worker served some (its published metrics say)
+        assert _wait(lambda: any("GetObject" in p.read_text() for p in run.glob("metrics-*")))
+        done = _stratum(server, "tier", "run")
+        assert done.returncode == 0, done.stderr
+        done = _stratum(server, "tier", "classes", "--json")
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["policy"] == "rules" and answer["count"] == 1
+        [learned] = answer["classes"]
+        assert learned["class"] == "learn/docs/ 256B+ put"
+        assert learned["evidence"] == pytest.approx(24, abs=0.01)  # every read, once
+        assert learned["reread_ratio"] == 1.0
+        text = _stratum(server, "tier", "classes").stdout
+        assert "learn/docs/ 256B+ put" in text and "policy rules: 1 classes" in text
+    finally:
+        stop_cleanly(server)
+
+
 @pytest.mark.parametrize("killed", ["a worker", "the primary"])
 def test_a_killed_process_takes_the_server_down_and_nothing_is_lost(
     tmp_path: Path, killed: str

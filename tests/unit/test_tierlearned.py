@@ -3,6 +3,9 @@ decision, and the policy in the simulator against AWS-IT's rules and the offline
 
 from __future__ import annotations
 
+import json
+import tracemalloc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,11 +15,13 @@ from stratum.tiering.learned import (
     EDGES,
     HALF_LIFE,
     HORIZON,
+    MAX_CLASSES,
     NEVER,
     ClassStats,
     LearnedPolicy,
     Learner,
     class_of,
+    encode_snapshot,
 )
 from stratum.tiering.offline import OfflineOptimalPolicy
 from stratum.tiering.policy import SimulatedStratumPolicy
@@ -168,3 +173,93 @@ def test_on_a_generated_trace_cheaper_than_aws_rules_near_the_bound() -> None:
     assert learned.total_cost < 0.7 * aws.total_cost
     assert learned.total_cost < 2 * bound.total_cost
     assert learned.hot_hit_ratio > aws.hot_hit_ratio - 0.02
+
+
+def _counts(learner: Learner, name: str) -> list[float]:
+    return [round(c, 6) for c in learner.classes[name].counts]
+
+
+def test_each_gap_is_counted_once_whichever_event_ends_it() -> None:
+    learner, name = Learner(DEFAULT_PRICES), "c"
+    # three reads recorded together, the last 100 s after the write: one gap of 100 s, two
+    # under a minute
+    learner.reads(name, 0.0, 3, 100.0)
+    want = [0.0] * (NEVER + 1)
+    want[0], want[1] = 2.0, 1.0  # bins: under 60 s, 60 to 120 s
+    assert _counts(learner, name) == want
+    # an object last read at 100 crosses the horizon: the first round after counts it
+    # "not read again", the next one does not, nor its later read, nor its delete
+    learner.begin_round(100.0 + HORIZON - 1)
+    learner.idle(name, 100.0, 100.0 + HORIZON - 1)
+    assert learner.classes[name].counts[NEVER] == 0
+    learner.begin_round(100.0 + HORIZON + 59)
+    learner.idle(name, 100.0, 100.0 + HORIZON + 59)
+    learner.begin_round(100.0 + HORIZON + 119)
+    learner.idle(name, 100.0, 100.0 + HORIZON + 119)
+    learner.reads(name, 100.0, 1, 100.0 + HORIZON + 200)
+    learner.ended(name, 100.0, 100.0 + HORIZON + 300)
+    assert learner.classes[name].counts[NEVER] == pytest.approx(1, rel=1e-3)
+    # deleted before the horizon: "not read again" at its end
+    learner.ended(name, learner.last_round or 0.0, (learner.last_round or 0.0) + DAY)
+    assert learner.classes[name].counts[NEVER] == pytest.approx(1 + 0.5 ** (1 / 30), rel=1e-4)
+    # read past the horizon with no round between the crossing and the read: counted then
+    stats, last_round = learner.classes[name], learner.last_round or 0.0
+    read_at = last_round - 10 + HORIZON + 5
+    decayed = stats.counts[NEVER] * 0.5 ** ((read_at - stats.updated) / HALF_LIFE)
+    learner.reads(name, last_round - 10, 1, read_at)
+    assert stats.counts[NEVER] == pytest.approx(decayed + 1, rel=1e-9)
+
+
+def test_the_stored_form_round_trips_and_other_formats_are_ignored() -> None:
+    learner = Learner(DEFAULT_PRICES)
+    for index in range(30):
+        learner.observe(f"c{index % 3}", 60.0 * index, float(index))
+        learner.observe("c1", None, float(index))
+    learner.begin_round(50.0)
+    learner.begin_round(110.0)
+    raw = encode_snapshot(learner.snapshot())
+    again = Learner(DEFAULT_PRICES)
+    assert again.load(raw)
+    assert again.table() == learner.table()
+    assert (again.last_round, again.previous_round) == (110.0, 50.0)
+    assert again.decide("c1", GB, "hot", 0.0, TIERS) == learner.decide("c1", GB, "hot", 0.0, TIERS)
+    data = json.loads(raw)
+    for other in ({**data, "format": 2}, {**data, "bins": len(EDGES) + 1}):
+        assert not Learner(DEFAULT_PRICES).load(json.dumps(other).encode())
+    assert not Learner(DEFAULT_PRICES).load(b"not json") and not Learner(DEFAULT_PRICES).load(None)
+
+
+def test_a_worker_record_adds_to_the_primary() -> None:
+    primary, worker = Learner(DEFAULT_PRICES), Learner(DEFAULT_PRICES, defer_long=True)
+    primary.observe("c", 30.0, 0.0, weight=4)
+    worker.reads("c", 0.0, 2, 100.0)  # a gap of 100 s and one under a minute
+    worker.reads("c", 0.0, 1, HORIZON + 10)  # past the horizon: the primary decides
+    assert worker.long_gaps == [("c", 0.0, HORIZON + 10)]
+    record = encode_snapshot(worker.take())
+    assert not worker.classes and not worker.long_gaps
+    primary.begin_round(HORIZON + 5)  # a round saw it idle past the horizon and counted it
+    primary.idle("c", 0.0, HORIZON + 5)
+    assert primary.merge(record)
+    counts = primary.classes["c"].counts
+    decay = 0.5 ** ((HORIZON + 5) / HALF_LIFE)
+    assert counts[0] == pytest.approx(5 * decay, rel=1e-3)  # 4 of its own, 1 from the worker
+    assert counts[1] == pytest.approx(decay, rel=1e-3)
+    assert counts[NEVER] == pytest.approx(1)  # the round's; the worker's late read adds none
+
+
+def test_ten_thousand_classes_take_a_few_megabytes_between_passes() -> None:
+    tracemalloc.start()
+    try:
+        learner = Learner(DEFAULT_PRICES)
+        for index in range(MAX_CLASSES + 100):  # more than kept: the oldest go
+            # a class per bucket: names of 48 characters ("bucket-00042/photos/#-#/ ...")
+            name = class_of(f"bucket-{index:05d}", "photos/2026-07/x.jpg", 3 * 2**20)
+            for gap in (30.0, 600.0, 7200.0, 3 * DAY, None):
+                learner.observe(name, gap, float(index))
+            learner.expected_costs(name, GB, "hot", 0.0, TIERS)
+        learner.forget_answers()  # as the engine does after a pass
+        used, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(learner.classes) == MAX_CLASSES
+    assert used < 6_000_000, used
