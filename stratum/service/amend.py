@@ -1,23 +1,30 @@
 """Changing a stored version after it was written: its Object Lock retention and legal
-hold, its tags, its access control list (the *amendable* fields, :data:`AMENDABLE`).
+hold, its tags, its access control list (the *amendable* fields, :data:`AMENDABLE`), and,
+for an object copied onto itself with new metadata, its S3 metadata (:data:`REPLACED`).
 
 Everything else about a version is fixed when it is written and lives in the headers of its
 data on disk. The amendable fields change later (PutObjectRetention, PutObjectLegalHold,
-PutObjectTagging, PutObjectAcl), so each change is also written to the hot tier as a small
-segment record of its own, an *amend record*, before the metadata commit that makes it
-visible; ``stratum recover-metadata`` then brings the fields back from the disks alone
+PutObjectTagging, PutObjectAcl, and CopyObject onto itself with ``REPLACE``, which changes
+the metadata too), so each change is also written to the hot tier as a small segment record
+of its own, an *amend record*, before the metadata commit that makes it visible; ``stratum
+recover-metadata`` then brings the fields back from the disks alone
 (:mod:`stratum.maintenance.recovery_versions`). The version's record says where its newest
 amend record is (``ObjectRecord.amend_record``); a change frees the record it supersedes,
 and a version removed for good frees its own (:func:`stratum.service.versioning.retire`).
 
-Amend record, format 1 (a segment record: header meta and body)::
+Amend record, format 2 (a segment record: header meta and body)::
 
-    header  {"kind": "amend", "format": 1, "bucket", "key", "owner_id",
+    header  {"kind": "amend", "format": 2, "bucket", "key", "owner_id",
              "created": epoch seconds of the change,
              "version_id", "order": the version's id and order (32 hex),
              "seq": changes of this version so far (tells apart two within one clock tick)}
-    body    JSON {"fields": {"lock_mode", "lock_until", "legal_hold", "tags", "acl"}}:
-            every amendable field as the change left it
+    body    JSON {"fields": {"lock_mode", "lock_until", "legal_hold", "tags", "acl"},
+                  "metadata": {"content_type", "user_meta", "headers", "storage_class",
+                               "owner_id", "last_modified"}}:
+            every amendable field and the version's metadata as the change left them
+
+Format 1 (written before metadata replacements were recorded) has no ``"metadata"``: its
+version keeps the metadata of its data's header.
 
 Of a version's amend records the newest (``created``, then ``seq``) is the one in force.
 """
@@ -42,8 +49,10 @@ if TYPE_CHECKING:
     from stratum.service.objects import ObjectService
 
 AMEND = "amend"  # header "kind" of an amend record
-FORMAT = 1
+FORMAT = 2
 AMENDABLE = ("lock_mode", "lock_until", "legal_hold", "tags", "acl")
+#: the metadata CopyObject onto itself replaces; every amend record carries it (format 2)
+REPLACED = ("content_type", "user_meta", "headers", "storage_class", "owner_id", "last_modified")
 ATTEMPTS = 3  # the version changed between planning and commit: plan again
 
 
@@ -59,31 +68,57 @@ def fields_of(record: ObjectRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in AMENDABLE}
 
 
+def metadata_of(record: ObjectRecord) -> dict[str, Any]:
+    """The metadata a copy onto itself may have replaced (as an amend record's body holds it)."""
+    return {name: getattr(record, name) for name in REPLACED}
+
+
 def payload(record: ObjectRecord) -> bytes:
-    return json.dumps({"fields": fields_of(record)}, sort_keys=True).encode()
+    body = {"fields": fields_of(record), "metadata": metadata_of(record)}
+    return json.dumps(body, sort_keys=True).encode()
 
 
 def apply_payload(record: ObjectRecord, body: bytes | None) -> bool:
-    """Give ``record`` the fields an amend record's body holds; False if it holds none."""
+    """Give ``record`` the fields (and, format 2, the metadata) an amend record's body
+    holds; False if it holds none."""
     try:
-        found = json.loads(body or b"").get("fields")
+        found = json.loads(body or b"")
+        fields = found.get("fields")
     except (ValueError, AttributeError):
         return False
-    return apply_fields(record, found)
+    if not apply_fields(record, fields):
+        return False
+    _apply(record, found.get("metadata"), REPLACED)
+    return True
 
 
 def apply_fields(record: ObjectRecord, found: object) -> bool:
     """Give ``record`` the amendable fields ``found`` names (an amend record's, or those a
     version's data header carries from its creation); values of the wrong type are left."""
+    return _apply(record, found, AMENDABLE)
+
+
+def _apply(record: ObjectRecord, found: object, names: tuple[str, ...]) -> bool:
     if not isinstance(found, dict):
         return False
-    for name in AMENDABLE:
+    for name in names:
         if name not in found:
             continue
         value, default = found[name], getattr(_DEFAULTS, name)
+        if name in _STR_MAPS and not _str_map(value):
+            continue  # str to str only
         if isinstance(value, type(default)) or (isinstance(default, float) and _number(value)):
             setattr(record, name, float(value) if isinstance(default, float) else value)
     return True
+
+
+_STR_MAPS = ("tags", "user_meta", "headers")
+
+
+def _str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
 
 
 def _number(value: object) -> bool:
@@ -184,8 +219,10 @@ async def _attempt_amend(
 
     def commit(tx: Tx) -> ObjectRecord:
         now_stored = look(tx)
-        if now_stored.volume_id != stored.volume_id or now_stored.amend_record != (
-            stored.amend_record
+        if (
+            now_stored.volume_id != stored.volume_id
+            or now_stored.amend_record != stored.amend_record
+            or metadata_of(now_stored) != metadata_of(stored)  # the payload would be stale
         ):
             raise _Replan
         record = _copy(now_stored)

@@ -686,8 +686,9 @@ class ObjectService:
         """Copy an object onto itself with new metadata: the data stays where it is, and so
         does its place in the key's history (its order, which the data's header and the
         records of later changes name). Its tags and ACL become those of ``opts`` as
-        PutObjectTagging and PutObjectAcl would set them (:func:`amend.amend_version`), so
-        recovery from the disks finds them, and the record of an earlier change is freed."""
+        PutObjectTagging and PutObjectAcl would set them (:func:`amend.amend_version`), and
+        that amend record carries the new metadata too, so recovery from the disks finds
+        them all; the record of an earlier change is freed."""
 
         def replace(tx: Tx) -> ObjectRecord:
             found = self._owned(catalog.get_bucket(tx, bucket), bucket, opts.owner_id)
@@ -717,7 +718,10 @@ class ObjectService:
         setting = amend.setting(tags=dict(opts.tags), acl=dict(opts.acl))
 
         def change(now_stored: ObjectRecord) -> bool:  # not an object written since
-            return now_stored.volume_id == expect_volume and setting(now_stored)
+            if now_stored.volume_id != expect_volume:
+                return False
+            setting(now_stored)
+            return True  # always recorded: the amend record carries the new metadata too
 
         return await self.amend_version(bucket, key, record.version_id, opts.owner_id, change)
 

@@ -12,7 +12,7 @@ import pytest
 
 from stratum.maintenance.recovery import recover
 from stratum.meta import catalog, versions
-from stratum.meta.records import BucketRecord
+from stratum.meta.records import BucketRecord, ObjectRecord
 from stratum.node import Node
 from stratum.service import amend
 from stratum.service.objects import PutOptions
@@ -218,3 +218,47 @@ async def test_metadata_replaced_in_place_keeps_tags_and_acl_on_disk(env: Env) -
         assert {k: _fields(node, "flat", k) for k in want} == want
     finally:
         await rec._close(node)
+
+
+async def test_metadata_replaced_in_place_comes_back_from_the_disks(env: Env) -> None:  # noqa: F811
+    """CopyObject onto itself with new metadata and no change of tags or ACL: the new content
+    type, user metadata, headers and time come back from the disks, not the data header's."""
+    node = await rec._open(env)
+    root = rec._root(node)
+    try:
+        await node.service.create_bucket("flat", root, "us-east-1")
+        await rec._put(node, "flat", "doc", b"d")
+        view = node.service.head_object("flat", "doc", root)
+        env.clock.advance(90)
+        opts = PutOptions(
+            owner_id=root,
+            content_type="text/csv",
+            user_meta={"rev": "2"},
+            headers={"Cache-Control": "no-cache"},
+            tags=dict(view.record.tags),
+            acl=dict(view.record.acl),
+        )
+        await node.service.replace_metadata("flat", "doc", opts, view.record.volume_id)
+        want = node.service.head_object("flat", "doc", root).record
+    finally:
+        await rec._close(node)
+    assert want.content_type == "text/csv" and want.last_modified > view.record.last_modified
+    node = await _rebuilt(env)
+    try:
+        got = node.service.head_object("flat", "doc", root).record
+        assert amend.metadata_of(got) == amend.metadata_of(want)
+        assert got.user_meta == {"rev": "2"} and got.headers == {"Cache-Control": "no-cache"}
+    finally:
+        await rec._close(node)
+
+
+def test_a_format_1_amend_record_leaves_the_metadata_alone() -> None:
+    record = ObjectRecord(key="k", volume_id="v", size=1, etag='"e"', last_modified=5.0)
+    record.content_type = "image/png"
+    body = b'{"fields": {"tags": {"a": "b"}, "legal_hold": true}}'
+    assert amend.apply_payload(record, body)
+    assert record.tags == {"a": "b"} and record.legal_hold
+    assert record.content_type == "image/png" and record.last_modified == 5.0
+    bad = b'{"fields": {}, "metadata": {"user_meta": {"n": 1}, "content_type": "text/x"}}'
+    assert amend.apply_payload(record, bad)
+    assert record.user_meta == {} and record.content_type == "text/x"
