@@ -1,6 +1,6 @@
 """``python -m bench.tiering``: the tier policies on every generated workload (issue 21's table).
 
-    python -m bench.tiering [--days 60] [--seeds 1,2,3] [--workloads photos,logs] [--jobs N]
+    python -m bench.tiering [--days 90] [--seeds 1,2,3] [--workloads photos,logs] [--jobs N]
                             [--out bench/results]
 
 For each workload of :mod:`stratum.tiering.workloads` and each seed, the trace is generated
@@ -49,7 +49,7 @@ from stratum.tiering.traces import HomeLab, TraceRow
 from stratum.tiering.workloads import WORKLOADS, workload
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-#: the home lab at about half its default size, so that a 60-day trace replays in seconds
+#: the home lab at about 40 % of its default size: a 90-day trace replays in about a minute
 BENCH_PARAMS: dict[str, Any] = {
     "homelab": HomeLab(
         working_set=800,
@@ -303,7 +303,7 @@ def tables(results: Sequence[Result]) -> list[str]:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.tiering", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--days", type=int, default=60, help="length of each trace (60)")
+    parser.add_argument("--days", type=int, default=90, help="length of each trace (90)")
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (1,2,3)")
     parser.add_argument(
         "--workloads", default=",".join(WORKLOADS), help="comma-separated (all of them)"

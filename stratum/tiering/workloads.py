@@ -3,7 +3,7 @@
 ``python -m stratum.tiering.traces --workload NAME --days D --seed S`` writes one; the same
 name, length and seed always give the same trace. :data:`WORKLOADS` maps each name to its
 generator; every generator takes the number of days, the seed and optionally its dataclass of
-numbers (the defaults below, sized so that 60 days replay in seconds per policy).
+numbers (the defaults below, sized so that 90 days replay in seconds to a minute per policy).
 
 - ``homelab``: today's mixed home-lab trace (:class:`~stratum.tiering.traces.HomeLab`):
   nightly backups with retention and a restore every two weeks beside a Zipf working set.
