@@ -276,7 +276,8 @@ def tables(results: Sequence[Result]) -> list[str]:
         )
     lines += [
         "",
-        "Deferred: the share of the learned policy's decisions (at the default knob) its"
+        "Objects: keys written or read over the trace; GETs: of existing objects."
+        " Deferred: the share of the learned policy's decisions (at the default knob) its"
         " classes left to the fixed rules for want of evidence (fewer than 8 gaps seen)."
         " Learned / bound: the learned policy's cost at the default knob over the offline"
         " bound's at the same hot-hit ratio (the bound's `slow_read` searched; ~: no knob"
