@@ -12,9 +12,21 @@ header line ``time,op,bucket,key,size``; blank lines and lines starting with ``#
             (a GET or HEAD of a key the trace has not written yet stands for an object that
             existed before the trace started: it is created, in the first tier, at time 0)
 
-A synthetic home-lab trace: ``python -m stratum.tiering.traces --days 180 --seed 1 >
-trace.csv`` writes one; the same seed always gives the same trace. The pattern
-(:class:`HomeLab` holds the numbers):
+Synthetic traces: ``python -m stratum.tiering.traces [--workload NAME] --days 180 --seed 1 >
+trace.csv`` writes one; the same workload, length and seed always give the same trace.
+Workloads (:mod:`stratum.tiering.workloads` gives each one's pattern and numbers):
+
+- ``homelab`` (the default; below): nightly backups with retention and restores beside a
+  Zipf working set of files;
+- ``photos``: a photo library, bursty uploads of albums whose views decay with their age;
+- ``backups``: a restic repository, nightly packs, weekly index reads and prunes, a monthly
+  partial check and one large restore;
+- ``media``: films and episodes watched soon after they arrive, then rarely;
+- ``documents``: the home lab's Zipf working set of documents alone;
+- ``logs``: hourly log objects read soon after they are written, by a daily report and by
+  occasional investigations, deleted after 14 days.
+
+The home lab's pattern (:class:`HomeLab` holds the numbers):
 
 - **Nightly backups**: at 02:00 a backup job writes 20 files of 50-500 MiB (log-uniform) into
   the bucket ``backups`` under ``night-NNNN/``, checking each with a HEAD; at 03:30 the
@@ -314,16 +326,25 @@ class _Lab:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the other workloads' module builds on this one's format and home lab
+    from stratum.tiering.workloads import WORKLOADS, workload
+
     parser = argparse.ArgumentParser(
         prog="python -m stratum.tiering.traces",
-        description="Write a synthetic home-lab request trace (CSV) for `stratum tier simulate`.",
+        description="Write a synthetic request trace (CSV) for `stratum tier simulate`.",
     )
     parser.add_argument("--days", type=int, default=180, help="length of the trace (180)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    parser.add_argument(
+        "--workload",
+        default="homelab",
+        choices=list(WORKLOADS),
+        help="which pattern (homelab; stratum/tiering/workloads.py describes the others)",
+    )
     args = parser.parse_args(argv)
     if args.days < 1:
         parser.error("--days must be at least 1")
-    sys.stdout.writelines(format_trace(generate(args.days, args.seed)))
+    sys.stdout.writelines(format_trace(workload(args.workload, args.days, args.seed)))
     sys.stdout.flush()
     return 0
 
