@@ -365,12 +365,14 @@ class _Planner:
             why = "only a copy made by a tier move is left, whose header lacks them"
             self.report.reduced.append(Lost(name, logical_id, why, restored=True))
         meta = source.meta
+        changed = meta.get("last_modified")  # a tier move's copy names the record's own
+        modified = float(changed) if isinstance(changed, int | float) else source.created
         record = ObjectRecord(
             key=source.key,
             volume_id=logical_id,
             size=volume.size,
             etag=f'"{volume.md5}"',
-            last_modified=source.created,
+            last_modified=modified,
             content_type=str(meta.get("content_type") or "binary/octet-stream"),
             user_meta=_str_map(meta.get("user_meta")),
             headers=_str_map(meta.get("headers")),

@@ -24,6 +24,7 @@ from stratum.meta.records import VolumeRecord
 from stratum.meta.store import Tx
 from stratum.service.ids import new_volume_id
 from stratum.service.objects import MULTI, ObjectService
+from stratum.service.versioning import AT_CREATION
 from stratum.tiering.decisions import append_decision
 from stratum.tiering.policy import Decision
 from stratum.util.clock import Clock
@@ -82,7 +83,14 @@ class Mover:
                 version_id=record.version_id,
                 order=record.order,
                 tags=record.tags,
+                acl=record.acl,
+                last_modified=record.last_modified,  # a copy onto itself may have changed it
             )
+            # its Object Lock state as it is now, where a PUT's header puts it: a locked
+            # version rebuilt from a moved copy must stay locked
+            meta[AT_CREATION] = {
+                name: getattr(record, name) for name in ("lock_mode", "lock_until", "legal_hold")
+            }
         md5 = hashlib.md5()
         sha_needed = volume.layout != MULTI
         data = self._verified(volume, md5 if sha_needed else None)

@@ -35,7 +35,7 @@ from stratum.meta import catalog
 from stratum.meta.records import ObjectRecord, VolumeRecord
 from stratum.meta.store import MetaStore
 from stratum.node import Node
-from stratum.service import errors
+from stratum.service import amend, errors
 from stratum.service.multipart import CompletedPart
 from stratum.service.objects import PutOptions
 from stratum.service.user_secrets import KEY_FILE
@@ -501,19 +501,25 @@ async def test_volumes_moved_between_tiers_come_back(
         await _put(node, "b", "small", small, content_type="text/plain")
         parts = [rng.randbytes(5 * MiB), rng.randbytes(KiB)]
         etag = await _multipart(node, "b", "mp", parts, content_type="video/mp4")
+        # what a version is written with beyond its metadata: its lock, its ACL
+        await node.service.create_bucket("vault", root, "us-east-1", object_lock=True)
+        held = {"lock_mode": "GOVERNANCE", "lock_until": 4e9, "legal_hold": True}
+        acl = {"grants": [{"p": "READ"}]}
+        await _put(node, "vault", "held", big, amendable=held, acl=acl)
         logical = {}
-        for key in ("big", "small", "mp"):
-            volume = node.service.head_object("b", key, root).volume
+        for bucket, key in (("b", "big"), ("b", "small"), ("b", "mp"), ("vault", "held")):
+            volume = node.service.head_object(bucket, key, root).volume
             logical[key] = volume.volume_id
             assert await node.tiering.mover.move(volume, Decision("warm", "test", {}))
         await node.service.collect_garbage()
+        want_held = node.service.head_object("vault", "held", root).record
     finally:
         await _close(node)
     _lose_store(env)
 
     report = await asyncio.to_thread(recover, config)
 
-    assert (report.objects, report.multipart, report.uploads_dropped) == (3, 0, [])
+    assert (report.objects, report.multipart, report.uploads_dropped) == (4, 0, [])
     assert report.garbage == 0  # nothing of the originals is left to find
     # The large original is freed; the moved copy's header carries the S3 metadata.
     assert report.reduced == [] and report.complete
@@ -528,5 +534,14 @@ async def test_volumes_moved_between_tiers_come_back(
         view = node.service.head_object("b", "mp", root)
         assert view.record.content_type == "video/mp4" and etag.endswith('-2"')
         assert view.record.etag == f'"{hashlib.md5(b"".join(parts)).hexdigest()}"'
+        # a moved version keeps its lock (no one may delete it early), ACL and version
+        got = node.service.head_object("vault", "held", root).record
+        assert (
+            amend.fields_of(got) == amend.fields_of(want_held) == {**held, "tags": {}, "acl": acl}
+        )
+        assert (got.version_id, got.last_modified) == (
+            want_held.version_id,
+            want_held.last_modified,
+        )
     finally:
         await _close(node)
