@@ -117,7 +117,13 @@ class VersionLoad:
         ops, weights = zip(*self.WEIGHTS, strict=True)
         while not self.stop.is_set():
             with self._busy_lock:
-                free = [k for k in self.ledger.keys if k not in self._busy]
+                # A key whose last operation's outcome is in doubt (the server was killed
+                # under it) takes no other: a new one would replace the doubt in the ledger
+                # while the server may have applied the first (a worker still running just
+                # after the kill once started a PUT on a key whose DELETE had been applied).
+                with self.ledger.lock:
+                    doubt = set(self.ledger.pending)
+                free = [k for k in self.ledger.keys if k not in self._busy and k not in doubt]
                 key = rng.choice(free) if free else None
                 if key is not None:
                     self._busy.add(key)
