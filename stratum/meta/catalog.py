@@ -274,7 +274,7 @@ class ListPage:
         ]
 
 
-def _past_prefix(prefix: bytes) -> bytes | None:
+def past_prefix(prefix: bytes) -> bytes | None:
     """The smallest byte string greater than every string starting with ``prefix``."""
     stripped = prefix.rstrip(b"\xff")
     if not stripped:
@@ -324,7 +324,7 @@ def list_objects(
         # Resuming inside (or at) a rolled-up prefix: that prefix was already returned.
         cut = after.find(delim, len(pfx))
         if cut >= 0:
-            past = _past_prefix(after[: cut + len(delim)])
+            past = past_prefix(after[: cut + len(delim)])
             if past is None:
                 return page
             floor = max(floor, past)
@@ -352,7 +352,7 @@ def list_objects(
                     prefixes.append(common.decode("utf-8", "surrogateescape"))
                     count += 1
                     last = common
-                    seek = _past_prefix(common)
+                    seek = past_prefix(common)
                     break
             if count >= max_keys:
                 return _finish(page, last, truncated=True)

@@ -23,7 +23,8 @@ their write transactions with its own lock, and a process whose map another one 
 
 Sub-databases (all values are versioned records, see :mod:`stratum.meta.records`):
 ``buckets``, ``objects``, ``volumes``, ``users``, ``gc``, ``uploads``, ``parts``, ``info``,
-``versions`` and ``nullver`` (:mod:`stratum.meta.versions`); ``decisions``
+``versions`` and ``nullver`` (:mod:`stratum.meta.versions`), ``upkeys``
+(:mod:`stratum.meta.uploads`); ``decisions``
 (:mod:`stratum.tiering.decisions`), ``console`` (the web console's history,
 :mod:`stratum.console.history`) and ``replq`` (:mod:`stratum.replication.queue`) have
 formats of their own.
@@ -66,6 +67,7 @@ DB_NAMES = (
     "nullver",
     "console",
     "replq",
+    "upkeys",
 )
 INITIAL_MAP_SIZE = 256 << 20
 MAX_BATCH = 512
@@ -149,6 +151,14 @@ class Tx:
 
     def cursor(self, db: str) -> Any:
         return self.txn.cursor(db=self.dbs[db])
+
+    def entries(self, db: str) -> int:
+        """How many entries ``db`` holds (LMDB keeps the count: no walk)."""
+        return int(self.txn.stat(self.dbs[db])["entries"])
+
+    def drop(self, db: str) -> None:
+        """Remove every entry of ``db`` (a write transaction), keeping the database."""
+        self.txn.drop(self.dbs[db], delete=False)
 
 
 _Job = tuple[Callable[[Tx], Any], Callable[[bool, Any], None]]
