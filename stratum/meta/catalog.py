@@ -64,6 +64,30 @@ def list_buckets(tx: Tx) -> list[BucketRecord]:
     return [BucketRecord.decode(bytes(v)) for _k, v in cur]
 
 
+def bucket_page(
+    tx: Tx, owner_id: str, *, prefix: str = "", after: str = "", region: str = "", limit: int
+) -> tuple[list[BucketRecord], bool]:
+    """Up to ``limit`` of the owner's buckets (by name) whose names begin with ``prefix``,
+    after ``after``, in ``region`` if given; and whether more follow. Walks the names from
+    the first possible one, holding only the page."""
+    pfx = _utf8(prefix)
+    start = max(pfx, _utf8(after) + SEP) if after else pfx
+    cur = tx.cursor("buckets")
+    found: list[BucketRecord] = []
+    if not cur.set_range(start):
+        return found, False
+    for name, value in cur:
+        if not bytes(name).startswith(pfx):
+            break
+        record = BucketRecord.decode(bytes(value))
+        if record.owner_id != owner_id or (region and record.region != region):
+            continue
+        if len(found) >= limit:
+            return found, True
+        found.append(record)
+    return found, False
+
+
 def bucket_is_empty(tx: Tx, name: str) -> bool:
     """No object and no version (noncurrent versions and delete markers count, as in S3)."""
     base = _utf8(name) + SEP

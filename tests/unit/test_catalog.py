@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from stratum.meta import catalog
 from stratum.meta.records import BucketRecord, ObjectRecord, RecordError, VolumeRecord
-from stratum.meta.store import MetaStore
+from stratum.meta.store import MetaStore, Tx
 
 
 def _obj(key: str) -> ObjectRecord:
@@ -251,3 +251,46 @@ def test_map_grows_on_its_own(tmp_path: Path) -> None:
         assert len(page.objects) == 2000
     finally:
         s.close()
+
+
+def test_a_bucket_page_holds_the_page_not_every_bucket(tmp_path: Path) -> None:
+    """50,000 buckets of others among a user's 30: pages of 10 by name, memory of a page."""
+    import tracemalloc
+
+    store = MetaStore(tmp_path / "m")
+    store.open()
+    try:
+        mine = [f"m-{n:05d}" for n in range(0, 50_000, 1667)]
+
+        def fill(tx: Tx) -> None:
+            for n in range(50_000):
+                name = f"m-{n:05d}"
+                owner = "me" if name in mine else "other"
+                catalog.put_bucket(tx, BucketRecord(name=name, owner_id=owner, created=0))
+
+        store.write_sync(fill)
+        seen: list[str] = []
+        after = ""
+        tracemalloc.start()
+        while True:
+            page, more = store.read(
+                functools.partial(catalog.bucket_page, owner_id="me", after=after, limit=10)
+            )
+            seen += [b.name for b in page]
+            if not more:
+                break
+            after = page[-1].name
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert seen == mine
+        assert peak < 300_000, peak  # 50,000 decoded buckets would take tens of MB
+        only, more = store.read(
+            functools.partial(catalog.bucket_page, owner_id="me", prefix="m-0", limit=99)
+        )
+        assert [b.name for b in only] == [n for n in mine if n.startswith("m-0")] and not more
+        elsewhere, _ = store.read(
+            functools.partial(catalog.bucket_page, owner_id="me", region="eu-west-1", limit=9)
+        )
+        assert elsewhere == []
+    finally:
+        store.close()
