@@ -253,6 +253,35 @@ def test_map_grows_on_its_own(tmp_path: Path) -> None:
         s.close()
 
 
+def test_a_reopened_store_has_room_before_its_first_write(tmp_path: Path) -> None:
+    """LMDB reopens a store with a map the size of its file: full. The first write would grow
+    it, waiting for every reader while holding up new ones; the store is opened with room."""
+    s = MetaStore(tmp_path / "full", map_size=1 << 20)
+    s.open()
+    blob = "z" * 2000
+    for batch in range(20):  # grown on its own several times
+        s.write_sync(
+            lambda tx, b=batch: [
+                catalog.put_object(tx, "m", ObjectRecord(f"{b}-{i}", blob, 1, "e", 0))
+                for i in range(100)
+            ]
+        )
+    s.close()
+    again = MetaStore(tmp_path / "full", map_size=1 << 20)
+    again.open()
+    try:
+        info, page = again._env.info(), again._env.stat()["psize"]
+        used = (info["last_pgno"] + 1) * page
+        assert info["map_size"] >= 2 * used
+        grown = again._map_size
+        again.write_sync(
+            lambda tx: catalog.put_object(tx, "m", ObjectRecord("one", "v", 1, "e", 0))
+        )
+        assert again._map_size == grown, "the first write after opening grew the map"
+    finally:
+        again.close()
+
+
 def test_a_bucket_page_holds_the_page_not_every_bucket(tmp_path: Path) -> None:
     """50,000 buckets of others among a user's 30: pages of 10 by name, memory of a page."""
     import tracemalloc
