@@ -139,10 +139,8 @@ class LifecycleWorker:
         if state.get("v") != CURSOR_FORMAT:
             state = {"v": CURSOR_FORMAT, "started": self.clock.now(), "bucket": ""}
         report = PassReport()
-        buckets = sorted(
-            (b for b in meta.read(catalog.list_buckets) if lifecycle.SETTING in b.settings),
-            key=lambda b: b.name,
-        )
+        with_rules = functools.partial(catalog.buckets_with, setting=lifecycle.SETTING)
+        buckets = await asyncio.get_running_loop().run_in_executor(None, meta.read, with_rules)
         for bucket in buckets:
             if bucket.name < state["bucket"]:
                 continue

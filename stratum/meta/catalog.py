@@ -65,6 +65,17 @@ def list_buckets(tx: Tx) -> list[BucketRecord]:
     return [BucketRecord.decode(bytes(v)) for _k, v in cur]
 
 
+def buckets_with(tx: Tx, setting: str) -> list[BucketRecord]:
+    """The buckets that have ``setting`` (e.g. lifecycle rules), by name; each record is
+    decoded and dropped in turn, so only those are held (blocking for many buckets)."""
+    found = []
+    for _name, value in tx.cursor("buckets"):
+        record = BucketRecord.decode(bytes(value))
+        if setting in record.settings:
+            found.append(record)
+    return found
+
+
 def bucket_page(
     tx: Tx, owner_id: str, *, prefix: str = "", after: str = "", region: str = "", limit: int
 ) -> tuple[list[BucketRecord], bool]:
