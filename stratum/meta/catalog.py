@@ -195,12 +195,12 @@ def put_volume(tx: Tx, record: VolumeRecord) -> None:
     tx.put("volumes", record.volume_id.encode(), record.encode())
 
 
-def volume_page(tx: Tx, after: str, limit: int) -> list[tuple[str, bytes]]:
+def volume_page(tx: Tx, after: str, limit: int, table: str = "volumes") -> list[tuple[str, bytes]]:
     """(id, encoded record) of up to ``limit`` volumes in id order, from the first id past
     ``after`` ("" = the first): one page of a walk over every volume, so that a walk never
     holds them all. The records are left to the caller to decode (``VolumeRecord.decode``),
-    where and when it likes."""
-    cur = tx.cursor("volumes")
+    where and when it likes. ``table`` "gc": the garbage queue, by gc key."""
+    cur = tx.cursor(table)
     out: list[tuple[str, bytes]] = []
     if not cur.set_range(after.encode() + b"\x00" if after else b""):
         return out

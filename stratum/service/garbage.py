@@ -42,6 +42,7 @@ from stratum.util.periodic import Periodic
 log = logging.getLogger("stratum.objects")
 
 GC_INTERVAL = 2.0
+SWEEP_PAGE = 2000  # volume records per read transaction of the orphan sweep's walk
 MULTI = "multi"  # layout of a completed multipart upload: a list of part volumes
 
 
@@ -144,42 +145,68 @@ class GarbageCollector:
         """Something was retired: run now rather than at the next tick."""
         self._periodic.wake()
 
-    def live_volume_ids(self) -> IdSet:
-        """Every volume id some metadata refers to whose data may be shard files (blocking:
-        a full walk of ``volumes`` and ``gc`` in one read transaction, so that no volume
-        moving between the two while it runs goes unseen). Segment volumes are left out:
-        their records live in segment files, which the sweep does not look at."""
+    def live_volume_ids(self, page: int = SWEEP_PAGE) -> IdSet:
+        """Every volume id some metadata refers to whose data may be shard files (blocking).
+        Segment volumes are left out: their records live in segment files, which the sweep
+        does not look at.
 
-        def add(live: IdSet, volume_id: str, layout: str, location: Mapping[str, Any]) -> None:
+        ``volumes`` and then ``gc`` are read ``page`` records at a time in short read
+        transactions: one transaction over a large store would hold up any growth of the
+        map, and the growth every read after it, the event loop's included (seconds at a
+        million objects). A volume moving while the walk runs (retired: into ``gc``, read
+        after ``volumes``; a tier move: its new copy is newer than the sweep) is seen, but
+        one moving back from ``gc``, or absorbed by a multipart completion, may be missed:
+        :meth:`sweep_orphans` frees nothing on the word of one walk."""
+        live = IdSet()
+
+        def add(volume_id: str, layout: str, location: Mapping[str, Any]) -> None:
             if layout != "seg":
                 live.add(volume_id)
                 # After a tier move the data sits under a storage id of its own.
                 live.add(str(location.get("volume_id", "")))
 
-        def walk(tx: Tx) -> IdSet:
-            live = IdSet()
-            for table in ("volumes", "gc"):
-                for _key, raw in tx.cursor(table):
-                    volume = VolumeRecord.decode(bytes(raw))
-                    add(live, volume.volume_id, volume.layout, volume.location)
+        for table in ("volumes", "gc"):
+            after = ""
+            while batch := self.meta.read(
+                functools.partial(catalog.volume_page, after=after, limit=page, table=table)
+            ):
+                for _key, raw in batch:
+                    volume = VolumeRecord.decode(raw)
+                    add(volume.volume_id, volume.layout, volume.location)
                     if volume.layout == MULTI:
                         for part in volume.location["parts"]:
-                            add(live, part["volume_id"], part["layout"], part["location"])
-            return live.freeze()
-
-        return self.meta.read(walk)
+                            add(part["volume_id"], part["layout"], part["location"])
+                after = batch[-1][0]
+        return live.freeze()
 
     async def sweep_orphans(self) -> int:
-        """Free shard files left by a crash before their metadata commit."""
+        """Free shard files left by a crash before their metadata commit: files no walk of
+        the metadata names, in two walks one after the other (see :meth:`live_volume_ids`;
+        the second only when the first found some)."""
         loop = asyncio.get_running_loop()
+        erasure = [tier.erasure for tier in self.tiers.values() if tier.erasure is not None]
         try:
             live = await loop.run_in_executor(None, self.live_volume_ids)
+            suspects: set[str] = set()
+
+            def note(volume_id: str) -> bool:  # nothing is freed on one walk's word
+                if volume_id not in live:
+                    suspects.add(volume_id)
+                return True
+
+            for store in erasure:
+                await loop.run_in_executor(None, store.sweep_orphans, note, self._started_marker)
+            if not suspects:
+                return 0
+            again = await loop.run_in_executor(None, self.live_volume_ids)
+
+            def kept(volume_id: str) -> bool:
+                return volume_id not in suspects or volume_id in again
+
             removed = 0
-            for tier in self.tiers.values():
-                if tier.erasure is None:
-                    continue
+            for store in erasure:
                 removed += await loop.run_in_executor(
-                    None, tier.erasure.sweep_orphans, live.__contains__, self._started_marker
+                    None, store.sweep_orphans, kept, self._started_marker
                 )
         except Exception:
             log.exception("orphan sweep failed")
