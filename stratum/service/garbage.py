@@ -42,6 +42,10 @@ from stratum.util.periodic import Periodic
 log = logging.getLogger("stratum.objects")
 
 GC_INTERVAL = 2.0
+# Entries a pass remembers waiting out their grace (worker processes): about 100 bytes each.
+# A pass that reaches this many stops there, so that a delete of millions of objects drains
+# this many a grace period instead of remembering them all.
+SEEN_LIMIT = 50_000
 SWEEP_PAGE = 2000  # volume records per read transaction of the orphan sweep's walk
 MULTI = "multi"  # layout of a completed multipart upload: a list of part volumes
 
@@ -267,7 +271,8 @@ class GarbageCollector:
         """Free every retired volume not being read; return how many were freed.
 
         The whole queue, a page at a time: with a grace period (several processes) each
-        entry waits from the pass that first saw it, so a long queue drains in one wait.
+        entry waits from the pass that first saw it, so a long queue drains in one wait (up
+        to :data:`SEEN_LIMIT` entries a wait: a pass remembers no more).
         An entry whose data could not be deleted (a cold tier out of reach) stays queued and
         is tried again later and later, while the entries after it go on being freed.
         """
@@ -295,6 +300,7 @@ class GarbageCollector:
                     log.error("garbage entry %s names live data: not freed", gc_key)
                     done.append(gc_key)
                     continue
+                # (without a grace, only entries left for a later pass stay remembered)
                 first = seen[gc_key] = self._retired_seen.get(gc_key, now)
                 if now - first < self.gc_grace or self.reading.get(volume.volume_id):
                     continue
@@ -313,9 +319,9 @@ class GarbageCollector:
                     continue
                 self._retries.succeeded(gc_key, volume.tier)
                 done.append(gc_key)
+                first = seen.pop(gc_key, now)
                 if _object_data(gc_key, volume):
                     ended.append((gc_key, volume, first))
-                del seen[gc_key]
             if done:
                 # One commit for the page, not one per volume: each commit costs the writer
                 # two fsyncs, and a large delete queues thousands of volumes. A crash before
@@ -327,6 +333,8 @@ class GarbageCollector:
                     for gc_key, volume, first in ended:
                         if gc_key in forgotten:
                             self.on_freed(volume, first)
+            if self.gc_grace and len(seen) >= SEEN_LIMIT:
+                break  # the rest waits for a later pass, once these are freed
         self._retired_seen = seen
         self._retries.end_pass()
         return freed

@@ -36,6 +36,7 @@ from stratum.meta.store import Tx
 from stratum.node import Node
 from stratum.s3.lifecycle_ops import parse_lifecycle
 from stratum.service import lifecycle
+from stratum.service.garbage import SEEN_LIMIT
 from stratum.service.objects import PutOptions
 from stratum.util import memory
 from stratum.util.clock import ManualClock
@@ -207,6 +208,25 @@ async def test_garbage_collection_pass(node: Node) -> None:
     assert freed == RECORDS
     assert node.meta.read(lambda tx: tx.entries("gc")) == 0
     assert peak < RSS_BOUND, f"collecting {RECORDS} entries: {peak >> 10} KiB more resident"
+
+
+async def test_garbage_collection_with_a_grace_period(node: Node) -> None:
+    """With worker processes each entry waits a grace period from the pass that first saw it:
+    a pass remembers about SEEN_LIMIT of them, and frees those once their wait is over."""
+    location = {"v": 1, "volume_id": "", "size": 1, "crc32": 0, "meta_size": 0, "replicas": []}
+
+    def queue(tx: Tx, i: int) -> None:
+        entry = VolumeRecord(f"gc{i:012d}", "hot", "seg", location, 1, "0" * 32, 0.0)
+        tx.put("gc", entry.volume_id.encode(), entry.encode())
+
+    await _fill(node, queue)
+    node.service.garbage.gc_grace = 5.0
+    freed, peak = await _rss_peak(node.service.collect_garbage)
+    assert freed == 0
+    assert peak < RSS_BOUND, f"waiting out {RECORDS} entries: {peak >> 10} KiB more resident"
+    node.clock.advance(5.0)  # type: ignore[attr-defined]
+    freed = await node.service.collect_garbage()
+    assert SEEN_LIMIT <= freed < SEEN_LIMIT + 256  # (it stops at the end of a page)
 
 
 async def test_orphan_sweep_at_start_up(node: Node) -> None:
