@@ -121,6 +121,9 @@ class GarbageCollector:
         )
         self._sweep_task: asyncio.Task[int] | None = None
         self._started_marker = ""
+        # Set by stop(): the sweep's walk, in a thread that cancelling its task does not stop,
+        # ends at its next page (a walk of ten million records takes minutes).
+        self._stopping = False
 
     def start(self, started_marker: str) -> None:
         """Collect every so often, and sweep the orphans of files older than
@@ -132,6 +135,7 @@ class GarbageCollector:
     async def stop(self) -> None:
         await self._periodic.stop()
         if self._sweep_task is not None:
+            self._stopping = True
             self._sweep_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweep_task
@@ -144,6 +148,9 @@ class GarbageCollector:
                 await self.collect()
             except Exception:
                 log.exception("last garbage collection pass failed")
+
+    def _stopped(self) -> bool:
+        return self._stopping
 
     def wake(self) -> None:
         """Something was retired: run now rather than at the next tick."""
@@ -171,8 +178,10 @@ class GarbageCollector:
 
         for table in ("volumes", "gc"):
             after = ""
-            while batch := self.meta.read(
-                functools.partial(catalog.volume_page, after=after, limit=page, table=table)
+            while not self._stopped() and (
+                batch := self.meta.read(
+                    functools.partial(catalog.volume_page, after=after, limit=page, table=table)
+                )
             ):
                 for _key, raw in batch:
                     volume = VolumeRecord.decode(raw)
@@ -191,6 +200,8 @@ class GarbageCollector:
         erasure = [tier.erasure for tier in self.tiers.values() if tier.erasure is not None]
         try:
             live = await loop.run_in_executor(None, self.live_volume_ids)
+            if self._stopped():  # the walk was cut short: it names too little to judge by
+                return 0
             suspects: set[str] = set()
 
             def note(volume_id: str) -> bool:  # nothing is freed on one walk's word
@@ -203,6 +214,8 @@ class GarbageCollector:
             if not suspects:
                 return 0
             again = await loop.run_in_executor(None, self.live_volume_ids)
+            if self._stopped():
+                return 0
 
             def kept(volume_id: str) -> bool:
                 return volume_id not in suspects or volume_id in again
