@@ -31,6 +31,7 @@ from stratum.config import Config, cold_credentials
 from stratum.maintenance.compaction import Compactor
 from stratum.maintenance.lifecycle import LifecycleWorker
 from stratum.maintenance.scrub import Maintenance
+from stratum.meta import uploads
 from stratum.meta.store import MetaStore
 from stratum.meta.versions import OrderClock
 from stratum.pool import PoolError, tier_pool
@@ -109,6 +110,8 @@ class Node:
         known = meta.read(lambda tx: tx.get("info", DISKS_KEY))
         known_ids: dict[str, str] = json.loads(known) if known else {}
         try:
+            if not worker and meta.write_sync(uploads.index_uploads):
+                log.info("indexed the multipart uploads by key")
             for name, layout in tier_layouts(config).items():
                 try:
                     pool = tier_pool(config, name)  # directories, or ZFS datasets

@@ -24,6 +24,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "blocks_loop: the test blocks its event loop on purpose (no loop watchdog)"
     )
+    config.addinivalue_line(
+        "markers", "scale: a background pass over 100,000 records under a memory probe (~25 s all)"
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -297,3 +297,16 @@ class TierStore:
             await self._seg().delete(SegLocation.from_dict(dict(location)))
         else:
             await self._ec().delete(ECLocation.from_dict(dict(location)))
+
+    async def delete_small(self, locations: Sequence[Mapping[str, Any]]) -> list[Exception | None]:
+        """Free many small objects' data (layout ``seg``) in one trip to a thread; for each,
+        the error that stopped it or None (see :meth:`SegmentStore.delete_many`)."""
+        parsed: list[SegLocation | Exception] = []
+        for location in locations:
+            try:
+                parsed.append(SegLocation.from_dict(dict(location)))
+            except Exception as exc:  # a malformed record: that entry fails alone
+                parsed.append(exc)
+        good = [loc for loc in parsed if isinstance(loc, SegLocation)]
+        done = iter(await self._seg().delete_many(good))
+        return [loc if isinstance(loc, Exception) else next(done) for loc in parsed]

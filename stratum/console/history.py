@@ -35,7 +35,8 @@ import json
 import logging
 import math
 import struct
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,13 +98,23 @@ def raw_bytes(volume: VolumeRecord) -> int:
     return volume.size
 
 
-def count(meta: MetaStore, page: int = CENSUS_PAGE) -> Census:
+class CensusStopped(Exception):
+    """The census was asked to stop before it had walked every volume."""
+
+
+def count(
+    meta: MetaStore, page: int = CENSUS_PAGE, stop: Callable[[], bool] = lambda: False
+) -> Census:
     """Walk every volume record (blocking: run it in an executor; short transactions).
 
     Objects per tier: volumes, less the parts of completed multipart uploads (each upload is
-    one object); parts of uploads still in progress count until they complete."""
+    one object); parts of uploads still in progress count until they complete. ``stop`` is
+    asked every page: when it says so the walk raises :class:`CensusStopped` (cancelling the
+    task that waits for it does not stop its thread, and a server stopping waits for that)."""
     census = Census()
-    for volume in catalog.each_volume(meta, page):
+    for n, volume in enumerate(catalog.each_volume(meta, page)):
+        if n % page == 0 and stop():
+            raise CensusStopped
         tier = census.tiers.setdefault(volume.tier, TierFigures())
         objects, size = census.buckets.get(volume.bucket, (0, 0))
         if volume.layout == MULTIPART:
@@ -230,6 +241,7 @@ class History:
         self.clock = node.clock
         self.census = Census()
         self.counted_at = 0.0
+        self._stopping = threading.Event()
         self._periodic = Periodic(
             "console-history",
             self.sample,
@@ -243,11 +255,13 @@ class History:
         self._periodic.start()
 
     async def stop(self) -> None:
+        self._stopping.set()
         await self._periodic.stop()
 
     async def sample(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        census = await loop.run_in_executor(None, count, self.meta)
+        walk = functools.partial(count, self.meta, stop=self._stopping.is_set)
+        census = await loop.run_in_executor(None, walk)
         for name, store in self.node.tiers.items():
             capacity = await loop.run_in_executor(None, store.capacity)
             figures = census.tiers.setdefault(name, TierFigures())

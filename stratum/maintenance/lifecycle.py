@@ -139,10 +139,8 @@ class LifecycleWorker:
         if state.get("v") != CURSOR_FORMAT:
             state = {"v": CURSOR_FORMAT, "started": self.clock.now(), "bucket": ""}
         report = PassReport()
-        buckets = sorted(
-            (b for b in meta.read(catalog.list_buckets) if lifecycle.SETTING in b.settings),
-            key=lambda b: b.name,
-        )
+        with_rules = functools.partial(catalog.buckets_with, setting=lifecycle.SETTING)
+        buckets = await asyncio.get_running_loop().run_in_executor(None, meta.read, with_rules)
         for bucket in buckets:
             if bucket.name < state["bucket"]:
                 continue
@@ -188,7 +186,8 @@ class LifecycleWorker:
         while True:
             marker = state.get("key_marker", "")
             resume = marker >= scope  # a marker short of the scope is an earlier scope's
-            page = self.service.list_versions(
+            look = functools.partial(
+                self.service.list_versions,
                 bucket.name,
                 bucket.owner_id,
                 prefix=scope,
@@ -196,6 +195,8 @@ class LifecycleWorker:
                 version_marker=state.get("version_marker", "") if resume else "",
                 max_keys=self.page,
             )
+            # Off the loop: a page of versions read and decoded takes milliseconds.
+            page = await asyncio.get_running_loop().run_in_executor(None, look)
             now = self.clock.now()
             plan = _Plan()
             for record, latest in page.entries:
@@ -278,20 +279,34 @@ class LifecycleWorker:
     async def _abort_uploads(
         self, bucket: BucketRecord, rules: Sequence[Rule], report: PassReport
     ) -> None:
+        """Abort the uploads a rule says are due: a page of them at a time, read off the loop
+        (a bucket may hold any number of uploads never completed)."""
         now = self.clock.now()
-        found = self.service.meta.read(
-            functools.partial(uploads.uploads_in_bucket, bucket=bucket.name)
-        )
-        for upload in found:
-            if lifecycle.abort_due(rules, upload.key, upload.initiated, self.day) > now:
-                continue
-            try:
-                await self.multipart.abort(
-                    bucket.name, upload.key, upload.upload_id, bucket.owner_id
-                )
-            except NoSuchUpload:
-                continue
-            report.aborted += 1
+        loop = asyncio.get_running_loop()
+        key_marker = id_marker = ""
+        while True:
+            look = functools.partial(
+                uploads.list_uploads,
+                bucket=bucket.name,
+                key_marker=key_marker,
+                upload_id_marker=id_marker,
+                limit=self.page,
+            )
+            page = await loop.run_in_executor(None, self.service.meta.read, look)
+            for upload in page.uploads:
+                if lifecycle.abort_due(rules, upload.key, upload.initiated, self.day) > now:
+                    continue
+                try:
+                    await self.multipart.abort(
+                        bucket.name, upload.key, upload.upload_id, bucket.owner_id
+                    )
+                except NoSuchUpload:
+                    continue
+                report.aborted += 1
+            if not page.is_truncated:
+                return
+            key_marker = page.next_key_marker or ""
+            id_marker = page.next_upload_id_marker or ""
 
 
 def scopes(prefixes: Sequence[str]) -> list[str]:

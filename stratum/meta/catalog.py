@@ -15,6 +15,7 @@ run reads with ``MetaStore.read`` and writes through ``MetaStore.write``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,6 +63,41 @@ def delete_bucket(tx: Tx, name: str) -> bool:
 def list_buckets(tx: Tx) -> list[BucketRecord]:
     cur = tx.cursor("buckets")
     return [BucketRecord.decode(bytes(v)) for _k, v in cur]
+
+
+def buckets_with(tx: Tx, setting: str) -> list[BucketRecord]:
+    """The buckets that have ``setting`` (e.g. lifecycle rules), by name; each record is
+    decoded and dropped in turn, so only those are held (blocking for many buckets)."""
+    found = []
+    for _name, value in tx.cursor("buckets"):
+        record = BucketRecord.decode(bytes(value))
+        if setting in record.settings:
+            found.append(record)
+    return found
+
+
+def bucket_page(
+    tx: Tx, owner_id: str, *, prefix: str = "", after: str = "", region: str = "", limit: int
+) -> tuple[list[BucketRecord], bool]:
+    """Up to ``limit`` of the owner's buckets (by name) whose names begin with ``prefix``,
+    after ``after``, in ``region`` if given; and whether more follow. Walks the names from
+    the first possible one, holding only the page."""
+    pfx = _utf8(prefix)
+    start = max(pfx, _utf8(after) + SEP) if after else pfx
+    cur = tx.cursor("buckets")
+    found: list[BucketRecord] = []
+    if not cur.set_range(start):
+        return found, False
+    for name, value in cur:
+        if not bytes(name).startswith(pfx):
+            break
+        record = BucketRecord.decode(bytes(value))
+        if record.owner_id != owner_id or (region and record.region != region):
+            continue
+        if len(found) >= limit:
+            return found, True
+        found.append(record)
+    return found, False
 
 
 def bucket_is_empty(tx: Tx, name: str) -> bool:
@@ -142,22 +178,12 @@ def has_uploads(tx: Tx, bucket: str) -> bool:
 def each_volume(meta: MetaStore, page: int = 5000) -> Iterator[VolumeRecord]:
     """Every volume record (blocking), read ``page`` at a time in short read transactions,
     so that a walk over a large store never holds one open for long (the map can grow)."""
-    after = b""
-
-    def one_page(tx: Tx) -> list[tuple[bytes, VolumeRecord]]:
-        cur = tx.cursor("volumes")
-        if not cur.set_range(after):
-            return []
-        out = []
-        for key, raw in cur:
-            out.append((bytes(key), VolumeRecord.decode(bytes(raw))))
-            if len(out) >= page:
-                break
-        return out
-
-    while batch := meta.read(one_page):
-        yield from (volume for _, volume in batch)
-        after = batch[-1][0] + b"\x00"
+    after = ""
+    # Kept encoded (a few hundred bytes a record) and decoded one at a time: a page of decoded
+    # records would be ten times the size (about 5 KiB each).
+    while batch := meta.read(functools.partial(volume_page, after=after, limit=page)):
+        yield from (VolumeRecord.decode(raw) for _, raw in batch)
+        after = batch[-1][0]
 
 
 def get_volume(tx: Tx, volume_id: str) -> VolumeRecord | None:
@@ -169,12 +195,12 @@ def put_volume(tx: Tx, record: VolumeRecord) -> None:
     tx.put("volumes", record.volume_id.encode(), record.encode())
 
 
-def volume_page(tx: Tx, after: str, limit: int) -> list[tuple[str, bytes]]:
+def volume_page(tx: Tx, after: str, limit: int, table: str = "volumes") -> list[tuple[str, bytes]]:
     """(id, encoded record) of up to ``limit`` volumes in id order, from the first id past
     ``after`` ("" = the first): one page of a walk over every volume, so that a walk never
     holds them all. The records are left to the caller to decode (``VolumeRecord.decode``),
-    where and when it likes."""
-    cur = tx.cursor("volumes")
+    where and when it likes. ``table`` "gc": the garbage queue, by gc key."""
+    cur = tx.cursor(table)
     out: list[tuple[str, bytes]] = []
     if not cur.set_range(after.encode() + b"\x00" if after else b""):
         return out
@@ -274,7 +300,7 @@ class ListPage:
         ]
 
 
-def _past_prefix(prefix: bytes) -> bytes | None:
+def past_prefix(prefix: bytes) -> bytes | None:
     """The smallest byte string greater than every string starting with ``prefix``."""
     stripped = prefix.rstrip(b"\xff")
     if not stripped:
@@ -324,7 +350,7 @@ def list_objects(
         # Resuming inside (or at) a rolled-up prefix: that prefix was already returned.
         cut = after.find(delim, len(pfx))
         if cut >= 0:
-            past = _past_prefix(after[: cut + len(delim)])
+            past = past_prefix(after[: cut + len(delim)])
             if past is None:
                 return page
             floor = max(floor, past)
@@ -352,7 +378,7 @@ def list_objects(
                     prefixes.append(common.decode("utf-8", "surrogateescape"))
                     count += 1
                     last = common
-                    seek = _past_prefix(common)
+                    seek = past_prefix(common)
                     break
             if count >= max_keys:
                 return _finish(page, last, truncated=True)

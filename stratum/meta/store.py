@@ -12,7 +12,8 @@ in short read transactions on the caller's thread; LMDB reads are lock-free memo
 lookups that take microseconds.
 
 The map grows on its own: when a write hits ``MapFullError`` the writer waits
-for in-process readers to finish, doubles the map size and retries the batch. A batch that
+for in-process readers to finish, doubles the map size and retries the batch; at open it is
+made twice what the store uses, so that a restart does not begin with a growth. A batch that
 cannot be written for want of space (the filesystem is full, or the map cannot grow) fails
 every caller of the batch with :class:`MetaFull` (S3 answers ``InsufficientStorage``).
 
@@ -23,7 +24,8 @@ their write transactions with its own lock, and a process whose map another one 
 
 Sub-databases (all values are versioned records, see :mod:`stratum.meta.records`):
 ``buckets``, ``objects``, ``volumes``, ``users``, ``gc``, ``uploads``, ``parts``, ``info``,
-``versions`` and ``nullver`` (:mod:`stratum.meta.versions`); ``decisions``
+``versions`` and ``nullver`` (:mod:`stratum.meta.versions`), ``upkeys``
+(:mod:`stratum.meta.uploads`); ``decisions``
 (:mod:`stratum.tiering.decisions`), ``console`` (the web console's history,
 :mod:`stratum.console.history`) and ``replq`` (:mod:`stratum.replication.queue`) have
 formats of their own.
@@ -66,8 +68,10 @@ DB_NAMES = (
     "nullver",
     "console",
     "replq",
+    "upkeys",
 )
 INITIAL_MAP_SIZE = 256 << 20
+HEADROOM = 2  # at open, the map is at least this many times what the store uses
 MAX_BATCH = 512
 GATHER_DELAY = 0.0005  # seconds a commit waits for a write that coming() announced
 # A commit that fails with less free space than this on the store's filesystem failed for
@@ -150,6 +154,14 @@ class Tx:
     def cursor(self, db: str) -> Any:
         return self.txn.cursor(db=self.dbs[db])
 
+    def entries(self, db: str) -> int:
+        """How many entries ``db`` holds (LMDB keeps the count: no walk)."""
+        return int(self.txn.stat(self.dbs[db])["entries"])
+
+    def drop(self, db: str) -> None:
+        """Remove every entry of ``db`` (a write transaction), keeping the database."""
+        self.txn.drop(self.dbs[db], delete=False)
+
 
 _Job = tuple[Callable[[Tx], Any], Callable[[bool, Any], None]]
 _Outcome = tuple[bool, Any]  # (True, value returned) or (False, exception raised)
@@ -189,8 +201,16 @@ class MetaStore:
             raise MetaError(f"cannot open metadata store {self.path}: {exc}") from exc
         # Reader slots left by a killed process pin old pages (the file would only grow).
         self._env.reader_check()
-        # The map may have been grown by an earlier run: start from its real size.
-        self._map_size = max(self._map_size, int(self._env.info()["map_size"]))
+        # The map may have been grown by an earlier run: start from its real size, and with
+        # room to grow. LMDB reopens a store with a map the size of its file, full: the first
+        # write would grow it, and a growth waits for every read transaction (the start-up
+        # sweep's over every volume) while holding up new ones, the event loop's included.
+        # Growing now, with no transaction open, costs nothing (the file grows as it fills).
+        info = self._env.info()
+        used = (int(info["last_pgno"]) + 1) * int(self._env.stat()["psize"])
+        self._map_size = max(self._map_size, int(info["map_size"]), HEADROOM * used)
+        if self._map_size > int(info["map_size"]):
+            self._env.set_mapsize(self._map_size)
         for name in DB_NAMES:
             self._dbs[name] = self._env.open_db(name.encode())
         if self._batches.stopping:  # opened again after close()

@@ -111,14 +111,6 @@ def _merged(tx: Tx, bucket: str, floor: bytes) -> Iterator[_Group]:
         o = next(objs, None)
 
 
-def _past(raw: bytes) -> bytes | None:
-    """The smallest byte string greater than every string beginning with ``raw``."""
-    stripped = raw.rstrip(b"\xff")
-    if not stripped:
-        return None
-    return stripped[:-1] + bytes([stripped[-1] + 1])
-
-
 class _Pager:
     def __init__(self, tx: Tx, bucket: str, prefix: str, delimiter: str, max_keys: int) -> None:
         self.tx, self.bucket = tx, bucket
@@ -163,7 +155,7 @@ class _Pager:
                     if len(raw) >= versions.LONG_PART // 2:  # may reach into the corner
                         self._seen_long_prefixes.add(common)
                         continue
-                    restart = _past(raw)
+                    restart = catalog.past_prefix(raw)
                     if restart is None:
                         return self.page
                     break
@@ -241,7 +233,7 @@ def list_versions(
         rolled = pager._common_prefix(key_marker) if inside else None
         if rolled is not None and len(_utf8(rolled)) < versions.LONG_PART // 2:
             # Resuming at or inside a common prefix: that prefix was returned already.
-            past = _past(_utf8(rolled))
+            past = catalog.past_prefix(_utf8(rolled))
             return pager.run(max(start, past), None) if past is not None else pager.page
         if inside and rolled is None and version_marker:
             order = versions.parse_version_id(version_marker)

@@ -108,11 +108,17 @@ class OrderClock:
 # -- keys -----------------------------------------------------------------------------------
 
 
+def stuff(raw: bytes) -> bytes:
+    """``raw`` with NUL and 01 escaped (see Key part above): a prefix of a key stays a prefix
+    of its key part, as long as both are shorter than :data:`LONG_PART`."""
+    if b"\x00" in raw or b"\x01" in raw:
+        return raw.replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01")
+    return raw
+
+
 def key_part(key: str) -> bytes:
     raw = key.encode("utf-8", "surrogateescape")
-    part = raw
-    if b"\x00" in part or b"\x01" in part:
-        part = part.replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01")
+    part = stuff(raw)
     if len(part) >= LONG_PART:
         part = part[:LONG_PART] + hashlib.blake2b(raw, digest_size=16).digest()
     return part

@@ -12,6 +12,7 @@ from stratum.s3.body import open_body
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
 from stratum.s3.lookup import view_object
+from stratum.s3.tokens import decode_token, encode_token
 from stratum.s3.xml_requests import (
     parse_create_bucket_configuration,
     parse_versioning_configuration,
@@ -49,40 +50,50 @@ async def read_document(ctx: ReqCtx, limit: int = 1 << 20, *, checksums: bool = 
     return b"".join(parts)
 
 
+MAX_BUCKETS = 10_000  # AWS's page size, the most one page may hold and its default
+
+
 async def list_buckets(ctx: ReqCtx) -> web.StreamResponse:
     """ListBuckets, with the pagination AWS added in 2024 (max-buckets, continuation-token,
-    prefix); without them, every bucket of the user."""
-    buckets = ctx.service.list_buckets(ctx.acting_id)
+    prefix, bucket-region). Pages come from LMDB a page at a time, so a page holds at most
+    ``MAX_BUCKETS``: without parameters a user with more buckets than that gets a
+    ContinuationToken too (AWS's default quota is that many buckets per account)."""
     prefix = ctx.params.get("prefix")
-    if prefix:
-        buckets = [b for b in buckets if b.name.startswith(prefix)]
     token = ctx.params.get("continuation-token")
-    if token:
-        buckets = [b for b in buckets if b.name > token]
+    region = ctx.params.get("bucket-region")
     limit_raw = ctx.params.get("max-buckets")
-    next_token = None
+    limit = MAX_BUCKETS
     if limit_raw is not None:
         try:
             limit = int(limit_raw)
         except ValueError:
             limit = -1
-        if not 1 <= limit <= 10_000:
+        if not 1 <= limit <= MAX_BUCKETS:
             raise S3Error(
                 "InvalidArgument",
-                "Argument max-buckets must be an integer between 1 and 10000",
+                f"Argument max-buckets must be an integer between 1 and {MAX_BUCKETS}",
                 extra={"ArgumentName": "max-buckets", "ArgumentValue": limit_raw},
             )
-        if len(buckets) > limit:
-            buckets = buckets[:limit]
-            next_token = buckets[-1].name
-    entries = [xml.BucketEntry(b.name, b.created) for b in buckets]
-    paginated = limit_raw is not None or token is not None
+    if token is not None and len(token) > 1024:
+        raise S3Error(
+            "InvalidArgument",
+            "The continuation token provided is incorrect",
+            extra={"ArgumentName": "continuation-token", "ArgumentValue": token},
+        )
+    buckets, more = ctx.service.list_buckets(
+        ctx.acting_id,
+        prefix=prefix or "",
+        after=decode_token(token) if token else "",
+        region=region or "",
+        limit=limit,
+    )
+    paginated = any(p is not None for p in (limit_raw, token, prefix, region))
+    entries = [xml.BucketEntry(b.name, b.created, b.region if paginated else None) for b in buckets]
     body = xml.list_buckets(
         ctx.owner,
         entries,
-        continuation_token=next_token,
+        continuation_token=encode_token(buckets[-1].name) if more and buckets else None,
         prefix=prefix if prefix else None,
-        region=ctx.settings.region if paginated else None,
     )
     return xml_response(body)
 

@@ -6,8 +6,6 @@ only reads parameters, maps continuation tokens and renders the XML.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -18,6 +16,7 @@ from stratum.s3.bucket_ops import xml_response
 from stratum.s3.context import Handler, ReqCtx
 from stratum.s3.errors import S3Error
 from stratum.s3.router import check_version_id
+from stratum.s3.tokens import decode_token, encode_token
 
 MAX_KEYS = 1000
 STORAGE_CLASS_OF_TIER = {"hot": "STANDARD", "warm": "STANDARD_IA", "cold": "GLACIER_IR"}
@@ -55,24 +54,6 @@ def encoding_type(ctx: ReqCtx) -> str | None:
             extra={"ArgumentName": "encoding-type", "ArgumentValue": value},
         )
     return "url"
-
-
-def encode_token(key: str) -> str:
-    raw = key.encode("utf-8", "surrogateescape")
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_token(token: str) -> str:
-    try:
-        # validate: without it b64decode skips foreign characters and any junk "decodes"
-        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
-        return raw.decode("utf-8", "surrogateescape")
-    except (binascii.Error, ValueError):
-        raise S3Error(
-            "InvalidArgument",
-            "The continuation token provided is incorrect",
-            extra={"ArgumentName": "continuation-token", "ArgumentValue": token},
-        ) from None
 
 
 def _page(ctx: ReqCtx, start_after: str, limit: int) -> ListPage:

@@ -12,7 +12,6 @@ from typing import cast
 
 from aiohttp import web
 
-from stratum.meta.records import UploadRecord
 from stratum.s3 import checksums, httpsem, lock_ops, replica_ops, xml
 from stratum.s3.acl_ops import object_owner
 from stratum.s3.body import open_body
@@ -241,61 +240,38 @@ async def list_multipart_uploads(ctx: ReqCtx) -> web.StreamResponse:
     delimiter = ctx.params.get("delimiter", "")
     key_marker = ctx.params.get("key-marker", "")
     id_marker = ctx.params.get("upload-id-marker", "")
-    every = ctx.multipart.list_uploads(ctx.bucket, ctx.acting_id)
-    entries: list[xml.UploadEntry] = []
-    prefixes: list[str] = []
-    truncated = False
-    last: tuple[str, str] | None = None
-
-    def after_marker(upload: UploadRecord) -> bool:
-        if not key_marker:
-            return True
-        key, mark = upload.key.encode(), key_marker.encode()
-        if key != mark:
-            return key > mark
-        return bool(id_marker) and upload.upload_id > id_marker
-
-    for upload in every:
-        if not upload.key.startswith(prefix) or not after_marker(upload):
-            continue
-        if delimiter:
-            cut = upload.key.find(delimiter, len(prefix))
-            if cut >= 0:
-                common = upload.key[: cut + len(delimiter)]
-                if prefixes and prefixes[-1] == common:
-                    continue
-                if len(entries) + len(prefixes) >= limit:
-                    truncated = True
-                    break
-                prefixes.append(common)
-                last = (common, "")
-                continue
-        if len(entries) + len(prefixes) >= limit:
-            truncated = True
-            break
-        entries.append(
-            xml.UploadEntry(
-                key=upload.key,
-                upload_id=upload.upload_id,
-                initiated=upload.initiated,
-                # who started it (its object's owner-to-be), not the requester
-                owner=object_owner(ctx, upload.owner_id, upload.acl),
-                storage_class=upload.storage_class or "STANDARD",
-            )
+    page = ctx.multipart.list_uploads(
+        ctx.bucket,
+        ctx.acting_id,
+        prefix=prefix,
+        delimiter=delimiter,
+        key_marker=key_marker,
+        upload_id_marker=id_marker,
+        limit=limit,
+    )
+    entries = [
+        xml.UploadEntry(
+            key=upload.key,
+            upload_id=upload.upload_id,
+            initiated=upload.initiated,
+            # who started it (its object's owner-to-be), not the requester
+            owner=object_owner(ctx, upload.owner_id, upload.acl),
+            storage_class=upload.storage_class or "STANDARD",
         )
-        last = (upload.key, upload.upload_id)
+        for upload in page.uploads
+    ]
     result = xml.ListMultipartUploadsResult(
         bucket=ctx.bucket,
         key_marker=key_marker,
         upload_id_marker=id_marker,
         max_uploads=limit,
-        is_truncated=truncated,
+        is_truncated=page.is_truncated,
         uploads=entries,
-        common_prefixes=prefixes,
+        common_prefixes=page.common_prefixes,
         prefix=prefix,
         delimiter=delimiter or None,
-        next_key_marker=last[0] if truncated and last else None,
-        next_upload_id_marker=last[1] if truncated and last and last[1] else None,
+        next_key_marker=page.next_key_marker,
+        next_upload_id_marker=page.next_upload_id_marker,
         encoding_type=enc,
     )
     return xml_response(xml.list_multipart_uploads(result))

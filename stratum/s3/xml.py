@@ -285,6 +285,7 @@ def error_xml(
 class BucketEntry:
     name: str
     creation_date: float
+    region: str | None = None  # shown (BucketRegion) when the request paginated
 
 
 def list_buckets(
@@ -293,7 +294,6 @@ def list_buckets(
     *,
     continuation_token: str | None = None,
     prefix: str | None = None,
-    region: str | None = None,
 ) -> bytes:
     w = XmlWriter("ListAllMyBucketsResult")
     _owner(w, "Owner", owner)
@@ -302,7 +302,7 @@ def list_buckets(
         w.start("Bucket")
         w.leaf("Name", bucket.name)
         w.leaf("CreationDate", timestamp(bucket.creation_date))
-        w.optional("BucketRegion", region)
+        w.optional("BucketRegion", bucket.region)
         w.end()
     w.end()
     w.optional("ContinuationToken", continuation_token)

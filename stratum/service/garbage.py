@@ -42,6 +42,11 @@ from stratum.util.periodic import Periodic
 log = logging.getLogger("stratum.objects")
 
 GC_INTERVAL = 2.0
+# Entries a pass remembers waiting out their grace (worker processes): about 100 bytes each.
+# A pass that reaches this many stops there, so that a delete of millions of objects drains
+# this many a grace period instead of remembering them all.
+SEEN_LIMIT = 50_000
+SWEEP_PAGE = 2000  # volume records per read transaction of the orphan sweep's walk
 MULTI = "multi"  # layout of a completed multipart upload: a list of part volumes
 
 
@@ -116,6 +121,9 @@ class GarbageCollector:
         )
         self._sweep_task: asyncio.Task[int] | None = None
         self._started_marker = ""
+        # Set by stop(): the sweep's walk, in a thread that cancelling its task does not stop,
+        # ends at its next page (a walk of ten million records takes minutes).
+        self._stopping = False
 
     def start(self, started_marker: str) -> None:
         """Collect every so often, and sweep the orphans of files older than
@@ -127,6 +135,7 @@ class GarbageCollector:
     async def stop(self) -> None:
         await self._periodic.stop()
         if self._sweep_task is not None:
+            self._stopping = True
             self._sweep_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweep_task
@@ -140,46 +149,81 @@ class GarbageCollector:
             except Exception:
                 log.exception("last garbage collection pass failed")
 
+    def _stopped(self) -> bool:
+        return self._stopping
+
     def wake(self) -> None:
         """Something was retired: run now rather than at the next tick."""
         self._periodic.wake()
 
-    def live_volume_ids(self) -> IdSet:
-        """Every volume id some metadata refers to whose data may be shard files (blocking:
-        a full walk of ``volumes`` and ``gc`` in one read transaction, so that no volume
-        moving between the two while it runs goes unseen). Segment volumes are left out:
-        their records live in segment files, which the sweep does not look at."""
+    def live_volume_ids(self, page: int = SWEEP_PAGE) -> IdSet:
+        """Every volume id some metadata refers to whose data may be shard files (blocking).
+        Segment volumes are left out: their records live in segment files, which the sweep
+        does not look at.
 
-        def add(live: IdSet, volume_id: str, layout: str, location: Mapping[str, Any]) -> None:
+        ``volumes`` and then ``gc`` are read ``page`` records at a time in short read
+        transactions: one transaction over a large store would hold up any growth of the
+        map, and the growth every read after it, the event loop's included (seconds at a
+        million objects). A volume moving while the walk runs (retired: into ``gc``, read
+        after ``volumes``; a tier move: its new copy is newer than the sweep) is seen, but
+        one moving back from ``gc``, or absorbed by a multipart completion, may be missed:
+        :meth:`sweep_orphans` frees nothing on the word of one walk."""
+        live = IdSet()
+
+        def add(volume_id: str, layout: str, location: Mapping[str, Any]) -> None:
             if layout != "seg":
                 live.add(volume_id)
                 # After a tier move the data sits under a storage id of its own.
                 live.add(str(location.get("volume_id", "")))
 
-        def walk(tx: Tx) -> IdSet:
-            live = IdSet()
-            for table in ("volumes", "gc"):
-                for _key, raw in tx.cursor(table):
-                    volume = VolumeRecord.decode(bytes(raw))
-                    add(live, volume.volume_id, volume.layout, volume.location)
+        for table in ("volumes", "gc"):
+            after = ""
+            while not self._stopped() and (
+                batch := self.meta.read(
+                    functools.partial(catalog.volume_page, after=after, limit=page, table=table)
+                )
+            ):
+                for _key, raw in batch:
+                    volume = VolumeRecord.decode(raw)
+                    add(volume.volume_id, volume.layout, volume.location)
                     if volume.layout == MULTI:
                         for part in volume.location["parts"]:
-                            add(live, part["volume_id"], part["layout"], part["location"])
-            return live.freeze()
-
-        return self.meta.read(walk)
+                            add(part["volume_id"], part["layout"], part["location"])
+                after = batch[-1][0]
+        return live.freeze()
 
     async def sweep_orphans(self) -> int:
-        """Free shard files left by a crash before their metadata commit."""
+        """Free shard files left by a crash before their metadata commit: files no walk of
+        the metadata names, in two walks one after the other (see :meth:`live_volume_ids`;
+        the second only when the first found some)."""
         loop = asyncio.get_running_loop()
+        erasure = [tier.erasure for tier in self.tiers.values() if tier.erasure is not None]
         try:
             live = await loop.run_in_executor(None, self.live_volume_ids)
+            if self._stopped():  # the walk was cut short: it names too little to judge by
+                return 0
+            suspects: set[str] = set()
+
+            def note(volume_id: str) -> bool:  # nothing is freed on one walk's word
+                if volume_id not in live:
+                    suspects.add(volume_id)
+                return True
+
+            for store in erasure:
+                await loop.run_in_executor(None, store.sweep_orphans, note, self._started_marker)
+            if not suspects:
+                return 0
+            again = await loop.run_in_executor(None, self.live_volume_ids)
+            if self._stopped():
+                return 0
+
+            def kept(volume_id: str) -> bool:
+                return volume_id not in suspects or volume_id in again
+
             removed = 0
-            for tier in self.tiers.values():
-                if tier.erasure is None:
-                    continue
+            for store in erasure:
                 removed += await loop.run_in_executor(
-                    None, tier.erasure.sweep_orphans, live.__contains__, self._started_marker
+                    None, store.sweep_orphans, kept, self._started_marker
                 )
         except Exception:
             log.exception("orphan sweep failed")
@@ -194,6 +238,29 @@ class GarbageCollector:
             await self.delete_data(volume)
         except Exception:
             log.exception("could not free volume %s; it will be swept later", volume.volume_id)
+
+    async def _delete_page(self, due: Sequence[tuple[str, VolumeRecord]]) -> list[Exception | None]:
+        """Free the data of a page's due entries; for each, the error that stopped it or None.
+        Small objects of a local tier go in one trip to a thread per tier (a page of deletes
+        was a trip each, the most of what freeing them cost); the rest one by one."""
+        errors: list[Exception | None] = [None] * len(due)
+        small: dict[str, list[int]] = {}
+        for n, (_gc_key, volume) in enumerate(due):
+            if volume.layout == "seg" and volume.tier in self.tiers:
+                small.setdefault(volume.tier, []).append(n)
+                continue
+            try:
+                await self.delete_data(volume)
+            except Exception as exc:
+                errors[n] = exc
+        for tier, entries in small.items():
+            try:
+                found = await self.tiers[tier].delete_small([due[n][1].location for n in entries])
+            except Exception as exc:  # the tier itself failed: every entry is tried again
+                found = [exc] * len(entries)
+            for n, error in zip(entries, found, strict=True):
+                errors[n] = error
+        return errors
 
     async def delete_data(self, volume: VolumeRecord) -> None:
         """Raises the first error after trying every part (deleting again is harmless)."""
@@ -217,7 +284,8 @@ class GarbageCollector:
         """Free every retired volume not being read; return how many were freed.
 
         The whole queue, a page at a time: with a grace period (several processes) each
-        entry waits from the pass that first saw it, so a long queue drains in one wait.
+        entry waits from the pass that first saw it, so a long queue drains in one wait (up
+        to :data:`SEEN_LIMIT` entries a wait: a pass remembers no more).
         An entry whose data could not be deleted (a cold tier out of reach) stays queued and
         is tried again later and later, while the entries after it go on being freed.
         """
@@ -232,6 +300,7 @@ class GarbageCollector:
                 break
             after = page[-1][0]
             done: list[str] = []
+            due: list[tuple[str, VolumeRecord]] = []  # to free now
             revived: list[VolumeRecord] = []
             ended: list[tuple[str, VolumeRecord, float]] = []
             held = self.meta.read(functools.partial(_still_held, page=page))
@@ -244,6 +313,7 @@ class GarbageCollector:
                     log.error("garbage entry %s names live data: not freed", gc_key)
                     done.append(gc_key)
                     continue
+                # (without a grace, only entries left for a later pass stay remembered)
                 first = seen[gc_key] = self._retired_seen.get(gc_key, now)
                 if now - first < self.gc_grace or self.reading.get(volume.volume_id):
                     continue
@@ -255,16 +325,16 @@ class GarbageCollector:
                         elsewhere = await loop.run_in_executor(None, self.peers_reading)
                     if volume.volume_id in elsewhere:
                         continue
-                try:
-                    await self.delete_data(volume)
-                except Exception as exc:
-                    self._retries.failed(gc_key, volume.tier, exc)
+                due.append((gc_key, volume))
+            for (gc_key, volume), error in zip(due, await self._delete_page(due), strict=True):
+                if error is not None:
+                    self._retries.failed(gc_key, volume.tier, error)
                     continue
                 self._retries.succeeded(gc_key, volume.tier)
                 done.append(gc_key)
+                first = seen.pop(gc_key, now)
                 if _object_data(gc_key, volume):
                     ended.append((gc_key, volume, first))
-                del seen[gc_key]
             if done:
                 # One commit for the page, not one per volume: each commit costs the writer
                 # two fsyncs, and a large delete queues thousands of volumes. A crash before
@@ -276,6 +346,8 @@ class GarbageCollector:
                     for gc_key, volume, first in ended:
                         if gc_key in forgotten:
                             self.on_freed(volume, first)
+            if self.gc_grace and len(seen) >= SEEN_LIMIT:
+                break  # the rest waits for a later pass, once these are freed
         self._retired_seen = seen
         self._retries.end_pass()
         return freed

@@ -13,13 +13,14 @@ then ``-N`` (what rclone and awscli verify).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,16 +222,33 @@ class MultipartService:
 
         return self.meta.read(look)
 
-    def list_uploads(self, bucket: str, owner_id: str) -> list[UploadRecord]:
-        """Every upload in progress in the bucket, by key (UTF-8 bytes) then initiation."""
+    def list_uploads(
+        self,
+        bucket: str,
+        owner_id: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        limit: int = 1000,
+    ) -> uploads.UploadsPage:
+        """A page of the uploads in progress in the bucket, by key (UTF-8 bytes) then
+        initiation, after the markers (see :func:`stratum.meta.uploads.list_uploads`)."""
 
-        def look(tx: Tx) -> list[UploadRecord]:
+        def look(tx: Tx) -> uploads.UploadsPage:
             self.objects._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
-            return uploads.uploads_in_bucket(tx, bucket)
+            return uploads.list_uploads(
+                tx,
+                bucket,
+                prefix=prefix,
+                delimiter=delimiter,
+                key_marker=key_marker,
+                upload_id_marker=upload_id_marker,
+                limit=limit,
+            )
 
-        found = self.meta.read(look)
-        found.sort(key=lambda u: (u.key.encode("utf-8", "surrogateescape"), u.upload_id))
-        return found
+        return self.meta.read(look)
 
     # -- completion -------------------------------------------------------------------
 
@@ -382,13 +400,35 @@ class MultipartService:
     # -- expiry -----------------------------------------------------------------------
 
     async def expire(self) -> int:
-        """Abort uploads older than the configured expiry; return how many."""
+        """Abort uploads older than the configured expiry; return how many. The uploads are
+        read a page at a time off the event loop (there may be many: clients that never
+        complete nor abort)."""
         cutoff = self.clock.now() - self.expiry
-        stale = [u for u in self.meta.read(uploads.all_uploads) if u.initiated < cutoff]
-        for upload in stale:
-            with contextlib.suppress(NoSuchUpload):
-                await self.abort(upload.bucket, upload.key, upload.upload_id, upload.owner_id)
-                log.info(
-                    "aborted stale upload %s of %s/%s", upload.upload_id, upload.bucket, upload.key
-                )
-        return len(stale)
+        loop = asyncio.get_running_loop()
+        found = uploads.each_upload(self.meta)
+        aborted = 0
+        while page := await loop.run_in_executor(None, _next_stale, found, cutoff):
+            for upload in page:
+                with contextlib.suppress(NoSuchUpload):
+                    await self.abort(upload.bucket, upload.key, upload.upload_id, upload.owner_id)
+                    log.info(
+                        "aborted stale upload %s of %s/%s",
+                        upload.upload_id,
+                        upload.bucket,
+                        upload.key,
+                    )
+                aborted += 1
+        return aborted
+
+
+def _next_stale(
+    found: Iterator[UploadRecord], cutoff: float, size: int = 100
+) -> list[UploadRecord]:
+    """Up to ``size`` of the next uploads initiated before ``cutoff``; [] at the end."""
+    page: list[UploadRecord] = []
+    for upload in found:
+        if upload.initiated < cutoff:
+            page.append(upload)
+            if len(page) >= size:
+                break
+    return page

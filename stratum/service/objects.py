@@ -229,8 +229,27 @@ class ObjectService:
 
     # -- buckets ----------------------------------------------------------------------
 
-    def list_buckets(self, owner_id: str) -> list[BucketRecord]:
-        return [b for b in self.meta.read(catalog.list_buckets) if b.owner_id == owner_id]
+    def list_buckets(
+        self,
+        owner_id: str,
+        *,
+        prefix: str = "",
+        after: str = "",
+        region: str = "",
+        limit: int = 10_000,
+    ) -> tuple[list[BucketRecord], bool]:
+        """A page of the owner's buckets by name (see :func:`catalog.bucket_page`), and
+        whether more follow."""
+        return self.meta.read(
+            functools.partial(
+                catalog.bucket_page,
+                owner_id=owner_id,
+                prefix=prefix,
+                after=after,
+                region=region,
+                limit=limit,
+            )
+        )
 
     def find_bucket(self, name: str) -> BucketRecord | None:
         """A bucket's record whoever owns it: for access control and CORS, decided above the

@@ -21,6 +21,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.server.conftest import RunningServer, start_server, stratum_command
+from tests.server.test_s3_listing import signed_get
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 OTHER_KEY = "STRATUMBUCKETSOTHER1"
@@ -602,3 +603,52 @@ def test_list_buckets_paginated(s3: Any) -> None:
     finally:
         for name in names:
             s3.delete_bucket(Bucket=name)
+
+
+def test_list_buckets_pages_by_token_with_prefix_and_region(s3: Any, server: Any) -> None:
+    names = [f"lb-page-{i:02d}" for i in range(7)]
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    s3.create_bucket(Bucket="lb-pagf-outside")  # just past the prefix
+    try:
+        for size in (1, 2, 3, 7):
+            seen: list[str] = []
+            kwargs: dict[str, Any] = {"MaxBuckets": size, "Prefix": "lb-page-"}
+            while True:
+                page = s3.list_buckets(**kwargs)
+                assert page["Prefix"] == "lb-page-"
+                assert len(page["Buckets"]) <= size
+                seen += [b["Name"] for b in page["Buckets"]]
+                if "ContinuationToken" not in page:
+                    break
+                assert page["ContinuationToken"] != page["Buckets"][-1]["Name"]  # opaque
+                kwargs["ContinuationToken"] = page["ContinuationToken"]
+            assert seen == names, size
+        region = s3.get_bucket_location(Bucket=names[0])["LocationConstraint"] or "us-east-1"
+        here = s3.list_buckets(Prefix="lb-pa", BucketRegion=region)["Buckets"]
+        assert [b["Name"] for b in here] == [*names, "lb-pagf-outside"]
+        assert {b["BucketRegion"] for b in here} == {region}
+        assert s3.list_buckets(Prefix="lb-pa", BucketRegion="xx-nowhere-9")["Buckets"] == []
+        everything = s3.list_buckets()  # no parameter: every bucket, no token, no Prefix
+        assert set(names) <= {b["Name"] for b in everything["Buckets"]}
+        assert "ContinuationToken" not in everything and "Prefix" not in everything
+    finally:
+        for name in [*names, "lb-pagf-outside"]:
+            s3.delete_bucket(Bucket=name)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"max-buckets": "0"},
+        {"max-buckets": "10001"},
+        {"max-buckets": "many"},
+        {"continuation-token": "not base64!"},
+        {"continuation-token": "A" * 1025},
+    ],
+)
+def test_list_buckets_refuses_bad_paging_arguments(server: Any, query: dict[str, str]) -> None:
+    answer = signed_get(server, "/", query)
+    assert answer.status_code == 400, answer.text
+    assert "<Code>InvalidArgument</Code>" in answer.text
+    assert f"<ArgumentName>{next(iter(query))}</ArgumentName>" in answer.text

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from stratum.meta import catalog
 from stratum.meta.records import BucketRecord, ObjectRecord, RecordError, VolumeRecord
-from stratum.meta.store import MetaStore
+from stratum.meta.store import MetaStore, Tx
 
 
 def _obj(key: str) -> ObjectRecord:
@@ -251,3 +251,75 @@ def test_map_grows_on_its_own(tmp_path: Path) -> None:
         assert len(page.objects) == 2000
     finally:
         s.close()
+
+
+def test_a_reopened_store_has_room_before_its_first_write(tmp_path: Path) -> None:
+    """LMDB reopens a store with a map the size of its file: full. The first write would grow
+    it, waiting for every reader while holding up new ones; the store is opened with room."""
+    s = MetaStore(tmp_path / "full", map_size=1 << 20)
+    s.open()
+    blob = "z" * 2000
+    for batch in range(20):  # grown on its own several times
+        s.write_sync(
+            lambda tx, b=batch: [
+                catalog.put_object(tx, "m", ObjectRecord(f"{b}-{i}", blob, 1, "e", 0))
+                for i in range(100)
+            ]
+        )
+    s.close()
+    again = MetaStore(tmp_path / "full", map_size=1 << 20)
+    again.open()
+    try:
+        info, page = again._env.info(), again._env.stat()["psize"]
+        used = (info["last_pgno"] + 1) * page
+        assert info["map_size"] >= 2 * used
+        grown = again._map_size
+        again.write_sync(
+            lambda tx: catalog.put_object(tx, "m", ObjectRecord("one", "v", 1, "e", 0))
+        )
+        assert again._map_size == grown, "the first write after opening grew the map"
+    finally:
+        again.close()
+
+
+def test_a_bucket_page_holds_the_page_not_every_bucket(tmp_path: Path) -> None:
+    """50,000 buckets of others among a user's 30: pages of 10 by name, memory of a page."""
+    import tracemalloc
+
+    store = MetaStore(tmp_path / "m")
+    store.open()
+    try:
+        mine = [f"m-{n:05d}" for n in range(0, 50_000, 1667)]
+
+        def fill(tx: Tx) -> None:
+            for n in range(50_000):
+                name = f"m-{n:05d}"
+                owner = "me" if name in mine else "other"
+                catalog.put_bucket(tx, BucketRecord(name=name, owner_id=owner, created=0))
+
+        store.write_sync(fill)
+        seen: list[str] = []
+        after = ""
+        tracemalloc.start()
+        while True:
+            page, more = store.read(
+                functools.partial(catalog.bucket_page, owner_id="me", after=after, limit=10)
+            )
+            seen += [b.name for b in page]
+            if not more:
+                break
+            after = page[-1].name
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert seen == mine
+        assert peak < 300_000, peak  # 50,000 decoded buckets would take tens of MB
+        only, more = store.read(
+            functools.partial(catalog.bucket_page, owner_id="me", prefix="m-0", limit=99)
+        )
+        assert [b.name for b in only] == [n for n in mine if n.startswith("m-0")] and not more
+        elsewhere, _ = store.read(
+            functools.partial(catalog.bucket_page, owner_id="me", region="eu-west-1", limit=9)
+        )
+        assert elsewhere == []
+    finally:
+        store.close()

@@ -55,6 +55,23 @@ def test_census_counts_objects_bytes_and_buckets(store: MetaStore) -> None:
     assert census.buckets == {"photos": (2, 100 + (1 << 20)), "docs": (1, 2 << 20)}
 
 
+def test_census_stops_at_a_page_when_asked(store: MetaStore) -> None:
+    """A server stopping must not wait for a walk of every volume (minutes at millions)."""
+    store.write_sync(
+        lambda tx: [catalog.put_volume(tx, volume(f"v{n}", "hot", "seg", 1, "b")) for n in range(5)]
+    )
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # the first page, then stop
+
+    with pytest.raises(history.CensusStopped):
+        history.count(store, page=2, stop=stop)
+    assert len(asked) == 2
+    assert history.count(store, page=2).tiers["hot"].objects == 5
+
+
 def test_rings_keep_one_sample_per_step_and_count_moves(store: MetaStore) -> None:
     day = 86400.0
     tiers = {"hot": TierFigures(objects=1, bytes=10, raw=15, used=100, total=1000)}

@@ -395,6 +395,20 @@ async def test_delete_and_cancelled_put_free_their_records(tmp_path: Path) -> No
         assert [r.volume_id for _n, r in scan_disk(disk)] == [after.volume_id]
 
 
+async def test_delete_many_frees_each_record_in_one_trip(tmp_path: Path) -> None:
+    """What the garbage collector uses: each location's own outcome, the space counted as
+    :meth:`delete` counts it, a location freed already freeing nothing."""
+    disks = make_disks(tmp_path, 2)
+    async with running(disks, 2) as store:
+        locs = [await store.put(vid(), bytes([n]) * 50, {}) for n in range(3)]
+        kept = await store.put(vid(), b"kept", {})
+        assert await store.delete_many([*locs, locs[0]]) == [None] * 4
+        assert sum(store.freed_bytes().values()) == 2 * sum(loc.record_size for loc in locs)
+        assert await store.get(kept) == b"kept"
+    for disk in disks:
+        assert [r.volume_id for _n, r in scan_disk(disk)] == [kept.volume_id]
+
+
 async def test_second_store_on_same_disks_is_refused(tmp_path: Path) -> None:
     disks = make_disks(tmp_path, 1)
     async with running(disks, 1):
