@@ -145,12 +145,13 @@ def start_stratum(
     workers: int | None = None,
     console: str = "",
     extra: str = "",
+    storage: str = "",
 ) -> Server:
     """``stratum serve`` on 127.0.0.1:0 with ``disks`` hot disk directories under ``workdir``;
-    ``workers`` sets ``server.workers`` (else the server's default); ``console``: more
-    ``[console]`` keys, one per line; ``extra`` is appended to the configuration (more
-    tables). A server that refuses the setting exits: ``StartError``
-    with its log's tail."""
+    ``workers`` sets ``server.workers`` (else the server's default); ``console`` and
+    ``storage``: more ``[console]`` and ``[storage]`` keys, one per line; ``extra`` is appended
+    to the configuration (more tables). A server that refuses the setting exits:
+    ``StartError`` with its log's tail."""
     data = workdir / "data"
     disk_dirs = [workdir / f"disk{i}" for i in range(disks)]
     for path in (data, *disk_dirs):
@@ -162,6 +163,7 @@ def start_stratum(
         f"{server_table}"
         "[storage]\n"
         f"data_dir = {json.dumps(str(data))}\n"
+        f"{storage}"
         "[tiers.hot]\n"
         f"disks = [{', '.join(json.dumps(str(d)) for d in disk_dirs)}]\n"
         '[console]\nlisten = "127.0.0.1:0"\n'  # on, as by default, on a port of its own
