@@ -44,6 +44,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,32 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+COPY_CHUNK = 1 << 20
+SYNC_EVERY = 16 << 20  # bytes written between two fdatasyncs of a copy
+
+
+def paced_copy(source: Path, dest: Path, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Copy ``source`` to ``dest`` durably, at most half of the disk's time (blocking).
+
+    A store of a million objects is gigabytes, copied to every disk. Copied at once and then
+    fsynced, its dirty pages sat in front of every fsync the S3 requests made on those disks
+    for as long as the flush took (PUTs at a million objects ran at a quarter of their rate
+    while it did). Here every ``SYNC_EVERY`` bytes are written and fdatasynced, and the copy
+    then pauses as long as that took: on a fast disk it runs nearly at its speed, on a slow
+    one (a USB disk) it leaves it free half of the time, whatever the disk."""
+    with source.open("rb") as src, dest.open("wb") as out:
+        while True:
+            started, written = time.monotonic(), 0
+            while written < SYNC_EVERY and (chunk := src.read(COPY_CHUNK)):
+                out.write(chunk)
+                written += len(chunk)
+            out.flush()
+            os.fdatasync(out.fileno())
+            if written < SYNC_EVERY:
+                return
+            sleep(time.monotonic() - started)
 
 
 def _count(path: Path) -> dict[str, int]:
@@ -173,9 +200,9 @@ def write_backups(
             if source is None:
                 meta.copy_to(tmp)
                 counts = _count(tmp)
+                _fsync_file(tmp / DATA_FILE)
             else:
-                shutil.copyfile(source / DATA_FILE, tmp / DATA_FILE)
-            _fsync_file(tmp / DATA_FILE)
+                paced_copy(source / DATA_FILE, tmp / DATA_FILE)
             stamp = {
                 "format": STAMP_FORMAT,
                 "version": STAMP_VERSION,

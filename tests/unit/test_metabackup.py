@@ -1,11 +1,16 @@
-"""Metadata backups leave offline disks alone (a failed zpool can block any I/O on it), and a
-disk that comes back online gets the copy it missed."""
+"""Metadata backups leave offline disks alone (a failed zpool can block any I/O on it), a
+disk that comes back online gets the copy it missed, and the copies to the other disks are
+written in synced stretches with pauses."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import os
 from pathlib import Path
 
+import pytest
+
+from stratum.maintenance import backups
 from stratum.maintenance.backups import BACKUP_DIR, MetaBackup, find_backups, write_backups
 from stratum.meta.store import MetaStore
 from stratum.util.clock import ManualClock
@@ -45,3 +50,27 @@ async def test_a_disk_back_online_gets_the_copy_it_missed(tmp_path: Path, store:
         assert not again.skipped and set(again.written) == set(disks)
         assert (await backup.backup_now()).skipped
     assert [c.path.parent for c in find_backups(disks)] == disks
+
+
+@pytest.mark.parametrize("size", [0, 1, 3 * 4096, 3 * 4096 + 17])
+def test_a_paced_copy_is_exact_and_pauses_after_each_synced_stretch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    monkeypatch.setattr(backups, "SYNC_EVERY", 4096)
+    monkeypatch.setattr(backups, "COPY_CHUNK", 1024)
+    data = os.urandom(size)
+    (tmp_path / "src").write_bytes(data)
+    synced: list[int] = []
+    real_sync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_size)
+        real_sync(fd)
+
+    monkeypatch.setattr(backups.os, "fdatasync", fdatasync)
+    pauses: list[float] = []
+    backups.paced_copy(tmp_path / "src", tmp_path / "dst", pauses.append)
+    assert (tmp_path / "dst").read_bytes() == data
+    # a sync after every full stretch and one at the end; a pause after every full stretch
+    assert synced == sorted(synced) and synced[-1] == size
+    assert len(pauses) == size // 4096 and all(p >= 0 for p in pauses)
