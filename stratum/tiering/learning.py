@@ -79,7 +79,7 @@ class LearnerStore:
 
     async def hand_over(self, learner: Learner) -> None:
         """A worker: store what its learner learned since the last hand-over, and forget it."""
-        if not learner.classes and not learner.long_gaps:
+        if not learner.classes and not learner.deferred:
             return
         self._sequence += 1
         key = FROM_PREFIX + f"{os.getpid()}.{self._sequence:012d}".encode()

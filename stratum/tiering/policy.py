@@ -13,8 +13,9 @@ Rules, in order (all durations and thresholds from ``[tiering]``):
 2. **promote**: ``promote_reads`` reads within ``promote_window`` bring a warm or cold
    volume back to hot, if hot is below its high watermark (``promote_reads = 0``: never).
 3. **learned** (``policy = "learned"``, with a :class:`~stratum.tiering.learned.Learner`):
-   the tier of lowest expected cost for the volume's class at its idle age; a class with too
-   little evidence defers to rule 3's fixed form, **idle**: hot volumes unread for
+   the tier of lowest expected cost for the volume's class at its idle age (or, with too
+   little evidence in it, its nearest related class's: same bucket and size band, then
+   bucket); when none has enough, rule 3's fixed form decides, **idle**: hot volumes unread for
    ``hot_idle_before_warm`` go to warm; volumes unread for ``warm_idle_before_cold`` and at
    least ``cold_min_size`` go to cold.
 4. **watermark**: when a pool passes its high watermark, its least recently read
@@ -180,6 +181,9 @@ class HeuristicPolicy:
                 return None
             rounded = {t: round(cost, 9) for t, cost in costs.items()}
             inputs = {**self.signals(volume, now), "class": name, "expected_costs": rounded}
+            if self.learner is not None:  # the class, or the relative, whose gaps decided
+                age = now - max(volume.last_access, volume.created)
+                inputs["evidence_class"] = self.learner.evidence_class(name, age)
             return Decision(target, "learned", inputs)
         if self.learner is not None and c.policy == "learned":
             self.deferred += 1

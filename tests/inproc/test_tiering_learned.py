@@ -213,9 +213,16 @@ async def test_explain_and_classes_show_the_learned_statistics_and_costs(node: N
     again = node.tiering.explain("b", "logs/day-100.log")["learned"]
     assert again["expected_costs"]["hot"] < again["expected_costs"]["warm"]
     assert again["decision"] == "stay"
-    # a class never seen: the fixed rules decide, and explain says so
+    # a class never seen: its bucket's objects of its size band decide for it
     await node.service.put_object("b", "new/x", _chunks(b"x" * SIZE), PutOptions("owner"))
-    fresh = node.tiering.explain("b", "new/x")["learned"]
+    related = node.tiering.explain("b", "new/x")["learned"]
+    assert related["gaps"]["decided_by"] == "b/* 65536B+"
+    assert related["expected_costs"] is not None
+    # in a bucket never seen: the fixed rules decide, and explain says so
+    await node.service.create_bucket("c", "owner", "us-east-1")
+    await node.service.put_object("c", "new/x", _chunks(b"x" * SIZE), PutOptions("owner"))
+    fresh = node.tiering.explain("c", "new/x")["learned"]
+    assert fresh["gaps"]["decided_by"] is None
     assert fresh["expected_costs"] is None and fresh["decision"].startswith("too little evidence")
 
 
