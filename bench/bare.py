@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import os
+import signal
 import socket
 import statistics
 import sys
@@ -82,6 +85,11 @@ def serve_bare(processes: int) -> None:
     uvloop.run(run())
 
 
+def _end_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)  # its own session (bench.servers._spawn)
+
+
 def start_bare(workdir: Path, processes: int) -> Server:
     log = workdir / "bare.log"
     cmd = [sys.executable, "-m", "bench.bare", "--serve", str(processes)]
@@ -101,6 +109,7 @@ def start_bare(workdir: Path, processes: int) -> Server:
                 version="",
                 setup=f"aiohttp on uvloop, {processes} processes, no auth, no storage",
                 processes=[process],
+                on_stop=functools.partial(_end_group, process.pid),  # the forks too
             )
         if process.poll() is not None:
             break
