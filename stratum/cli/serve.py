@@ -57,7 +57,7 @@ from stratum.web.forward import (
     read_peer_metrics,
 )
 from stratum.web.observe import MetricsAccess, Observer
-from stratum.web.tls import ServerTls
+from stratum.web.tls import ServerTls, load_server_tls
 
 log = logging.getLogger("stratum")
 
@@ -215,7 +215,7 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
     await runner.setup()
     tls = None
     if config.server.tls_cert is not None and config.server.tls_key is not None:
-        tls = ServerTls(config.server.tls_cert, config.server.tls_key)
+        tls = await load_server_tls(config.server.tls_cert, config.server.tls_key)
     parts = LiveParts(server, observer, tls)
     for index, sock in enumerate(role.sockets):
         # The public socket (first) speaks TLS if configured; the primary's private one, which

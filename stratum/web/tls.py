@@ -14,6 +14,7 @@ defaults otherwise; no client certificates.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
@@ -35,3 +36,24 @@ class ServerTls:
     def _pick(self, connection: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
         if self.current is not self.listening:
             connection.context = self.current
+
+
+#: how long a start waits for a certificate and key that do not match to become a pair
+RENEWAL_WAIT = 5.0
+
+
+async def load_server_tls(cert: Path, key: Path, wait: float = RENEWAL_WAIT) -> ServerTls:
+    """:class:`ServerTls` from the files, waiting up to ``wait`` seconds while the key does
+    not match the certificate: a renewal (certbot, the appliance) replaces the two files one
+    after the other, and a process starting between the two (a worker forked a moment
+    earlier) read the new key with the old certificate and ended the server. Any other
+    error, or a mismatch that outlasts the wait, is raised."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            return ServerTls(cert, key)
+        except ssl.SSLError as exc:
+            if "KEY_VALUES_MISMATCH" not in str(exc) or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(0.05)

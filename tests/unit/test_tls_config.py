@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import ssl
 from pathlib import Path
 
 import pytest
 
 from stratum.config import ConfigError, load_config
+from stratum.web.tls import load_server_tls
 from tests.tlscerts import make_certificate
 
 
@@ -55,3 +59,25 @@ def test_unreadable_mismatched_and_garbage_files(tmp_path: Path, pair: tuple[Pat
     garbage.write_text("not a certificate\n")
     with pytest.raises(ConfigError, match="not a PEM certificate and its unencrypted PEM key"):
         check(tmp_path, garbage, key)
+
+
+async def test_a_start_mid_renewal_waits_for_the_matching_pair(tmp_path: Path) -> None:
+    """A renewal replaces the key, then the certificate: a process starting between the two
+    waits for the pair instead of ending the server; a mismatch that lasts is an error."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_certificate(cert, key)
+    new_cert, new_key = tmp_path / "new-cert.pem", tmp_path / "new-key.pem"
+    make_certificate(new_cert, new_key)
+    os.replace(new_key, key)  # half-way through the renewal
+
+    async def finish() -> None:
+        await asyncio.sleep(0.2)
+        os.replace(new_cert, cert)
+
+    renewal = asyncio.ensure_future(finish())
+    tls = await load_server_tls(cert, key)
+    await renewal
+    assert tls.listening is tls.current
+    with pytest.raises(ssl.SSLError, match="KEY_VALUES_MISMATCH"):
+        make_certificate(tmp_path / "other.pem", tmp_path / "other-key.pem")
+        await load_server_tls(tmp_path / "other.pem", key, wait=0.2)
