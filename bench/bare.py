@@ -35,6 +35,7 @@ from typing import Any
 from bench.loadgen import Payloads
 from bench.procstat import process_tree
 from bench.servers import Server, StartError, _spawn, _tail, start_stratum
+from bench.versioning import medians
 from bench.workloads import Clients, Put, Run, make_client, measured, split
 
 KiB = 1024
@@ -128,16 +129,7 @@ def _puts(server: Server, clients: Clients, keys: list[str], seed: int) -> Run:
 
 
 def _row(found: list[Run]) -> dict[str, Any]:
-    return {
-        "ops_per_s": statistics.median(r.ops_per_s for r in found),
-        "p50_ms": statistics.median(r.p50_ms for r in found),
-        "p99_ms": statistics.median(r.p99_ms for r in found),
-        "server_cpu_ms_per_op": statistics.median(
-            r.server_cpu_s / r.ops * 1000 for r in found if r.ops
-        ),
-        "others_cpu": statistics.median(r.others_cpu for r in found),
-        "errors": sum(r.errors for r in found),
-    }
+    return {**medians(found), "others_cpu": statistics.median(r.others_cpu for r in found)}
 
 
 def compare(work: Path, rounds: int, puts: int) -> dict[str, dict[str, Any]]:
