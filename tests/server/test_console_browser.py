@@ -89,7 +89,9 @@ def post(url: str, fields: dict[str, str], cookie: str) -> int:
 def test_a_wrong_secret_key_is_refused(browser: Any, server: RunningServer) -> None:
     console = server.console  # type: ignore[attr-defined]
     log_in(browser, console, ACCESS_KEY, SECRET_KEY + "x")
-    assert "Wrong access key or secret key" in by_id(browser, "login-error").text
+    # the click returns before the answer's page is there: wait for it, not the old one
+    error = wait_for(lambda: by_id(browser, "login-error").text, what="the login error")
+    assert "Wrong access key or secret key" in error
     assert browser.current_url.endswith("/login")
     browser.get(f"{console}/buckets")
     assert browser.current_url.endswith("/login")  # no session was made
