@@ -80,7 +80,7 @@ async def list_buckets(ctx: ReqCtx) -> web.StreamResponse:
             "The continuation token provided is incorrect",
             extra={"ArgumentName": "continuation-token", "ArgumentValue": token},
         )
-    buckets, more = ctx.service.list_buckets(
+    buckets, more = await ctx.service.list_buckets(
         ctx.acting_id,
         prefix=prefix or "",
         after=decode_token(token) if token else "",

@@ -240,7 +240,7 @@ async def list_multipart_uploads(ctx: ReqCtx) -> web.StreamResponse:
     delimiter = ctx.params.get("delimiter", "")
     key_marker = ctx.params.get("key-marker", "")
     id_marker = ctx.params.get("upload-id-marker", "")
-    page = ctx.multipart.list_uploads(
+    page = await ctx.multipart.list_uploads(
         ctx.bucket,
         ctx.acting_id,
         prefix=prefix,

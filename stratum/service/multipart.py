@@ -222,7 +222,7 @@ class MultipartService:
 
         return self.meta.read(look)
 
-    def list_uploads(
+    async def list_uploads(
         self,
         bucket: str,
         owner_id: str,
@@ -234,7 +234,8 @@ class MultipartService:
         limit: int = 1000,
     ) -> uploads.UploadsPage:
         """A page of the uploads in progress in the bucket, by key (UTF-8 bytes) then
-        initiation, after the markers (see :func:`stratum.meta.uploads.list_uploads`)."""
+        initiation, after the markers (see :func:`stratum.meta.uploads.list_uploads`). Read
+        in a thread: a delimiter's common prefixes may pass many uploads."""
 
         def look(tx: Tx) -> uploads.UploadsPage:
             self.objects._owned(catalog.get_bucket(tx, bucket), bucket, owner_id)
@@ -248,7 +249,7 @@ class MultipartService:
                 limit=limit,
             )
 
-        return self.meta.read(look)
+        return await asyncio.get_running_loop().run_in_executor(None, self.meta.read, look)
 
     # -- completion -------------------------------------------------------------------
 

@@ -229,7 +229,7 @@ class ObjectService:
 
     # -- buckets ----------------------------------------------------------------------
 
-    def list_buckets(
+    async def list_buckets(
         self,
         owner_id: str,
         *,
@@ -239,17 +239,17 @@ class ObjectService:
         limit: int = 10_000,
     ) -> tuple[list[BucketRecord], bool]:
         """A page of the owner's buckets by name (see :func:`catalog.bucket_page`), and
-        whether more follow."""
-        return self.meta.read(
-            functools.partial(
-                catalog.bucket_page,
-                owner_id=owner_id,
-                prefix=prefix,
-                after=after,
-                region=region,
-                limit=limit,
-            )
+        whether more follow. Read in a thread: the walk passes other owners' buckets, and a
+        page holds up to 10,000."""
+        page = functools.partial(
+            catalog.bucket_page,
+            owner_id=owner_id,
+            prefix=prefix,
+            after=after,
+            region=region,
+            limit=limit,
         )
+        return await asyncio.get_running_loop().run_in_executor(None, self.meta.read, page)
 
     def find_bucket(self, name: str) -> BucketRecord | None:
         """A bucket's record whoever owns it: for access control and CORS, decided above the

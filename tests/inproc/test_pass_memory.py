@@ -274,8 +274,8 @@ async def test_bucket_and_upload_listings(node: Node) -> None:
     await _fill(node, upload)
 
     async def list_both() -> tuple[Any, Any]:
-        mine = node.service.list_buckets("owner", prefix="b0", limit=1000)
-        page = node.multipart.list_uploads("bkt", "owner", delimiter="/", prefix="up/")
+        mine = await node.service.list_buckets("owner", prefix="b0", limit=1000)
+        page = await node.multipart.list_uploads("bkt", "owner", delimiter="/", prefix="up/")
         return mine, page
 
     (mine, page), peak = await _peak(list_both)

@@ -181,7 +181,7 @@ async def test_rebuilds_every_object_from_the_disks(env: Env) -> None:
     node = await _open(env)
     try:
         assert await node.service.sweep_orphans() == 0  # every live shard file is known
-        assert {b.name for b in node.service.list_buckets(root)[0]} == {"photos", "docs"}
+        assert {b.name for b in (await node.service.list_buckets(root))[0]} == {"photos", "docs"}
         for (bucket, key), (data, meta) in want.items():
             view, got = await _read(node, bucket, key)
             assert got == data, key
