@@ -64,6 +64,42 @@ class TieringConfig:
             checks.positive,
         )
     )
+    prefetch_budget: int = field(
+        metadata=key(
+            "1GiB",
+            SIZE,
+            'With policy = "learned": bytes that group-aware promotion may bring to hot per'
+            " prefetch_window and key scope (bucket and first key segment) when the scope's"
+            " reads from warm or cold show a bulk or sequential pattern (a restore, an album"
+            " opened): the objects that follow the read keys move ahead of their reads;"
+            " 0 = never.",
+        )
+    )
+    prefetch_after: int = field(
+        metadata=key(
+            2,
+            INT,
+            "Reads from warm or cold within prefetch_window in one scope that make a pattern.",
+            checks.between(1, 1000),
+        )
+    )
+    prefetch_count: int = field(
+        metadata=key(
+            8,
+            INT,
+            "Objects promoted ahead per read of a pattern (the keys that follow it).",
+            checks.between(0, 1000),
+        )
+    )
+    prefetch_window: float = field(
+        metadata=key(
+            "1h",
+            DURATION,
+            "Window of a pattern's reads and of prefetch_budget; a promoted object is kept"
+            " hot this long for the read it was promoted for.",
+            checks.positive,
+        )
+    )
     hot_high_watermark: float = field(
         metadata=key(
             0.85,

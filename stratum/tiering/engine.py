@@ -25,6 +25,8 @@ rule only the candidates it can need (:class:`~stratum.tiering.policy.WatermarkC
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -52,6 +54,8 @@ from stratum.tiering.policy import (
     WatermarkCandidates,
     pinned_tier,
 )
+from stratum.tiering.prefetch import RULE as PREFETCH_RULE
+from stratum.tiering.prefetch import Prefetcher, following_keys, held, scope_of
 from stratum.tiering.pricing import DEFAULT_PRICES, Prices
 from stratum.util.clock import Clock
 from stratum.util.periodic import Periodic
@@ -101,6 +105,15 @@ class TierEngine:
         tiers = set(service.tiers) | ({"cold"} if cold is not None else set())
         self.learner = Learner(prices)
         self.policy = HeuristicPolicy(config, tiers, self.learner)
+        learned = config.policy == "learned"
+        self.prefetcher = Prefetcher(
+            after=config.prefetch_after,
+            window=config.prefetch_window,
+            count=config.prefetch_count,
+            budget=config.prefetch_budget if learned else 0,
+        )
+        self._prefetch_wanted: collections.deque[tuple[str, str]] = collections.deque()
+        self._prefetching: asyncio.Task[None] | None = None
         self._learner_store = LearnerStore(self.meta)
         self._learner_saved = clock.now()
         self._role = ""  # "primary" (runs passes) or "worker" (hands its learning over)
@@ -146,6 +159,10 @@ class TierEngine:
             self._hand_over.start()
 
     async def stop(self) -> None:
+        if self._prefetching is not None:
+            self._prefetching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prefetching
         await self._passes.stop()
         await self._hand_over.stop()
         if self._role == "primary":
@@ -156,9 +173,41 @@ class TierEngine:
     # -- learning -----------------------------------------------------------------------
 
     def _learn_reads(self, batches: list[tuple[VolumeRecord, float, int, float]]) -> None:
+        prefetching = self.prefetcher.enabled
         for volume, previous, count, last in batches:
             if volume.key and not volume.kind:
                 self.learner.reads(class_of_volume(volume), previous, count, last)
+                slow = volume.tier != "hot"
+                if prefetching and self.prefetcher.read(volume.bucket, volume.key, slow, last):
+                    self._prefetch_wanted.append((volume.bucket, volume.key))
+        if self._prefetch_wanted and (self._prefetching is None or self._prefetching.done()):
+            self._prefetching = asyncio.get_running_loop().create_task(self._prefetch())
+
+    # -- group-aware promotion ------------------------------------------------------------
+
+    async def _prefetch(self) -> None:
+        """Promote what follows each read the prefetcher named (:mod:`stratum.tiering.prefetch`):
+        the candidates read off the loop, moved one after another at ``move_rate``, unless
+        hot is above its high watermark."""
+        loop = asyncio.get_running_loop()
+        while self._prefetch_wanted:
+            bucket, key = self._prefetch_wanted.popleft()
+            usage = await loop.run_in_executor(None, self.usage)
+            hot = usage.get("hot")
+            if hot is not None and hot.fraction >= self.config.hot_high_watermark:
+                continue
+            find = functools.partial(
+                _following_volumes, bucket=bucket, key=key, limit=4 * self.prefetcher.count
+            )
+            found = await loop.run_in_executor(None, self.meta.read, find)
+            now = self.clock.now()
+            chosen = self.prefetcher.take(bucket, key, [(v.key, v.size) for v in found], now)
+            by_key = {volume.key: volume for volume in found}
+            for name, _size in chosen:
+                volume = by_key[name]
+                inputs = {**self.policy.signals(volume, now), "after_read_of": key}
+                inputs["scope"] = scope_of(bucket, key)
+                await self._move(volume, Decision("hot", PREFETCH_RULE, inputs), PassReport())
 
     def _learn_end(self, volume: VolumeRecord, when: float) -> None:
         last = max(volume.last_access, volume.created)
@@ -178,7 +227,13 @@ class TierEngine:
     def classes(self, limit: int) -> dict[str, Any]:
         """The learner's classes, most recently updated first (``stratum tier classes``)."""
         table = self.learner.table()
-        return {"policy": self.config.policy, "count": len(table), "classes": table[:limit]}
+        prefetch = {**self.prefetcher.summary(), "scopes": list(self.prefetcher.scopes())[:limit]}
+        return {
+            "policy": self.config.policy,
+            "count": len(table),
+            "classes": table[:limit],
+            "prefetch": prefetch,
+        }
 
     def nudge(self) -> None:
         """Run a pass soon (a pin was set): pins take effect within seconds."""
@@ -408,11 +463,31 @@ class TierEngine:
         else:
             best = min(costs, key=lambda t: (costs[t], t != volume.tier))
             view["decision"] = "stay" if best == volume.tier else f"-> {best}"
+        window = self.config.prefetch_window
         if pin[0]:
             view["decision"] += f" (overridden: pinned by {pin[1]})"
+        elif self.config.policy == "learned" and held(
+            volume.placed, volume.last_access, now, window
+        ):
+            view["decision"] += " (held in hot: promoted ahead of a read that has not come yet)"
         elif decision is not None and decision.rule not in ("learned", "idle"):
             view["decision"] += f" (overridden by rule {decision.rule})"
         return view
+
+
+def _following_volumes(tx: Tx, bucket: str, key: str, limit: int) -> list[VolumeRecord]:
+    """The current versions' volumes of the keys after ``key`` in its scope (at most
+    ``limit`` keys looked at) that are not in hot."""
+    page = catalog.list_objects(
+        tx, bucket, prefix=following_keys(key)[1], start_after=key, max_keys=limit
+    )
+    found = []
+    for listed in page.listed():
+        record = catalog.get_object(tx, bucket, listed.key)
+        volume = catalog.get_volume(tx, record.volume_id) if record is not None else None
+        if volume is not None and volume.tier != "hot" and volume.key and not volume.kind:
+            found.append(volume)
+    return found
 
 
 def _version_summary(

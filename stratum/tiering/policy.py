@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 from stratum.config import TieringConfig
 from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
 from stratum.tiering.learned import Learner, class_of, class_of_volume
+from stratum.tiering.prefetch import RULE as PREFETCH_RULE
+from stratum.tiering.prefetch import Prefetcher, held
 
 if TYPE_CHECKING:
     from stratum.tiering.simulator import SimObject
@@ -173,6 +175,9 @@ class HeuristicPolicy:
         ):
             inputs = self.signals(volume, now)
             return Decision("hot", "promote", {**inputs, "promote_reads": c.promote_reads})
+        learning = c.policy == "learned"
+        if learning and held(volume.placed, volume.last_access, now, c.prefetch_window):
+            return None  # promoted ahead of a read that has not come yet
         learned = self.learned_costs(volume, now)
         if learned is not None:
             self.learned += 1
@@ -367,6 +372,7 @@ class SimulatedStratumPolicy:
             access_count=obj.access_count,
             access_rate=obj.access_rate,
             recent=recent,
+            placed={"rule": PREFETCH_RULE, "at": obj.promoted_at} if obj.promoted_at else {},
         )
         self.policy.observe_idle(volume, now)
         decision = self.policy.decide(volume, ("", ""), now, {})
@@ -389,6 +395,14 @@ class LearnedPolicy(SimulatedStratumPolicy):
         )
         super().__init__(config, fallback.policy.tiers, learner)
         self.learner = learner
+        # group-aware promotion, as the engine runs it; the simulator asks for it by name
+        self.prefetcher = Prefetcher(
+            after=config.prefetch_after,
+            window=config.prefetch_window,
+            count=config.prefetch_count,
+            budget=config.prefetch_budget,
+        )
+        self.move_rate = config.move_rate  # a promotion lands when its bytes have moved
 
     @property
     def learned(self) -> int:

@@ -37,13 +37,16 @@ default).
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
 
 from stratum.tiering.placements import PlacementLog
+from stratum.tiering.prefetch import Prefetcher, following_keys
 from stratum.tiering.pricing import DEFAULT_PRICES, GB, MONTH, Prices
 from stratum.tiering.simulation_report import DaySample, MonthCost, Move, Report
 from stratum.tiering.traces import DAY, HOUR, OPS, TraceError, TraceRow
@@ -98,6 +101,7 @@ class SimObject:
         "created",
         "key",
         "last_access",
+        "promoted_at",
         "size",
         "tier",
     )
@@ -124,6 +128,7 @@ class SimObject:
         self._clock = clock or _Now(created)
         self._rate = access_rate
         self._rated_at = self._clock.time
+        self.promoted_at: float | None = None  # brought to the first tier ahead of a read
 
     @property
     def access_rate(self) -> float:
@@ -289,6 +294,15 @@ class _Simulation:
         self.moves = self.bytes_moved = 0
         self.moves_by_path: dict[str, dict[str, int]] = {}
         self.move_log: list[Move] = []
+        # group-aware promotion (a policy with a ``prefetcher``): promotions land once their
+        # bytes have moved at the policy's ``move_rate``, one after another
+        prefetcher: Prefetcher | None = getattr(policy, "prefetcher", None)
+        self.prefetcher = prefetcher if prefetcher is not None and prefetcher.enabled else None
+        self._prefetch_rate = float(getattr(policy, "move_rate", 0) or 0)
+        self._keys: dict[str, list[str]] = {}  # each bucket's keys, sorted (with a prefetcher)
+        self._landing: list[tuple[float, str, str]] = []  # (lands at, bucket, key), a heap
+        self._in_flight: set[tuple[str, str]] = set()
+        self._mover_free = start
         self.samples: list[DaySample] = []
         self.months: list[MonthCost] = []
         self._open_month(start)
@@ -346,10 +360,13 @@ class _Simulation:
     def advance(self, when: float) -> None:
         """Run the ticks, samples and month ends up to ``when`` (those at ``when`` too)."""
         while True:
-            step = min(self.next_tick, self.next_day, self.next_month)
+            lands = self._landing[0][0] if self._landing else math.inf
+            step = min(self.next_tick, self.next_day, self.next_month, lands)
             if step > when:
                 break
             self._integrate(step)
+            if step == lands:
+                self._land(step)
             # a round at a month's end belongs to that month: at the simulation's end no
             # month follows to take its moves
             if step == self.next_tick:
@@ -401,6 +418,43 @@ class _Simulation:
         if self.placements is not None:
             self.placements.event(now, "MOVE", obj.bucket, obj.key, obj.size, source, target)
 
+    # -- group-aware promotion -----------------------------------------------------------
+
+    def _prefetch(self, obj: SimObject, now: float) -> None:
+        """A GET of ``obj`` at ``now``: promote what follows it if the prefetcher says so."""
+        assert self.prefetcher is not None
+        if not self.prefetcher.read(obj.bucket, obj.key, obj.tier != self.first, now):
+            return
+        for name, size in self.prefetcher.take(
+            obj.bucket, obj.key, self._following(obj.bucket, obj.key), now
+        ):
+            start = max(now, self._mover_free)
+            self._mover_free = start + (size / self._prefetch_rate if self._prefetch_rate else 0)
+            heapq.heappush(self._landing, (self._mover_free, obj.bucket, name))
+            self._in_flight.add((obj.bucket, name))
+
+    def _following(self, bucket: str, key: str) -> Iterator[tuple[str, int]]:
+        """The keys after ``key`` in its scope, not in the first tier nor on their way."""
+        assert self.prefetcher is not None
+        keys = self._keys.get(bucket, [])
+        scope = following_keys(key)[1]
+        start = bisect.bisect_right(keys, key)
+        for name in keys[start : start + 4 * self.prefetcher.count]:
+            if not name.startswith(scope):
+                return
+            obj = self.objects.get((bucket, name))
+            if obj is not None and obj.tier != self.first and (bucket, name) not in self._in_flight:
+                yield name, obj.size
+
+    def _land(self, now: float) -> None:
+        while self._landing and self._landing[0][0] <= now:
+            _, bucket, key = heapq.heappop(self._landing)
+            self._in_flight.discard((bucket, key))
+            obj = self.objects.get((bucket, key))
+            if obj is not None and obj.tier != self.first:  # not deleted or read up meanwhile
+                self._move(obj, self.first, now)
+                obj.promoted_at = now
+
     def _read_cost(self, tier: str, size: int) -> None:
         self.get_count[tier] += 1
         egress = self.prices.egress.get(tier, 0.0)
@@ -413,12 +467,17 @@ class _Simulation:
         self.objects[(row.bucket, row.key)] = obj
         self.tier_bytes[self.first] += obj.size
         self.tier_objects[self.first] += 1
+        if self.prefetcher is not None:
+            bisect.insort(self._keys.setdefault(row.bucket, []), row.key)
         return obj
 
     def _remove(self, obj: SimObject) -> None:
         del self.objects[(obj.bucket, obj.key)]
         self.tier_bytes[obj.tier] -= obj.size
         self.tier_objects[obj.tier] -= 1
+        if self.prefetcher is not None:
+            keys = self._keys[obj.bucket]
+            del keys[bisect.bisect_left(keys, obj.key)]
 
     def apply(self, row: TraceRow) -> None:
         self.requests[row.op] += 1
@@ -443,6 +502,8 @@ class _Simulation:
             self.missing += 1
             return
         if row.op == "GET":
+            if self.prefetcher is not None:
+                self._prefetch(obj, row.time)
             self.gets_by_tier[obj.tier] += 1
             self.get_bytes_by_tier[obj.tier] += obj.size
             self._read_cost(obj.tier, obj.size)
