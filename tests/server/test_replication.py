@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from tests.server.conftest import ACCESS_KEY, SECRET_KEY, RunningServer, stratum_command
 from tests.server.replication_sites import (
+    RefusingProxy,
     Site,
     converged,
     free_port,
@@ -287,13 +288,16 @@ def test_bucket_replication_needs_versioning(server: RunningServer, bucket: str)
 
 def test_one_way_to_a_plain_s3_store(tmp_path: Path) -> None:
     """moto server as the target: it ignores the replica headers and gives each push an id
-    of its own, in the source's order per key, so its current object is the source's."""
+    of its own, in the source's order per key, so its current object is the source's, even
+    when the first version's push fails once (the later ones wait for its retry)."""
     from moto.server import ThreadedMotoServer
 
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
+    refusing = RefusingProxy(port, "PUT", "/oneway/doc.txt")
     try:
+        refusing.start()
         remote = boto3.client(
             "s3",
             endpoint_url=f"http://127.0.0.1:{port}",
@@ -303,7 +307,7 @@ def test_one_way_to_a_plain_s3_store(tmp_path: Path) -> None:
         )
         versioned_bucket("oneway", remote)
         src_port = free_port()
-        targets = {"moto": remote.meta.endpoint_url}
+        targets = {"moto": f"http://127.0.0.1:{refusing.port}"}
         source = Site("src", site_config(tmp_path, "src", 5, src_port, targets), src_port)
         source.start()
         try:
@@ -316,6 +320,7 @@ def test_one_way_to_a_plain_s3_store(tmp_path: Path) -> None:
             wait_for(
                 lambda: len(version_listing(remote, "oneway")) == 5, what="five versions on moto"
             )
+            assert len(refusing.refused) == 1  # the first version's first push
             got = remote.get_object(Bucket="oneway", Key="doc.txt")
             assert got["Body"].read() == b"third" and got["Metadata"] == {"n": "1"}
             with pytest.raises(ClientError):
@@ -330,6 +335,7 @@ def test_one_way_to_a_plain_s3_store(tmp_path: Path) -> None:
             assert source.server is not None
             source.server.stop()
     finally:
+        refusing.stop()
         moto.stop()
 
 
