@@ -37,6 +37,15 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Site
     yield from running_sites(tmp_path_factory.mktemp("sites"))
 
 
+def _metric(server: RunningServer, name: str, target: str) -> float:
+    """A replication metric of ``target`` from the server's /metrics."""
+    with urllib.request.urlopen(f"{server.endpoint}/metrics") as response:
+        metrics = response.read().decode()
+    found = re.search(rf'stratum_replication_{name}\{{target="{target}"\}} (\S+)', metrics)
+    assert found is not None, metrics
+    return float(found.group(1))
+
+
 def test_a_put_on_one_site_is_readable_on_the_other(sites: tuple[Site, Site]) -> None:
     a, b = sites
     s3a, s3b = a.client(), b.client()
@@ -217,12 +226,10 @@ def test_status_and_metrics_show_each_target(sites: tuple[Site, Site]) -> None:
     assert status.startswith(f"b  http://127.0.0.1:{b.port}\n")
     assert "  queued: 0 versions, 0B; oldest pending -\n" in status
     assert "failures 0" in status and "last error: -" in status
-    with urllib.request.urlopen(f"{a.server.endpoint}/metrics") as response:
-        metrics = response.read().decode()
-    assert 'stratum_replication_queue_versions{target="b"} 0' in metrics
-    assert 'stratum_replication_lag_seconds{target="b"} 0' in metrics
-    sent = re.search(r'stratum_replication_sent_bytes_total\{target="b"\} (\d+)', metrics)
-    assert sent is not None and int(sent.group(1)) >= 5
+    assert _metric(a.server, "queue_versions", "b") == 0
+    assert _metric(a.server, "lag_seconds", "b") == 0
+    assert _metric(a.server, "sent_bytes_total", "b") >= 5
+    assert _metric(a.server, "failures_total", "b") == 0  # counted: test_a_partition_heals
 
 
 def test_bucket_replication_answers_the_configured_rules(sites: tuple[Site, Site]) -> None:
@@ -370,10 +377,20 @@ def test_a_partition_heals(fresh_sites: tuple[Site, Site]) -> None:
     assert b.server is not None
     assert b.server.stop() == 0
     acked |= _write(a.client(), "k", 30)  # A's, while B is away
+    s3a = a.client()
+    waiting = s3a.put_object(Bucket="pp1", Key="waiting", Body=b"w")["VersionId"]
+    acked.add(waiting)
+    # PENDING until B has it (FAILED only after three failed attempts: 1 + 2 s of backoff)
+    head = s3a.head_object(Bucket="pp1", Key="waiting", VersionId=waiting)
+    assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-replication-status"] == "PENDING"
+    assert a.server is not None
+    wait_for(lambda: _metric(a.server, "failures_total", "b") > 0, what="failures counted")
     time.sleep(2)  # A's pushes fail and back off meanwhile
     b.start()
     listing = converged(a.client(), b.client(), "pp1")
     assert {v[1] for v in listing} == acked
+    head = s3a.head_object(Bucket="pp1", Key="waiting", VersionId=waiting)
+    assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-replication-status"] == "COMPLETED"
 
 
 def test_kill_9_during_replication_loses_nothing(fresh_sites: tuple[Site, Site]) -> None:
