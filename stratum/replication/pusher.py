@@ -41,7 +41,7 @@ from stratum.config import ReplicationTarget
 from stratum.meta import catalog, versions
 from stratum.meta.records import ObjectRecord, VolumeRecord
 from stratum.meta.store import Tx
-from stratum.replication import amendments, queue
+from stratum.replication import amendments, queue, repair
 from stratum.replication.client import PushError, TargetClient
 from stratum.replication.queue import QueueEntry
 from stratum.replication.repair import Comparison
@@ -124,7 +124,8 @@ class Pusher:
         self._pause = POLL
         self._keys = asyncio.Semaphore(KEYS_AT_ONCE)
         # whether the target keeps the version ids it is sent (a Stratum granting us
-        # replication rights): learnt from its answers; drift repair needs it
+        # replication rights): learnt from its answers, kept across restarts (see
+        # stratum.replication.repair); drift repair needs it
         self.keeps_ids: bool | None = None
         self._compare: Periodic | None = None
         if target.compare_interval > 0:
@@ -145,6 +146,8 @@ class Pusher:
         )
 
     async def start(self) -> None:
+        progress = self.meta.read(functools.partial(repair.read_progress, target=self.target.name))
+        self.keeps_ids = repair.known_keeps_ids(progress, self.target.endpoint)
         await self.client.start()
         self._loop.start()
         if self._compare is not None:
@@ -236,7 +239,7 @@ class Pusher:
                 sent = 0
             elif record.delete_marker:
                 answer = await self.client.delete(bucket, record.key, replica_headers(record))
-                self._learn(answer.headers.get("x-amz-version-id"), record)
+                await self._learn(answer.headers.get("x-amz-version-id"), record)
                 sent = 0
             elif volume is None:
                 raise PushError(f"version {record.version_id} of {record.key} has no volume")
@@ -275,7 +278,7 @@ class Pusher:
         try:
             now = self.clock.now()
             if await amendments.send_change(self.client, bucket, record, now, lockable=lockable):
-                self.keeps_ids = True
+                await self._keeps_ids(True)
         except PushError as exc:
             if not exc.permanent:
                 raise
@@ -288,10 +291,23 @@ class Pusher:
             )
             self.stats.last_error, self.stats.last_error_at = str(exc), self.clock.now()
 
-    def _learn(self, version_id: str | None, record: ObjectRecord) -> None:
+    async def _learn(self, version_id: str | None, record: ObjectRecord) -> None:
         """Note whether the target kept the id a push sent."""
         if version_id is not None:
-            self.keeps_ids = version_id == record.version_id
+            await self._keeps_ids(version_id == record.version_id)
+
+    async def _keeps_ids(self, value: bool) -> None:
+        if value == self.keeps_ids:
+            return
+        self.keeps_ids = value
+        await self.meta.write(
+            functools.partial(
+                repair.note_keeps_ids,
+                target=self.target.name,
+                endpoint=self.target.endpoint,
+                value=value,
+            )
+        )
 
     async def _failed(self, dbkey: bytes, entry: QueueEntry, why: str) -> None:
         now = self.clock.now()
@@ -316,7 +332,7 @@ class Pusher:
         """Send an object version; return the bytes sent (0 if the target had it).
         ``digests``: every request carries a digest of its body (see the module's notes)."""
         if retry and await self.client.head_version(bucket, record.key, record.version_id):
-            self.keeps_ids = True
+            await self._keeps_ids(True)
             return 0  # an earlier attempt got there; its answer was lost
         sizes = volume.part_sizes if record.parts and len(volume.part_sizes) > 1 else []
         now = self.clock.now()
@@ -327,7 +343,7 @@ class Pusher:
             body = self._read(volume, 0, record.size)
             async with contextlib.aclosing(body):
                 answer = await self.client.put(bucket, record.key, body, record.size, headers)
-            self._learn(answer.headers.get("x-amz-version-id"), record)
+            await self._learn(answer.headers.get("x-amz-version-id"), record)
             return record.size
         upload_id = await self.client.create_upload(
             bucket, record.key, object_headers(record, now, single=False)
@@ -347,7 +363,7 @@ class Pusher:
             answer = await self.client.complete(
                 bucket, record.key, upload_id, etags, replica_headers(record)
             )
-            self._learn(answer.headers.get("x-amz-version-id"), record)
+            await self._learn(answer.headers.get("x-amz-version-id"), record)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.client.abort(bucket, record.key, upload_id)

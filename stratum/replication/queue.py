@@ -16,10 +16,11 @@ A change of a version's tags, ACL or Object Lock state after it was written
 waiting (``amended``), whose push then sends the state as it is by then.
 
 Entries of a target sort by order, so a target receives the versions of one key, and
-roughly all versions, oldest first. The key itself is in the value (a key may be too long
-for an LMDB key next to the rest). Two versions never share an order in one bucket (an
-order is a microsecond of one process's strictly increasing clock, a site id and 32 random
-bits), so the LMDB key names one version for one target.
+roughly all versions, oldest first; an entry waiting out its backoff after a failure holds
+back the later entries of its key (:func:`due`). The key itself is in the value (a key may
+be too long for an LMDB key next to the rest). Two versions never share an order in one
+bucket (an order is a microsecond of one process's strictly increasing clock, a site id and
+32 random bits), so the LMDB key names one version for one target.
 
 The version's own record says where replication stands (``ObjectRecord.replication``,
 ``x-amz-replication-status``): PENDING from the transaction that queues it, COMPLETED when
@@ -193,16 +194,22 @@ class Due:
 
 def due(tx: Tx, target: str, now: float, limit: int, scan: int = 2_000) -> Due:
     """Up to ``limit`` entries whose time has come, oldest first, among the first ``scan``
-    entries (a queue held back by an unreachable target is not walked whole every pass)."""
+    entries (a queue held back by an unreachable target is not walked whole every pass).
+
+    An entry waiting out its backoff holds back the later entries of its key: a plain S3
+    target makes the last version it receives current, so a later version pushed first
+    would leave the older one current there once it is retried."""
     out: list[tuple[bytes, QueueEntry]] = []
     later: float | None = None
+    held: set[tuple[str, str]] = set()  # (bucket, key) with an earlier entry waiting
     for seen, (dbkey, entry) in enumerate(entries(tx, target)):
-        if entry.next_try <= now:
+        if entry.next_try > now:
+            held.add((entry.bucket, entry.key))
+            later = entry.next_try if later is None else min(later, entry.next_try)
+        elif (entry.bucket, entry.key) not in held:
             out.append((dbkey, entry))
             if len(out) >= limit:
                 break
-        else:
-            later = entry.next_try if later is None else min(later, entry.next_try)
         if seen >= scan:
             break
     return Due(out, later)

@@ -11,14 +11,22 @@ on each side, whatever the bucket's size.
 
 Versions are matched by id, so the comparison only means something on a target that keeps
 the ids it is sent (a Stratum granting this site replication rights): it is skipped until
-the pusher has seen the target answer with an id it sent. A comparison in progress resumes,
-after a restart, at the bucket it had reached: its progress and the last comparison's
-figures are kept in the queue's database (format 1)::
+the pusher has seen the target answer with an id it sent. What the pusher learnt is kept,
+with the endpoint it learnt it from, so a restart that writes nothing still compares (an
+endpoint changed in the configuration is not known again until it answers). A comparison
+in progress resumes, after a restart, after the last page of versions it had compared.
+Both, and the last comparison's figures, are kept in the queue's database (format 2)::
 
-    replq  0x01 target  -> 0x01 + JSON {"bucket": ..., "started": ..., "compared": ...,
-                                         "resent": ..., "last": {...} | null}
+    replq  0x01 target  -> 0x02 + JSON {"bucket": ..., "key": ..., "version": ...,
+                                         "started": ..., "compared": ..., "resent": ...,
+                                         "last": {...} | null,
+                                         "keeps_ids": {"endpoint": ..., "value": bool}}
 
-(a queue entry's key starts with the target's name, never with 0x01).
+``bucket``, ``key`` and ``version``: the bucket being compared ("" when none is) and the
+listing's marker after its last page compared; ``keeps_ids`` absent: not known. Format 1
+(first byte 0x01, still read) had neither the marker (a comparison resumed at the start of
+its bucket) nor ``keeps_ids``. A queue entry's key starts with the target's name, never with
+0x01.
 """
 
 from __future__ import annotations
@@ -26,20 +34,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from stratum.config import ReplicationTarget
 from stratum.meta import catalog, versions
-from stratum.meta.records import RECORD_VERSION, BucketRecord, ObjectRecord
+from stratum.meta.records import BucketRecord, ObjectRecord
 from stratum.meta.store import MetaStore, Tx
-from stratum.meta.version_listing import list_versions
+from stratum.meta.version_listing import VersionPage, list_versions
 from stratum.replication import queue, rules
 from stratum.replication.client import TargetClient
 from stratum.service.replicas import ENABLED, REPLICA
 
 PAGE = 1000
+PROGRESS_FORMAT = 2
+_READ_FORMATS = (b"\x01", b"\x02")
+_COMPARISON = ("bucket", "key", "version", "started", "compared", "resent")
 _Sort = tuple[bytes, bytes]
 
 
@@ -49,14 +60,30 @@ def progress_key(target: str) -> bytes:
 
 def read_progress(tx: Tx, target: str) -> dict[str, Any]:
     raw = tx.get(queue.DB, progress_key(target))
-    if raw is None or raw[:1] != bytes([RECORD_VERSION]):
+    if raw is None or bytes(raw[:1]) not in _READ_FORMATS:
         return {}
     value = json.loads(bytes(raw[1:]))
     return value if isinstance(value, dict) else {}
 
 
-def _write_progress(tx: Tx, target: str, progress: dict[str, Any]) -> None:
-    tx.put(queue.DB, progress_key(target), bytes([RECORD_VERSION]) + json.dumps(progress).encode())
+def update_progress(tx: Tx, target: str, changes: Mapping[str, Any]) -> None:
+    """Change some fields of the target's record (the pusher and a comparison each write
+    their own)."""
+    value = {**read_progress(tx, target), **changes}
+    tx.put(queue.DB, progress_key(target), bytes([PROGRESS_FORMAT]) + json.dumps(value).encode())
+
+
+def known_keeps_ids(progress: Mapping[str, Any], endpoint: str) -> bool | None:
+    """Whether the target at ``endpoint`` was seen to keep the version ids it is sent;
+    None: not known (never learnt, or learnt from another endpoint)."""
+    known = progress.get("keeps_ids")
+    if isinstance(known, dict) and known.get("endpoint") == endpoint:
+        return bool(known.get("value"))
+    return None
+
+
+def note_keeps_ids(tx: Tx, target: str, endpoint: str, value: bool) -> None:
+    update_progress(tx, target, {"keeps_ids": {"endpoint": endpoint, "value": value}})
 
 
 def _sort_key(key: str, version_id: str) -> _Sort | None:
@@ -102,7 +129,7 @@ def wanted(target: ReplicationTarget, bucket: BucketRecord) -> Wanted | None:
 
 
 class Comparison:
-    """One full comparison of a target with this site, resumable at a bucket."""
+    """One full comparison of a target with this site, resumable after its last page."""
 
     def __init__(
         self,
@@ -110,20 +137,23 @@ class Comparison:
         target: ReplicationTarget,
         client: TargetClient,
         now: Callable[[], float],
+        page: int = PAGE,
     ) -> None:
         self.meta = meta
         self.target = target
         self.client = client
         self.now = now
+        self.page = page  # versions per listing request, on each side
 
     async def run(self) -> dict[str, Any]:
         """Compare every bucket of the target (from where an interrupted run stopped);
         return the figures, also kept as the target's last comparison."""
         name = self.target.name
         progress = self.meta.read(functools.partial(read_progress, target=name))
-        last = progress.get("last")
         if not progress.get("bucket"):
             progress = {"bucket": "", "started": self.now(), "compared": 0, "resent": 0}
+        progress.setdefault("key", "")  # format 1: from the start of its bucket
+        progress.setdefault("version", "")
         buckets = sorted(self.meta.read(catalog.list_buckets), key=lambda b: b.name)
         for bucket in buckets:
             if bucket.name < progress["bucket"]:
@@ -131,82 +161,85 @@ class Comparison:
             rule = wanted(self.target, bucket)
             if rule is None:
                 continue
-            progress["bucket"] = bucket.name
-            await self._save(progress, last)
-            compared, resent = await self._bucket(bucket.name, rule)
-            progress["compared"] += compared
-            progress["resent"] += resent
+            if bucket.name != progress["bucket"]:
+                progress.update(bucket=bucket.name, key="", version="")
+                await self._save(progress)
+            await self._bucket(bucket.name, rule, progress)
         done = {
             "at": self.now(),
             "started": progress["started"],
             "compared": progress["compared"],
             "resent": progress["resent"],
         }
-        await self._save({"bucket": ""}, done)
+        await self._save({"bucket": "", "key": "", "version": "", "last": done})
         return done
 
-    async def _save(self, progress: dict[str, Any], last: Any) -> None:
-        value = {**progress, "last": last}
+    async def _save(self, progress: Mapping[str, Any]) -> None:
+        changes = {name: progress[name] for name in (*_COMPARISON, "last") if name in progress}
         await self.meta.write(
-            functools.partial(_write_progress, target=self.target.name, progress=value)
+            functools.partial(update_progress, target=self.target.name, changes=changes)
         )
 
-    async def _bucket(self, bucket: str, rule: Wanted) -> tuple[int, int]:
-        """Compare one bucket: (local versions compared, versions queued again)."""
-        compared = resent = 0
-        mine = aiter(self._local(bucket))
-        theirs = aiter(self._remote(self.target.target_bucket(bucket)))
+    async def _bucket(self, bucket: str, rule: Wanted, progress: dict[str, Any]) -> None:
+        """Compare one bucket from the marker in ``progress`` on, counting there the local
+        versions compared and those queued again; saved after every page."""
+        key_marker, version_marker = progress["key"], progress["version"]
+        remote = self._remote(self.target.target_bucket(bucket), key_marker, version_marker)
+        theirs = aiter(remote)
         there = await anext(theirs, None)
-        async for place, record in mine:
-            while there is not None and there < place:
-                there = await anext(theirs, None)
-            compared += 1
-            if there == place:
-                there = await anext(theirs, None)
-                continue
-            if record.replication == REPLICA or not rule(record):
-                continue  # a replica the target lacks was removed there for good
-            queued = await self.meta.write(
-                functools.partial(
-                    queue.requeue,
-                    target=self.target.name,
-                    bucket=bucket,
-                    record=record,
-                    now=self.now(),
-                )
-            )
-            resent += int(queued)
-        return compared, resent
-
-    async def _local(self, bucket: str) -> AsyncIterator[tuple[_Sort, ObjectRecord]]:
-        loop = asyncio.get_running_loop()
-        key_marker = version_marker = ""
         while True:
-            page = await loop.run_in_executor(  # a thousand records decoded: not on the loop
-                None,
-                self.meta.read,
-                functools.partial(
-                    list_versions,
-                    bucket=bucket,
-                    key_marker=key_marker,
-                    version_marker=version_marker,
-                    max_keys=PAGE,
-                ),
-            )
+            page = await self._local_page(bucket, key_marker, version_marker)
             for record, _latest in page.entries:
                 place = _sort_key(record.key, record.version_id)
-                if place is not None:
-                    yield place, record
+                if place is None:
+                    continue
+                while there is not None and there < place:
+                    there = await anext(theirs, None)
+                progress["compared"] += 1
+                if there == place:
+                    there = await anext(theirs, None)
+                    continue
+                if record.replication == REPLICA or not rule(record):
+                    continue  # a replica the target lacks was removed there for good
+                queued = await self.meta.write(
+                    functools.partial(
+                        queue.requeue,
+                        target=self.target.name,
+                        bucket=bucket,
+                        record=record,
+                        now=self.now(),
+                    )
+                )
+                progress["resent"] += int(queued)
             if not page.is_truncated:
                 return
             key_marker = page.next_key_marker or ""
             version_marker = page.next_version_id_marker or ""
+            progress.update(key=key_marker, version=version_marker)
+            await self._save(progress)
 
-    async def _remote(self, bucket: str) -> AsyncIterator[_Sort]:
-        key_marker = version_marker = ""
+    async def _local_page(self, bucket: str, key_marker: str, version_marker: str) -> VersionPage:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(  # a thousand records decoded: not on the loop
+            None,
+            self.meta.read,
+            functools.partial(
+                list_versions,
+                bucket=bucket,
+                key_marker=key_marker,
+                version_marker=version_marker,
+                max_keys=self.page,
+            ),
+        )
+
+    async def _remote(
+        self, bucket: str, key_marker: str, version_marker: str
+    ) -> AsyncIterator[_Sort]:
+        """The target's versions after the marker (a Stratum's listing resumes at a
+        version's place in the order even when it lacks that version)."""
         while True:
             listed, key_marker, version_marker = await self.client.list_versions(
-                bucket, key_marker, version_marker, PAGE
+                bucket, key_marker, version_marker, self.page
             )
             for entry in listed:
                 place = _sort_key(entry.key, entry.version_id)

@@ -6,11 +6,14 @@ are chosen first (bound to port 0 and released) rather than by the servers thems
 
 from __future__ import annotations
 
+import http.client
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +158,71 @@ def replication_status(site: Site) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+class RefusingProxy:
+    """An HTTP proxy in front of an S3 store that answers the first ``refuse_first`` requests
+    whose method and path match with 503 SlowDown (a transient error a target may give) and
+    forwards every other request as it came."""
+
+    def __init__(self, upstream_port: int, method: str, path: str, refuse_first: int = 1) -> None:
+        self.refused: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the pusher's aiohttp expects
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                assert "chunked" not in self.headers.get("Transfer-Encoding", "")
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.command == method and self.path.split("?")[0] == path:
+                    with lock:
+                        refuse = len(proxy.refused) < refuse_first
+                        if refuse:
+                            proxy.refused.append(self.path)
+                    if refuse:
+                        self._answer(503, {}, b"<Error><Code>SlowDown</Code></Error>")
+                        return
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                try:
+                    upstream.request(self.command, self.path, body, dict(self.headers.items()))
+                    answer = upstream.getresponse()
+                    data = answer.read()
+                    headers = {
+                        k: v
+                        for k, v in answer.getheaders()
+                        if k.lower() not in ("transfer-encoding", "connection", "content-length")
+                    }
+                    if self.command == "HEAD":  # no body, but the length of the object's
+                        headers["Content-Length"] = answer.getheader("Content-Length", "0")
+                    self._answer(answer.status, headers, data)
+                finally:
+                    upstream.close()
+
+            def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                if "Content-Length" not in headers:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+        lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -229,3 +229,32 @@ def test_a_change_is_queued_as_an_amend_entry_or_counted_in_the_waiting_one(
     amend(version("d.jpg", clock.next(1.0)), bucket("photos"))
     keys = store.read(lambda tx: [e.key for _k, e in queue.entries(tx, "one")])
     assert keys == ["a.jpg", "d.jpg"]
+
+
+def test_a_version_waiting_out_its_backoff_holds_back_the_later_ones_of_its_key(
+    store: MetaStore, enqueuer: queue.Enqueuer
+) -> None:
+    clock = versions.OrderClock(3)
+    places = [("photos", "a.jpg"), ("photos", "a.jpg"), ("photos", "b.jpg"), ("music", "a.jpg")]
+    written = [version(key, clock.next(1.0)) for _b, key in places]
+    for (name, _key), record in zip(places, written, strict=True):
+        write(store, enqueuer, bucket(name), record)
+    first, second, other_key, other_bucket = written
+    [(dbkey, entry), *_rest] = store.read(lambda tx: list(queue.entries(tx, "two")))
+    assert entry.version_id == first.version_id
+    store.write_sync(lambda tx: queue.failed(tx, dbkey, entry, "503 SlowDown", 50.0))
+
+    def due(now: float) -> list[tuple[str, str]]:
+        found = store.read(lambda tx: queue.due(tx, "two", now, 10))
+        assert found.next_try == (50.0 if now < 50.0 else None)
+        return [(e.bucket, e.version_id) for _k, e in found.entries]
+
+    # the second version of photos/a.jpg waits for the first (a plain S3 target makes the
+    # last version it receives current); other keys, and the same key elsewhere, do not
+    assert due(10.0) == [("photos", other_key.version_id), ("music", other_bucket.version_id)]
+    assert due(50.0) == [
+        ("photos", first.version_id),
+        ("photos", second.version_id),
+        ("photos", other_key.version_id),
+        ("music", other_bucket.version_id),
+    ]
