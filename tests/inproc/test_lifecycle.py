@@ -266,7 +266,9 @@ async def test_incomplete_uploads_are_aborted(node: Node) -> None:
     assert (await node.lifecycle.run_pass()).aborted == 0
     clock(node).advance(2 * DAY)
     assert (await node.lifecycle.run_pass()).aborted == 1
-    assert [u.key for u in node.multipart.list_uploads("bkt", "owner").uploads] == ["b/other"]
+    assert [u.key for u in (await node.multipart.list_uploads("bkt", "owner")).uploads] == [
+        "b/other"
+    ]
 
 
 def _stored_bytes(node: Node) -> int:
