@@ -235,3 +235,80 @@ def test_a_rule_expires_a_prefix_and_frees_its_space(
     while time.monotonic() < deadline and s3.list_multipart_uploads(Bucket="logs").get("Uploads"):
         time.sleep(0.5)
     assert not s3.list_multipart_uploads(Bucket="logs").get("Uploads")
+
+
+def _until(deadline: float, done: Any) -> None:
+    """Poll ``done()`` every half second until it holds or ``deadline`` (monotonic) passes."""
+    while time.monotonic() < deadline and not done():
+        time.sleep(0.5)
+
+
+def _rule_on(rule_id: str, prefix: str, actions: dict[str, Any]) -> dict[str, Any]:
+    """An enabled rule with ``actions`` on the keys under ``prefix``."""
+    return {"ID": rule_id, "Filter": {"Prefix": prefix}, "Status": "Enabled", **actions}
+
+
+def _put_rules(s3: Any, bucket: str, *rules: dict[str, Any]) -> None:
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": list(rules)}
+    )
+
+
+def _versions(s3: Any, bucket: str, key: str) -> list[str]:
+    """The version ids of ``key`` that hold data (not delete markers), newest first."""
+    listed = s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+    return [v["VersionId"] for v in listed if v["Key"] == key]
+
+
+def test_noncurrent_versions_beyond_the_newest_go(fast_server: RunningServer) -> None:
+    s3 = fast_server.client(**client_config())
+    s3.create_bucket(Bucket="history")
+    s3.put_bucket_versioning(Bucket="history", VersioningConfiguration={"Status": "Enabled"})
+    rule = {"NoncurrentVersionExpiration": {"NoncurrentDays": 1, "NewerNoncurrentVersions": 2}}
+    _put_rules(s3, "history", _rule_on("keep-two", "", rule))
+    written = [
+        s3.put_object(Bucket="history", Key="doc", Body=f"v{i}".encode())["VersionId"]
+        for i in range(6)
+    ]
+    short = [
+        s3.put_object(Bucket="history", Key="few", Body=f"v{i}".encode())["VersionId"]
+        for i in range(3)
+    ]
+    newest_first = list(reversed(written))
+    assert _versions(s3, "history", "doc") == newest_first
+    deadline = time.monotonic() + 8 * DAY_SECONDS + 10
+    _until(deadline, lambda: len(_versions(s3, "history", "doc")) <= 3)
+    # The current version and the two newest noncurrent ones stay; a key with no more
+    # noncurrent versions than that keeps them all.
+    assert _versions(s3, "history", "doc") == newest_first[:3]
+    assert _versions(s3, "history", "few") == list(reversed(short))
+    assert s3.get_object(Bucket="history", Key="doc")["Body"].read() == b"v5"
+    oldest_kept = newest_first[2]
+    got = s3.get_object(Bucket="history", Key="doc", VersionId=oldest_kept)
+    assert got["Body"].read() == b"v3"
+
+
+def test_a_version_locked_through_the_api_survives_the_rules(fast_server: RunningServer) -> None:
+    s3 = fast_server.client(**client_config())
+    s3.create_bucket(Bucket="vault", ObjectLockEnabledForBucket=True)
+    held = s3.put_object(Bucket="vault", Key="k", Body=b"held")["VersionId"]
+    retained = s3.put_object(Bucket="vault", Key="k", Body=b"retained")["VersionId"]
+    free = s3.put_object(Bucket="vault", Key="k", Body=b"free")["VersionId"]
+    s3.put_object_legal_hold(Bucket="vault", Key="k", VersionId=held, LegalHold={"Status": "ON"})
+    until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    s3.put_object_retention(
+        Bucket="vault",
+        Key="k",
+        VersionId=retained,
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until},
+    )
+    rule = {"Expiration": {"Days": 1}, "NoncurrentVersionExpiration": {"NoncurrentDays": 1}}
+    _put_rules(s3, "vault", _rule_on("everything", "", rule))
+    # The unlocked version expires (a delete marker), then goes as a noncurrent version a
+    # day later; the locked ones, noncurrent since before that, were due first.
+    deadline = time.monotonic() + 8 * DAY_SECONDS + 10
+    _until(deadline, lambda: free not in _versions(s3, "vault", "k"))
+    assert _versions(s3, "vault", "k") == [retained, held]
+    for version, body in ((held, b"held"), (retained, b"retained")):
+        got = s3.get_object(Bucket="vault", Key="k", VersionId=version)
+        assert got["Body"].read() == body
