@@ -107,6 +107,18 @@ def parse_http_date(text: str) -> float | None:
     return when.timestamp()
 
 
+def request_time_of(sent: str) -> float | None:
+    """The request time a SigV2 ``Date`` or ``x-amz-date`` header gives (RFC 1123, or ISO 8601
+    basic), or ``None`` when it gives none that AWS takes: unparseable, or before 1970. A date
+    before the epoch is refused as a missing one is, ``AccessDenied``, not as a skewed one
+    (ceph/s3-tests' ``test_*_bad_date_before_epoch_aws2``, which AWS passes; Ceph's gateway
+    refuses such a date the same way), while one from 2010 or after 9999 is skewed."""
+    when = parse_http_date(sent)
+    if when is None:
+        when = parse_amz_date(sent)
+    return None if when is None or when < 0 else when
+
+
 def format_amz_date(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y%m%dT%H%M%SZ")
 

@@ -60,8 +60,7 @@ from stratum.auth.checks import (
     format_iso,
     no_request_date,
     one_mechanism_only,
-    parse_amz_date,
-    parse_http_date,
+    request_time_of,
     secret_of,
     signature_mismatch,
     signatures_equal,
@@ -269,7 +268,7 @@ def _header_claim(request: RequestView, authorization: str, now: float) -> _Clai
     amz_date = headers.get("x-amz-date")
     http_date = headers.get("date")
     sent = amz_date if amz_date is not None else http_date
-    request_time = None if sent is None else parse_http_date(sent) or parse_amz_date(sent)
+    request_time = None if sent is None else request_time_of(sent)
     if sent is None or request_time is None:
         raise no_request_date()
     check_skew(request_time, sent, now)

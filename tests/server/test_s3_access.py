@@ -385,3 +385,90 @@ def test_an_upload_lists_who_started_it(owner: Any, bob: Any, bucket: str) -> No
         ]
     owner.abort_multipart_upload(Bucket=bucket, Key="a-owners", UploadId=mine)
     bob.abort_multipart_upload(Bucket=bucket, Key="b-bobs", UploadId=bobs)
+
+
+def _reader_policy(bucket: str, principal: Any, **statement: Any) -> str:
+    """A policy letting ``principal`` read the bucket's objects."""
+    allow = {
+        "Effect": "Allow",
+        "Principal": principal,
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*",
+        **statement,
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [allow]})
+
+
+def _is_public(owner: Any, bucket: str) -> bool:
+    return bool(owner.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"])
+
+
+@needs_curl
+def test_policy_status_and_block_public_policy(
+    server: RunningServer, owner: Any, bob: Any, bucket: str
+) -> None:
+    owner.put_object(Bucket=bucket, Key="k", Body=b"v")
+    public = _reader_policy(bucket, "*")
+    for private in (
+        _reader_policy(bucket, {"AWS": user_id(bob)}),
+        # a condition pinning the caller to fixed addresses makes a "*" policy non-public
+        _reader_policy(bucket, "*", Condition={"IpAddress": {"aws:SourceIp": "10.1.2.0/24"}}),
+    ):
+        owner.put_bucket_policy(Bucket=bucket, Policy=private)
+        assert not _is_public(owner, bucket)
+    owner.put_bucket_policy(Bucket=bucket, Policy=public)
+    assert _is_public(owner, bucket)
+    assert curl(f"{server.endpoint}/{bucket}/k") == (200, b"v")
+    with pytest.raises(ClientError) as refused:
+        bob.get_bucket_policy_status(Bucket=bucket)
+    assert code(refused) == (403, "AccessDenied")
+
+    owner.delete_bucket_policy(Bucket=bucket)
+    owner.put_public_access_block(
+        Bucket=bucket, PublicAccessBlockConfiguration={"BlockPublicPolicy": True}
+    )
+    with pytest.raises(ClientError) as blocked:
+        owner.put_bucket_policy(Bucket=bucket, Policy=public)
+    assert code(blocked) == (403, "AccessDenied")
+    with pytest.raises(ClientError) as nothing_stored:
+        owner.get_bucket_policy(Bucket=bucket)
+    assert code(nothing_stored) == (404, "NoSuchBucketPolicy")
+    assert curl(f"{server.endpoint}/{bucket}/k")[0] == 403
+    owner.put_bucket_policy(Bucket=bucket, Policy=_reader_policy(bucket, {"AWS": user_id(bob)}))
+    assert bob.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"  # not public: taken
+    owner.delete_public_access_block(Bucket=bucket)
+    owner.put_bucket_policy(Bucket=bucket, Policy=public)
+    assert _is_public(owner, bucket)
+
+
+def test_deleting_ownership_controls_enables_acls_again(owner: Any, bob: Any, bucket: str) -> None:
+    owner.put_bucket_ownership_controls(
+        Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    )
+    with pytest.raises(ClientError) as disabled:
+        owner.put_object(Bucket=bucket, Key="k", Body=b"v", GrantRead=f"id={user_id(bob)}")
+    assert code(disabled) == (400, "AccessControlListNotSupported")
+    assert (
+        owner.delete_bucket_ownership_controls(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"]
+        == 204
+    )
+    with pytest.raises(ClientError) as gone:
+        owner.get_bucket_ownership_controls(Bucket=bucket)
+    assert code(gone) == (404, "OwnershipControlsNotFoundError")
+    owner.put_object(Bucket=bucket, Key="k", Body=b"v", GrantRead=f"id={user_id(bob)}")
+    assert bob.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+
+
+@needs_curl
+def test_a_canned_acl_on_copy_object(server: RunningServer, owner: Any, bucket: str) -> None:
+    owner.put_object(Bucket=bucket, Key="original", Body=b"photo")
+    source = {"Bucket": bucket, "Key": "original"}
+    owner.copy_object(Bucket=bucket, Key="public-copy", CopySource=source, ACL="public-read")
+    owner.copy_object(Bucket=bucket, Key="plain-copy", CopySource=source)
+    assert curl(f"{server.endpoint}/{bucket}/public-copy") == (200, b"photo")
+    # Neither the source nor a copy made without an ACL is readable anonymously: a copy
+    # takes the ACL its request gives (private by default), not its source's.
+    for key in ("original", "plain-copy"):
+        assert curl(f"{server.endpoint}/{bucket}/{key}")[0] == 403, key
+    grants = owner.get_object_acl(Bucket=bucket, Key="public-copy")["Grants"]
+    assert any(g["Grantee"].get("URI") == ALL_USERS and g["Permission"] == "READ" for g in grants)

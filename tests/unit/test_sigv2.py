@@ -520,6 +520,32 @@ def test_botocore_with_x_amz_date_header_verifies() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("sent", "code"),
+    [
+        ("Tue, 07 Jul 1950 21:53:04 GMT", "AccessDenied"),  # before 1970: no usable date
+        ("Wed, 31 Dec 1969 23:59:59 GMT", "AccessDenied"),
+        ("19500707T215304Z", "AccessDenied"),
+        ("Tue, 07 Jul 2010 21:53:04 GMT", "RequestTimeTooSkewed"),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", "RequestTimeTooSkewed"),  # the epoch itself is a date
+        ("Tue, 07 Jul 9999 21:53:04 GMT", "RequestTimeTooSkewed"),
+    ],
+)
+@pytest.mark.parametrize("header", ["Date", "x-amz-date"])
+def test_a_date_before_1970_is_no_date_and_others_are_skewed(
+    header: str, sent: str, code: str
+) -> None:
+    """As ceph/s3-tests' header tests (not marked fails_on_aws) have AWS answer, correctly
+    signed: a date before the epoch is refused as a missing one, a far one as skewed."""
+    if header == "Date":
+        to_sign = f"PUT\n\n\n{sent}\n/bucket/k"
+    else:
+        to_sign = f"PUT\n\n\n\nx-amz-date:{sent}\n/bucket/k"
+    view = RequestView.from_wire("PUT", "/bucket/k", [], [("Host", "localhost"), (header, sent)])
+    signed = with_headers(view, authorization=f"AWS {ACCESS_KEY}:{sigv2.sign(SECRET, to_sign)}")
+    refused(signed, code, 403)
+
+
 def test_repeated_amz_headers_are_joined() -> None:
     view = sign_header(
         "PUT", f"{ENDPOINT}/bucket/k", [("X-Amz-Meta-Tag", " one "), ("x-amz-meta-tag", "two")]
