@@ -127,3 +127,14 @@ def test_no_issue_numbers(doc: Path) -> None:
         for match in ISSUE_NUMBER.finditer(text)
     ]
     assert not found, f"{doc.relative_to(ROOT)} refers to issues by number: {found}"
+
+
+def test_console_figures_are_the_benchmarks() -> None:
+    """docs/console.md's size-and-speed table is bench/results/console.md's, row for row
+    (what `python -m bench.console` wrote), the what-if's verdict included."""
+
+    def rows(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith("|")]
+
+    measured = rows((ROOT / "bench" / "results" / "console.md").read_text())
+    assert measured and rows((ROOT / "docs" / "console.md").read_text()) == measured
