@@ -12,7 +12,8 @@ is cached but the census the history sampler keeps). The what-if replays the who
 history through the tier simulator: it is a form's answer, not a page view, and has its own
 row.
 
-Targets: every page under 100 KB and 200 ms. Output: a Markdown table on stdout and in
+Targets: every page under 100 KB and 200 ms; the what-if's answer under 100 KB, its time
+exempt (the row says so rather than "yes"). Output: a Markdown table on stdout and in
 ``<out>/console.md``.
 """
 
@@ -37,6 +38,7 @@ from bench.signer import Signer
 BUCKET = "bench-console"
 MAX_BYTES = 100_000
 MAX_MS = 200.0
+EXEMPT = "exempt (an action)"
 
 
 def pages(objects: int) -> list[tuple[str, str]]:
@@ -117,12 +119,13 @@ def table(rows: list[tuple[str, int, float, float]], objects: int, fill_s: float
         "|---|---:|---:|---:|---|",
     ]
     for label, size, median, worst in rows:
-        page = "what-if" not in label
-        ok = size <= MAX_BYTES and median <= MAX_MS if page else size <= MAX_BYTES
-        lines.append(
-            f"| {label} | {size / 1000:.1f} | {median:.1f} | {worst:.1f} | "
-            f"{'yes' if ok else 'NO'} |"
-        )
+        if size > MAX_BYTES:
+            verdict = "NO"
+        elif "what-if" in label:
+            verdict = EXEMPT  # an action, not a page view: held to the size alone
+        else:
+            verdict = "yes" if median <= MAX_MS else "NO"
+        lines.append(f"| {label} | {size / 1000:.1f} | {median:.1f} | {worst:.1f} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 

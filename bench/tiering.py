@@ -33,9 +33,9 @@ from typing import Any
 
 from bench.procstat import machine
 from stratum.config import load_config
-from stratum.tiering.learned import LearnedPolicy, Learner
+from stratum.tiering.learned import Learner
 from stratum.tiering.offline import OfflineOptimalPolicy
-from stratum.tiering.policy import SimulatedStratumPolicy
+from stratum.tiering.policy import LearnedPolicy, SimulatedStratumPolicy
 from stratum.tiering.pricing import DEFAULT_PRICES, Prices
 from stratum.tiering.simulation_report import Report
 from stratum.tiering.simulator import (

@@ -158,10 +158,10 @@ def _ago(seconds: float) -> str:
 def simulate(args: argparse.Namespace, config: Config) -> int:
     """Every policy over the trace, priced with the configuration's [prices]; the offline
     bound needs the trace's future, so the file is read once more for it."""
-    from stratum.tiering.learned import LearnedPolicy, Learner
+    from stratum.tiering.learned import Learner
     from stratum.tiering.offline import OfflineOptimalPolicy
     from stratum.tiering.placements import PlacementLog
-    from stratum.tiering.policy import SimulatedStratumPolicy
+    from stratum.tiering.policy import LearnedPolicy, SimulatedStratumPolicy
     from stratum.tiering.pricing import Prices
     from stratum.tiering.simulation_report import compare_text
     from stratum.tiering.simulator import AwsIntelligentTieringPolicy, StaticPolicy, simulation_end

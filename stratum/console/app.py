@@ -67,6 +67,21 @@ def require_root(request: web.Request) -> Visitor:
     return who
 
 
+def templates() -> jinja2.Environment:
+    """The pages' templates, with the format filters they use."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        auto_reload=False,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(fmt.FILTERS)
+    env.globals["version"] = __version__
+    return env
+
+
 class Console:
     """What the pages share: the S3 client, the users, sessions, templates, the clock."""
 
@@ -85,16 +100,7 @@ class Console:
         self.secure = secure
         self.sessions = SessionStore(clock, lifetime)
         self.limiter = LoginLimiter(clock)
-        self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            auto_reload=False,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.templates.filters.update(fmt.FILTERS)
-        self.templates.globals["version"] = __version__
+        self.templates = templates()
         # {bucket: (objects, bytes)} as last counted, when the operator views count them
         self.bucket_totals: Callable[[], Mapping[str, tuple[int, int]]] = dict
 

@@ -81,12 +81,11 @@ class OperatorPages:
                     "f": figures,
                     "overhead": figures.raw / figures.bytes if figures.bytes else None,
                     "fill": figures.used / figures.total if figures.total else None,
-                    "days_left": _days_left(figures, growth.get(name)),
+                    "days_left": days_until_full(figures, growth.get(name)),
                 }
             )
         disks = status["disks"]
-        problems = [d for d in disks if not str(d["state"]).startswith("online")]
-        problems += [d for d in disks if d.get("health", "ONLINE") not in ("ONLINE", "-")]
+        problems = needing_attention(disks)
         return self.console.render(
             request,
             "overview.html",
@@ -95,7 +94,7 @@ class OperatorPages:
             scrub=status["scrub"],
             heal=status["heal"],
             healthy=not problems,
-            problems=len({d["id"] for d in problems}),
+            problems=len(problems),
             counted_at=self.history.counted_at,
         )
 
@@ -105,15 +104,7 @@ class OperatorPages:
         samples = self.history.ring("h", now - GROWTH_WINDOW)
         if len(samples) < 3:
             samples = self.history.ring("m", now - GROWTH_WINDOW)
-        out: dict[str, float] = {}
-        if len(samples) < 2:
-            return out
-        for name in samples[-1]["tiers"]:
-            points = [(s["at"], s["tiers"][name]["used"]) for s in samples if name in s["tiers"]]
-            slope = _slope(points)
-            if slope is not None:
-                out[name] = slope * DAY
-        return out
+        return growth_per_day(samples)
 
     # -- tiers ------------------------------------------------------------------------
 
@@ -145,11 +136,7 @@ class OperatorPages:
             "objects": line_chart(series["objects"], fmt.count, f"Objects per tier, {label}"),
         }
         decisions = await self._admin("GET", "tier/log", [("limit", "15")])
-        census = self.history.census
-        costs = {
-            n: census.tiers[n].bytes / GB * self.prices.storage.get(n, 0.0)
-            for n in _ordered(census.tiers)
-        }
+        costs = monthly_costs(self.history.census.tiers, self.prices)
         return self.console.render(
             request,
             "tiers.html",
@@ -279,7 +266,38 @@ def _ordered(names: Mapping[str, Any] | set[str]) -> list[str]:
     return sorted(names, key=lambda n: (TIER_ORDER.index(n) if n in TIER_ORDER else 9, n))
 
 
-def _slope(points: Sequence[tuple[float, float]]) -> float | None:
+def monthly_costs(tiers: Mapping[str, TierFigures], prices: Prices) -> dict[str, float]:
+    """Each tier's storage cost per month at ``prices`` (object bytes; the cold tier stores
+    each object once, so its bill follows them), hot to cold."""
+    return {n: tiers[n].bytes / GB * prices.storage.get(n, 0.0) for n in _ordered(tiers)}
+
+
+def needing_attention(disks: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Ids of the disks (as the admin API's status lists them) that are not online, or whose
+    ZFS pool is not ONLINE (DEGRADED, FAULTED...: a directory's health is ONLINE or "-")."""
+    return {
+        str(d["id"])
+        for d in disks
+        if not str(d["state"]).startswith("online")
+        or d.get("health", "ONLINE") not in ("ONLINE", "-")
+    }
+
+
+def growth_per_day(samples: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Bytes used per day, per tier of the latest sample: the least-squares line through the
+    samples' ``used`` figures (the history's samples, oldest first)."""
+    out: dict[str, float] = {}
+    if len(samples) < 2:
+        return out
+    for name in samples[-1]["tiers"]:
+        points = [(s["at"], s["tiers"][name]["used"]) for s in samples if name in s["tiers"]]
+        slope = least_squares_slope(points)
+        if slope is not None:
+            out[name] = slope * DAY
+    return out
+
+
+def least_squares_slope(points: Sequence[tuple[float, float]]) -> float | None:
     """Least-squares slope of value over time (per second)."""
     if len(points) < 2:
         return None
@@ -292,7 +310,7 @@ def _slope(points: Sequence[tuple[float, float]]) -> float | None:
     return sum((t - mean_t) * (v - mean_v) for t, v in points) / var
 
 
-def _days_left(figures: TierFigures, per_day: float | None) -> float | None:
+def days_until_full(figures: TierFigures, per_day: float | None) -> float | None:
     """Days until the tier is full at the growth seen, None when it is not growing."""
     if per_day is None or per_day <= 0 or not figures.total:
         return None

@@ -584,13 +584,3 @@ def decode_record(raw: bytes | None) -> dict[str, Any] | None:
 def encode_snapshot(snapshot: dict[str, Any]) -> bytes:
     """The stored record of a :meth:`Learner.snapshot` (a few MB at most: off the loop)."""
     return json.dumps(snapshot, separators=(",", ":")).encode()
-
-
-def __getattr__(name: str) -> Any:
-    # The simulator's adapter lives beside the rules it runs (stratum.tiering.policy);
-    # importing it from here, as before, still works.
-    if name == "LearnedPolicy":
-        from stratum.tiering.policy import LearnedPolicy
-
-        return LearnedPolicy
-    raise AttributeError(name)

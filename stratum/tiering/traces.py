@@ -12,9 +12,10 @@ header line ``time,op,bucket,key,size``; blank lines and lines starting with ``#
             (a GET or HEAD of a key the trace has not written yet stands for an object that
             existed before the trace started: it is created, in the first tier, at time 0)
 
-Synthetic traces: ``python -m stratum.tiering.traces [--workload NAME] --days 180 --seed 1 >
-trace.csv`` writes one; the same workload, length and seed always give the same trace.
-Workloads (:mod:`stratum.tiering.workloads` gives each one's pattern and numbers):
+Synthetic traces: ``python -m stratum.tiering.workloads [--workload NAME] --days 180 --seed 1
+> trace.csv`` writes one; the same workload, length and seed always give the same trace.
+Workloads (:mod:`stratum.tiering.workloads` gives each one's pattern and numbers, and holds
+the command, since it builds on this module's format and home lab):
 
 - ``homelab`` (the default; below): nightly backups with retention and restores beside a
   Zipf working set of files;
@@ -46,14 +47,12 @@ The home lab's pattern (:class:`HomeLab` holds the numbers):
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import csv
 import io
 import itertools
 import math
 import random
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +67,6 @@ __all__ = [
     "TraceRow",
     "format_trace",
     "generate",
-    "main",
     "parse_trace",
     "read_trace",
 ]
@@ -323,31 +321,3 @@ class _Lab:
                 self.ranking.insert(rng.randrange(100), key)
             return []
         raise AssertionError(action)
-
-
-def main(argv: list[str] | None = None) -> int:
-    # the other workloads' module builds on this one's format and home lab
-    from stratum.tiering.workloads import WORKLOADS, workload
-
-    parser = argparse.ArgumentParser(
-        prog="python -m stratum.tiering.traces",
-        description="Write a synthetic request trace (CSV) for `stratum tier simulate`.",
-    )
-    parser.add_argument("--days", type=int, default=180, help="length of the trace (180)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed (1)")
-    parser.add_argument(
-        "--workload",
-        default="homelab",
-        choices=list(WORKLOADS),
-        help="which pattern (homelab; stratum/tiering/workloads.py describes the others)",
-    )
-    args = parser.parse_args(argv)
-    if args.days < 1:
-        parser.error("--days must be at least 1")
-    sys.stdout.writelines(format_trace(workload(args.workload, args.days, args.seed)))
-    sys.stdout.flush()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

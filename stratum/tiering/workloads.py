@@ -1,6 +1,6 @@
 """Synthetic workloads for the tier simulator beyond the home lab of :mod:`stratum.tiering.traces`.
 
-``python -m stratum.tiering.traces --workload NAME --days D --seed S`` writes one; the same
+``python -m stratum.tiering.workloads --workload NAME --days D --seed S`` writes one; the same
 name, length and seed always give the same trace. :data:`WORKLOADS` maps each name to its
 generator; every generator takes the number of days, the seed and optionally its dataclass of
 numbers (the defaults below, sized so that 90 days replay in seconds to a minute per policy).
@@ -42,13 +42,15 @@ numbers (the defaults below, sized so that 90 days replay in seconds to a minute
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from stratum.tiering.traces import DAY, HOUR, HomeLab, TraceRow, generate
+from stratum.tiering.traces import DAY, HOUR, HomeLab, TraceRow, format_trace, generate
 
 __all__ = [
     "WORKLOADS",
@@ -434,3 +436,28 @@ def workload(name: str, days: int, seed: int, params: Any = None) -> Iterator[Tr
     except KeyError:
         raise ValueError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}") from None
     return generator(days, seed, params)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m stratum.tiering.workloads",
+        description="Write a synthetic request trace (CSV) for `stratum tier simulate`.",
+    )
+    parser.add_argument("--days", type=int, default=180, help="length of the trace (180)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    parser.add_argument(
+        "--workload",
+        default="homelab",
+        choices=list(WORKLOADS),
+        help="which pattern (homelab; stratum/tiering/workloads.py describes the others)",
+    )
+    args = parser.parse_args(argv)
+    if args.days < 1:
+        parser.error("--days must be at least 1")
+    sys.stdout.writelines(format_trace(workload(args.workload, args.days, args.seed)))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -39,18 +39,16 @@ of multipart uploads in progress) in an executor, in pages, at most every
 from __future__ import annotations
 
 import asyncio
-import bisect
 import hmac
 import ipaddress
 import json
 import logging
-import math
 import os
 import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -64,6 +62,8 @@ from stratum.meta.store import MetaStore
 from stratum.s3.router import virtual_host_bucket
 from stratum.s3.server import FinishedRequest
 from stratum.tiering.engine import TierEngine
+from stratum.web.prometheus import Counter, Family, Histogram, render
+from stratum.web.replication_metrics import replication_families
 
 log = logging.getLogger("stratum.observe")
 
@@ -81,107 +81,6 @@ LATENCY_BUCKETS = (
 TIER_COUNT_INTERVAL = 30.0
 METRICS_MAX_AGE = 5.0  # seconds an answer to /metrics is served again before a new one is made
 TIER_COUNT_PAGE = 5000  # volumes per read transaction: short ones, so the map can still grow
-
-Labels = tuple[tuple[str, str], ...]
-
-
-# -- the registry and the text format ---------------------------------------------------
-
-
-@dataclass
-class Family:
-    """One metric family: its samples are (name suffix, labels, value)."""
-
-    name: str
-    kind: str  # "counter" | "gauge" | "histogram"
-    help: str
-    samples: list[tuple[str, Labels, float]] = field(default_factory=list)
-
-    def add(self, value: float, suffix: str = "", **labels: str) -> Family:
-        self.samples.append((suffix, tuple(labels.items()), value))
-        return self
-
-
-class Counter:
-    """A monotonically increasing count per label set."""
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str]) -> None:
-        self.name, self.help, self.labelnames = name, help, tuple(labelnames)
-        self.values: dict[tuple[str, ...], float] = {}
-
-    def inc(self, *labels: str, amount: float = 1) -> None:
-        self.values[labels] = self.values.get(labels, 0) + amount
-
-    def family(self) -> Family:
-        out = Family(self.name, "counter", self.help)
-        for labels, value in sorted(self.values.items()):
-            out.samples.append(("", tuple(zip(self.labelnames, labels, strict=True)), value))
-        return out
-
-
-class Histogram:
-    """Cumulative buckets, sum and count per label set."""
-
-    def __init__(
-        self, name: str, help: str, labelnames: Sequence[str], buckets: Sequence[float]
-    ) -> None:
-        self.name, self.help, self.labelnames = name, help, tuple(labelnames)
-        self.bounds = tuple(sorted(buckets))
-        # per label set: [count in each bucket (non-cumulative; last is +Inf), sum]
-        self.values: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
-
-    def observe(self, value: float, *labels: str) -> None:
-        slot = self.values.get(labels)
-        if slot is None:
-            slot = self.values[labels] = ([0] * (len(self.bounds) + 1), [0.0])
-        slot[0][bisect.bisect_left(self.bounds, value)] += 1
-        slot[1][0] += value
-
-    def family(self) -> Family:
-        out = Family(self.name, "histogram", self.help)
-        for labels, (counts, total) in sorted(self.values.items()):
-            base = tuple(zip(self.labelnames, labels, strict=True))
-            running = 0
-            for bound, count in zip((*self.bounds, math.inf), counts, strict=True):
-                running += count
-                out.samples.append(("_bucket", (*base, ("le", _number(bound))), running))
-            out.samples.append(("_sum", base, total[0]))
-            out.samples.append(("_count", base, running))
-        return out
-
-
-def render(families: Iterable[Family]) -> str:
-    """Prometheus text exposition format 0.0.4."""
-    lines: list[str] = []
-    for family in families:
-        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
-        lines.append(f"# TYPE {family.name} {family.kind}")
-        for suffix, labels, value in family.samples:
-            if labels:
-                inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
-                lines.append(f"{family.name}{suffix}{{{inner}}} {_number(value)}")
-            else:
-                lines.append(f"{family.name}{suffix} {_number(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _escape_help(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n")
-
 
 # -- what requests do -------------------------------------------------------------------
 
@@ -622,8 +521,6 @@ class Observer:
         if self.tiering is not None:
             out += move_families(self.tiering.moves, self.tiering.moved_bytes)
         if self.replication is not None:
-            from stratum.web.replication_metrics import replication_families
-
             out += replication_families(await loop.run_in_executor(None, self.replication))
         out += process_families(self.started_at)
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stratum.web.observe import Family
+from stratum.web.prometheus import Family
 
 
 def replication_families(status: Sequence[Mapping[str, Any]]) -> list[Family]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from stratum.tiering.pricing import DEFAULT_PRICES
 from tests.server.browser import (
     log_in,
     need_chromium,
@@ -207,7 +208,8 @@ def test_a_user_sees_only_their_own(browser: Any, server: RunningServer) -> None
 
 
 def test_operator_pages(browser: Any, server: RunningServer) -> None:
-    """Overview, tiers (with a move made and the what-if replayed), replication."""
+    """Overview, the buckets' totals, tiers (with a move made, the monthly cost and the what-if
+    replayed), replication."""
     console = server.console  # type: ignore[attr-defined]
     s3 = server.client()
     s3.create_bucket(Bucket="archive")
@@ -235,6 +237,11 @@ def test_operator_pages(browser: Any, server: RunningServer) -> None:
     screenshot(browser, "overview")
     screenshot(browser, "overview-phone", width=390)
 
+    browser.get(f"{console}/buckets")  # each bucket's objects and bytes as the census counted
+    archive = by_id(browser, "buckets").text.partition("archive")[2].splitlines()[0]
+    assert archive.split()[-3:] == ["20", "5.7", "MiB"], archive  # 20 x 300,000 bytes
+    screenshot(browser, "buckets")
+
     browser.get(f"{console}/tiers")
     assert "hot → warm" in by_id(browser, "decisions").text
     assert "idle" in by_id(browser, "decisions").text
@@ -242,6 +249,11 @@ def test_operator_pages(browser: Any, server: RunningServer) -> None:
     by_id(browser, "whatif").click()
     result = wait_for(lambda: by_id(browser, "whatif-result").text, what="the what-if")
     assert "Reads served from hot" in result and "Cost per month" in result
+    # the monthly cost of what each tier holds, at the configured (here default) prices
+    costs = by_id(browser, "costs").text
+    for tier in ("hot", "warm"):
+        assert f"{tier} {DEFAULT_PRICES.storage[tier]} EUR" in costs, costs
+    assert "0.00 EUR" in costs  # 6 MB of scans: less than a cent
     screenshot(browser, "tiers")
 
     browser.get(f"{console}/replication")

@@ -1,11 +1,14 @@
 """The web console's protections over plain HTTP: cookie flags, headers, CSRF, the login rate
-limit, sessions that end, and what needs a session."""
+limit, sessions that end, and what needs a session; and ``[console] listen = ""``, which
+opens no port at all."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import ssl
+import time
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -13,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.server.browser import start_console_server
-from tests.server.conftest import ACCESS_KEY, SECRET_KEY, RunningServer
+from tests.server.browser import console_url, start_console_server
+from tests.server.conftest import ACCESS_KEY, SECRET_KEY, RunningServer, start_server
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +227,57 @@ async def test_under_tls_the_console_serves_the_same_certificate(tmp_path: Path)
                 assert page.status == 200
     finally:
         assert await asyncio.to_thread(srv.stop) == 0, "".join(srv.output[-40:])
+
+
+def listening_ports(server: RunningServer) -> set[int]:
+    """The TCP ports the server's processes (the primary and its workers, one process group)
+    listen on, read from /proc: what a port scan of the machine would find open."""
+    group = server.process.pid
+    sockets: set[str] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # the process group is the 5th field, after the name in parentheses
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            if int(fields[2]) != group:
+                continue
+            for fd in (entry / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    sockets.add(target[8:-1])
+        except OSError:
+            continue  # a process that ended meanwhile
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            columns = line.split()
+            if columns[3] == "0A" and columns[9] in sockets:  # 0A: LISTEN
+                ports.add(int(columns[1].rpartition(":")[2], 16))
+    return ports
+
+
+@pytest.mark.parametrize("listen", ["", "127.0.0.1:0"])
+def test_an_empty_listen_opens_no_console_port(tmp_path: Path, listen: str) -> None:
+    """One process (no private port between processes): the S3 port alone is open, or the S3
+    port and the console's (the contrast that shows the count finds a console port)."""
+    config = tmp_path / "stratum.toml"
+    config.write_text(
+        f'[server]\nworkers = 1\n\n[storage]\ndata_dir = "{tmp_path / "data"}"\n\n'
+        f'[console]\nlisten = "{listen}"\n'
+    )
+    srv = start_server(tmp_path / "data", config=config)
+    try:
+        expected = {int(srv.endpoint.rpartition(":")[2])}
+        if listen:
+            expected.add(int(console_url(srv).rpartition(":")[2]))
+        else:
+            # The console would start just after the S3 port is announced: watch a while.
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                assert listening_ports(srv) == expected
+                time.sleep(0.2)
+            assert not any("web console" in line for line in srv.output), srv.output
+        assert listening_ports(srv) == expected
+    finally:
+        assert srv.stop() == 0, "".join(srv.output[-40:])

@@ -20,14 +20,13 @@ from stratum.tiering.learned import (
     NEVER,
     REACHED,
     ClassStats,
-    LearnedPolicy,
     Learner,
     class_of,
     encode_snapshot,
     related_classes,
 )
 from stratum.tiering.offline import OfflineOptimalPolicy
-from stratum.tiering.policy import SimulatedStratumPolicy
+from stratum.tiering.policy import LearnedPolicy, SimulatedStratumPolicy
 from stratum.tiering.pricing import DEFAULT_PRICES
 from stratum.tiering.simulator import AwsIntelligentTieringPolicy, simulate, simulation_end
 from stratum.tiering.traces import DAY, HOUR, HomeLab, TraceRow, generate

@@ -107,7 +107,7 @@ def test_trace_csv_round_trip_and_errors(tmp_path: Path) -> None:
 
 def test_tracegen_command_line() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "stratum.tiering.traces", "--days", "1", "--seed", "1"],
+        [sys.executable, "-m", "stratum.tiering.workloads", "--days", "1", "--seed", "1"],
         capture_output=True,
         text=True,
         check=True,

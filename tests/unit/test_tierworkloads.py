@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from stratum.config import load_config
-from stratum.tiering.learned import LearnedPolicy, Learner
+from stratum.tiering.learned import Learner
 from stratum.tiering.offline import OfflineOptimalPolicy
-from stratum.tiering.policy import SimulatedStratumPolicy
+from stratum.tiering.policy import LearnedPolicy, SimulatedStratumPolicy
 from stratum.tiering.pricing import DEFAULT_PRICES
 from stratum.tiering.simulation_report import Report
 from stratum.tiering.simulator import AwsIntelligentTieringPolicy, simulate
@@ -63,7 +63,7 @@ def test_each_workload_is_deterministic_per_seed_and_well_formed(name: str) -> N
 
 def test_the_command_writes_a_named_workload() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "stratum.tiering.traces", "--workload", "logs", "--days", "2"],
+        [sys.executable, "-m", "stratum.tiering.workloads", "--workload", "logs", "--days", "2"],
         capture_output=True,
         text=True,
         check=True,
@@ -71,7 +71,7 @@ def test_the_command_writes_a_named_workload() -> None:
     rows = list(parse_trace(out.splitlines()))
     assert rows == [row._replace(time=round(row.time, 3)) for row in workload("logs", 2, 1)]
     bad = subprocess.run(
-        [sys.executable, "-m", "stratum.tiering.traces", "--workload", "nope"],
+        [sys.executable, "-m", "stratum.tiering.workloads", "--workload", "nope"],
         capture_output=True,
         text=True,
     )
