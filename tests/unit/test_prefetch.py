@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from stratum.config import load_config
-from stratum.tiering.learned import LearnedPolicy, Learner
-from stratum.tiering.policy import SimulatedStratumPolicy
+from stratum.tiering.learned import Learner
+from stratum.tiering.policy import LearnedPolicy, SimulatedStratumPolicy
 from stratum.tiering.prefetch import (
     MIN_TRIED,
     RULE,
