@@ -93,6 +93,7 @@ class Node:
     backup: MetaBackup | None = None  # copies of the metadata store, made while started
     snapshots: SnapshotSchedule | None = None  # ZFS snapshots, when scheduled
     replicator: Replicator | None = None  # replication targets, when configured
+    primary: bool = False  # started with the background tasks (the primary process)
 
     @classmethod
     def open(cls, config: Config, clock: Clock | None = None, *, worker: bool = False) -> Node:
@@ -200,6 +201,7 @@ class Node:
 
     async def start(self, *, background: bool = True) -> None:
         """Start serving; ``background``: also run the background tasks (a worker doesn't)."""
+        self.primary = background
         await self.service.start(background=background)
         await self.maintenance.start(scheduled=background)
         if not background:
@@ -248,7 +250,10 @@ class Node:
         await self.service.flush_access()
         await self.tiering.hand_over_learning()
 
-    async def stop(self) -> None:
+    async def stop(self, *, clean: bool = False) -> None:
+        """Stop everything; ``clean``: every process of this store stopped as asked (no
+        worker ended unasked or was killed), so the next start need not look for what a
+        crash leaves (:meth:`GarbageCollector.mark_clean_stop`)."""
         if self.snapshots is not None:
             await self.snapshots.stop()
         if self.backup is not None:
@@ -261,6 +266,8 @@ class Node:
         await self.maintenance.stop()
         await self.multipart.stop()
         await self.service.stop()
+        if clean and self.primary:
+            await self.service.garbage.mark_clean_stop()
         for tier in self.tiers.values():
             await tier.close()
 

@@ -297,20 +297,22 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         log.info("shutting down: finishing requests in flight")
     await console.stop()
     await runner.cleanup()
+    killed = False
     if role.primary and role.children:
-        await _reap(role, watchers)
+        killed = await _reap(role, watchers)
     if publishing is not None:
         await publishing.stop()
     if forwarder is not None:
         await forwarder.close()
-    await node.stop()
+    await node.stop(clean=role.primary and exit_code == 0 and not killed)
     if role.primary:
         server_file.unlink(missing_ok=True)
     return exit_code
 
 
-async def _reap(role: Role, watchers: list[threading.Thread]) -> None:
-    """Wait for the workers to finish their requests; kill those that take too long."""
+async def _reap(role: Role, watchers: list[threading.Thread]) -> bool:
+    """Wait for the workers to finish their requests; kill those that take too long (then
+    True: a killed worker may have left a write half done)."""
     loop = asyncio.get_running_loop()
 
     def join_all(timeout: float) -> bool:
@@ -319,10 +321,12 @@ async def _reap(role: Role, watchers: list[threading.Thread]) -> None:
             thread.join(max(0.0, deadline - time.monotonic()))
         return not any(thread.is_alive() for thread in watchers)
 
-    if not await loop.run_in_executor(None, join_all, STOP_TIMEOUT):
-        log.error("workers still running after %.0f s: killing them", STOP_TIMEOUT)
-        role.signal_children(signal.SIGKILL)
-        await loop.run_in_executor(None, join_all, 5.0)
+    if await loop.run_in_executor(None, join_all, STOP_TIMEOUT):
+        return False
+    log.error("workers still running after %.0f s: killing them", STOP_TIMEOUT)
+    role.signal_children(signal.SIGKILL)
+    await loop.run_in_executor(None, join_all, 5.0)
+    return True
 
 
 def _describe_status(status: int) -> str:

@@ -269,7 +269,22 @@ class MetaBackup:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """A copy ``first_delay`` seconds from now, then one every ``interval``."""
+        """A copy ``first_delay`` seconds from now, then one every ``interval``; but when
+        every disk already holds a complete copy younger than ``interval`` (a restart), the
+        first is due an interval after the oldest of them, as if the server had run on: a
+        restart of a large store must not copy it all to every disk (1.6 GB each at a
+        million objects) while it serves."""
+        loop = asyncio.get_running_loop()
+        copies = await loop.run_in_executor(self.executor, find_backups, self.disks)
+        newest: dict[Path, float] = {}
+        for copy in copies:  # newest first
+            newest.setdefault(copy.path.parent, copy.created)
+        if self.disks and all(disk in newest for disk in self.disks):
+            due = min(newest[disk] for disk in self.disks) + self.interval
+            if due > self.clock.now():
+                self._due = due
+                log.info("every disk has a recent metadata backup: the next in %.0f s",
+                         due - self.clock.now())  # fmt: skip
         self._schedule.start()
 
     async def stop(self) -> None:

@@ -175,7 +175,7 @@ class ObjectService:
         """``background``: also collect garbage and sweep orphans (one process does)."""
         self._access_flusher.start()
         if background:
-            self.garbage.start(new_volume_id(self.clock.now())[:12])
+            await self.garbage.start(new_volume_id(self.clock.now())[:12])
 
     async def stop(self) -> None:
         await self._access_flusher.stop()

@@ -5,6 +5,7 @@ written in synced stretches with pauses."""
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import os
 from pathlib import Path
 
@@ -50,6 +51,36 @@ async def test_a_disk_back_online_gets_the_copy_it_missed(tmp_path: Path, store:
         assert not again.skipped and set(again.written) == set(disks)
         assert (await backup.backup_now()).skipped
     assert [c.path.parent for c in find_backups(disks)] == disks
+
+
+async def test_a_restart_keeps_the_schedule_of_the_copies_on_the_disks(
+    tmp_path: Path, store: MetaStore
+) -> None:
+    """Every disk holding a copy younger than the interval: the restarted server's first copy
+    is due an interval after the oldest of them, not 10 s after start; one disk without a
+    copy: soon, as before."""
+    disks = _disks(tmp_path, 2)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        clock = ManualClock(1000.0)
+        write_backups(store, disks, clock.now(), 1, {})
+        clock.advance(600)
+        restarted = MetaBackup(store, disks, clock, interval=3600, executor=pool, first_delay=0)
+        await restarted.start()
+        try:
+            assert restarted._due == 1000.0 + 3600
+        finally:
+            await restarted.stop()
+        clock.advance(3600)  # past it: a copy at once
+        late = MetaBackup(store, disks, clock, interval=3600, executor=pool, first_delay=0)
+        await late.start()
+        await late.stop()
+        assert late._due == -math.inf
+        (tmp_path / "more").mkdir()
+        fresh = _disks(tmp_path / "more", 1)
+        partial = MetaBackup(store, [*disks, *fresh], clock, interval=3600, executor=pool)
+        await partial.start()
+        await partial.stop()
+        assert partial._due == -math.inf
 
 
 @pytest.mark.parametrize("size", [0, 1, 3 * 4096, 3 * 4096 + 17])
