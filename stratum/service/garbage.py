@@ -146,6 +146,7 @@ class GarbageCollector:
             log.info("the last stop was clean: no orphan sweep at start-up")
             self._swept = True
             return
+        log.info("the last stop was not known to be clean: sweeping orphans")
         self._sweep_task = asyncio.create_task(self._sweep_at_start(), name="orphan-sweep")
 
     async def _sweep_at_start(self) -> int:
