@@ -133,6 +133,19 @@ def render_classes(answer: dict[str, Any]) -> str:
         median = "-" if c["median_gap_below"] is None else "< " + _ago(c["median_gap_below"])
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(c["updated"]))
         lines.append(f"{c['evidence']:>9.1f} {ratio:>7} {median:>11}  {when:16}  {c['class']}")
+    prefetch = answer.get("prefetch")
+    if prefetch and prefetch["promoted"]:
+        lines += [
+            "",
+            f"promoted ahead of reads since start: {prefetch['promoted']},"
+            f" read {prefetch['used']}, expired unread {prefetch['unused']}",
+            f"{'promoted':>9} {'read':>7}  promoting  scope",
+        ]
+        for scope in prefetch["scopes"]:
+            state = "yes" if scope["promoting"] else "no"
+            lines.append(
+                f"{scope['promoted']:>9.1f} {scope['used']:>7.1f}  {state:9}  {scope['scope']}"
+            )
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from stratum.cli.tiering import render_classes
 from stratum.config import load_config
 from stratum.node import Node
 from stratum.service.objects import PutOptions
@@ -74,6 +75,9 @@ async def test_reads_from_warm_promote_the_photos_that_follow(node: Node) -> Non
     classes = node.tiering.classes(10)["prefetch"]
     assert classes["promoted"] == 16 and classes["used"] == 1
     assert classes["scopes"][0]["scope"] == "b/library/"
+    shown = render_classes(node.tiering.classes(10))
+    assert "promoted ahead of reads since start: 16, read 1" in shown
+    assert "     16.0     1.0  yes        b/library/" in shown
     # a pass right after keeps them hot (held for the read they were promoted for; the two
     # read from warm may go either way, as the class's few gaps say)
     clock.advance(60)
