@@ -180,10 +180,15 @@ class TargetClient:
         body: AsyncIterable[bytes],
         size: int,
         md5: str = "",
+        checksum: tuple[str, str] | None = None,
     ) -> str:
-        """Send a part; ``md5``: its Content-MD5 (base64), if known."""
+        """Send a part; ``md5``: its Content-MD5 (base64), if known; ``checksum``: its
+        (algorithm, base64 value) of the upload's checksum, which the target verifies."""
         query = f"partNumber={number}&uploadId={quote(upload_id, safe='')}"
         headers = {"Content-Length": str(size)}
+        if checksum is not None:
+            algorithm, value = checksum
+            headers[f"x-amz-checksum-{algorithm}"] = value
         if md5:
             headers["Content-MD5"] = md5
         answer = await self.request("PUT", self.url(bucket, key, query), headers, body)
@@ -196,10 +201,17 @@ class TargetClient:
         upload_id: str,
         etags: Sequence[str],
         headers: Mapping[str, str],
+        checksums: tuple[str, Sequence[str]] | None = None,
     ) -> Answer:
+        """CompleteMultipartUpload; ``checksums``: the upload's algorithm and each part's
+        value of it, listed with the parts as S3 asks of an upload made with a checksum."""
+        algorithm, values = checksums or ("", [""] * len(etags))
+        element = f"Checksum{algorithm.upper()}"
         parts = "".join(
-            f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
-            for n, etag in enumerate(etags, 1)
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag>"
+            + (f"<{element}>{value}</{element}>" if value else "")
+            + "</Part>"
+            for n, (etag, value) in enumerate(zip(etags, values, strict=True), 1)
         )
         body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
         query = f"uploadId={quote(upload_id, safe='')}"

@@ -5,9 +5,14 @@ of one key one after another in order (a plain S3 target makes the last one it r
 current), different keys several at a time. A version goes with its id, time, metadata,
 checksums, tags and lock state:
 
-- an object made by a multipart upload as a multipart upload with the same part sizes
-  (so its ETag is the same on the target), any other with one streamed PUT carrying its
-  Content-MD5 and full-object checksums, which the target verifies;
+- an object made by a multipart upload (one part or more) as a multipart upload with the
+  same part sizes, so its ETag is the same on the target, and with the same checksum: the
+  upload's algorithm and type (COMPOSITE or FULL_OBJECT) on CreateMultipartUpload, each
+  part's stored value on its UploadPart and in CompleteMultipartUpload's list, a FULL_OBJECT
+  value on CompleteMultipartUpload, so the target verifies every part and computes the
+  object's value as the source did (:class:`PartChecksums`);
+- any other object with one streamed PUT carrying its Content-MD5 and full-object checksums,
+  which the target verifies;
 - a delete marker as a DELETE of the key;
 - a later change of its tags or Object Lock state as PutObjectTagging, PutObjectRetention
   and PutObjectLegalHold (:mod:`stratum.replication.amendments`).
@@ -97,6 +102,44 @@ def object_headers(record: ObjectRecord, now: float, *, single: bool) -> dict[st
             if "-" not in value:  # a composite (per-part) checksum is no whole-body digest
                 headers[f"x-amz-checksum-{alg}"] = value
     return headers
+
+
+@dataclass(frozen=True)
+class PartChecksums:
+    """A multipart object's checksum, as its upload is made again on the target."""
+
+    algorithm: str  # as stored: crc32, crc32c, crc64nvme, sha1, sha256
+    value: str  # the object's: "<base64>-<parts>" if COMPOSITE, "<base64>" if FULL_OBJECT
+    parts: list[str]  # each part's base64 value, in part order
+
+    @classmethod
+    def of(cls, record: ObjectRecord, volume: VolumeRecord) -> PartChecksums | None:
+        """None when the version has no checksum, or its parts' values are not stored (a
+        volume written before they were): it then goes without one, as any object would."""
+        if len(record.checksums) != 1:
+            return None
+        [(algorithm, value)] = record.checksums.items()
+        parts = volume.part_checksums
+        if len(parts) != len(volume.part_sizes) or not all(parts):
+            return None
+        return cls(algorithm, value, list(parts))
+
+    @property
+    def kind(self) -> str:
+        return "COMPOSITE" if "-" in self.value else "FULL_OBJECT"
+
+    def create_headers(self) -> dict[str, str]:
+        return {
+            "x-amz-checksum-algorithm": self.algorithm.upper(),
+            "x-amz-checksum-type": self.kind,
+        }
+
+    def complete_headers(self) -> dict[str, str]:
+        """The object's value, which the target checks against the one it computes; only a
+        FULL_OBJECT one (a COMPOSITE value follows from the parts', each verified)."""
+        if self.kind == "COMPOSITE":
+            return {}
+        return {f"x-amz-checksum-{self.algorithm}": self.value}
 
 
 def replica_headers(record: ObjectRecord) -> dict[str, str]:
@@ -334,7 +377,7 @@ class Pusher:
         if retry and await self.client.head_version(bucket, record.key, record.version_id):
             await self._keeps_ids(True)
             return 0  # an earlier attempt got there; its answer was lost
-        sizes = volume.part_sizes if record.parts and len(volume.part_sizes) > 1 else []
+        sizes = volume.part_sizes if record.parts else []
         now = self.clock.now()
         if not sizes:
             headers = {**object_headers(record, now, single=True), **replica_headers(record)}
@@ -345,23 +388,31 @@ class Pusher:
                 answer = await self.client.put(bucket, record.key, body, record.size, headers)
             await self._learn(answer.headers.get("x-amz-version-id"), record)
             return record.size
-        upload_id = await self.client.create_upload(
-            bucket, record.key, object_headers(record, now, single=False)
-        )
+        sums = PartChecksums.of(record, volume)
+        headers = object_headers(record, now, single=False)
+        if sums is not None:
+            headers.update(sums.create_headers())
+        upload_id = await self.client.create_upload(bucket, record.key, headers)
         try:
             etags = []
             offset = 0
             for number, size in enumerate(sizes, 1):
                 md5 = await self._md5(volume, offset, offset + size) if digests else ""
+                checksum = None if sums is None else (sums.algorithm, sums.parts[number - 1])
                 part = self._read(volume, offset, offset + size)
                 async with contextlib.aclosing(part):
                     etag = await self.client.upload_part(
-                        bucket, record.key, upload_id, number, part, size, md5
+                        bucket, record.key, upload_id, number, part, size, md5, checksum
                     )
                 etags.append(etag)
                 offset += size
+            headers = replica_headers(record)
+            listed = None
+            if sums is not None:
+                headers.update(sums.complete_headers())
+                listed = (sums.algorithm, sums.parts)
             answer = await self.client.complete(
-                bucket, record.key, upload_id, etags, replica_headers(record)
+                bucket, record.key, upload_id, etags, headers, listed
             )
             await self._learn(answer.headers.get("x-amz-version-id"), record)
         except BaseException:

@@ -6,6 +6,7 @@ are chosen first (bound to port 0 and released) rather than by the servers thems
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import boto3
 
 from tests.server.conftest import (
     ACCESS_KEY,
@@ -97,6 +100,43 @@ def running_sites(root: Path) -> Iterator[tuple[Site, Site]]:
         assert site.server is not None
         code = site.server.stop()
         assert code == 0, "".join(site.server.output[-50:])
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[tuple[int, Any]]:
+    """moto server on loopback, a plain S3 store: its port and a boto3 client of it."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        yield (
+            port,
+            boto3.client(
+                "s3",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                aws_access_key_id=ACCESS_KEY,
+                aws_secret_access_key=SECRET_KEY,
+                region_name="us-east-1",
+            ),
+        )
+    finally:
+        moto.stop()
+
+
+@contextlib.contextmanager
+def one_way_source(root: Path, endpoint: str) -> Iterator[Site]:
+    """A started site replicating every bucket to the S3 store at ``endpoint`` (target
+    "moto"), stopped on the way out."""
+    port = free_port()
+    source = Site("src", site_config(root, "src", 5, port, {"moto": endpoint}), port)
+    source.start()
+    try:
+        yield source
+    finally:
+        assert source.server is not None
+        source.server.stop()
 
 
 def versioned_bucket(name: str, *clients: Any) -> None:

@@ -12,16 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.server.conftest import ACCESS_KEY, SECRET_KEY, RunningServer, stratum_command
+from tests.server.conftest import RunningServer, stratum_command
 from tests.server.replication_sites import (
     RefusingProxy,
     Site,
     converged,
     free_port,
+    moto_server,
+    one_way_source,
     replication_status,
     running_sites,
     site_config,
@@ -297,53 +298,35 @@ def test_one_way_to_a_plain_s3_store(tmp_path: Path) -> None:
     """moto server as the target: it ignores the replica headers and gives each push an id
     of its own, in the source's order per key, so its current object is the source's, even
     when the first version's push fails once (the later ones wait for its retry)."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    refusing = RefusingProxy(port, "PUT", "/oneway/doc.txt")
-    try:
+    with moto_server() as (port, remote):
+        refusing = RefusingProxy(port, "PUT", "/oneway/doc.txt")
         refusing.start()
-        remote = boto3.client(
-            "s3",
-            endpoint_url=f"http://127.0.0.1:{port}",
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-            region_name="us-east-1",
-        )
-        versioned_bucket("oneway", remote)
-        src_port = free_port()
-        targets = {"moto": f"http://127.0.0.1:{refusing.port}"}
-        source = Site("src", site_config(tmp_path, "src", 5, src_port, targets), src_port)
-        source.start()
         try:
-            s3 = source.client()
-            versioned_bucket("oneway", s3)
-            for body in (b"first", b"second", b"third"):
-                s3.put_object(Bucket="oneway", Key="doc.txt", Body=body, Metadata={"n": "1"})
-            s3.put_object(Bucket="oneway", Key="gone.txt", Body=b"x")
-            s3.delete_object(Bucket="oneway", Key="gone.txt")
-            wait_for(
-                lambda: len(version_listing(remote, "oneway")) == 5, what="five versions on moto"
-            )
-            assert len(refusing.refused) == 1  # the first version's first push
-            got = remote.get_object(Bucket="oneway", Key="doc.txt")
-            assert got["Body"].read() == b"third" and got["Metadata"] == {"n": "1"}
-            with pytest.raises(ClientError):
-                remote.head_object(Bucket="oneway", Key="gone.txt")
-            wait_for(
-                lambda: (
-                    s3.head_object(Bucket="oneway", Key="doc.txt")["ReplicationStatus"]
-                    == "COMPLETED"
+            versioned_bucket("oneway", remote)
+            with one_way_source(tmp_path, f"http://127.0.0.1:{refusing.port}") as source:
+                s3 = source.client()
+                versioned_bucket("oneway", s3)
+                for body in (b"first", b"second", b"third"):
+                    s3.put_object(Bucket="oneway", Key="doc.txt", Body=body, Metadata={"n": "1"})
+                s3.put_object(Bucket="oneway", Key="gone.txt", Body=b"x")
+                s3.delete_object(Bucket="oneway", Key="gone.txt")
+                wait_for(
+                    lambda: len(version_listing(remote, "oneway")) == 5,
+                    what="five versions on moto",
                 )
-            )
+                assert len(refusing.refused) == 1  # the first version's first push
+                got = remote.get_object(Bucket="oneway", Key="doc.txt")
+                assert got["Body"].read() == b"third" and got["Metadata"] == {"n": "1"}
+                with pytest.raises(ClientError):
+                    remote.head_object(Bucket="oneway", Key="gone.txt")
+                wait_for(
+                    lambda: (
+                        s3.head_object(Bucket="oneway", Key="doc.txt")["ReplicationStatus"]
+                        == "COMPLETED"
+                    )
+                )
         finally:
-            assert source.server is not None
-            source.server.stop()
-    finally:
-        refusing.stop()
-        moto.stop()
+            refusing.stop()
 
 
 @pytest.fixture

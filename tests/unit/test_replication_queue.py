@@ -8,10 +8,10 @@ import pytest
 
 from stratum.config import load_config
 from stratum.meta import catalog, versions
-from stratum.meta.records import BucketRecord, ObjectRecord
+from stratum.meta.records import BucketRecord, ObjectRecord, VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.replication import queue, rules
-from stratum.replication.pusher import backoff, object_headers
+from stratum.replication.pusher import PartChecksums, backoff, object_headers
 from stratum.service import versioning
 
 CONFIG = """
@@ -146,6 +146,27 @@ def test_a_single_put_carries_the_whole_body_digests_only() -> None:
     assert single["x-amz-checksum-sha256"] == "abc=" and "x-amz-checksum-crc32" not in single
     assert single["x-amz-meta-camera"] == "x100" and single["x-amz-tagging"] == "a=b+c"
     assert "Content-MD5" not in object_headers(r, 0.0, single=False)
+
+
+def test_multipart_checksums_go_along_when_the_parts_values_are_stored() -> None:
+    r = version("k", versions.OrderClock(3).next(1.0))
+    r.parts = 2
+    volume = VolumeRecord("v", "hot", "seg", {}, 7, "", 0.0, part_sizes=[5, 2])
+    assert PartChecksums.of(r, volume) is None  # no checksum
+    r.checksums = {"crc32": "AAAAAA==-2"}
+    assert PartChecksums.of(r, volume) is None  # written before parts' values were stored
+    volume.part_checksums = ["AQIDBA==", "BQYHCA=="]
+    sums = PartChecksums.of(r, volume)
+    assert sums is not None and sums.parts == volume.part_checksums
+    assert sums.create_headers() == {
+        "x-amz-checksum-algorithm": "CRC32",
+        "x-amz-checksum-type": "COMPOSITE",
+    }
+    assert sums.complete_headers() == {}  # the parts' values decide a COMPOSITE one
+    r.checksums = {"crc32": "AAAAAA=="}
+    full = PartChecksums.of(r, volume)
+    assert full is not None and full.create_headers()["x-amz-checksum-type"] == "FULL_OBJECT"
+    assert full.complete_headers() == {"x-amz-checksum-crc32": "AAAAAA=="}
 
 
 def test_stored_rules_queue_keys_under_their_prefix(store: MetaStore, tmp_path: Path) -> None:
