@@ -219,15 +219,18 @@ class Node:
         # Imported here (off the loop), as snapshots below: only the primary runs them, and
         # modules a process never uses only add to its memory.
         await import_off_loop("stratum.maintenance.backups")
-        from stratum.maintenance.backups import MetaBackup
+        from stratum.maintenance.backups import MetaBackup, backup_copies
 
         disk_ids = {disk.path: disk.disk_id for tier in self.tiers.values() for disk in tier.disks}
+        parity = [tier.layout.parity_shards for tier in self.tiers.values()]
         self.backup = MetaBackup(
             self.meta,
             list(disk_ids),
             self.clock,
             interval=self.config.storage.metadata_backup_interval,
             executor=self.executor,
+            copies=backup_copies(self.config.storage.metadata_backup_copies, parity, len(disk_ids)),
+            tier_of={disk.path: name for name, tier in self.tiers.items() for disk in tier.disks},
             # as the disk probes last saw it: a failed disk gets no copy (I/O there may hang)
             disk_state=lambda path: self.maintenance.disk_states.get(disk_ids[path], "online"),
         )

@@ -306,9 +306,21 @@ class StorageConfig:
             "1h",
             DURATION,
             "Consistent copies of the metadata store are written this often (and shortly after"
-            " start) to every disk of every tier, under meta-backup/. `stratum recover-metadata`"
-            " takes users and buckets from the newest one if the store is lost.",
+            " start) to metadata_backup_copies disks, under meta-backup/. `stratum"
+            " recover-metadata` takes users and buckets from the newest one if the store is lost.",
             checks.positive,
+        )
+    )
+    metadata_backup_copies: int = field(
+        metadata=key(
+            0,
+            INT,
+            "On how many disks each metadata backup is kept: the disks that hold the last one"
+            " while they are online, else others, spread over the tiers; copies on the other"
+            " disks are removed. 0: the largest parity_shards of the local tiers plus one, so"
+            " that losing as many disks as erasure coding survives still leaves a copy. At most"
+            " the number of disks.",
+            checks.between(0, 10_000),
         )
     )
     snapshot_interval: float = field(

@@ -1,12 +1,23 @@
-"""Consistent copies of the metadata store on every disk, on a schedule.
+"""Consistent copies of the metadata store on a few disks, on a schedule.
 
 LMDB's own hot copy (``env.copy(compact=True)``, :meth:`MetaStore.copy_to`) reads one
 snapshot inside a read transaction, so it is consistent while the server keeps writing.
 Every ``storage.metadata_backup_interval`` (and once shortly after start) the store is
-copied once and that copy is written to every disk of every local tier. A disk the disk
-probes report offline (``disk_state``; e.g. its zpool FAULTED or SUSPENDED, where I/O may
-block) is skipped without touching it; a disk directory without its identity file (a removed
-or unmounted disk) is skipped, never created.
+copied once and that copy is written to ``storage.metadata_backup_copies`` disks of the
+local tiers, not to all of them: the store is about 1.6 KB per object (16 GB at ten million
+objects), and a copy on each of six disks every hour wrote 96 GB an hour. Automatic (0): the
+largest ``parity_shards`` of the tiers plus one, so that losing as many disks as erasure
+coding survives still leaves a copy (:func:`backup_copies`).
+
+Which disks (:func:`choose_disks`): first those holding the newest copy, so that each run
+refreshes the same disks; then the others spread over the tiers, in the disks' order. A disk
+the disk probes report offline (``disk_state``; e.g. its zpool FAULTED or SUSPENDED, where
+I/O may block) is passed over without touching it, and so is a disk directory without its
+identity file (a removed or unmounted disk, never created): the next disk in that order
+takes its place, as does one for a disk whose copy fails. Once a run has written every copy
+it wanted, the copies on the other online disks are removed (old ones would pile up as disks
+come and go); a run that wrote fewer removes nothing, so the newest complete copy is never
+the one removed.
 
 Layout on a disk (format version 1)::
 
@@ -31,7 +42,8 @@ Replacing a copy never leaves a disk without a complete one:
 
 A crash between the renames leaves ``meta-backup.prev/``: the next run renames it back
 first. A directory holding ``stamp.json`` is complete (the stamp is written last), so
-:func:`find_backups` considers every ``meta-backup*`` directory that has one.
+:func:`find_backups` considers every ``meta-backup*`` directory that has one; a copy is
+removed stamp first, so a crash halfway leaves no half copy that looks complete.
 """
 
 from __future__ import annotations
@@ -39,13 +51,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +104,7 @@ class BackupResult:
     offline: dict[str, str] = field(default_factory=dict)  # disk path -> state: not tried
     skipped: bool = False  # nothing was written since the last copy
     counts: dict[str, int] = field(default_factory=dict)
+    removed: tuple[Path, ...] = ()  # disks whose copies (no longer wanted there) were removed
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -175,24 +190,32 @@ def write_backups(
     created: float,
     txn: int,
     offline: Mapping[Path, str] | None = None,
+    *,
+    copies: int | None = None,
 ) -> BackupResult:
-    """Copy the store once and install the copy on every usable disk (blocking).
+    """Copy the store once and install the copy on ``copies`` usable disks, the first in the
+    order of ``disks`` (None: on every usable disk) (blocking).
 
-    Each disk is handled on its own: one that fails is logged in the result and keeps its
-    previous copy. Disks in ``offline`` (path -> state) are not touched at all, not even
-    looked at: I/O on a failed zpool can block.
+    Each disk is handled on its own: one that fails is logged in the result, keeps its
+    previous copy, and the next disk in order is tried in its place. Disks in ``offline``
+    (path -> state) are not touched at all, not even looked at: I/O on a failed zpool can
+    block.
     """
     token = f"{int(created * 1000)}"
     offline = offline or {}
-    candidates = [d for d in disks if d not in offline]
-    targets = [d for d in candidates if (d / IDENTITY_FILE).is_file()]
-    failed = {
-        str(d): "not a usable disk (no identity file)" for d in candidates if d not in targets
-    }
+    wanted = len(disks) if copies is None else copies
+    failed: dict[str, str] = {}
     staged: list[tuple[Path, Path]] = []
     source: Path | None = None
     counts: dict[str, int] = {}
-    for disk in targets:
+    for disk in disks:
+        if len(staged) >= wanted:
+            break
+        if disk in offline:
+            continue
+        if not (disk / IDENTITY_FILE).is_file():
+            failed[str(disk)] = "not a usable disk (no identity file)"
+            continue
         tmp = disk / f"{TMP_PREFIX}{token}"
         try:
             _settle(disk)
@@ -231,9 +254,101 @@ def write_backups(
     return BackupResult(created, txn, tuple(written), failed, skipped_offline, counts=counts)
 
 
-class MetaBackup:
-    """Runs :func:`write_backups` on a schedule (see the module docstring).
+def backup_copies(configured: int, parity_shards: Iterable[int], disks: int) -> int:
+    """How many disks get a copy: ``configured``, or when 0 the largest ``parity_shards`` of
+    the tiers plus one (so the loss of as many disks as erasure coding survives leaves one);
+    at least 1, at most ``disks``."""
+    wanted = configured or max(parity_shards, default=0) + 1
+    return max(1, min(wanted, disks))
 
+
+def choose_disks(
+    disks: Sequence[Path],
+    holders: Collection[Path] = (),
+    tier_of: Mapping[Path, str] | None = None,
+) -> list[Path]:
+    """``disks`` in the order they should get a copy: first the ``holders`` (the disks that
+    hold the newest copy: each run refreshes the same disks), then the others; within each,
+    the disk of the tier that has the fewest before it, then the disks' order."""
+    tier_of = tier_of or {}
+    left = list(disks)
+    per_tier: dict[str, int] = {}
+    order: list[Path] = []
+    while left:
+        best = min(
+            left,
+            key=lambda d: (d not in holders, per_tier.get(tier_of.get(d, ""), 0), disks.index(d)),
+        )
+        left.remove(best)
+        order.append(best)
+        tier = tier_of.get(best, "")
+        per_tier[tier] = per_tier.get(tier, 0) + 1
+    return order
+
+
+def newest_holders(copies: Sequence[BackupCopy]) -> set[Path]:
+    """The disks that hold the newest of ``copies`` (as :func:`find_backups` lists them)."""
+    if not copies:
+        return set()
+    newest = max(copy.created for copy in copies)
+    return {copy.path.parent for copy in copies if copy.created == newest}
+
+
+def remove_copies(disk: Path) -> bool:
+    """Remove every copy on ``disk``, each stamp first: a crash halfway leaves nothing that
+    looks complete (blocking). True when there was one."""
+    found = False
+    for path in sorted(disk.glob(BACKUP_DIR + "*")):
+        found = True
+        if not path.is_dir():  # not ours to have made, but in the way of a copy's name
+            path.unlink()
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            (path / STAMP_FILE).unlink()
+        fsync_dir(path)
+        shutil.rmtree(path)
+    if found:
+        fsync_dir(disk)
+    return found
+
+
+def refresh_backups(
+    meta: MetaStore,
+    disks: Sequence[Path],
+    created: float,
+    txn: int,
+    offline: Mapping[Path, str],
+    *,
+    copies: int,
+    tier_of: Mapping[Path, str] | None = None,
+) -> BackupResult:
+    """One run of the schedule (blocking): choose the disks (:func:`choose_disks`), write the
+    copy to ``copies`` of them, and when all of those were written remove the copies on the
+    other online disks."""
+    online = [d for d in disks if d not in offline]
+    order = choose_disks(online, newest_holders(find_backups(online)), tier_of)
+    result = write_backups(
+        meta, [*order, *(d for d in disks if d in offline)], created, txn, offline, copies=copies
+    )
+    if not result.written or len(result.written) < min(copies, len(online)):
+        return result  # the old copies may be all there is of some disks' worth: keep them
+    removed: list[Path] = []
+    for disk in online:
+        if disk in result.written or not (disk / IDENTITY_FILE).is_file():
+            continue  # without its identity file it may be an empty mount point: leave it
+        try:
+            if remove_copies(disk):
+                removed.append(disk)
+        except OSError as exc:
+            result.failed[str(disk)] = f"removing its old copy: {exc}"
+    return dataclasses.replace(result, removed=tuple(removed))
+
+
+class MetaBackup:
+    """Runs :func:`refresh_backups` on a schedule (see the module docstring).
+
+    ``copies``: how many disks get a copy (:func:`backup_copies`); None: every disk.
+    ``tier_of`` names each disk's tier, so the copies spread over the tiers.
     ``disk_state(path)`` says what the disk probes last found for a disk: "online", or
     "offline: <why>"; offline disks are left out of the copy. Without it every disk is
     tried."""
@@ -246,11 +361,15 @@ class MetaBackup:
         *,
         interval: float,
         executor: concurrent.futures.Executor,
+        copies: int | None = None,
+        tier_of: Mapping[Path, str] | None = None,
         first_delay: float = FIRST_DELAY,
         disk_state: Callable[[Path], str] | None = None,
     ) -> None:
         self.meta = meta
         self.disks = tuple(disks)
+        self.copies = len(self.disks) if copies is None else copies
+        self.tier_of = dict(tier_of or {})
         self.disk_state = disk_state
         self.clock = clock
         self.interval = interval
@@ -268,22 +387,32 @@ class MetaBackup:
         self._inflight: asyncio.Future[BackupResult] | None = None
         self._lock = asyncio.Lock()
 
+    def _offline(self) -> dict[Path, str]:
+        """Disks the probes last found offline; read on the loop, where the probes write."""
+        if self.disk_state is None:
+            return {}
+        states = {d: self.disk_state(d) for d in self.disks}
+        return {d: state for d, state in states.items() if state != "online"}
+
     async def start(self) -> None:
         """A copy ``first_delay`` seconds from now, then one every ``interval``; but when
-        every disk already holds a complete copy younger than ``interval`` (a restart), the
-        first is due an interval after the oldest of them, as if the server had run on: a
-        restart of a large store must not copy it all to every disk (1.6 GB each at a
+        the disks a run would write already hold complete copies younger than ``interval`` (a
+        restart), the first is due an interval after the oldest of them, as if the server had
+        run on: a restart of a large store must not copy it all again (1.6 GB a disk at a
         million objects) while it serves."""
+        offline = self._offline()
+        online = [d for d in self.disks if d not in offline]
         loop = asyncio.get_running_loop()
-        copies = await loop.run_in_executor(self.executor, find_backups, self.disks)
+        copies = await loop.run_in_executor(self.executor, find_backups, online)
         newest: dict[Path, float] = {}
         for copy in copies:  # newest first
             newest.setdefault(copy.path.parent, copy.created)
-        if self.disks and all(disk in newest for disk in self.disks):
-            due = min(newest[disk] for disk in self.disks) + self.interval
+        chosen = choose_disks(online, newest_holders(copies), self.tier_of)[: self.copies]
+        if chosen and all(disk in newest for disk in chosen):
+            due = min(newest[disk] for disk in chosen) + self.interval
             if due > self.clock.now():
                 self._due = due
-                log.info("every disk has a recent metadata backup: the next in %.0f s",
+                log.info("the disks for metadata backups have a recent one: the next in %.0f s",
                          due - self.clock.now())  # fmt: skip
         self._schedule.start()
 
@@ -293,27 +422,36 @@ class MetaBackup:
             await asyncio.wait([self._inflight])
 
     async def backup_now(self, *, force: bool = False) -> BackupResult:
-        """Copy the store to every online disk now, unless nothing was written since the last
-        copy and every online disk has it (a disk back online gets the copy it missed)."""
+        """Copy the store to ``copies`` online disks now, unless nothing was written since the
+        last copy and the disks that got it are still online and as many as wanted (a disk back
+        online gets the copy it missed when copies are wanted on more disks than had one)."""
         async with self._lock:
             created = self.clock.now()
             txn = int(self.meta.read(lambda tx: tx.txn.id()))
-            offline: dict[Path, str] = {}
-            if self.disk_state is not None:  # read on the loop, where the probes write it
-                states = {d: self.disk_state(d) for d in self.disks}
-                offline = {d: state for d, state in states.items() if state != "online"}
+            offline = self._offline()
+            wanted = min(self.copies, len(self.disks) - len(offline))
             last = self.last
             if (
                 not force
                 and last is not None
                 and last.txn == txn
-                and not last.failed
-                and {d for d in self.disks if d not in offline} <= set(last.written)
+                and len(last.written) >= wanted
+                and not any(d in offline for d in last.written)
             ):
                 return BackupResult(created, txn, skipped=True)
             loop = asyncio.get_running_loop()
             self._inflight = loop.run_in_executor(
-                self.executor, write_backups, self.meta, self.disks, created, txn, offline
+                self.executor,
+                functools.partial(
+                    refresh_backups,
+                    self.meta,
+                    self.disks,
+                    created,
+                    txn,
+                    offline,
+                    copies=self.copies,
+                    tier_of=self.tier_of,
+                ),
             )
             try:
                 # Shielded: the copy runs on in its thread anyway; stop() waits for it.
@@ -327,6 +465,9 @@ class MetaBackup:
                 log.warning("metadata backup to %s failed: %s", disk, why)
         for disk, state in result.offline.items():
             log.info("metadata backup skips %s (%s)", disk, state)
+        if result.removed:
+            log.info("metadata backup removed the copies no longer wanted on %s",
+                     ", ".join(map(str, result.removed)))  # fmt: skip
         if result.written:
             log.info("metadata backup written to %d disk(s)", len(result.written))
         else:

@@ -1,6 +1,8 @@
-"""Metadata backups leave offline disks alone (a failed zpool can block any I/O on it), a
-disk that comes back online gets the copy it missed, and the copies to the other disks are
-written in synced stretches with pauses."""
+"""Metadata backups go to as many disks as the data needs to survive, the same ones each run,
+spread over the tiers; they leave offline disks alone (a failed zpool can block any I/O on it)
+and put the copy on another disk instead; copies on disks no longer chosen are removed, never
+the last one; a disk that comes back online gets the copy it missed, and the copies to the
+other disks are written in synced stretches with pauses."""
 
 from __future__ import annotations
 
@@ -12,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from stratum.maintenance import backups
-from stratum.maintenance.backups import BACKUP_DIR, MetaBackup, find_backups, write_backups
+from stratum.maintenance.backups import (
+    BACKUP_DIR,
+    TMP_PREFIX,
+    MetaBackup,
+    backup_copies,
+    find_backups,
+    write_backups,
+)
 from stratum.meta.store import MetaStore
 from stratum.util.clock import ManualClock
 
@@ -81,6 +90,113 @@ async def test_a_restart_keeps_the_schedule_of_the_copies_on_the_disks(
         await partial.start()
         await partial.stop()
         assert partial._due == -math.inf
+        # Copies wanted on two disks of three: the two that have them keep the schedule.
+        again = ManualClock(1600.0)
+        two = MetaBackup(store, [*fresh, *disks], again, interval=3600, executor=pool, copies=2)
+        await two.start()
+        await two.stop()
+        assert two._due == 1000.0 + 3600
+
+
+def test_copies_default_to_one_more_than_the_tiers_parity() -> None:
+    assert backup_copies(0, [2], 6) == 3  # 4+2: two disks lost still leave one copy
+    assert backup_copies(0, [1, 2], 9) == 3  # the largest parity of the tiers
+    assert backup_copies(0, [2], 1) == 1  # never more than the disks
+    assert backup_copies(0, [0], 4) == 1
+    assert backup_copies(5, [2], 6) == 5  # configured
+    assert backup_copies(9, [2], 6) == 6
+
+
+def _holders(disks: list[Path]) -> list[Path]:
+    """The disks holding the newest copy."""
+    copies = find_backups(disks)
+    return [c.path.parent for c in copies if c.created == copies[0].created]
+
+
+def _block(disk: Path, created: float) -> None:
+    """Make the copy to ``disk`` at ``created`` fail: a file where its directory would go."""
+    (disk / f"{TMP_PREFIX}{int(created * 1000)}").write_text("in the way")
+
+
+async def test_the_same_disks_are_refreshed_and_an_offline_one_is_replaced(
+    tmp_path: Path, store: MetaStore
+) -> None:
+    hot0, hot1, warm0, warm1 = disks = _disks(tmp_path, 4)
+    tier_of = {hot0: "hot", hot1: "hot", warm0: "warm", warm1: "warm"}
+    states = dict.fromkeys(disks, "online")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        clock = ManualClock(50.0)
+        backup = MetaBackup(
+            store, disks, clock, interval=3600, executor=pool, copies=2, tier_of=tier_of,
+            disk_state=states.__getitem__,
+        )  # fmt: skip
+        first = await backup.backup_now()
+        assert first.written == (hot0, warm0), "one copy in each tier"
+        assert (await backup.backup_now()).skipped, "nothing written, the chosen disks have it"
+        for _ in range(2):
+            await store.write(lambda tx: tx.put("info", b"x", os.urandom(4)))
+            clock.advance(3600)
+            assert (await backup.backup_now()).written == (hot0, warm0), "the same disks"
+        states[warm0] = "offline: pool SUSPENDED"
+        clock.advance(60)  # nothing written since, but warm0 no longer holds a copy we can use
+        assert (await backup.backup_now()).written == (hot0, warm1), "warm1 replaces warm0"
+        assert _holders(disks) == [hot0, warm1]
+        assert (warm0 / BACKUP_DIR).exists(), "an offline disk is not touched, not even emptied"
+        states[warm0] = "online"
+        await store.write(lambda tx: tx.put("info", b"x", b"again"))
+        clock.advance(3600)
+        back = await backup.backup_now()
+        assert back.written == (hot0, warm1), "the disks with the newest copy stay chosen"
+        assert back.removed == (warm0,)
+        # a copy that fails goes to the next disk in the order instead (fixed before the run)
+        await store.write(lambda tx: tx.put("info", b"x", b"once more"))
+        clock.advance(3600)
+        _block(warm1, clock.now())
+        moved = await backup.backup_now()
+        assert moved.written == (hot0, hot1) and str(warm1) in moved.failed
+        assert moved.removed == (warm1,)
+    assert _holders(disks) == [hot0, hot1]
+    assert {c.path.parent for c in find_backups(disks)} == {hot0, hot1}
+
+
+async def test_copies_on_disks_no_longer_chosen_are_removed(
+    tmp_path: Path, store: MetaStore
+) -> None:
+    """A store that kept a copy on every disk (or a lowered metadata_backup_copies): the next
+    run keeps two of them fresh and removes the rest, leftovers of crashed runs included."""
+    disks = _disks(tmp_path, 5)
+    write_backups(store, disks, 100.0, 1)
+    (disks[4] / f"{TMP_PREFIX}99").mkdir()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        clock = ManualClock(200.0)
+        backup = MetaBackup(store, disks, clock, interval=3600, executor=pool, copies=2)
+        result = await backup.backup_now()
+    assert result.written == tuple(disks[:2]) and result.removed == tuple(disks[2:])
+    for disk in disks[2:]:
+        assert sorted(p.name for p in disk.iterdir()) == ["stratum-disk.json"]
+    assert [c.created for c in find_backups(disks)] == [200.0, 200.0]
+
+
+async def test_the_last_copies_are_kept_when_a_run_writes_fewer_than_wanted(
+    tmp_path: Path, store: MetaStore
+) -> None:
+    disks = _disks(tmp_path, 3)
+    write_backups(store, disks, 100.0, 1)
+    clock = ManualClock(200.0)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        backup = MetaBackup(store, disks, clock, interval=3600, executor=pool, copies=2)
+        for disk in disks:
+            _block(disk, 200.0)
+        nothing = await backup.backup_now()
+        assert nothing.written == () and nothing.removed == ()
+        assert [c.created for c in find_backups(disks)] == [100.0] * 3, "nothing written"
+        clock.advance(10)
+        for disk in disks[1:]:
+            _block(disk, 210.0)
+        short = await backup.backup_now()
+        assert short.written == (disks[0],) and short.removed == ()
+        assert [c.created for c in find_backups(disks)] == [210.0, 100.0, 100.0]
+        assert not (await backup.backup_now()).skipped, "one copy of two: tried again"
 
 
 @pytest.mark.parametrize("size", [0, 1, 3 * 4096, 3 * 4096 + 17])
