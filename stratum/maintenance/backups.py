@@ -4,10 +4,12 @@ LMDB's own hot copy (``env.copy(compact=True)``, :meth:`MetaStore.copy_to`) read
 snapshot inside a read transaction, so it is consistent while the server keeps writing.
 Every ``storage.metadata_backup_interval`` (and once shortly after start) the store is
 copied once and that copy is written to ``storage.metadata_backup_copies`` disks of the
-local tiers, not to all of them: the store is about 1.6 KB per object (16 GB at ten million
-objects), and a copy on each of six disks every hour wrote 96 GB an hour. Automatic (0): the
-largest ``parity_shards`` of the tiers plus one, so that losing as many disks as erasure
-coding survives still leaves a copy (:func:`backup_copies`).
+local tiers, not to all of them: the store measured 1.6 GB at a million objects
+(docs/benchmarks.md), so about 16 GB at ten million, and a copy on each of six disks every
+hour wrote six times that. Automatic (0): the largest ``parity_shards`` of the tiers plus
+one, so that losing as many disks as erasure coding survives still leaves a copy
+(:func:`backup_copies`). Losses in several tiers at once, each within its parity, can exceed
+that; a larger ``metadata_backup_copies`` covers them.
 
 Which disks (:func:`choose_disks`): first those holding the newest copy, so that each run
 refreshes the same disks; then the others spread over the tiers, in the disks' order. A disk
@@ -16,8 +18,8 @@ I/O may block) is passed over without touching it, and so is a disk directory wi
 identity file (a removed or unmounted disk, never created): the next disk in that order
 takes its place, as does one for a disk whose copy fails. Once a run has written every copy
 it wanted, the copies on the other online disks are removed (old ones would pile up as disks
-come and go); a run that wrote fewer removes nothing, so the newest complete copy is never
-the one removed.
+come and go); a run that wrote fewer removes nothing. So a complete copy is removed only
+once newer ones are in place on as many disks as wanted: never the last.
 
 Layout on a disk (format version 1)::
 
