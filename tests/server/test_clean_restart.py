@@ -27,13 +27,17 @@ def _said(server: RunningServer, words: str) -> bool:
 def test_only_a_clean_stop_spares_the_next_start_its_sweep(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     first = start_server(data_dir)
-    first.client().create_bucket(Bucket="bkt")
-    first.client().put_object(Bucket="bkt", Key="k", Body=b"x" * 300_000)
-    assert _said(first, UNCLEAN)  # a new store: never stopped
-    assert first.stop() == 0
+    try:
+        first.client().create_bucket(Bucket="bkt")
+        first.client().put_object(Bucket="bkt", Key="k", Body=b"x" * 300_000)
+        assert _said(first, UNCLEAN)  # a new store: never stopped
+    finally:
+        assert first.stop() == 0
     second = start_server(data_dir)
-    assert _said(second, CLEAN)
-    second.stop(signal.SIGKILL)
+    try:
+        assert _said(second, CLEAN)
+    finally:
+        second.stop(signal.SIGKILL)
     third = start_server(data_dir)
     try:
         assert _said(third, UNCLEAN)
