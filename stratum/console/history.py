@@ -25,6 +25,13 @@ Stored in LMDB's ``console`` database (format version 1)::
 
 The census also counts objects and bytes per bucket; that is kept in memory only (the
 buckets page shows the last count).
+
+The census walks every volume record, about 10 s of a core a million objects, so it is
+paced as segment compaction's walk is: a sample's walk waits at least :data:`WALK_SHARE`
+times as long as the last walk took (samples in between keep their cadence, with fresh
+capacities and the last walk's counts), and a store of more than :data:`QUICK_WALK` volumes
+is first walked :data:`FIRST_WALK_DELAY` seconds after start, not while clients reconnect
+(the tiers' figures meanwhile are the last stored sample's).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import logging
 import math
 import struct
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +65,9 @@ RINGS: dict[str, tuple[float, int]] = {  # ring -> (seconds per sample, samples 
     "d": (86400.0, 1100),
 }
 CENSUS_PAGE = 5000  # volumes per read transaction
+WALK_SHARE = 20  # a census walk waits at least this many times as long as the last one took
+QUICK_WALK = 100_000  # volumes a store may hold for its first census to run at start
+FIRST_WALK_DELAY = 60.0  # seconds after start of a larger store's first census
 MULTIPART = "multi"  # a completed multipart upload's layout: its parts are volumes of their own
 
 
@@ -242,6 +253,8 @@ class History:
         self.census = Census()
         self.counted_at = 0.0
         self._stopping = threading.Event()
+        self._walk_took = 0.0  # seconds the last census walk took
+        self._next_walk = -math.inf  # time.monotonic() before which no walk starts
         self._periodic = Periodic(
             "console-history",
             self.sample,
@@ -252,24 +265,51 @@ class History:
         )
 
     def start(self) -> None:
+        """Sample every interval; a large store's first census waits (module docstring),
+        its tiers' figures meanwhile the last stored sample's."""
+        volumes, last = self.meta.read(_volumes_and_last_sample)
+        if volumes > QUICK_WALK:
+            self._next_walk = time.monotonic() + FIRST_WALK_DELAY
+            if last is not None:
+                self.census.tiers = {
+                    name: TierFigures(**{k: int(v) for k, v in figures.items()})
+                    for name, figures in last.get("tiers", {}).items()
+                }
+                self.counted_at = float(last.get("at", 0.0))
         self._periodic.start()
 
     async def stop(self) -> None:
         self._stopping.set()
         await self._periodic.stop()
 
-    async def sample(self) -> dict[str, Any]:
+    async def sample(self, *, force: bool = False) -> dict[str, Any]:
+        """Store a sample; walk the volumes for it unless the last walk was too recent
+        (module docstring) and not ``force``."""
         loop = asyncio.get_running_loop()
-        walk = functools.partial(count, self.meta, stop=self._stopping.is_set)
-        census = await loop.run_in_executor(None, walk)
+        if force or time.monotonic() >= self._next_walk:
+            started = time.monotonic()
+            walk = functools.partial(count, self.meta, stop=self._stopping.is_set)
+            census = await loop.run_in_executor(None, walk)
+            ended = time.monotonic()
+            self._walk_took = ended - started
+            self._next_walk = ended + WALK_SHARE * self._walk_took
+            self.counted_at = self.clock.now()
+        else:
+            census = self.census
         for name, store in self.node.tiers.items():
             capacity = await loop.run_in_executor(None, store.capacity)
             figures = census.tiers.setdefault(name, TierFigures())
             figures.used, figures.total = capacity.used, capacity.total
-        self.census, self.counted_at = census, self.clock.now()
+        self.census = census
         return await self.meta.write(
-            functools.partial(store_sample, at=self.counted_at, tiers=census.tiers)
+            functools.partial(store_sample, at=self.clock.now(), tiers=census.tiers)
         )
 
     def ring(self, ring: str, since: float = 0.0) -> list[dict[str, Any]]:
         return self.meta.read(functools.partial(read_ring, ring=ring, since=since))
+
+
+def _volumes_and_last_sample(tx: Tx) -> tuple[int, dict[str, Any] | None]:
+    """How many volume records the store holds (LMDB's count, no walk), and the newest
+    sample stored."""
+    return int(tx.txn.stat(tx.dbs["volumes"])["entries"]), last_sample(tx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -176,3 +177,41 @@ def test_a_large_history_is_replayed_by_a_sample_of_its_keys() -> None:
     config = load_config(None).tiering
     now, _ = whatif.compare(rows, config, config, {"hot", "warm"}, DEFAULT_PRICES)
     assert now.sampled == 5 and now.hot_hit_ratio == 1.0
+
+
+async def test_a_large_store_is_counted_after_start_and_its_walks_are_paced(
+    store: MetaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past QUICK_WALK volumes the first census waits (the figures meanwhile the last stored
+    sample's), and a walk never follows the last sooner than WALK_SHARE times its length;
+    samples in between keep their cadence with the last walk's counts."""
+    monkeypatch.setattr(history, "QUICK_WALK", 3)
+
+    def put(first: int, count: int) -> None:
+        def fill(tx: Tx) -> None:
+            for i in range(first, first + count):
+                catalog.put_volume(tx, volume(f"v{i}", "hot", "seg", 10, replicas=[1]))
+
+        store.write_sync(fill)
+
+    put(0, 5)
+    before = {"hot": TierFigures(objects=4, bytes=40)}
+    store.write_sync(lambda tx: history.store_sample(tx, at=900.0, tiers=before))
+    node = SimpleNamespace(meta=store, clock=ManualClock(1000.0), tiers={})
+    census = history.History(node, 3600.0)  # type: ignore[arg-type]
+    census.start()
+    try:
+        assert census.census.tiers["hot"].objects == 4 and census.counted_at == 900.0
+        await census.sample()  # within the first minute: no walk
+        assert census.census.tiers["hot"].objects == 4
+        await census.sample(force=True)
+        assert census.census.tiers["hot"].objects == 5 and census.counted_at == 1000.0
+        put(5, 2)
+        node.clock.advance(300)
+        stored = await census.sample()  # the walk was just now: the sample keeps its counts
+        assert stored["tiers"]["hot"]["objects"] == 5 and census.counted_at == 1000.0
+        census._next_walk = 0.0  # as if WALK_SHARE times the last walk had passed
+        await census.sample()
+        assert census.census.tiers["hot"].objects == 7 and census.counted_at == 1300.0
+    finally:
+        await census.stop()
