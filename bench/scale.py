@@ -221,6 +221,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 PANEL_W, PANEL_H = 400, 290
 PLOT_L, PLOT_R, PLOT_T, PLOT_B = 56, 14, 48, 240
 COLOURS = ("#1f6fb4", "#d0412b")
+HALO = 'stroke="white" stroke-width="3" paint-order="stroke"'  # a label stays legible over a line
 
 
 def _count_label(n: float) -> str:
@@ -288,13 +289,11 @@ def _panel(
         f'<text x="{left + PLOT_L + width / 2:.0f}" y="{PLOT_B + 34}" text-anchor="middle">'
         "objects in the store (log scale)</text>"
     )
-    for label, value, colour in goals:
-        out.append(
-            f'<line x1="{left + PLOT_L}" x2="{left + PLOT_L + width}" y1="{y(value):.1f}" '
-            f'y2="{y(value):.1f}" stroke="{colour}" stroke-dasharray="5,4" opacity="0.6"/>'
-            f'<text x="{left + PLOT_L + width - 2}" y="{y(value) - 4:.1f}" text-anchor="end" '
-            f'fill="{colour}">{escape(label)}</text>'
-        )
+    out.extend(
+        f'<line x1="{left + PLOT_L}" x2="{left + PLOT_L + width}" y1="{y(value):.1f}" '
+        f'y2="{y(value):.1f}" stroke="{colour}" stroke-dasharray="5,4" opacity="0.6"/>'
+        for _, value, colour in goals
+    )
     for i, ((label, field), colour) in enumerate(zip(series, COLOURS, strict=False)):
         points = " ".join(f"{x(row['objects']):.1f},{y(row[field]):.1f}" for row in rows)
         out.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2" '
@@ -308,6 +307,11 @@ def _panel(
             f'<line x1="{legend:.0f}" x2="{legend + 18:.0f}" y1="30" y2="30" stroke="{colour}" '
             f'stroke-width="2"/><text x="{legend + 22:.0f}" y="34">{escape(label)}</text>'
         )
+    out.extend(  # the goals' labels last: over the series' lines
+        f'<text x="{left + PLOT_L + width - 2}" y="{y(value) - 4:.1f}" text-anchor="end" '
+        f'fill="{colour}" {HALO}>{escape(label)}</text>'
+        for label, value, colour in goals
+    )
     return out
 
 
