@@ -101,12 +101,14 @@ def _fill(data_dir: Path, first: int, count: int) -> float:
     return time.perf_counter() - started
 
 
-def _measure(server: Server, ready_s: float, label: str, seed: int) -> dict[str, Any]:
+def _measure(
+    server: Server, ready_s: float, label: str, seed: int, settle: float = 10.0
+) -> dict[str, Any]:
     s3 = make_client(server)
     started = time.perf_counter()
     s3.get_object(Bucket=BUCKET, Key="real")["Body"].read()
     first_get = ready_s + time.perf_counter() - started
-    time.sleep(10)  # what start-up leaves running (the sweep, a first pass) settles a little
+    time.sleep(settle)  # what start-up leaves running (the sweep, a first pass) settles a little
     idle_anon, idle_file = _anon(server), _file(server)
     payloads = Payloads(4 * KiB, seed=seed)
     puts = [Put(BUCKET, f"{label}/{i:05d}", payloads.make()) for i in range(3200)]
@@ -140,7 +142,9 @@ def _measure(server: Server, ready_s: float, label: str, seed: int) -> dict[str,
     }
 
 
-def run(work: Path, steps: list[int], storage: str = "") -> list[dict[str, Any]]:
+def run(
+    work: Path, steps: list[int], storage: str = "", settle: float = 10.0
+) -> list[dict[str, Any]]:
     """Measure an empty store, then fill it to each of ``steps`` objects in turn (cumulative:
     each step adds to the last one's records) and measure again after a restart."""
     server, ready = _start(work, storage)
@@ -152,7 +156,7 @@ def run(work: Path, steps: list[int], storage: str = "") -> list[dict[str, Any]]
         admin.close()
     rows = []
     try:
-        rows.append({"objects": 0, **_measure(server, ready, "empty", 1)})
+        rows.append({"objects": 0, **_measure(server, ready, "empty", 1, settle)})
     finally:
         server.stop()
     print(f"  empty: {rows[-1]}", flush=True)
@@ -166,7 +170,7 @@ def run(work: Path, steps: list[int], storage: str = "") -> list[dict[str, Any]]
         print(f"  {added:,} objects' records written in {fill_s:.0f} s ({objects:,})", flush=True)
         server, ready = _start(work, storage)
         try:
-            row = _measure(server, ready, f"at{objects}", seed)
+            row = _measure(server, ready, f"at{objects}", seed, settle)
         finally:
             server.stop()
         rows.append(
@@ -358,7 +362,8 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
         "One store, filled step by step (records written straight into the stopped server's "
         "metadata, all sharing one 1,000-byte object's data; each measurement also adds 3,200 "
         "4 KiB objects through S3), restarted and measured after each step: the first GET, "
-        "anonymous memory summed over the server's processes (idle 10 s after start, peak "
+        "anonymous memory summed over the server's processes (idle "
+        f"{info['settle']:g} s after start, peak "
         "during the requests), 3,200 PUTs of new keys and 3,200 GETs from 16 clients, 20 LISTs "
         "of 1,000 keys. The share in brackets is of the empty store's figure.",
         "",
@@ -400,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--work-dir", type=Path)
     parser.add_argument(
+        "--settle", type=float, default=10.0, help="seconds idle after start before measuring"
+    )
+    parser.add_argument(
         "--storage", default="", help="more [storage] settings, TOML lines (\\n between)"
     )
     args = parser.parse_args(argv)
@@ -408,12 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         steps = [100_000 if args.quick else args.objects]
     storage = args.storage.replace("\\n", "\n") + ("\n" if args.storage else "")
-    info: dict[str, Any] = {"machine": machine(), "start": _load()}
+    info: dict[str, Any] = {"machine": machine(), "start": _load(), "settle": args.settle}
     started = time.perf_counter()
     print(f"start: {info['start']}", flush=True)
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         info["data_fs"] = filesystem(Path(tmp))
-        rows = run(Path(tmp), steps, storage)
+        rows = run(Path(tmp), steps, storage, args.settle)
     info.update(end=_load(), seconds=time.perf_counter() - started)
     info["command"] = " ".join(["python -m bench.scale", *(argv or sys.argv[1:])])
     print(f"end: {info['end']}\n")
