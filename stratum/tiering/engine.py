@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ PAGE = 1000
 SLICE = 50
 # Watermark candidates kept per pool (rule 4; see WatermarkCandidates): a few hundred bytes each.
 WATERMARK_CANDIDATES = 10_000
+# A scheduled pass waits at least this many times as long as the last one took (a tenth of
+# the time at most goes to passes; a nudge, for a pin, does not wait).
+PASS_SHARE = 10
 # Moves listed in a pass's report (all are counted, and all are in the decision log).
 LISTED_MOVES = 1000
 
@@ -130,8 +134,11 @@ class TierEngine:
         self.mover = Mover(service, clock, cold)
         self._capacity = capacity or self._disk_capacity
         self._passes = Periodic(
-            "tiering", self.run_pass, interval=config.interval, log=log, what="tiering pass"
+            "tiering", self._scheduled_pass, interval=config.interval, log=log, what="tiering pass"
         )
+        self._pass_took = 0.0  # seconds the last pass took
+        self._pass_ended = -math.inf  # time.monotonic()
+        self._nudged = False
         self._lock = asyncio.Lock()
         self._log_indexed = False
         # Moves since the process started, by (from, to, "moved" | "failed"): for /metrics.
@@ -236,7 +243,8 @@ class TierEngine:
         }
 
     def nudge(self) -> None:
-        """Run a pass soon (a pin was set): pins take effect within seconds."""
+        """Run a pass soon (a pin was set), however long the last one took."""
+        self._nudged = True
         self._passes.wake()
 
     # -- capacity ---------------------------------------------------------------------
@@ -253,9 +261,24 @@ class TierEngine:
 
     # -- a pass -----------------------------------------------------------------------
 
+    async def _scheduled_pass(self) -> None:
+        """Every ``interval``, but never sooner after the last pass than :data:`PASS_SHARE`
+        times as long as it took, unless nudged: a pass over ten million objects takes
+        minutes of a core, and back to back they would take one for good."""
+        waited = time.monotonic() - self._pass_ended
+        if not self._nudged and waited < PASS_SHARE * self._pass_took:
+            return
+        self._nudged = False
+        await self.run_pass()
+
     async def run_pass(self) -> PassReport:
         async with self._lock:
-            return await self._pass()
+            started = time.monotonic()
+            try:
+                return await self._pass()
+            finally:
+                self._pass_ended = time.monotonic()
+                self._pass_took = self._pass_ended - started
 
     async def _pass(self) -> PassReport:
         """Walk every volume: pages of raw records read off the event loop, decided a slice

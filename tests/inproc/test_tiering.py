@@ -250,3 +250,18 @@ async def test_a_pass_over_100000_volumes_holds_neither_the_records_nor_the_loop
     )
     assert all(m["rule"] == "watermark" and m["to"] == "warm" for m in report.moves)
     assert peak < PASS_MEMORY_BOUND, f"a pass over {RECORDS} volumes peaked at {peak >> 20} MiB"
+
+
+async def test_scheduled_passes_leave_the_cpu_to_serving_unless_nudged(node: Node) -> None:
+    """A scheduled pass waits ten times as long as the last took (minutes at millions of
+    objects); a pin's nudge does not wait."""
+    engine = node.tiering
+    await engine._scheduled_pass()
+    first = engine._pass_ended
+    assert first > float("-inf")
+    engine._pass_took = 1000.0  # as if the last pass had taken 1000 s
+    await engine._scheduled_pass()
+    assert engine._pass_ended == first  # not within 10,000 s of it
+    engine.nudge()  # a pin was set
+    await engine._scheduled_pass()
+    assert engine._pass_ended > first
