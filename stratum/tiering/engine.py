@@ -76,6 +76,8 @@ WATERMARK_CANDIDATES = 10_000
 # A scheduled pass waits at least this many times as long as the last one took (a tenth of
 # the time at most goes to passes; a nudge, for a pin, does not wait).
 PASS_SHARE = 10
+# Reads waiting for group-aware promotion (two short strings each).
+PREFETCH_QUEUE = 1000
 # Moves listed in a pass's report (all are counted, and all are in the decision log).
 LISTED_MOVES = 1000
 
@@ -116,7 +118,11 @@ class TierEngine:
             count=config.prefetch_count,
             budget=config.prefetch_budget if learned else 0,
         )
-        self._prefetch_wanted: collections.deque[tuple[str, str]] = collections.deque()
+        # reads that asked for promotion, waiting for the one task that moves them; the oldest
+        # are dropped past PREFETCH_QUEUE (a burst of slow reads outruns move_rate)
+        self._prefetch_wanted: collections.deque[tuple[str, str]] = collections.deque(
+            maxlen=PREFETCH_QUEUE
+        )
         self._prefetching: asyncio.Task[None] | None = None
         self._learner_store = LearnerStore(self.meta)
         self._learner_saved = clock.now()
@@ -199,22 +205,29 @@ class TierEngine:
         loop = asyncio.get_running_loop()
         while self._prefetch_wanted:
             bucket, key = self._prefetch_wanted.popleft()
-            usage = await loop.run_in_executor(None, self.usage)
-            hot = usage.get("hot")
-            if hot is not None and hot.fraction >= self.config.hot_high_watermark:
-                continue
-            find = functools.partial(
-                _following_volumes, bucket=bucket, key=key, limit=4 * self.prefetcher.count
-            )
-            found = await loop.run_in_executor(None, self.meta.read, find)
-            now = self.clock.now()
-            chosen = self.prefetcher.take(bucket, key, [(v.key, v.size) for v in found], now)
-            by_key = {volume.key: volume for volume in found}
-            for name, _size in chosen:
-                volume = by_key[name]
-                inputs = {**self.policy.signals(volume, now), "after_read_of": key}
-                inputs["scope"] = scope_of(bucket, key)
-                await self._move(volume, Decision("hot", PREFETCH_RULE, inputs), PassReport())
+            try:
+                await self._prefetch_after(loop, bucket, key)
+            except Exception:  # one failed promotion must not end the others' task
+                log.exception("promoting what follows %s/%s failed", bucket, key)
+
+    async def _prefetch_after(self, loop: asyncio.AbstractEventLoop, bucket: str, key: str) -> None:
+        """Promote what follows one read (see :meth:`_prefetch`)."""
+        usage = await loop.run_in_executor(None, self.usage)
+        hot = usage.get("hot")
+        if hot is not None and hot.fraction >= self.config.hot_high_watermark:
+            return
+        find = functools.partial(
+            _following_volumes, bucket=bucket, key=key, limit=4 * self.prefetcher.count
+        )
+        found = await loop.run_in_executor(None, self.meta.read, find)
+        now = self.clock.now()
+        chosen = self.prefetcher.take(bucket, key, [(v.key, v.size) for v in found], now)
+        by_key = {volume.key: volume for volume in found}
+        for name, _size in chosen:
+            volume = by_key[name]
+            inputs = {**self.policy.signals(volume, now), "after_read_of": key}
+            inputs["scope"] = scope_of(bucket, key)
+            await self._move(volume, Decision("hot", PREFETCH_RULE, inputs), PassReport())
 
     def _learn_end(self, volume: VolumeRecord, when: float) -> None:
         last = max(volume.last_access, volume.created)
