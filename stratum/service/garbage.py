@@ -134,6 +134,7 @@ class GarbageCollector:
         # ends at its next page (a walk of ten million records takes minutes).
         self._stopping = False
         self._swept = False  # the start-up sweep finished, or a clean stop made it needless
+        self._sweep_failed = False  # the last sweep ended in an error (it judged nothing)
 
     async def start(self, started_marker: str) -> None:
         """Collect every so often, and sweep the orphans of files older than
@@ -151,7 +152,8 @@ class GarbageCollector:
 
     async def _sweep_at_start(self) -> int:
         removed = await self.sweep_orphans()
-        self._swept = not self._stopped()  # a walk cut short by a stop judged nothing
+        # a walk cut short by a stop, or ended by an error, judged nothing: no clean mark
+        self._swept = not self._stopped() and not self._sweep_failed
         return removed
 
     async def mark_clean_stop(self) -> bool:
@@ -229,6 +231,7 @@ class GarbageCollector:
         the metadata names, in two walks one after the other (see :meth:`live_volume_ids`;
         the second only when the first found some)."""
         loop = asyncio.get_running_loop()
+        self._sweep_failed = False
         erasure = [tier.erasure for tier in self.tiers.values() if tier.erasure is not None]
         try:
             live = await loop.run_in_executor(None, self.live_volume_ids)
@@ -259,6 +262,7 @@ class GarbageCollector:
                 )
         except Exception:
             log.exception("orphan sweep failed")
+            self._sweep_failed = True
             return 0
         if removed:
             log.info("removed %d orphaned shard files left by an interrupted write", removed)

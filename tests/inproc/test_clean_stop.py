@@ -68,3 +68,28 @@ async def test_only_a_start_after_an_unclean_stop_sweeps(tmp_path: Path) -> None
     await node.stop(clean=True)
     assert _mark(node) is not None
     node.close()
+
+
+async def test_a_sweep_that_fails_leaves_no_clean_mark(tmp_path: Path) -> None:
+    """A volume record the sweep cannot decode ends its walk in an error: it judged nothing,
+    so even a clean stop after it must not spare the next start its sweep."""
+    node = await _start(tmp_path)
+    await node.service.garbage._sweep_task  # type: ignore[misc]
+    await node.meta.write(lambda tx: tx.put("volumes", b"f" * 32, b"\xff not a record"))
+    await node.stop(clean=True)
+    assert _mark(node) is not None  # that sweep ran before the damage
+    node.close()
+    node = await _start(tmp_path)  # the mark taken: no sweep
+    await node.stop(clean=True)
+    node.close()
+    node = await _start(tmp_path)
+    try:
+        assert node.service.garbage._sweep_task is None
+    finally:
+        await node.stop()  # not clean: the next start sweeps, and fails
+        node.close()
+    node = await _start(tmp_path)
+    assert await node.service.garbage._sweep_task == 0  # type: ignore[misc]
+    await node.stop(clean=True)
+    assert _mark(node) is None
+    node.close()
