@@ -210,6 +210,31 @@ def secondary_table(results: Results, servers: list[str]) -> list[str]:
     return lines
 
 
+def per_byte_table(results: Results, servers: list[str]) -> list[str]:
+    """Large objects: MB/s beside the server's CPU time per byte moved (ns/B, its processes'
+    user and system time over the bytes of every operation), for every server."""
+    head = ["workload"]
+    for server in servers:
+        head += [f"{server} MB/s", f"{server} CPU ns/B"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order: list[str] = []
+    for per in results.values():
+        order += [w for w, found in per.items() if found["kind"] == "bytes" and w not in order]
+    for wid in order:
+        cells = [next(r[wid]["title"] for r in results.values() if wid in r)]
+        for server in servers:
+            found = results.get(server, {}).get(wid)
+            median = found["median"] if found and found["runs"] else None
+            if not median or not median["ops_per_s"] or not median["ops"]:
+                cells += ["-", "-"]
+                continue
+            per_op = median["mb_per_s"] * 1e6 / median["ops_per_s"]  # bytes per operation
+            ns_per_byte = median["server_cpu_s"] * 1e9 / (per_op * median["ops"])
+            cells += [f"{median['mb_per_s']:,.0f}", f"{ns_per_byte:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines if order else []
+
+
 _SCALING = re.compile(r"^scale_(put|get)_4k_c16_w(\d+)$")
 
 
@@ -310,6 +335,7 @@ def markdown(info: dict[str, Any], results: Results, servers: list[str]) -> str:
         "",
         *secondary_table(results, servers),
         "",
+        *_per_byte_section(results, servers),
         "## Setup",
         "",
         *(f"- {name}: {setup}" for name, setup in info["setups"].items()),
@@ -319,6 +345,22 @@ def markdown(info: dict[str, Any], results: Results, servers: list[str]) -> str:
     if errs:
         out += ["", "## Errors", "", *(f"- {e}" for e in errs)]
     return "\n".join(out) + "\n"
+
+
+def _per_byte_section(results: Results, servers: list[str]) -> list[str]:
+    lines = per_byte_table(results, servers)
+    if not lines:
+        return []
+    return [
+        "## Large objects: server CPU per byte",
+        "",
+        "The server's processes' CPU time (user and system) over the bytes of every operation "
+        "of the row, medians of the runs; what a slower CPU would need per byte is this times "
+        "its slowdown (docs/benchmarks.md, Raspberry Pi 4).",
+        "",
+        *lines,
+        "",
+    ]
 
 
 def _scaling_section(results: Results) -> list[str]:

@@ -26,12 +26,13 @@ Stored in LMDB's ``console`` database (format version 1)::
 The census also counts objects and bytes per bucket; that is kept in memory only (the
 buckets page shows the last count).
 
-The census walks every volume record, about 10 s of a core a million objects, so it is
-paced as segment compaction's walk is: a sample's walk waits at least :data:`WALK_SHARE`
-times as long as the last walk took (samples in between keep their cadence, with fresh
-capacities and the last walk's counts), and a store of more than :data:`QUICK_WALK` volumes
-is first walked :data:`FIRST_WALK_DELAY` seconds after start, not while clients reconnect
-(the tiers' figures meanwhile are the last stored sample's).
+The census walks every volume record, about 10 s of a core a million objects, so it gives
+way to requests between pages (:mod:`stratum.util.pacing`: a tenth of the time while they
+arrive) and is spaced as segment compaction's walk is: a sample's walk waits at least
+:data:`WALK_SHARE` times as long as the last walk worked (samples in between keep their
+cadence, with fresh capacities and the last walk's counts), and a store of more than
+:data:`QUICK_WALK` volumes is first walked :data:`FIRST_WALK_DELAY` seconds after start, not
+while clients reconnect (the tiers' figures meanwhile are the last stored sample's).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from stratum.meta.records import VolumeRecord
 from stratum.meta.store import MetaStore, Tx
 from stratum.node import Node
 from stratum.tiering.decisions import decisions_after
+from stratum.util.pacing import Pacer
 from stratum.util.periodic import Periodic
 
 log = logging.getLogger("stratum.console")
@@ -64,7 +66,7 @@ RINGS: dict[str, tuple[float, int]] = {  # ring -> (seconds per sample, samples 
     "h": (3600.0, 24 * 90),
     "d": (86400.0, 1100),
 }
-CENSUS_PAGE = 5000  # volumes per read transaction
+CENSUS_PAGE = 1000  # volumes per read transaction, and per stretch of a paced walk
 WALK_SHARE = 20  # a census walk waits at least this many times as long as the last one took
 QUICK_WALK = 100_000  # volumes a store may hold for its first census to run at start
 FIRST_WALK_DELAY = 60.0  # seconds after start of a larger store's first census
@@ -114,16 +116,20 @@ class CensusStopped(Exception):
 
 
 def count(
-    meta: MetaStore, page: int = CENSUS_PAGE, stop: Callable[[], bool] = lambda: False
+    meta: MetaStore,
+    page: int = CENSUS_PAGE,
+    stop: Callable[[], bool] = lambda: False,
+    pacer: Pacer | None = None,
 ) -> Census:
     """Walk every volume record (blocking: run it in an executor; short transactions).
 
     Objects per tier: volumes, less the parts of completed multipart uploads (each upload is
     one object); parts of uploads still in progress count until they complete. ``stop`` is
     asked every page: when it says so the walk raises :class:`CensusStopped` (cancelling the
-    task that waits for it does not stop its thread, and a server stopping waits for that)."""
+    task that waits for it does not stop its thread, and a server stopping waits for that).
+    ``pacer`` paces the walk between pages (:mod:`stratum.util.pacing`)."""
     census = Census()
-    for n, volume in enumerate(catalog.each_volume(meta, page)):
+    for n, volume in enumerate(catalog.each_volume(meta, page, pacer)):
         if n % page == 0 and stop():
             raise CensusStopped
         tier = census.tiers.setdefault(volume.tier, TierFigures())
@@ -287,12 +293,11 @@ class History:
         (module docstring) and not ``force``."""
         loop = asyncio.get_running_loop()
         if force or time.monotonic() >= self._next_walk:
-            started = time.monotonic()
-            walk = functools.partial(count, self.meta, stop=self._stopping.is_set)
+            pacer = Pacer()
+            walk = functools.partial(count, self.meta, stop=self._stopping.is_set, pacer=pacer)
             census = await loop.run_in_executor(None, walk)
-            ended = time.monotonic()
-            self._walk_took = ended - started
-            self._next_walk = ended + WALK_SHARE * self._walk_took
+            self._walk_took = pacer.worked  # its work, not its pauses for requests
+            self._next_walk = time.monotonic() + WALK_SHARE * self._walk_took
             self.counted_at = self.clock.now()
         else:
             census = self.census

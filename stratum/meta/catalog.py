@@ -30,6 +30,7 @@ from stratum.meta.records import (
     encode_object_list,
 )
 from stratum.meta.store import MetaStore, Tx
+from stratum.util.pacing import Pacer
 
 LONG_KEY = 440
 SEP = b"\x00"
@@ -175,15 +176,20 @@ def has_uploads(tx: Tx, bucket: str) -> bool:
 # -- volumes, garbage, users -----------------------------------------------------------
 
 
-def each_volume(meta: MetaStore, page: int = 5000) -> Iterator[VolumeRecord]:
+def each_volume(
+    meta: MetaStore, page: int = 5000, pacer: Pacer | None = None
+) -> Iterator[VolumeRecord]:
     """Every volume record (blocking), read ``page`` at a time in short read transactions,
-    so that a walk over a large store never holds one open for long (the map can grow)."""
+    so that a walk over a large store never holds one open for long (the map can grow).
+    With a ``pacer`` the walk pauses after each page as it says (a thread's walk: it sleeps)."""
     after = ""
     # Kept encoded (a few hundred bytes a record) and decoded one at a time: a page of decoded
     # records would be ten times the size (about 5 KiB each).
     while batch := meta.read(functools.partial(volume_page, after=after, limit=page)):
         yield from (VolumeRecord.decode(raw) for _, raw in batch)
         after = batch[-1][0]
+        if pacer is not None:
+            pacer.pause_blocking()
 
 
 def get_volume(tx: Tx, volume_id: str) -> VolumeRecord | None:

@@ -66,6 +66,7 @@ from stratum.service.multipart import MultipartService
 from stratum.service.objects import ObjectService
 from stratum.service.users import User, UserDirectory
 from stratum.util.clock import Clock
+from stratum.util.pacing import note_request
 from stratum.util.prng import process_random
 
 log = logging.getLogger("stratum.s3")
@@ -387,6 +388,7 @@ class S3Server:
         relayed: bool = False,
     ) -> web.StreamResponse:
         started = time.perf_counter()
+        note_request()  # background walks give way while requests arrive (util/pacing.py)
         request_id = new_request_id()
         state = _RequestState(resource=request.path)
         try:

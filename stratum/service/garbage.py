@@ -45,6 +45,7 @@ from stratum.meta.store import MetaStore, Tx
 from stratum.service.gc_retries import DeleteRetries
 from stratum.service.idset import IdSet
 from stratum.util.clock import Clock
+from stratum.util.pacing import Pacer
 from stratum.util.periodic import Periodic
 
 log = logging.getLogger("stratum.objects")
@@ -203,6 +204,7 @@ class GarbageCollector:
         one moving back from ``gc``, or absorbed by a multipart completion, may be missed:
         :meth:`sweep_orphans` frees nothing on the word of one walk."""
         live = IdSet()
+        pacer = Pacer()  # gives way to requests between pages (stratum.util.pacing)
 
         def add(volume_id: str, layout: str, location: Mapping[str, Any]) -> None:
             if layout != "seg":
@@ -224,6 +226,7 @@ class GarbageCollector:
                         for part in volume.location["parts"]:
                             add(part["volume_id"], part["layout"], part["location"])
                 after = batch[-1][0]
+                pacer.pause_blocking()
         return live.freeze()
 
     async def sweep_orphans(self) -> int:

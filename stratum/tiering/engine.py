@@ -59,6 +59,7 @@ from stratum.tiering.prefetch import RULE as PREFETCH_RULE
 from stratum.tiering.prefetch import Prefetcher, following_keys, held, scope_of
 from stratum.tiering.pricing import DEFAULT_PRICES, Prices
 from stratum.util.clock import Clock
+from stratum.util.pacing import Pacer
 from stratum.util.periodic import Periodic
 
 if TYPE_CHECKING:  # the cold tier's module imports botocore and cryptography: only when used
@@ -73,8 +74,9 @@ PAGE = 1000
 SLICE = 50
 # Watermark candidates kept per pool (rule 4; see WatermarkCandidates): a few hundred bytes each.
 WATERMARK_CANDIDATES = 10_000
-# A scheduled pass waits at least this many times as long as the last one took (a tenth of
-# the time at most goes to passes; a nudge, for a pin, does not wait).
+# A scheduled pass waits at least this many times as long as the last one worked (its pauses
+# for requests not counted: a tenth of the time at most goes to passes; a nudge, for a pin,
+# does not wait).
 PASS_SHARE = 10
 # Reads waiting for group-aware promotion (two short strings each).
 PREFETCH_QUEUE = 1000
@@ -286,19 +288,22 @@ class TierEngine:
 
     async def run_pass(self) -> PassReport:
         async with self._lock:
-            started = time.monotonic()
+            pacer = Pacer()
             try:
-                return await self._pass()
+                return await self._pass(pacer)
             finally:
                 self._pass_ended = time.monotonic()
-                self._pass_took = self._pass_ended - started
+                self._pass_took = pacer.worked  # its work, not the pauses it gave requests
 
-    async def _pass(self) -> PassReport:
+    async def _pass(self, pacer: Pacer) -> PassReport:
         """Walk every volume: pages of raw records read off the event loop, decided a slice
         per loop step, what rules 1 to 3 decide moved as the walk goes, then what rule 4
         picked. Memory: a page, the watermark candidates and a slice's moves, whatever the
         number of volumes. Deciding runs on the loop rather than in a thread: a thread
         decoding in Python would hold the GIL the loop needs after each of its system calls.
+        Between two slices the walk gives way to requests as ``pacer`` says
+        (:mod:`stratum.util.pacing`): flat out on an idle server, a tenth of the time on a
+        busy one.
         """
         loop = asyncio.get_running_loop()
         now = self.clock.now()
@@ -317,7 +322,7 @@ class TierEngine:
             after = page[-1][0]
             report.volumes += len(page)
             for start in range(0, len(page), SLICE):
-                await asyncio.sleep(0)  # requests are served between two slices
+                await pacer.pause()  # requests are served between two slices
                 records = page[start : start + SLICE]
                 decide = functools.partial(self._decide, records, now, usage, candidates)
                 for volume, decision in self.meta.read(decide):

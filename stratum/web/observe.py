@@ -39,6 +39,7 @@ of multipart uploads in progress) in an executor, in pages, at most every
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
@@ -62,6 +63,7 @@ from stratum.meta.store import MetaStore
 from stratum.s3.router import virtual_host_bucket
 from stratum.s3.server import FinishedRequest
 from stratum.tiering.engine import TierEngine
+from stratum.util.pacing import Pacer
 from stratum.web.prometheus import Counter, Family, Histogram, render
 from stratum.web.replication_metrics import replication_families
 
@@ -80,7 +82,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 TIER_COUNT_INTERVAL = 30.0
 METRICS_MAX_AGE = 5.0  # seconds an answer to /metrics is served again before a new one is made
-TIER_COUNT_PAGE = 5000  # volumes per read transaction: short ones, so the map can still grow
+TIER_COUNT_PAGE = 1000  # volumes per read transaction (short: the map can still grow) and stretch
 
 # -- what requests do -------------------------------------------------------------------
 
@@ -158,10 +160,13 @@ class RequestMetrics:
 # -- objects and bytes per tier ---------------------------------------------------------
 
 
-def count_volumes(meta: MetaStore, page: int = TIER_COUNT_PAGE) -> dict[str, tuple[int, int]]:
-    """{tier: (volumes, bytes)} over the whole store (blocking; short transactions)."""
+def count_volumes(
+    meta: MetaStore, page: int = TIER_COUNT_PAGE, pacer: Pacer | None = None
+) -> dict[str, tuple[int, int]]:
+    """{tier: (volumes, bytes)} over the whole store (blocking; short transactions; paced
+    between pages by ``pacer``, :mod:`stratum.util.pacing`)."""
     totals: dict[str, list[int]] = {}
-    for volume in catalog.each_volume(meta, page):
+    for volume in catalog.each_volume(meta, page, pacer):
         slot = totals.setdefault(volume.tier, [0, 0])
         slot[0] += 1
         slot[1] += volume.size
@@ -172,7 +177,7 @@ class TierTotals:
     """A cached :func:`count_volumes`, refreshed in the background when a scrape finds it old.
 
     The first scrape waits for a count; later ones get the last count at once and start a
-    new one if it is older than the interval (which grows to 20 times the counting time, so a
+    new one if it is older than the interval (which grows to 20 times the counting's work, so a
     huge store is not recounted continuously).
     """
 
@@ -193,15 +198,16 @@ class TierTotals:
         return self.value or {}
 
     async def _refresh(self) -> None:
-        started = time.monotonic()
+        pacer = Pacer()
         try:
             loop = asyncio.get_running_loop()
-            self.value = await loop.run_in_executor(None, count_volumes, self.meta)
+            count = functools.partial(count_volumes, self.meta, pacer=pacer)
+            self.value = await loop.run_in_executor(None, count)
         except Exception:
             log.exception("counting the volumes of each tier failed")
         finally:
             self.counted_at = time.monotonic()
-            self.took = self.counted_at - started
+            self.took = pacer.worked  # its work, not its pauses for requests
             self._task = None
 
 

@@ -1,0 +1,102 @@
+"""Background walks give way to requests: a share of the time for the walk, the rest asleep.
+
+A walk over every record of a large store (the tier pass, the console's census, the metrics'
+tier counts, the start-up sweep) is minutes of a core at ten million objects. Run flat out it
+takes the process's core, or the GIL its event loop needs, from the requests being served:
+measured at ten million objects, PUT and GET rates halved while the first tier pass and
+census ran. Paced, a walk works for a stretch (a page or a slice, a few milliseconds), then
+sleeps long enough that its work is at most ``busy_share`` of the time while requests are
+arriving, and ``idle_share`` when none arrived since its last stretch: an idle server walks
+at full speed, a busy one hardly notices the walk, which only takes longer.
+
+Requests are counted by the S3 server of this process (:func:`note_request`); a walk runs in
+the primary process, which serves its share of the connections (the kernel spreads them over
+the processes that share the port), so a busy server is seen there too.
+
+Walks in an executor thread pause with :meth:`Pacer.pause_blocking`, walks on the loop with
+:meth:`Pacer.pause`; both return the seconds slept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+BUSY_SHARE = 0.1  # of the time a walk may work while requests arrive
+IDLE_SHARE = 1.0  # ... while none arrive: flat out
+LONGEST_PAUSE = 1.0  # seconds: one long stretch never parks a walk for minutes
+
+_requests = 0  # requests this process has started serving (a counter, never reset)
+
+
+def note_request() -> None:
+    """Count one request started (the S3 server calls it for each)."""
+    global _requests
+    _requests += 1
+
+
+def requests_started() -> int:
+    return _requests
+
+
+class Pacer:
+    """Paces one walk (see the module docstring); not shared between walks.
+
+    ``worked`` sums the seconds of work the walk did (its stretches, not its pauses): what a
+    walk's cost is judged by when the next one is scheduled."""
+
+    def __init__(
+        self,
+        busy_share: float = BUSY_SHARE,
+        idle_share: float = IDLE_SHARE,
+        requests: Callable[[], int] = requests_started,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not (0.0 < busy_share <= idle_share <= 1.0):
+            raise ValueError("shares must be 0 < busy_share <= idle_share <= 1")
+        self.busy_share = busy_share
+        self.idle_share = idle_share
+        self._requests = requests
+        self._monotonic = monotonic
+        self._seen = requests()
+        self._stretch_began = monotonic()
+        self.worked = 0.0
+        self.slept = 0.0
+
+    def begin(self) -> None:
+        """Start a stretch of work now (after a wait that was not the walk's own work)."""
+        self._stretch_began = self._monotonic()
+
+    def due(self) -> float:
+        """End the current stretch: the seconds to sleep before the next one."""
+        now = self._monotonic()
+        stretch = max(0.0, now - self._stretch_began)
+        self.worked += stretch
+        seen = self._requests()
+        share = self.busy_share if seen != self._seen else self.idle_share
+        self._seen = seen
+        return min(LONGEST_PAUSE, stretch * (1.0 / share - 1.0))
+
+    def pause_blocking(self, stopping: threading.Event | None = None) -> float:
+        """End a stretch in a thread: sleep what :meth:`due` says (waking early if
+        ``stopping`` is set), then begin the next."""
+        wait = self.due()
+        if wait > 0:
+            if stopping is not None:
+                stopping.wait(wait)
+            else:
+                time.sleep(wait)
+        self.slept += wait
+        self.begin()
+        return wait
+
+    async def pause(self) -> float:
+        """End a stretch on the loop: yield to it for what :meth:`due` says (at least one
+        turn, so requests are served between two stretches), then begin the next."""
+        wait = self.due()
+        await asyncio.sleep(wait)
+        self.slept += wait
+        self.begin()
+        return wait

@@ -1,0 +1,95 @@
+"""Background walks give way to requests (stratum.util.pacing): the pauses a pacer asks for,
+and a real walk over LMDB that pauses while requests arrive and gives the same answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stratum.console import history
+from stratum.meta import catalog
+from stratum.meta.records import VolumeRecord
+from stratum.meta.store import MetaStore, Tx
+from stratum.util import pacing
+from stratum.util.pacing import LONGEST_PAUSE, Pacer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_idle_server_walks_flat_out_and_a_busy_one_a_tenth_of_the_time() -> None:
+    clock, requests = Clock(), [0]
+    pacer = Pacer(busy_share=0.1, requests=lambda: requests[0], monotonic=clock)
+    clock.now += 0.010  # a 10 ms stretch with no request since the pacer began
+    assert pacer.due() == 0.0
+    pacer.begin()
+    clock.now += 0.010
+    requests[0] += 3  # requests arrived during this stretch
+    assert pacer.due() == pytest.approx(0.090)  # 10 ms of work in every 100
+    pacer.begin()
+    clock.now += 0.004
+    assert pacer.due() == 0.0  # none since: flat out again
+    assert pacer.worked == pytest.approx(0.024)
+
+
+def test_one_long_stretch_never_parks_the_walk_for_long() -> None:
+    clock, requests = Clock(), [0]
+    pacer = Pacer(busy_share=0.1, requests=lambda: requests[0], monotonic=clock)
+    clock.now += 5.0  # a stretch that waited on a slow disk
+    requests[0] += 1
+    assert pacer.due() == LONGEST_PAUSE
+
+
+def test_shares_out_of_range_are_refused() -> None:
+    for busy, idle in ((0.0, 1.0), (0.5, 0.2), (0.1, 1.5)):
+        with pytest.raises(ValueError):
+            Pacer(busy_share=busy, idle_share=idle)
+
+
+def test_requests_the_s3_server_notes_are_what_a_pacer_sees() -> None:
+    before = pacing.requests_started()
+    pacing.note_request()
+    assert pacing.requests_started() == before + 1
+
+
+async def test_a_pause_on_the_loop_yields_and_counts_what_it_slept() -> None:
+    requests = [0]
+    pacer = Pacer(busy_share=0.5, requests=lambda: requests[0])
+    requests[0] += 1
+    await asyncio.sleep(0.002)  # the stretch: time passes, as work would take it
+    slept = await pacer.pause()
+    assert slept >= 0.002 * 0.99  # half the time asleep: at least as long as it worked
+    assert pacer.slept == slept
+
+
+def _volumes(tx: Tx) -> None:
+    for n in range(50):
+        vid = f"v{n:03d}"
+        catalog.put_volume(
+            tx, VolumeRecord(vid, "hot", "rep", {}, 10, "", 0.0, bucket="b", key=vid)
+        )
+
+
+def test_a_census_paced_under_requests_pauses_and_counts_the_same(store: MetaStore) -> None:
+    store.write_sync(_volumes)
+    unpaced = history.count(store, page=10)
+    requests = [0]
+
+    def busy() -> int:  # a request arrives between every two pages
+        requests[0] += 1
+        return requests[0]
+
+    pacer = Pacer(busy_share=0.5, requests=busy)
+    paced = history.count(store, page=10, pacer=pacer)
+    assert paced == unpaced
+    assert paced.tiers["hot"].objects == 50
+    assert pacer.slept > 0  # it gave way after each page
+    idle = Pacer(busy_share=0.5, requests=lambda: 0)
+    assert history.count(store, page=10, pacer=idle) == unpaced
+    assert idle.slept == 0.0  # nobody waiting: no pause
