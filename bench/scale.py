@@ -137,6 +137,8 @@ def _measure(
         "put_p99_ms": put.p99_ms,
         "get_per_s": get.ops_per_s,
         "get_p99_ms": get.p99_ms,
+        "put_max_ms": put.max_ms,
+        "get_max_ms": get.max_ms,
         "list_p50_ms": lists.p50_ms,
         "errors": put.errors + get.errors + lists.errors,
     }
@@ -191,14 +193,20 @@ def _share(value: float, empty: float) -> str:
     return f"{value / empty * 100:.0f} %" if empty else "-"
 
 
+def _slowest(row: dict[str, Any]) -> str:
+    if "get_max_ms" not in row:  # a row from before the slowest requests were kept
+        return "-"
+    return f"{row['put_max_ms']:,.0f} / {row['get_max_ms']:,.0f} ms"
+
+
 def table(rows: list[dict[str, Any]]) -> list[str]:
     """The markdown table of an empty store (the first row) and every fill step after it."""
     empty = rows[0]
     lines = [
         "| objects | fill (records/s) | LMDB on disk (per object) | ready | first GET "
         "| RssAnon idle / peak | RssFile idle | PUT/s (of empty) | GET/s (of empty) "
-        "| LIST 1,000 p50 (of empty) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| LIST 1,000 p50 (of empty) | slowest PUT / GET |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if row["objects"]:
@@ -215,7 +223,8 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {row['file_idle_mib']:,.0f} MiB "
             f"| {row['put_per_s']:,.0f} ({_share(row['put_per_s'], empty['put_per_s'])}) "
             f"| {row['get_per_s']:,.0f} ({_share(row['get_per_s'], empty['get_per_s'])}) "
-            f"| {row['list_p50_ms']:.1f} ms ({_share(row['list_p50_ms'], empty['list_p50_ms'])}) |"
+            f"| {row['list_p50_ms']:.1f} ms ({_share(row['list_p50_ms'], empty['list_p50_ms'])}) "
+            f"| {_slowest(row)} |"
         )
     return lines
 

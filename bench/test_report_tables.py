@@ -25,3 +25,19 @@ def test_cpu_per_byte_is_the_servers_cpu_over_every_operations_bytes() -> None:
 def test_no_large_object_rows_no_table() -> None:
     ops = {"title": "4 KiB PUT", "kind": "ops", "runs": [{}], "median": {}}
     assert report.per_byte_table({"Stratum": {"put_4k_c1": ops}}, ["Stratum"]) == []
+
+
+def test_pi4_budget_scales_each_pass_by_its_own_published_figure() -> None:
+    from bench import cpu_budget
+
+    here = {"md5": 1.4, "sha256": 0.5, "zfec encode": 0.8, "copy": 0.1, "crc32c": 0.05}
+    lines = cpu_budget.report(here, put_ns=4.5, get_ns=0.66)
+    table = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ")}
+    # SHA-256 on a Pi 4: 100.5-135 MB/s published, so 7.4-10.0 ns/B
+    assert "| sha256 | 0.50 | 7.4-10.0 |" in table["sha256"]
+    # one signed stream is held to the Pi's SHA-256 at its slowest: 100.5 MB/s, shown rounded
+    assert table["one stream at most (its slowest pass)"].split(" | ")[1] == "101 MB/s"
+    cores = table["Pi 4 cores at 117 MB/s"].split(" | ")[1:]
+    low, high = (float(x) for x in cores[0].split(" of ")[0].split("-"))
+    assert 0 < low < high  # signed PUT: a range, from the figures' ranges
+    assert cores[2].startswith("0.")  # a GET needs under one core

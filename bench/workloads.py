@@ -159,6 +159,7 @@ class Run:
     e2e_p50_ms: float = 0.0  # LIST: including the client's parsing of the response
     e2e_p99_ms: float = 0.0
     pss_peak: int = 0  # see bench.procstat: RSS counts pages the processes share once each
+    max_ms: float = 0.0  # the slowest request
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -216,6 +217,7 @@ def measured(server: Server, drive: Callable[[], list[ClientStats]]) -> Run:
         others_cpu=others,
         e2e_p50_ms=percentile(e2e, 50) * 1000,
         e2e_p99_ms=percentile(e2e, 99) * 1000,
+        max_ms=max(latencies, default=0.0) * 1000,
     )
 
 

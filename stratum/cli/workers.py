@@ -50,7 +50,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stratum.util import memory
+from stratum.util import memory, pacing
 
 log = logging.getLogger("stratum.workers")
 
@@ -211,6 +211,7 @@ def spawn(host: str, port: int, count: int, run_dir: Path) -> Role:
         return Role(0, 1, run_dir, [public], address)
     private = bind("127.0.0.1", 0)
     private_port = private.getsockname()[1]
+    pacing.share_between(count)  # background walks see every process's requests
     sys.stdout.flush()
     sys.stderr.flush()
     memory.release()  # the heap's free pages: not copied into every worker
@@ -221,6 +222,7 @@ def spawn(host: str, port: int, count: int, run_dir: Path) -> Role:
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
+            pacing.use_slot(index)
             os.close(write_end)
             for fd in go:  # the other workers' pipes
                 os.close(fd)

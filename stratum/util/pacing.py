@@ -9,9 +9,11 @@ sleeps long enough that its work is at most ``busy_share`` of the time while req
 arriving, and ``idle_share`` when none arrived since its last stretch: an idle server walks
 at full speed, a busy one hardly notices the walk, which only takes longer.
 
-Requests are counted by the S3 server of this process (:func:`note_request`); a walk runs in
-the primary process, which serves its share of the connections (the kernel spreads them over
-the processes that share the port), so a busy server is seen there too.
+Requests are counted by the S3 server of each process (:func:`note_request`). A walk runs in
+the primary process, and the worker processes take most connections while the primary is
+busy walking, so each process counts into its own slot of a page the processes share
+(:func:`share_between`, called before the workers are forked, and :func:`use_slot` in each):
+a walk sees every request of the server, whichever process serves it.
 
 Walks in an executor thread pause with :meth:`Pacer.pause_blocking`, walks on the loop with
 :meth:`Pacer.pause`; both return the seconds slept.
@@ -20,6 +22,8 @@ Walks in an executor thread pause with :meth:`Pacer.pause_blocking`, walks on th
 from __future__ import annotations
 
 import asyncio
+import mmap
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -28,17 +32,40 @@ BUSY_SHARE = 0.1  # of the time a walk may work while requests arrive
 IDLE_SHARE = 1.0  # ... while none arrive: flat out
 LONGEST_PAUSE = 1.0  # seconds: one long stretch never parks a walk for minutes
 
+_SLOT = struct.Struct("<Q")
 _requests = 0  # requests this process has started serving (a counter, never reset)
+_shared: mmap.mmap | None = None  # one slot per process, each written by its process alone
+_slot = 0
+
+
+def share_between(processes: int) -> None:
+    """Make a page the processes forked after this share: each counts its requests into its
+    own slot (written by one process only: no lock), :func:`requests_started` sums them."""
+    global _shared, _slot
+    _shared = mmap.mmap(-1, _SLOT.size * max(1, processes))  # anonymous, MAP_SHARED
+    _slot = 0
+    _SLOT.pack_into(_shared, 0, _requests)
+
+
+def use_slot(index: int) -> None:
+    """This process counts into slot ``index`` of the shared page (0: the primary's)."""
+    global _slot, _requests
+    _slot, _requests = index, 0
 
 
 def note_request() -> None:
     """Count one request started (the S3 server calls it for each)."""
     global _requests
     _requests += 1
+    if _shared is not None:
+        _SLOT.pack_into(_shared, _slot * _SLOT.size, _requests)
 
 
 def requests_started() -> int:
-    return _requests
+    """Requests started by the whole server (every process), or by this one if unshared."""
+    if _shared is None:
+        return _requests
+    return sum(n for (n,) in _SLOT.iter_unpack(_shared))
 
 
 class Pacer:

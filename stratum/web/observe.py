@@ -39,6 +39,7 @@ of multipart uploads in progress) in an executor, in pages, at most every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import ipaddress
@@ -81,6 +82,7 @@ LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0
 )  # fmt: skip
 TIER_COUNT_INTERVAL = 30.0
+FIRST_COUNT_WAIT = 2.0  # seconds a first scrape waits for the first count (then goes without)
 METRICS_MAX_AGE = 5.0  # seconds an answer to /metrics is served again before a new one is made
 TIER_COUNT_PAGE = 1000  # volumes per read transaction (short: the map can still grow) and stretch
 
@@ -176,7 +178,9 @@ def count_volumes(
 class TierTotals:
     """A cached :func:`count_volumes`, refreshed in the background when a scrape finds it old.
 
-    The first scrape waits for a count; later ones get the last count at once and start a
+    The first scrape waits for a count, up to :data:`FIRST_COUNT_WAIT` (a large store's,
+    paced behind requests, takes minutes: that scrape goes without the tier gauges rather
+    than past Prometheus's timeout); later ones get the last count at once and start a
     new one if it is older than the interval (which grows to 20 times the counting's work, so a
     huge store is not recounted continuously).
     """
@@ -194,7 +198,8 @@ class TierTotals:
         if (self.value is None or due) and self._task is None:
             self._task = asyncio.create_task(self._refresh())
         if self.value is None and self._task is not None:
-            await asyncio.shield(self._task)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), FIRST_COUNT_WAIT)
         return self.value or {}
 
     async def _refresh(self) -> None:

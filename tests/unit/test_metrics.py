@@ -251,3 +251,40 @@ def test_move_families() -> None:
     assert 'stratum_tier_moves_total{from="hot",to="warm",outcome="moved"} 3' in text
     assert 'stratum_tier_moves_total{from="hot",to="warm",outcome="failed"} 1' in text
     assert 'stratum_tier_moved_bytes_total{from="warm",to="hot"} 20' in text
+
+
+async def test_a_first_scrape_goes_without_tier_counts_a_slow_count_has_not_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large store's first count, paced behind requests, takes minutes: the first scrape
+    must not wait past Prometheus's timeout for it; a later one gets it."""
+    import asyncio
+    import threading
+
+    from stratum.web import observe
+
+    store = MetaStore(tmp_path / "meta")
+    store.open()
+    try:
+        store.write_sync(
+            lambda tx: catalog.put_volume(tx, VolumeRecord("v1", "hot", "seg", {}, 5, "", 0.0))
+        )
+        release = threading.Event()
+        real = observe.count_volumes
+
+        def slow(meta: MetaStore, **kwargs: object) -> dict[str, tuple[int, int]]:
+            release.wait(10)  # as a count of ten million volumes would take
+            return real(meta)
+
+        monkeypatch.setattr(observe, "count_volumes", slow)
+        monkeypatch.setattr(observe, "FIRST_COUNT_WAIT", 0.05)
+        totals = observe.TierTotals(store)
+        assert await totals.get() == {}  # not waited for
+        release.set()
+        for _ in range(100):
+            if totals.value is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert await totals.get() == {"hot": (1, 5)}
+    finally:
+        store.close()

@@ -93,3 +93,28 @@ def test_a_census_paced_under_requests_pauses_and_counts_the_same(store: MetaSto
     idle = Pacer(busy_share=0.5, requests=lambda: 0)
     assert history.count(store, page=10, pacer=idle) == unpaced
     assert idle.slept == 0.0  # nobody waiting: no pause
+
+
+def test_forked_processes_count_into_one_shared_page() -> None:
+    """A walk in the primary sees the requests its forked workers serve."""
+    import os
+
+    saved = (pacing._shared, pacing._slot, pacing._requests)
+    try:
+        pacing.share_between(3)
+        before = pacing.requests_started()
+        pacing.note_request()  # the primary's
+        children = []
+        for index in (1, 2):
+            pid = os.fork()
+            if pid == 0:  # a worker: count 5 requests into its slot and leave
+                pacing.use_slot(index)
+                for _ in range(5):
+                    pacing.note_request()
+                os._exit(0)
+            children.append(pid)
+        for pid in children:
+            assert os.waitpid(pid, 0)[1] == 0
+        assert pacing.requests_started() - before == 1 + 5 + 5
+    finally:
+        pacing._shared, pacing._slot, pacing._requests = saved
