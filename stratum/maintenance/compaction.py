@@ -9,10 +9,10 @@ seconds, finds the segments worth rewriting and moves their live records elsewhe
 
 1. **Measure** each segment file (size, allocated blocks, sealed or not) and set it against
    the bytes of its live records. Those come from a walk of the metadata (every volume and
-   every queued garbage volume, in one read transaction, in an executor:
-   :mod:`stratum.maintenance.compaction_walk`), done when a segment needs it (a newly sealed
-   one, a candidate) and at least every :data:`ACCOUNTING_INTERVAL`,
-   but never taking more than a twentieth of the time (:data:`WALK_SHARE`); between walks the
+   every queued garbage volume, a page per read transaction, in an executor, giving way to
+   requests between pages: :mod:`stratum.maintenance.compaction_walk`), done when a segment
+   needs it (a newly sealed one, a candidate) and at least every :data:`ACCOUNTING_INTERVAL`,
+   but never working more than a twentieth of the time (:data:`WALK_SHARE`); between walks the
    store takes off what it frees. There is no stored accounting to keep consistent: the
    figures are derived from the files and the metadata, so a restart loses nothing but one
    walk. The same walk counts what every disk stores (:meth:`TierStore.note_stored`).
@@ -38,9 +38,10 @@ leave the object pointing at a copy the collector frees.
 
 Records the metadata does not point at are never moved, and freed only when they are certainly
 garbage: written before this process started (no write under way can still come to point at
-them) and a copy of a volume the metadata knows at another place (a compaction or repair
-whose commit lost, or was cut short by a crash). Anything else (a record of a kind this walk
-does not know) keeps its segment.
+them), a copy of a volume the metadata knows at another place (a compaction or repair whose
+commit lost, or was cut short by a crash), and not named by that volume when it is read just
+before (the walk is no snapshot, so it may have missed a volume that came to name it).
+Anything else (a record of a kind this walk does not know) keeps its segment.
 
 Crash safety: a crash after copying and before the commit leaves the old location in place
 and the copies unreferenced (freed when their segment, marked as compaction output and left
@@ -78,6 +79,7 @@ from stratum.maintenance.compaction_walk import (
     Ref,
     known_elsewhere,
     location_at,
+    names_replica,
     put_location_at,
     still_live,
     still_names,
@@ -88,6 +90,7 @@ from stratum.meta.records import VolumeRecord
 from stratum.meta.store import Tx
 from stratum.service.objects import ObjectService
 from stratum.util.clock import Clock
+from stratum.util.pacing import Pacer
 from stratum.util.periodic import Periodic
 
 log = logging.getLogger("stratum.compaction")
@@ -369,12 +372,12 @@ class Compactor:
             return []
         if not force and time.monotonic() - self._walk_ended < WALK_SHARE * self._walk_took:
             return []
-        started = time.monotonic()
+        pacer = Pacer()
         walked = await loop.run_in_executor(
-            None, self.meta.read, functools.partial(walk, wanted=wanted)
+            None, functools.partial(walk, self.meta, wanted, pacer=pacer)
         )
         self._walk_ended = time.monotonic()
-        self._walk_took = self._walk_ended - started
+        self._walk_took = pacer.worked  # its work, not its pauses for requests
         self._last_walk = self.clock.now()
         if figures is not None:
             figures.walks += 1
@@ -500,10 +503,17 @@ class Compactor:
             meta = json.loads(record.meta_raw)
         except ValueError:
             meta = None
-        check = functools.partial(
-            known_elsewhere, header=record.header, meta=meta if isinstance(meta, dict) else None
-        )
-        return self.meta.read(check)
+        meta = meta if isinstance(meta, dict) else None
+
+        def stray(tx: Tx) -> bool:
+            # The walk is no snapshot: a record it found no holder for may be one its volume
+            # came to name while the walk ran. Never free what the volume names now.
+            replica = job.replica(record.header.offset)
+            return known_elsewhere(tx, record.header, meta) and not names_replica(
+                tx, record.header, meta, replica
+            )
+
+        return self.meta.read(stray)
 
     async def commit(self, job: Job, moves: Sequence[Move], figures: PassFigures) -> None:
         """Switch the volumes to the new copies (where they did not change meanwhile); free

@@ -1,17 +1,20 @@
 """What the metadata says about segment records: the walk behind compaction and accounting.
 
-:func:`walk` reads every volume and every queued garbage volume in one read transaction (a
-consistent snapshot) and counts, per segment file, the bytes of the records they point at,
+:func:`walk` reads every volume and every queued garbage volume, a page per read transaction
+and giving way to requests between pages (no snapshot: see there), and counts, per segment
+file, the bytes of the records they point at,
 and per disk the bytes of live volumes (segment records and, about, shard files); for the
 segments it is asked about it also says which volume points at each record, and where in the
 volume's location record (a plain volume's own, a multipart part's, a manifest's). The other
 functions answer the point questions compaction asks once it has read a record: does the
-volume still point at it (:func:`still_live`), is a record nobody points at a stray copy of
-a volume the metadata knows (:func:`known_elsewhere`).
+volume still point at it (:func:`still_live`), is a record the walk found nobody pointing at
+a stray copy of a volume the metadata knows (:func:`known_elsewhere`) that its own volume
+does not name either (:func:`names_replica`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import Counter
@@ -23,10 +26,12 @@ from stratum.block.segments import SegmentKey
 from stratum.block.segments_format import RecordHeader, Replica, SegLocation
 from stratum.meta import catalog
 from stratum.meta.records import VolumeRecord
-from stratum.meta.store import Tx
+from stratum.meta.store import MetaStore, Tx
 from stratum.service.objects import MULTI
+from stratum.util.pacing import Pacer
 
 WALK_YIELD = 256  # volumes a walk decodes between two offers of the GIL
+WALK_PAGE = 1000  # volumes per read transaction of a walk, and per stretch of its pacing
 
 Path_ = tuple[Any, ...]  # where a segment location sits in a volume's location record
 
@@ -97,33 +102,81 @@ def shard_bytes(location: Mapping[str, Any]) -> int:
     return body + 4096  # header (with the object's meta) and footer, one block at least
 
 
-def walk(tx: Tx, wanted: set[SegmentKey]) -> Walk:
+def walk(
+    meta: MetaStore,
+    wanted: set[SegmentKey],
+    page: int = WALK_PAGE,
+    pacer: Pacer | None = None,
+) -> Walk:
     """Count what the metadata points at, and where, for the segments in ``wanted``
-    (blocking). Live volumes first, then queued garbage: a volume retired meanwhile is seen
-    in one or the other (one read transaction: a consistent snapshot)."""
+    (blocking). Live volumes first, then queued garbage, ``page`` records per read
+    transaction, pausing between pages as ``pacer`` says (a walk of ten million volumes is
+    minutes of a core: it gives way to requests, and one transaction held that long would
+    keep LMDB from reusing any page freed meanwhile).
+
+    Not a snapshot, then: a volume retired or moved while the walk runs may be counted
+    twice (its segment looks fuller than it is: compacted later) or missed (its record
+    looks unreferenced). Nothing is freed on the walk's word alone: a record the walk names
+    no holder for is freed only if its own volume, read at that moment, does not name it
+    either (:func:`names_replica`), and one it names is moved only if its volume still names
+    it when the move commits (:func:`still_live`)."""
     found = Walk(refs={key: {} for key in wanted})
     for table, retired in (("volumes", False), ("gc", True)):
-        for count, (db_key, raw) in enumerate(tx.cursor(table)):
-            if count % WALK_YIELD == 0:
-                time.sleep(0)  # let the event loop's thread have the GIL now and then
-            volume = VolumeRecord.decode(bytes(raw))
-            for path, layout, location in volume_locations(volume):
-                if layout == "ec" and not retired:
-                    each = shard_bytes(location)
-                    for disk_id in location.get("disks", []):
-                        found.stored[disk_id] += each
-                if layout != "seg":
-                    continue
-                loc = SegLocation.from_dict(location)
-                for replica in loc.replicas:
-                    key = (replica.disk_id, replica.segment)
-                    found.live[key] += loc.record_size
-                    if not retired:
-                        found.stored[replica.disk_id] += loc.record_size
-                    if key in found.refs:
-                        holder = volume.volume_id if not retired else bytes(db_key).decode()
-                        found.refs[key][replica.offset] = Ref(holder, path, location, retired)
+        after = ""
+        while batch := meta.read(
+            functools.partial(catalog.volume_page, after=after, limit=page, table=table)
+        ):
+            for count, (db_key, raw) in enumerate(batch):
+                if count % WALK_YIELD == WALK_YIELD - 1:
+                    time.sleep(0)  # let the event loop's thread have the GIL now and then
+                _count(found, db_key, VolumeRecord.decode(raw), retired)
+            after = batch[-1][0]
+            if pacer is not None:
+                pacer.pause_blocking()
     return found
+
+
+def _count(found: Walk, db_key: str, volume: VolumeRecord, retired: bool) -> None:
+    """Add one volume (or queued garbage volume) to a walk's figures."""
+    for path, layout, location in volume_locations(volume):
+        if layout == "ec" and not retired:
+            each = shard_bytes(location)
+            for disk_id in location.get("disks", []):
+                found.stored[disk_id] += each
+        if layout != "seg":
+            continue
+        loc = SegLocation.from_dict(location)
+        for replica in loc.replicas:
+            key = (replica.disk_id, replica.segment)
+            found.live[key] += loc.record_size
+            if not retired:
+                found.stored[replica.disk_id] += loc.record_size
+            if key in found.refs:
+                holder = volume.volume_id if not retired else db_key
+                found.refs[key][replica.offset] = Ref(holder, path, location, retired)
+
+
+def names_replica(
+    tx: Tx, header: RecordHeader, meta: Mapping[str, Any] | None, replica: Replica
+) -> bool:
+    """Whether the record's own volume (live, queued as garbage, or the volume a tier move's
+    copy was made for) names ``replica`` as one of its copies now: a point read that a walk
+    of the whole metadata, which is no snapshot, cannot stand in for."""
+    ids = [header.volume_id]
+    moved_from = (meta or {}).get("moved_from")
+    if isinstance(moved_from, str):
+        ids.append(moved_from)
+    for volume_id in ids:
+        for table in ("volumes", "gc"):
+            raw = tx.get(table, volume_id.encode())
+            if raw is None:
+                continue
+            for _path, layout, location in volume_locations(VolumeRecord.decode(raw)):
+                if layout == "seg" and any(
+                    tuple(r) == tuple(replica) for r in location.get("replicas", [])
+                ):
+                    return True
+    return False
 
 
 def known_elsewhere(tx: Tx, header: RecordHeader, meta: Mapping[str, Any] | None) -> bool:
