@@ -80,6 +80,7 @@ from stratum.meta.records import (
 from stratum.meta.store import DB_NAMES, MetaStore, Tx
 from stratum.util.clock import Clock
 from stratum.util.fsio import fsync_dir, write_file_durably
+from stratum.util.pacing import Pacer
 from stratum.util.periodic import Periodic
 
 log = logging.getLogger("stratum.backup")
@@ -122,20 +123,32 @@ def _fsync_file(path: Path) -> None:
 
 COPY_CHUNK = 1 << 20
 SYNC_EVERY = 16 << 20  # bytes written between two fdatasyncs of a copy
+COPY_IDLE_SHARE = 0.5  # of the disk's time a copy takes while no request arrives
+COPY_BUSY_SHARE = 0.1  # ... while requests arrive
 
 
-def paced_copy(source: Path, dest: Path, sleep: Callable[[float], None] = time.sleep) -> None:
-    """Copy ``source`` to ``dest`` durably, at most half of the disk's time (blocking).
+def paced_copy(
+    source: Path,
+    dest: Path,
+    sleep: Callable[[float], None] = time.sleep,
+    pacer: Pacer | None = None,
+) -> None:
+    """Copy ``source`` to ``dest`` durably, at most half of the disk's time, a tenth while
+    requests arrive (blocking).
 
-    A store of a million objects is gigabytes, copied to every disk. Copied at once and then
-    fsynced, its dirty pages sat in front of every fsync the S3 requests made on those disks
-    for as long as the flush took (PUTs at a million objects ran at a quarter of their rate
-    while it did). Here every ``SYNC_EVERY`` bytes are written and fdatasynced, and the copy
-    then pauses as long as that took: on a fast disk it runs nearly at its speed, on a slow
-    one (a USB disk) it leaves it free half of the time, whatever the disk."""
+    A store of a million objects is gigabytes, copied to several disks. Copied at once and
+    then fsynced, its dirty pages sat in front of every fsync the S3 requests made on those
+    disks for as long as the flush took (PUTs at a million objects ran at a quarter of their
+    rate while it did). Here every ``SYNC_EVERY`` bytes are written and fdatasynced, and the
+    copy then pauses: as long as that took while no request arrives (on a fast disk it runs
+    nearly at its speed, on a slow one, a USB disk, it leaves it free half of the time), nine
+    times as long while they do (:mod:`stratum.util.pacing`)."""
+    if pacer is None:
+        pacer = Pacer(busy_share=COPY_BUSY_SHARE, idle_share=COPY_IDLE_SHARE, longest=60.0)
     with source.open("rb") as src, dest.open("wb") as out:
         while True:
-            started, written = time.monotonic(), 0
+            pacer.begin()
+            written = 0
             while written < SYNC_EVERY and (chunk := src.read(COPY_CHUNK)):
                 out.write(chunk)
                 written += len(chunk)
@@ -143,7 +156,7 @@ def paced_copy(source: Path, dest: Path, sleep: Callable[[float], None] = time.s
             os.fdatasync(out.fileno())
             if written < SYNC_EVERY:
                 return
-            sleep(time.monotonic() - started)
+            sleep(pacer.due())
 
 
 def _count(path: Path) -> dict[str, int]:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 BUSY_SHARE = 0.1  # of the time a walk may work while requests arrive
 IDLE_SHARE = 1.0  # ... while none arrive: flat out
-LONGEST_PAUSE = 1.0  # seconds: one long stretch never parks a walk for minutes
+LONGEST_PAUSE = 1.0  # seconds: one long stretch never parks a walk for minutes (default)
 
 _SLOT = struct.Struct("<Q")
 _requests = 0  # requests this process has started serving (a counter, never reset)
@@ -80,11 +80,13 @@ class Pacer:
         idle_share: float = IDLE_SHARE,
         requests: Callable[[], int] = requests_started,
         monotonic: Callable[[], float] = time.monotonic,
+        longest: float = LONGEST_PAUSE,
     ) -> None:
         if not (0.0 < busy_share <= idle_share <= 1.0):
             raise ValueError("shares must be 0 < busy_share <= idle_share <= 1")
         self.busy_share = busy_share
         self.idle_share = idle_share
+        self.longest = longest
         self._requests = requests
         self._monotonic = monotonic
         self._seen = requests()
@@ -104,7 +106,7 @@ class Pacer:
         seen = self._requests()
         share = self.busy_share if seen != self._seen else self.idle_share
         self._seen = seen
-        return min(LONGEST_PAUSE, stretch * (1.0 / share - 1.0))
+        return min(self.longest, stretch * (1.0 / share - 1.0))
 
     def pause_blocking(self, stopping: threading.Event | None = None) -> float:
         """End a stretch in a thread: sleep what :meth:`due` says (waking early if

@@ -221,3 +221,32 @@ def test_a_paced_copy_is_exact_and_pauses_after_each_synced_stretch(
     # a sync after every full stretch and one at the end; a pause after every full stretch
     assert synced == sorted(synced) and synced[-1] == size
     assert len(pauses) == size // 4096 and all(p >= 0 for p in pauses)
+
+
+def test_a_paced_copy_gives_way_to_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half of the disk's time while no request arrives, a tenth while they do."""
+    from stratum.util.pacing import Pacer
+
+    monkeypatch.setattr(backups, "SYNC_EVERY", 4096)
+    monkeypatch.setattr(backups, "COPY_CHUNK", 4096)
+    (tmp_path / "src").write_bytes(os.urandom(4 * 4096))
+    clock, requests = [0.0], [0]
+
+    def fdatasync(fd: int) -> None:
+        clock[0] += 0.5  # each stretch takes half a second of the disk
+        if os.fstat(fd).st_size == 2 * 4096:
+            requests[0] += 1  # requests arrive during the second stretch
+
+    monkeypatch.setattr(backups.os, "fdatasync", fdatasync)
+    pacer = Pacer(
+        busy_share=backups.COPY_BUSY_SHARE,
+        idle_share=backups.COPY_IDLE_SHARE,
+        requests=lambda: requests[0],
+        monotonic=lambda: clock[0],
+        longest=60.0,
+    )
+    pauses: list[float] = []
+    backups.paced_copy(tmp_path / "src", tmp_path / "dst", pauses.append, pacer=pacer)
+    assert pauses == pytest.approx([0.5, 4.5, 0.5, 0.5])
