@@ -7,7 +7,10 @@ measured at ten million objects, PUT and GET rates halved while the first tier p
 census ran. Paced, a walk works for a stretch (a page or a slice, a few milliseconds), then
 sleeps long enough that its work is at most ``busy_share`` of the time while requests are
 arriving, and ``idle_share`` when none arrived since its last stretch: an idle server walks
-at full speed, a busy one hardly notices the walk, which only takes longer.
+at full speed, a busy one hardly notices the walk, which only takes longer. While requests
+arrive, the walks of a process share one budget (:class:`Ledger`): together, not each, they
+work at most the busy share of the time (after a start the tier pass, the census and
+compaction's accounting all walk at once).
 
 Requests are counted by the S3 server of each process (:func:`note_request`). A walk runs in
 the primary process, and the worker processes take most connections while the primary is
@@ -68,8 +71,34 @@ def requests_started() -> int:
     return sum(n for (n,) in _SLOT.iter_unpack(_shared))
 
 
+class Ledger:
+    """What the walks of a process worked while requests arrived, against what they may: all
+    walks together at most their busy share of the time, not each of them (three walks at a
+    tenth each would take three tenths). A token bucket in debt: time accrues ``share`` of
+    each second to it; a stretch of work is charged to it; a walk then waits until the debt
+    is paid. Thread-safe (walks run in threads and on the loop)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._debt = 0.0  # seconds of work done beyond the share
+        self._at: float | None = None
+
+    def charge(self, stretch: float, share: float, now: float) -> float:
+        """Charge a stretch of work ended at ``now``: the seconds to wait for the share."""
+        with self._lock:
+            elapsed = stretch if self._at is None else max(0.0, now - self._at)
+            # While no walk works nothing is saved up for later: the debt never goes below 0.
+            self._debt = max(0.0, self._debt + stretch - elapsed * share)
+            self._at = now
+            return self._debt / share
+
+
+LEDGER = Ledger()  # this process's
+
+
 class Pacer:
-    """Paces one walk (see the module docstring); not shared between walks.
+    """Paces one walk (see the module docstring); while requests arrive the walks of a process
+    share one :class:`Ledger`.
 
     ``worked`` sums the seconds of work the walk did (its stretches, not its pauses): what a
     walk's cost is judged by when the next one is scheduled."""
@@ -81,12 +110,14 @@ class Pacer:
         requests: Callable[[], int] = requests_started,
         monotonic: Callable[[], float] = time.monotonic,
         longest: float = LONGEST_PAUSE,
+        ledger: Ledger = LEDGER,
     ) -> None:
         if not (0.0 < busy_share <= idle_share <= 1.0):
             raise ValueError("shares must be 0 < busy_share <= idle_share <= 1")
         self.busy_share = busy_share
         self.idle_share = idle_share
         self.longest = longest
+        self._ledger = ledger
         self._requests = requests
         self._monotonic = monotonic
         self._seen = requests()
@@ -104,9 +135,12 @@ class Pacer:
         stretch = max(0.0, now - self._stretch_began)
         self.worked += stretch
         seen = self._requests()
-        share = self.busy_share if seen != self._seen else self.idle_share
-        self._seen = seen
-        return min(self.longest, stretch * (1.0 / share - 1.0))
+        busy, self._seen = seen != self._seen, seen
+        if busy:
+            wait = self._ledger.charge(stretch, self.busy_share, now)
+        else:
+            wait = stretch * (1.0 / self.idle_share - 1.0)
+        return min(self.longest, wait)
 
     def pause_blocking(self, stopping: threading.Event | None = None) -> float:
         """End a stretch in a thread: sleep what :meth:`due` says (waking early if

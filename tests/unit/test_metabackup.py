@@ -227,7 +227,7 @@ def test_a_paced_copy_gives_way_to_requests(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Half of the disk's time while no request arrives, a tenth while they do."""
-    from stratum.util.pacing import Pacer
+    from stratum.util.pacing import Ledger, Pacer
 
     monkeypatch.setattr(backups, "SYNC_EVERY", 4096)
     monkeypatch.setattr(backups, "COPY_CHUNK", 4096)
@@ -246,6 +246,7 @@ def test_a_paced_copy_gives_way_to_requests(
         requests=lambda: requests[0],
         monotonic=lambda: clock[0],
         longest=60.0,
+        ledger=Ledger(),
     )
     pauses: list[float] = []
     backups.paced_copy(tmp_path / "src", tmp_path / "dst", pauses.append, pacer=pacer)

@@ -25,7 +25,9 @@ class Clock:
 
 def test_an_idle_server_walks_flat_out_and_a_busy_one_a_tenth_of_the_time() -> None:
     clock, requests = Clock(), [0]
-    pacer = Pacer(busy_share=0.1, requests=lambda: requests[0], monotonic=clock)
+    pacer = Pacer(
+        busy_share=0.1, requests=lambda: requests[0], monotonic=clock, ledger=pacing.Ledger()
+    )
     clock.now += 0.010  # a 10 ms stretch with no request since the pacer began
     assert pacer.due() == 0.0
     pacer.begin()
@@ -40,7 +42,9 @@ def test_an_idle_server_walks_flat_out_and_a_busy_one_a_tenth_of_the_time() -> N
 
 def test_one_long_stretch_never_parks_the_walk_for_long() -> None:
     clock, requests = Clock(), [0]
-    pacer = Pacer(busy_share=0.1, requests=lambda: requests[0], monotonic=clock)
+    pacer = Pacer(
+        busy_share=0.1, requests=lambda: requests[0], monotonic=clock, ledger=pacing.Ledger()
+    )
     clock.now += 5.0  # a stretch that waited on a slow disk
     requests[0] += 1
     assert pacer.due() == LONGEST_PAUSE
@@ -60,7 +64,7 @@ def test_requests_the_s3_server_notes_are_what_a_pacer_sees() -> None:
 
 async def test_a_pause_on_the_loop_yields_and_counts_what_it_slept() -> None:
     requests = [0]
-    pacer = Pacer(busy_share=0.5, requests=lambda: requests[0])
+    pacer = Pacer(busy_share=0.5, requests=lambda: requests[0], ledger=pacing.Ledger())
     requests[0] += 1
     await asyncio.sleep(0.002)  # the stretch: time passes, as work would take it
     slept = await pacer.pause()
@@ -85,7 +89,7 @@ def test_a_census_paced_under_requests_pauses_and_counts_the_same(store: MetaSto
         requests[0] += 1
         return requests[0]
 
-    pacer = Pacer(busy_share=0.5, requests=busy)
+    pacer = Pacer(busy_share=0.5, requests=busy, ledger=pacing.Ledger())
     paced = history.count(store, page=10, pacer=pacer)
     assert paced == unpaced
     assert paced.tiers["hot"].objects == 50
@@ -118,3 +122,39 @@ def test_forked_processes_count_into_one_shared_page() -> None:
         assert pacing.requests_started() - before == 1 + 5 + 5
     finally:
         pacing._shared, pacing._slot, pacing._requests = saved
+
+
+def test_walks_share_one_budget_while_requests_arrive() -> None:
+    """Three walks at once work a tenth of the time together, not three tenths."""
+    clock, requests, ledger = Clock(), [0], pacing.Ledger()
+
+    def busy() -> int:
+        requests[0] += 1
+        return requests[0]
+
+    walks = [
+        Pacer(busy_share=0.1, requests=busy, monotonic=clock, ledger=ledger, longest=60.0)
+        for _ in range(3)
+    ]
+    began, worked = clock.now, 0.0
+    wake = [clock.now] * 3
+    for _ in range(300):  # each walk: wait for its turn, work 10 ms, ask how long to pause
+        turn = min(range(3), key=lambda i: wake[i])
+        clock.now = max(clock.now, wake[turn])
+        walks[turn].begin()
+        clock.now += 0.010
+        worked += 0.010
+        wake[turn] = clock.now + walks[turn].due()
+    assert worked / (clock.now - began) == pytest.approx(0.1, rel=0.15)
+
+
+def test_one_walk_alone_keeps_its_share() -> None:
+    clock, requests, ledger = Clock(), [0], pacing.Ledger()
+    pacer = Pacer(busy_share=0.1, requests=lambda: requests[0], monotonic=clock, ledger=ledger)
+    for _ in range(5):
+        pacer.begin()
+        clock.now += 0.010
+        requests[0] += 1
+        wait = pacer.due()
+        assert wait == pytest.approx(0.090)
+        clock.now += wait
