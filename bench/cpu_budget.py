@@ -50,12 +50,12 @@ PI4: dict[str, Published] = {
         (100.5, 135.0),
         "published: OpenSSL 3.4.1 on a Pi 4, 64 MiB buffer (lelegard/shabench, "
         "results/arm-rpi4-cortex-a72-linux.txt); OpenZFS sha256-generic on a Pi 4, "
-        "64 KiB-1 MiB (openzfs/zfs pull 12918)",
+        "64 KiB-1 MiB (github.com/openzfs/zfs/pull/12918)",
     ),
     "md5": Published(
         (100.5 * 18.9 / 9.8, 135.0 * 18.9 / 9.8),
         "derived: the SHA-256 figures times the Pi 4's md5sum / sha256sum speed ratio "
-        "(9.8 s against 18.9 s on one file, BLAKE3-team/BLAKE3 issue 310)",
+        "(9.8 s against 18.9 s on one file, github.com/BLAKE3-team/BLAKE3/issues/310)",
     ),
     "copy": Published(
         (2241.5, 2821.5),
@@ -65,7 +65,7 @@ PI4: dict[str, Published] = {
     "crc32c": Published(
         (2869.9, 2869.9),
         "published for a Cortex-A53 at 1.5 GHz with the ARMv8 CRC instructions, which the "
-        "A72 has too (bitcoin/bitcoin pull 12968); none found for an A72",
+        "A72 has too (github.com/bitcoin/bitcoin/pull/12968); none found for an A72",
     ),
 }
 # No published zfec (or other Reed-Solomon library) figure for a Pi 4 or an A72 was found:
