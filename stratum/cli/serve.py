@@ -204,7 +204,9 @@ async def _serve(node: Node, reload: Callable[[], Config] | None, role: Role) ->
         parent = os.getppid()
         node.service.on_pinned = functools.partial(os.kill, parent, signal.SIGUSR1)
     server = S3Server(node.service, node.multipart, node.users, settings, node.clock)
-    app = make_app(server, observer, admin)
+    # With several processes, connections are closed now and then so that they spread.
+    spread = REQUESTS_PER_CONNECTION if role.count > 1 else 0
+    app = make_app(server, observer, admin, requests_per_connection=spread)
     runner = FrontRunner(
         app,
         handle_signals=False,
@@ -370,6 +372,9 @@ def _announce(node: Node, role: Role, tls: bool) -> None:
         )
 
 
+# A connection's responses before one closes it, with several processes (web/app.py's
+# make_app says why); nginx's keepalive_requests was 100 too, before it became 1000.
+REQUESTS_PER_CONNECTION = 100
 TLS_KEYS = frozenset({"server.tls_cert", "server.tls_key"})
 
 # What SIGHUP applies to a running server; any other change is logged as needing a restart.

@@ -19,6 +19,7 @@ at the observer, so the S3 layer needs nothing from this one.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -72,8 +73,17 @@ def make_app(
     s3: S3Server,
     observer: Observer | None = None,
     admin: AdminApi | PrimaryForwarder | None = None,
+    requests_per_connection: int = 0,
 ) -> web.Application:
-    """An aiohttp application serving every path through a :class:`Front`."""
+    """An aiohttp application serving every path through a :class:`Front`.
+
+    ``requests_per_connection`` (0: no limit): the response to a connection's that many-th
+    request closes it (``Connection: close``), as nginx's ``keepalive_requests`` does. Several
+    processes accept from one socket, and a keep-alive connection stays for good with the
+    one that accepted it: with the primary busy walking the store when 16 clients
+    connected, every connection went to the other process and the primary served nothing
+    (docs/benchmarks.md, ten million objects). Reconnecting now and then, a client lands on
+    whichever process is waiting for work."""
     front = Front(s3, observer, admin)
     # client_max_size only bounds request.read()/post(); object bodies are streamed.
     # auto_decompress off: a body sent with Content-Encoding: gzip is object data, stored
@@ -81,7 +91,21 @@ def make_app(
     app = web.Application(client_max_size=8 << 20, handler_args={"auto_decompress": False})
     # [\s\S], not ".": a key may hold a newline (%0A), and "." would let the router 404 it.
     app.router.add_route("*", r"/{tail:[\s\S]*}", front.handle, expect_handler=expect_later)
+    if requests_per_connection > 0:
+        app.on_response_prepare.append(functools.partial(_close_every, requests_per_connection))
     return app
+
+
+async def _close_every(limit: int, request: web.Request, response: web.StreamResponse) -> None:
+    """Count the responses of the request's connection; close it with the ``limit``-th."""
+    connection = request.protocol
+    if not isinstance(connection, _S3Connection):  # aiohttp's own (a test's AppRunner)
+        return
+    connection.served += 1
+    if connection.served % limit == 0:
+        response.force_close()
+        # The hook runs after aiohttp wrote the header fields out of keep_alive: say it too.
+        response.headers["Connection"] = "close"
 
 
 log = logging.getLogger("stratum.s3")
@@ -89,7 +113,10 @@ log = logging.getLogger("stratum.s3")
 
 class _S3Connection(RequestHandler):
     """aiohttp's connection handler, but a request it cannot parse is answered as S3 answers
-    errors (XML with a request id) and logged in one line, not with a traceback each."""
+    errors (XML with a request id) and logged in one line, not with a traceback each; and it
+    counts the responses it sent (``served``, for :func:`_close_every`)."""
+
+    served = 0  # an instance attribute once counted (the class has no __slots__)
 
     def handle_error(
         self,

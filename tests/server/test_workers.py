@@ -206,3 +206,47 @@ def test_a_reload_sent_while_workers_start_reaches_every_process(tmp_path: Path)
         assert server.client().list_buckets()["Buckets"] == []
     finally:
         stop_cleanly(server)
+
+
+def _closes_over(endpoint: str, requests: int) -> int:
+    """GET /health/live ``requests`` times over one keep-alive connection (reopened when the
+    server closes it): how many responses said Connection: close."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+    closes = 0
+    try:
+        for _ in range(requests):
+            connection.request("GET", "/health/live")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            closes += response.getheader("Connection", "").lower() == "close"
+    finally:
+        connection.close()
+    return closes
+
+
+def test_connections_are_closed_now_and_then_so_that_they_spread(tmp_path: Path) -> None:
+    """Several processes share one socket, and a keep-alive connection stays with the one
+    that accepted it: every 100th response closes its connection, so that a client's next
+    lands on whichever process waits for work; one process alone never closes them."""
+    server = _start(tmp_path)
+    try:
+        assert _closes_over(server.endpoint, 250) == 2  # the 100th and the 200th
+        s3 = server.client()  # boto3 reconnects by itself
+        s3.create_bucket(Bucket="spread")
+        for i in range(120):
+            s3.put_object(Bucket="spread", Key=f"k{i}", Body=b"x")
+        assert s3.list_objects_v2(Bucket="spread")["KeyCount"] == 120
+    finally:
+        stop_cleanly(server)
+    config = tmp_path / "alone.toml"
+    config.write_text(f'[server]\nworkers = 1\n[storage]\ndata_dir = "{tmp_path / "alone"}"\n')
+    alone = start_server(tmp_path / "alone", config=config)
+    try:
+        assert _closes_over(alone.endpoint, 250) == 0
+    finally:
+        stop_cleanly(alone)
