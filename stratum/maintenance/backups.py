@@ -144,7 +144,8 @@ def paced_copy(
     nearly at its speed, on a slow one, a USB disk, it leaves it free half of the time), nine
     times as long while they do (:mod:`stratum.util.pacing`)."""
     if pacer is None:
-        pacer = Pacer(busy_share=COPY_BUSY_SHARE, idle_share=COPY_IDLE_SHARE, longest=60.0)
+        # At most 10 s: a server stopping waits for the copy's thread.
+        pacer = Pacer(busy_share=COPY_BUSY_SHARE, idle_share=COPY_IDLE_SHARE, longest=10.0)
     with source.open("rb") as src, dest.open("wb") as out:
         while True:
             pacer.begin()
